@@ -1,0 +1,241 @@
+"""Everything the course downloads, in one cache folder, verified by sha256.
+
+``fetch(name)`` returns the path of a verified file, downloading it once. For rooms with
+no network, ``bundle(dir)`` writes every file to a folder and ``seed(dir)`` imports such a
+folder on another machine (and places the tokenizer files where tiktoken looks for them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    url: str
+    sha256: str
+    what: str
+
+    @property
+    def tiktoken_cache_name(self) -> str:
+        """The file name tiktoken gives this URL in its cache (sha1 of the URL)."""
+        return hashlib.sha1(self.url.encode()).hexdigest()
+
+
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in [
+        Asset(
+            "vocab.bpe",
+            "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
+            "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+            "GPT-2 BPE merges",
+        ),
+        Asset(
+            "encoder.json",
+            "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
+            "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+            "GPT-2 token string -> id",
+        ),
+        Asset(
+            "r50k_base.tiktoken",
+            "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken",
+            "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
+            "GPT-2 vocabulary in tiktoken's format",
+        ),
+        Asset(
+            "tinyshakespeare.txt",
+            "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+            "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+            "Tiny Shakespeare (1.1 MB of plays)",
+        ),
+    ]
+}
+
+# The files tiktoken's "gpt2" and "r50k_base" encodings read.
+TIKTOKEN_FILES = ("vocab.bpe", "encoder.json", "r50k_base.tiktoken")
+
+OFFLINE_HINT = (
+    "No network? On a machine that has one run `python -m gpt2course assets bundle DIR`, "
+    "copy DIR here, then run `python -m gpt2course assets seed --from DIR`."
+)
+
+
+class AssetError(RuntimeError):
+    """A download failed or a file does not match its published hash."""
+
+
+def cache_dir() -> Path:
+    """The course's cache: $GPT2COURSE_CACHE, else ~/.cache/gpt2course (XDG_CACHE_HOME honoured)."""
+    env = os.environ.get("GPT2COURSE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gpt2course"
+
+
+def tiktoken_cache_dir() -> Path:
+    """Where tiktoken looks for its downloads (its own rule, from tiktoken/load.py)."""
+    for var in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+        if os.environ.get(var):
+            return Path(os.environ[var])
+    return Path(tempfile.gettempdir()) / "data-gym-cache"
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 hex digest of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _get(name: str) -> Asset:
+    try:
+        return ASSETS[name]
+    except KeyError:
+        raise KeyError(f"unknown asset {name!r}; known: {', '.join(ASSETS)}") from None
+
+
+def path_of(name: str) -> Path:
+    """Where an asset lives in the cache (it may not be there yet)."""
+    return cache_dir() / _get(name).name
+
+
+def is_present(name: str) -> bool:
+    """Whether an asset is in the cache with the right hash."""
+    p = path_of(name)
+    return p.is_file() and sha256_of(p) == _get(name).sha256
+
+
+def _install_verified(src_bytes_path: Path, dest: Path, expected: str, origin: str) -> None:
+    """Move a file into place only if its hash is right; never leave a bad file behind."""
+    got = sha256_of(src_bytes_path)
+    if got != expected:
+        src_bytes_path.unlink(missing_ok=True)
+        raise AssetError(
+            f"{dest.name} from {origin} is corrupt or not the expected file "
+            f"(sha256 {got[:12]}…, expected {expected[:12]}…); nothing was saved. "
+            "Download it again, or use a fresh offline bundle."
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src_bytes_path, dest)  # atomic on one filesystem
+
+
+def download(url: str, dest: Path, sha256: str, retries: int = 3, timeout: float = 30.0) -> Path:
+    """Download ``url`` to ``dest`` atomically (temp file + rename) and verify its sha256."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    last: Exception | None = None
+    for attempt in range(retries):
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
+                shutil.copyfileobj(r, out)
+            _install_verified(tmp, dest, sha256, url)
+            return dest
+        except AssetError:
+            raise
+        except (OSError, urllib.error.URLError) as e:
+            last = e
+            tmp.unlink(missing_ok=True)
+            if attempt + 1 < retries:
+                time.sleep(0.5 * 2**attempt)
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise AssetError(
+        f"could not download {url} after {retries} tries ({last}). {OFFLINE_HINT}"
+    ) from last
+
+
+def fetch(name: str) -> Path:
+    """The path of a verified asset in the cache, downloading it once if needed."""
+    asset = _get(name)
+    dest = path_of(name)
+    if dest.is_file():
+        if sha256_of(dest) == asset.sha256:
+            return dest
+        dest.unlink()  # a damaged copy: fetch it again
+    return download(asset.url, dest, asset.sha256)
+
+
+def ensure_tiktoken_files() -> None:
+    """Put the verified tokenizer files where tiktoken looks, so it needs no network."""
+    tdir = tiktoken_cache_dir()
+    tdir.mkdir(parents=True, exist_ok=True)
+    for name in TIKTOKEN_FILES:
+        asset = ASSETS[name]
+        dest = tdir / asset.tiktoken_cache_name
+        if dest.is_file() and sha256_of(dest) == asset.sha256:
+            continue
+        src = fetch(name)
+        fd, tmp = tempfile.mkstemp(dir=tdir, prefix=f".{dest.name}.", suffix=".part")
+        os.close(fd)
+        shutil.copyfile(src, tmp)
+        _install_verified(Path(tmp), dest, asset.sha256, str(src))
+
+
+def tiktoken_gpt2():
+    """``tiktoken.get_encoding("gpt2")``, fed from the course cache (works offline once seeded)."""
+    import tiktoken
+
+    ensure_tiktoken_files()
+    return tiktoken.get_encoding("gpt2")
+
+
+def bundle(dest: str | Path, models: tuple[str, ...] | list[str] = ()) -> list[Path]:
+    """Write every asset (and, on request, pretrained models) to ``dest`` for an offline room."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in ASSETS:
+        src = fetch(name)
+        shutil.copyfile(src, dest / name)
+        written.append(dest / name)
+    if models:
+        from . import pretrained
+
+        written += pretrained.bundle_models(list(models), dest / "models")
+    return written
+
+
+def seed(src: str | Path) -> list[str]:
+    """Import an offline bundle: verify every file's hash, copy it into the cache, and place
+    the tokenizer files for tiktoken. Raises ``AssetError`` naming any bad or missing file."""
+    src = Path(src)
+    if not src.is_dir():
+        raise AssetError(f"{src} is not a folder; pass the folder that `assets bundle` wrote")
+    missing = [n for n in ASSETS if not (src / n).is_file()]
+    bad = [n for n in ASSETS if (src / n).is_file() and sha256_of(src / n) != ASSETS[n].sha256]
+    if missing or bad:
+        parts = []
+        if missing:
+            parts.append("missing: " + ", ".join(missing))
+        if bad:
+            parts.append("wrong sha256 (corrupt copy?): " + ", ".join(bad))
+        raise AssetError(f"the bundle in {src} is incomplete; {'; '.join(parts)}. Nothing was imported.")
+    imported = []
+    for name in ASSETS:
+        dest = path_of(name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{name}.", suffix=".part")
+        os.close(fd)
+        shutil.copyfile(src / name, tmp)
+        _install_verified(Path(tmp), dest, ASSETS[name].sha256, str(src / name))
+        imported.append(name)
+    ensure_tiktoken_files()
+    if (src / "models").is_dir():
+        from . import pretrained
+
+        imported += pretrained.seed_models(src / "models")
+    return imported

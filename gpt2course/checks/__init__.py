@@ -1,0 +1,16 @@
+"""Checks for the notebooks' exercises: ``my_fn = check_thing(my_fn)``.
+
+Each check compares the learner's code with the reference on random inputs, prints one
+line, names the likely bug when it fails, and returns what the notebook should use next.
+"""
+
+from ._core import CheckFailure, compare_tensors, compare_values, run_check
+from .attention import *  # noqa: F403
+from .embeddings import *  # noqa: F403
+from .finetuning import *  # noqa: F403
+from .generation import *  # noqa: F403
+from .tokenization import *  # noqa: F403
+from .training import *  # noqa: F403
+from .transformer import *  # noqa: F403
+
+

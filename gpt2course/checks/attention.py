@@ -1,0 +1,3 @@
+"""Checks for the attention exercises."""
+
+__all__: list[str] = []

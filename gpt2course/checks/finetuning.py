@@ -1,0 +1,3 @@
+"""Checks for the finetuning exercises."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Checks for the generation exercises."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Checks for the tokenization exercises."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Checks for the training exercises."""
+
+__all__: list[str] = []

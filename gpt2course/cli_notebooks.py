@@ -1,0 +1,36 @@
+"""``python -m gpt2course notebooks build|check|set-repo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from . import course
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m gpt2course notebooks")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="write learner, solution and instructor notebooks from notebooks/src")
+    b.add_argument("slugs", nargs="*", help="notebooks to build (slug or number); all by default")
+    b.add_argument("--execute", action="store_true", help="run them (quick mode) to fill the outputs")
+    sub.add_parser("check", help="fail if a committed notebook differs from what its source makes")
+    s = sub.add_parser("set-repo", help="point badges, install cells and links at another repository")
+    s.add_argument("url")
+    args = p.parse_args(argv)
+    if args.cmd == "build":
+        for path in course.build(args.slugs, execute_cells=args.execute):
+            print(path.relative_to(course.repo_root()))
+        return 0
+    if args.cmd == "check":
+        stale = course.stale_notebooks()
+        for line in stale:
+            print(line)
+        if stale:
+            print("run `python -m gpt2course notebooks build --execute NAME` to regenerate them")
+        return 1 if stale else 0
+    if args.cmd == "set-repo":
+        course.set_repo(args.url)
+        print(json.dumps({"repo": args.url}))
+        return 0
+    return 2
