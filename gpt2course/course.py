@@ -194,6 +194,9 @@ def keep_solutions(source: str) -> str:
 def build_notebook(nb: Notebook, version: str, source_text: str) -> dict:
     """The notebook (nbformat 4 dict, no outputs) of one version of one source."""
     cells = header_cells(nb, version)
+    notes = instructor_notes_path(nb)
+    if version == "instructor" and notes.exists():
+        cells.append(_cell("markdown", notes.read_text(encoding="utf-8").strip()))
     for kind, src, tags in parse_source(source_text):
         if not src or ("instructor" in tags and version != "instructor"):
             continue
@@ -222,6 +225,11 @@ def notebook_path(nb: Notebook, version: str, root: Path | None = None) -> Path:
 def source_path(nb: Notebook, root: Path | None = None) -> Path:
     """The one source of a notebook."""
     return (root or repo_root()) / "notebooks" / "src" / f"{nb.slug}.py"
+
+
+def instructor_notes_path(nb: Notebook, root: Path | None = None) -> Path:
+    """Optional notes (timings, goals, where learners stall) shown atop the instructor version."""
+    return (root or repo_root()) / "notebooks" / "instructor_notes" / f"{nb.slug}.md"
 
 
 def find(slug_or_prefix: str) -> Notebook:
