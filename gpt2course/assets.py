@@ -223,7 +223,9 @@ def seed(src: str | Path) -> list[str]:
             parts.append("missing: " + ", ".join(missing))
         if bad:
             parts.append("wrong sha256 (corrupt copy?): " + ", ".join(bad))
-        raise AssetError(f"the bundle in {src} is incomplete; {'; '.join(parts)}. Nothing was imported.")
+        raise AssetError(
+            f"the bundle in {src} is incomplete; {'; '.join(parts)}. Nothing was imported."
+        )
     imported = []
     for name in ASSETS:
         dest = path_of(name)

@@ -11,11 +11,17 @@ from . import course
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m gpt2course notebooks")
     sub = p.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="write learner, solution and instructor notebooks from notebooks/src")
+    b = sub.add_parser(
+        "build", help="write learner, solution and instructor notebooks from notebooks/src"
+    )
     b.add_argument("slugs", nargs="*", help="notebooks to build (slug or number); all by default")
-    b.add_argument("--execute", action="store_true", help="run them (quick mode) to fill the outputs")
+    b.add_argument(
+        "--execute", action="store_true", help="run them (quick mode) to fill the outputs"
+    )
     sub.add_parser("check", help="fail if a committed notebook differs from what its source makes")
-    s = sub.add_parser("set-repo", help="point badges, install cells and links at another repository")
+    s = sub.add_parser(
+        "set-repo", help="point badges, install cells and links at another repository"
+    )
     s.add_argument("url")
     args = p.parse_args(argv)
     if args.cmd == "build":

@@ -37,7 +37,9 @@ NOTEBOOKS: list[Notebook] = [
     Notebook("00_setup", "Setup: how the course works and an environment check"),
     Notebook("01_tokenization", "Tokenization: byte-level BPE from scratch"),
     Notebook("02_data_and_embeddings", "From tokens to training windows and embeddings"),
-    Notebook("03_attention", "Attention, from a dot product to GPT-2's causal multi-head attention"),
+    Notebook(
+        "03_attention", "Attention, from a dot product to GPT-2's causal multi-head attention"
+    ),
     Notebook("04_transformer_block", "The transformer block: LayerNorm, GELU, MLP, residuals"),
     Notebook("05_gpt2_and_generation", "The whole GPT-2, and generating text with a KV cache"),
     Notebook("06_pretraining", "Pretraining a small GPT on Tiny Shakespeare", gpu=True),
@@ -219,7 +221,11 @@ def notebook_path(nb: Notebook, version: str, root: Path | None = None) -> Path:
     """Where one version of a notebook is committed."""
     root = root or repo_root()
     sub = VERSIONS[version]
-    return root / "notebooks" / sub / f"{nb.slug}.ipynb" if sub else root / "notebooks" / f"{nb.slug}.ipynb"
+    return (
+        root / "notebooks" / sub / f"{nb.slug}.ipynb"
+        if sub
+        else root / "notebooks" / f"{nb.slug}.ipynb"
+    )
 
 
 def source_path(nb: Notebook, root: Path | None = None) -> Path:
@@ -258,7 +264,9 @@ def execute(notebook: dict, cwd: Path, timeout: int = 600) -> dict:
 
     os.environ["GPT2COURSE_QUICK"] = "1"
     node = nbformat.from_dict(notebook)
-    client = NotebookClient(node, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        node, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    )
     client.execute()
     return node
 
@@ -274,12 +282,16 @@ def write_notebook(notebook: dict, path: Path) -> None:
     tmp.replace(path)
 
 
-def build(slugs: list[str] | None = None, execute_cells: bool = False, versions: list[str] | None = None) -> list[Path]:
+def build(
+    slugs: list[str] | None = None, execute_cells: bool = False, versions: list[str] | None = None
+) -> list[Path]:
     """Generate the notebooks of the given sources (all by default); optionally run them."""
     import json
 
     written = []
-    todo = [find(s) for s in slugs] if slugs else [nb for nb in NOTEBOOKS if source_path(nb).exists()]
+    todo = (
+        [find(s) for s in slugs] if slugs else [nb for nb in NOTEBOOKS if source_path(nb).exists()]
+    )
     for nb in todo:
         text = source_path(nb).read_text(encoding="utf-8")
         for version in versions or list(VERSIONS):
@@ -304,7 +316,12 @@ def set_repo(url: str) -> None:
     old = REPO_URL
     REPO_URL = url
     root = repo_root()
-    for f in [root / "pyproject.toml", root / "environment.yml", root / "README.md", *root.glob("docs/*.md")]:
+    for f in [
+        root / "pyproject.toml",
+        root / "environment.yml",
+        root / "README.md",
+        *root.glob("docs/*.md"),
+    ]:
         if f.exists():
             f.write_text(f.read_text(encoding="utf-8").replace(old, url), encoding="utf-8")
     write_readme_table()

@@ -4,7 +4,7 @@ Each check compares the learner's code with the reference on random inputs, prin
 line, names the likely bug when it fails, and returns what the notebook should use next.
 """
 
-from ._core import CheckFailure, compare_tensors, compare_values, run_check
+from ._core import CheckFailure, compare_tensors, compare_values, run_check  # noqa: F401
 from .attention import *  # noqa: F403
 from .embeddings import *  # noqa: F403
 from .finetuning import *  # noqa: F403
@@ -13,5 +13,4 @@ from .pretrained import *  # noqa: F403
 from .tokenization import *  # noqa: F403
 from .training import *  # noqa: F403
 from .transformer import *  # noqa: F403
-
-
+from .warmup import *  # noqa: F403

@@ -98,18 +98,24 @@ def compare_tensors(
     msg = f"the {what} differs from the reference: max error {err:.3g}, {pct:.1f}% of values wrong"
     for hint, wrong in likely_bugs:
         if isinstance(wrong, torch.Tensor) and wrong.shape == got.shape:
-            if torch.allclose(g, wrong.detach().double().cpu(), atol=atol, rtol=rtol, equal_nan=True):
+            if torch.allclose(
+                g, wrong.detach().double().cpu(), atol=atol, rtol=rtol, equal_nan=True
+            ):
                 raise CheckFailure(f"{msg}. Likely bug: {hint}")
     raise CheckFailure(msg)
 
 
-def compare_values(got: Any, expected: Any, *, what: str = "result", likely_bugs: Iterable[tuple[str, Any]] = ()) -> None:
+def compare_values(
+    got: Any, expected: Any, *, what: str = "result", likely_bugs: Iterable[tuple[str, Any]] = ()
+) -> None:
     """Raise ``CheckFailure`` unless ``got == expected`` (plain Python values)."""
     if got == expected:
         return
     for hint, wrong in likely_bugs:
         if got == wrong:
-            raise CheckFailure(f"the {what} is {_short(got)}, expected {_short(expected)}. Likely bug: {hint}")
+            raise CheckFailure(
+                f"the {what} is {_short(got)}, expected {_short(expected)}. Likely bug: {hint}"
+            )
     raise CheckFailure(f"the {what} is {_short(got)}, expected {_short(expected)}")
 
 

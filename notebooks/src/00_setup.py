@@ -1,14 +1,118 @@
 # %% [markdown]
-# Hello.
+# Welcome. Over ten notebooks you will build GPT-2 yourself: the tokenizer, the
+# embeddings, attention, the transformer block, training, and finally the real
+# pretrained GPT-2 from OpenAI, generating text with your own code.
+#
+# ## How the course works
+#
+# Every notebook comes in three versions, all made from one source:
+#
+# | folder | what it is for |
+# | --- | --- |
+# | `notebooks/` | **yours**: the exercises are empty, ready for you to write |
+# | `notebooks/solutions/` | the same notebook with every exercise done |
+# | `notebooks/instructor/` | the solutions plus timings and notes for workshops |
+#
+# Behind the notebooks is a small Python package, `gpt2course`, with a tested
+# reference implementation of every piece. An exercise looks like this:
+#
+# 1. a function with an empty body that you write,
+# 2. a check cell, `f = checks.check_f(f)`, that compares your function with the
+#    reference on random inputs and prints one line,
+# 3. the rest of the notebook, which uses whatever the check returned.
+#
+# If your function is right, the check keeps it. If it is wrong, the check says what
+# differs and names the likely bug, then hands back the reference so that you can carry
+# on and come back later. If you skip an exercise, the reference is used. So every
+# notebook runs from top to bottom, whatever you have done before, and you can start at
+# any notebook.
+
+# %% [markdown]
+# ## Your environment
+#
+# The first cell of every notebook installs the course package when it runs in Google
+# Colab; elsewhere you installed it already (see the README). This cell checks the rest:
+# Python, PyTorch, the device, the widgets, and the files the course downloads. Each
+# problem comes with a one-line fix. The same report is one command away in a terminal:
+# `python -m gpt2course doctor`.
 
 # %%
-def add(a, b):
-    """Add."""
+# NBVAL_IGNORE_OUTPUT
+from gpt2course import doctor
+
+print(doctor.report(doctor.diagnose()))
+
+# %% [markdown]
+# ## The device
+#
+# PyTorch runs on a GPU when there is one (`cuda` on NVIDIA, `mps` on Apple silicon),
+# else on the CPU. Every notebook runs on a CPU; parts 6 to 8 are faster on a GPU.
+# Half precision halves memory and speeds up a GPU, but only in a format the GPU really
+# has: Colab's T4 claims bf16 yet only emulates it, so there the course uses fp16.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+import torch
+
+from gpt2course.device import in_colab, pick_device, pick_dtype
+
+device = pick_device()
+print(f"torch {torch.__version__}, device {device}, dtype {pick_dtype(device)}, Colab: {in_colab()}")
+
+# %% [markdown]
+# ## The downloads
+#
+# The course downloads a few files once: GPT-2's tokenizer files and Tiny Shakespeare,
+# about 3 MB. Each is checked against its published sha256 before it is used, and kept
+# in one cache folder. In a room without wifi, your instructor will give you a folder
+# to import instead: `python -m gpt2course assets seed --from FOLDER`.
+
+# %%
+from gpt2course import assets
+
+for name in assets.ASSETS:
+    path = assets.fetch(name)
+    print(f"{name:<20} {path.stat().st_size:>9,} bytes, sha256 verified")
+
+# %% [markdown]
+# ## A warm-up exercise: softmax
+#
+# Softmax turns a row of scores into probabilities: exponentiate, then divide by the
+# sum, so that each row is positive and sums to 1. You will meet it again in attention
+# and in text generation. Write it for a tensor `x`, over the last dimension.
+#
+# One trap: `exp(1000)` is infinite in floating point, and `inf / inf` is `NaN`.
+# Subtracting each row's maximum first changes nothing mathematically
+# (the factor `exp(-max)` cancels) and keeps every `exp` at most 1.
+
+# %%
+import torch
+
+from gpt2course import checks
+
+
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension, safe for large inputs."""
     # BEGIN SOLUTION
-    # HINT: use +
-    return a + b
+    # HINT: x.amax(dim=-1, keepdim=True) is each row's maximum.
+    e = torch.exp(x - x.amax(dim=-1, keepdim=True))
+    return e / e.sum(dim=-1, keepdim=True)
     # END SOLUTION
 
-# %% instructor
+
+# %%
+softmax = checks.check_softmax(softmax)
+
+# %% [markdown]
+# Whatever the check printed, `softmax` now holds a working function:
+
+# %%
+print(softmax(torch.tensor([[1.0, 2.0, 3.0], [1000.0, 1000.0, 1000.0]])))
+
+# %% [markdown]
+# Try breaking it on purpose: remove the max subtraction, run the two cells again,
+# and read what the check says. Then on to [tokenization](01_tokenization.ipynb).
+
 # %% [markdown] instructor
-# ⏱ 5 min
+# **Instructor.** ⏱ 10 minutes. Have everyone run the environment cell first and fix
+# any `BAD` line before moving on; in a room without wifi, seed the assets first.

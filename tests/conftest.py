@@ -1,0 +1,20 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpt2course import assets, course
+
+
+@pytest.fixture(scope="session")
+def offline_assets_dir() -> Path:
+    """A folder holding every asset: ../shared/assets beside the repo, else this machine's cache."""
+    shared = course.repo_root().parent / "shared" / "assets"
+    if all((shared / n).is_file() for n in assets.ASSETS):
+        return shared
+    if all(assets.is_present(n) for n in assets.ASSETS):
+        return assets.cache_dir()
+    pytest.skip("no offline assets here: run `python -m gpt2course assets fetch` once")

@@ -1,0 +1,128 @@
+"""The notebook generator: one source, three versions, and nothing stale committed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gpt2course import course
+
+SOURCE = '''# %% [markdown]
+# ## Adding
+# Write `add`.
+
+# %%
+from gpt2course.checks import compare_values, run_check
+
+
+def reference_add(a, b):
+    return a + b
+
+
+def check_add(f):
+    return run_check("add", f, reference_add, lambda g: compare_values(g(2, 3), 5, what="2 + 3"))
+
+# %%
+def add(a, b):
+    """Add two numbers."""
+    # BEGIN SOLUTION
+    # HINT: Python has an operator for this.
+    return a + b
+    # END SOLUTION
+
+# %%
+add = check_add(add)
+print(add(40, 2))
+
+# %% [markdown] instructor
+# ⏱ 2 minutes.
+'''
+
+
+def _codes(nb):
+    return [c["source"] for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def test_learner_version_replaces_the_solution_by_a_stub():
+    nb = course.build_notebook(course.NOTEBOOKS[0], "learner", SOURCE)
+    code = _codes(nb)[2]
+    assert "return a + b" not in code
+    assert "raise NotImplementedError" in code
+    assert "# HINT: Python has an operator for this." in code
+    assert '"""Add two numbers."""' in code
+    assert not any("BEGIN SOLUTION" in c for c in _codes(nb))
+
+
+def test_solution_and_instructor_versions_keep_it():
+    sol = course.build_notebook(course.NOTEBOOKS[0], "solutions", SOURCE)
+    assert "    return a + b" in _codes(sol)[2]
+    assert not any("SOLUTION" in c for c in _codes(sol))
+    texts = [c["source"] for c in sol["cells"]]
+    assert "⏱ 2 minutes." not in texts
+    ins = course.build_notebook(course.NOTEBOOKS[0], "instructor", SOURCE)
+    assert "⏱ 2 minutes." in [c["source"] for c in ins["cells"]]
+
+
+def test_every_version_starts_with_badge_and_colab_install():
+    for version in course.VERSIONS:
+        nb = course.build_notebook(course.NOTEBOOKS[3], version, SOURCE)
+        assert course.colab_url(course.NOTEBOOKS[3], version) in nb["cells"][0]["source"]
+        assert '"google.colab" in sys.modules' in nb["cells"][1]["source"]
+        assert course.REPO_URL in nb["cells"][1]["source"]
+
+
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        ("# %%\n# BEGIN SOLUTION\nx = 1\n", "without '# END SOLUTION'"),
+        ("# %%\nx = 1\n# END SOLUTION\n", "without '# BEGIN SOLUTION'"),
+        ("# %%\n# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n", "nested"),
+        ("x = 1\n# %%\n", "before the first"),
+        ("# %% [markdown]\nnot a comment\n", "must start with"),
+    ],
+)
+def test_malformed_sources_are_refused(bad, why):
+    with pytest.raises(ValueError, match=why):
+        course.build_notebook(course.NOTEBOOKS[0], "learner", bad)
+
+
+@pytest.mark.slow
+def test_learner_version_runs_to_the_end_with_the_reference(tmp_path):
+    nb = course.build_notebook(course.NOTEBOOKS[0], "learner", SOURCE)
+    # Skip the Colab install cell's magic-free body is fine; run everything as a learner would.
+    ran = course.execute(json.loads(json.dumps(nb)), cwd=tmp_path)
+    outputs = "".join(
+        o.get("text", "") for c in ran.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
+    assert "add: not done yet. Carrying on with the reference implementation." in outputs
+    assert "42" in outputs
+
+
+def test_committed_notebooks_match_their_sources():
+    stale = course.stale_notebooks()
+    assert not stale, "\n".join(stale) + "\nrun: python -m gpt2course notebooks build --execute NN"
+
+
+def test_readme_lists_every_notebook_with_its_badge():
+    readme = (course.repo_root() / "README.md").read_text(encoding="utf-8")
+    assert course.readme_table() in readme, (
+        "run: python -m gpt2course notebooks set-repo URL (or write_readme_table)"
+    )
+
+
+def test_github_slug():
+    assert course.github_slug("https://github.com/a/b") == "a/b"
+    assert course.github_slug("https://github.com/a/b.git") == "a/b"
+    with pytest.raises(ValueError):
+        course.github_slug("https://example.com/a/b")
+
+
+def test_ci_runs_the_readmes_two_commands():
+    root = course.repo_root()
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert len(block) == 2, "the README gives exactly two set-up commands"
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    for command in block:
+        assert command in ci, f".ci/run must run the README's command {command!r}"
