@@ -1,4 +1,7 @@
-"""Attention from scratch, and GPT-2's causal multi-head self-attention."""
+"""Attention from scratch, and GPT-2's causal multi-head self-attention.
+
+Masks follow torch's convention: a boolean mask, ``True`` where a query may attend to a key.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +15,51 @@ import torch.nn.functional as F
 if TYPE_CHECKING:
     from .model import GPTConfig
 
+__all__ = [
+    "CausalSelfAttention",
+    "causal_mask",
+    "merge_heads",
+    "scaled_dot_product_attention",
+    "split_heads",
+]
+
 
 def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Boolean (T, T) mask, True where position i may attend to position j (j <= i)."""
+    if T < 1:
+        raise ValueError(f"the mask needs at least one position, got T={T}")
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+
+
+def _check_qkv(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+) -> None:
+    if q.dim() < 2 or k.dim() < 2 or v.dim() < 2:
+        raise ValueError("q, k and v need at least 2 dimensions: (..., T, head_dim)")
+    if q.size(-1) != k.size(-1):
+        raise ValueError(
+            f"queries and keys must have the same last dimension to be dotted together: "
+            f"q has {q.size(-1)}, k has {k.size(-1)}"
+        )
+    if k.size(-2) != v.size(-2):
+        raise ValueError(
+            f"there must be one value per key: k has {k.size(-2)} positions, v has {v.size(-2)}"
+        )
+    if mask is None:
+        return
+    if mask.dtype != torch.bool:
+        raise TypeError(
+            f"mask must be boolean (True = may attend), got {mask.dtype}; "
+            "for a 0/1 tensor pass mask.bool()"
+        )
+    want = (*q.shape[:-1], k.size(-2))
+    try:
+        torch.broadcast_shapes(mask.shape, want)
+    except RuntimeError:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
+            f"{want} (..., T_query, T_key)"
+        ) from None
 
 
 def scaled_dot_product_attention(
@@ -25,27 +69,57 @@ def scaled_dot_product_attention(
     mask: torch.Tensor | None = None,
     dropout_p: float = 0.0,
     return_weights: bool = False,
-):
-    """softmax(q k^T / sqrt(d)) v, written out; ``mask`` is boolean, True means "may attend"."""
-    d = q.size(-1)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (..., T_q, T_k)
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T / sqrt(d)) v, written out; ``mask`` is boolean, True means "may attend".
+
+    Shapes: q (..., T_q, d), k (..., T_k, d), v (..., T_k, d_v) -> (..., T_q, d_v); with
+    ``return_weights`` also the weights (..., T_q, T_k). A query that may attend to no key
+    gets zero weights (and a zero output), as torch's own kernel does, not NaN.
+    """
+    _check_qkv(q, k, v, mask)
+    # Scaling q before the product, not the scores after, keeps q @ k^T from overflowing
+    # in fp16 when the raw dot products are large.
+    q = q * (1.0 / math.sqrt(q.size(-1)))
+    scores = q @ k.transpose(-2, -1)  # (..., T_q, T_k)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    # Subtracting the row max keeps exp() in range in fp16/bf16; a fully masked row
-    # (all -inf) would give NaN, so it gets weights of zero instead.
+    # exp(x - max) == exp(x) / exp(max): the same softmax, but every exponent is <= 0, so
+    # nothing overflows in fp16/bf16. A fully masked row has max -inf; using 0 there makes
+    # every exp() zero instead of NaN (-inf - -inf).
     row_max = scores.amax(dim=-1, keepdim=True)
-    row_max = torch.where(torch.isinf(row_max), torch.zeros_like(row_max), row_max)
+    row_max = row_max.masked_fill(torch.isinf(row_max), 0.0)
     e = torch.exp(scores - row_max)
     denom = e.sum(dim=-1, keepdim=True)
-    weights = e / torch.where(denom == 0, torch.ones_like(denom), denom)
+    weights = e / denom.masked_fill(denom == 0, 1.0)  # (..., T_q, T_k)
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
     out = weights @ v  # (..., T_q, d_v)
     return (out, weights) if return_weights else out
 
 
+def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    """(B, T, C) -> (B, n_head, T, C // n_head): each head gets its own slice of channels."""
+    B, T, C = x.shape
+    if C % n_head != 0:
+        raise ValueError(f"{C} channels do not split evenly into {n_head} heads")
+    # Channels are grouped by head (head 0 owns channels 0..hd-1), so the head axis is
+    # carved out of C first and only then moved in front of T.
+    return x.view(B, T, n_head, C // n_head).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, n_head, T, head_dim) -> (B, T, n_head * head_dim), undoing ``split_heads``."""
+    B, H, T, D = x.shape
+    # Move T back next to B before flattening, or the view would interleave positions.
+    return x.transpose(1, 2).contiguous().view(B, T, H * D)
+
+
 class CausalSelfAttention(nn.Module):
-    """GPT-2's attention: one fused ``c_attn`` projection to q, k, v, then heads, then ``c_proj``."""
+    """GPT-2's attention: one fused ``c_attn`` projection to q, k, v, then heads, then ``c_proj``.
+
+    The forward pass uses torch's fused kernel; asking for the weights (for the attention
+    viewer) takes the explicit path, which computes the same thing step by step.
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -62,13 +136,11 @@ class CausalSelfAttention(nn.Module):
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, n_head, T, head_dim)."""
-        B, T, C = x.shape
-        return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        return split_heads(x, self.n_head)
 
     def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n_head, T, head_dim) -> (B, T, C)."""
-        B, H, T, D = x.shape
-        return x.transpose(1, 2).contiguous().view(B, T, H * D)
+        return merge_heads(x)
 
     def forward(
         self,
@@ -78,27 +150,28 @@ class CausalSelfAttention(nn.Module):
     ):
         """Attend over ``x`` (B, T, C); with ``kv_cache`` the keys and values of earlier
         positions are prepended. Returns ``(y, (k, v))`` or ``(y, (k, v), weights)``."""
+        if x.dim() != 3 or x.size(-1) != self.n_embd:
+            raise ValueError(f"x must be (batch, time, {self.n_embd}), got shape {tuple(x.shape)}")
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
         q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # (B, nh, T, hd)
         if kv_cache is not None:
-            k = torch.cat([kv_cache[0], k], dim=2)
+            k = torch.cat([kv_cache[0], k], dim=2)  # (B, nh, T_past + T, hd)
             v = torch.cat([kv_cache[1], v], dim=2)
         T_q, T_k = q.size(2), k.size(2)
         dropout_p = self.dropout if self.training else 0.0
+        # Queries are the last T_q positions: each sees every key up to itself.
+        mask = None if T_q == T_k else causal_mask(T_k, device=x.device)[T_k - T_q :]
         if return_weights:
-            # The explicit path: the same maths, and the weights for the attention viewer.
-            mask = causal_mask(T_k, device=x.device)[T_k - T_q :]
+            if mask is None:
+                mask = causal_mask(T_k, device=x.device)
             y, weights = scaled_dot_product_attention(
                 q, k, v, mask=mask, dropout_p=dropout_p, return_weights=True
-            )
+            )  # (B, nh, T, hd), (B, nh, T_q, T_k)
         else:
             weights = None
-            if T_q == T_k:
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
-            else:
-                # Queries are the last T_q positions: each sees every key up to itself.
-                mask = causal_mask(T_k, device=x.device)[T_k - T_q :]
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None
+            )  # (B, nh, T, hd)
         y = self.resid_dropout(self.c_proj(self.merge_heads(y)))  # (B, T, C)
         if return_weights:
             return y, (k, v), weights

@@ -1,0 +1,178 @@
+"""From text to training batches: token ids cut into (input, target) windows, and the
+embedding sum that turns ids into vectors.
+
+A window of ``context_length + 1`` consecutive ids gives one training example: the input
+is its first ``context_length`` ids, the target the same ids shifted left by one, so that
+position t is trained to predict token t + 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from . import assets
+
+__all__ = [
+    "TEXTS",
+    "TokenWindowDataset",
+    "embed",
+    "load_text",
+    "make_dataloaders",
+    "make_windows",
+    "num_windows",
+]
+
+# Text name -> the asset that holds it.
+TEXTS = {"tinyshakespeare": "tinyshakespeare.txt"}
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+
+def load_text(name: str) -> str:
+    """A text of the course by name (``"tinyshakespeare"``), from the course cache."""
+    if name not in TEXTS:
+        raise KeyError(f"unknown text {name!r}; known: {', '.join(sorted(TEXTS))}")
+    return assets.fetch(TEXTS[name]).read_text(encoding="utf-8")
+
+
+def _as_ids(ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    t = ids.detach().cpu() if isinstance(ids, torch.Tensor) else torch.as_tensor(list(ids))
+    if t.dim() != 1:
+        raise ValueError(f"ids must be one flat sequence of token ids, got shape {tuple(t.shape)}")
+    if t.numel() and (t.is_floating_point() or t.is_complex()):
+        raise TypeError(f"token ids must be integers, got {t.dtype}")
+    return t.long()
+
+
+def _check_window_args(n_ids: int, context_length: int, stride: int) -> None:
+    if context_length < 1:
+        raise ValueError(f"context_length must be at least 1, got {context_length}")
+    if stride < 1:
+        raise ValueError(
+            f"stride must be at least 1, got {stride}; stride = context_length gives "
+            "non-overlapping windows, a smaller stride overlapping ones"
+        )
+    if n_ids < context_length + 1:
+        raise ValueError(
+            f"{n_ids} token ids are too few for one window: a window needs context_length + 1 "
+            f"= {context_length + 1} ids (the input and the one next token). Use more text or "
+            "a smaller context_length."
+        )
+
+
+def num_windows(n_ids: int, context_length: int, stride: int) -> int:
+    """How many (input, target) windows fit in ``n_ids`` ids with the given stride."""
+    _check_window_args(n_ids, context_length, stride)
+    # Window i starts at i * stride and needs ids up to i * stride + context_length.
+    return (n_ids - context_length - 1) // stride + 1
+
+
+def make_windows(
+    ids: Sequence[int] | torch.Tensor, context_length: int, stride: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All windows at once: inputs and targets, each (n_windows, context_length) LongTensor."""
+    t = _as_ids(ids)
+    n = num_windows(t.numel(), context_length, stride)
+    starts = torch.arange(n) * stride  # (N,)
+    idx = starts[:, None] + torch.arange(context_length + 1)  # (N, context_length + 1)
+    chunks = t[idx]
+    return chunks[:, :-1], chunks[:, 1:]
+
+
+class TokenWindowDataset(Dataset):
+    """(input, target) windows over a token-id sequence; target is input shifted by one.
+
+    Windows are cut on demand, so a stride of 1 over a million ids costs no extra memory.
+    """
+
+    def __init__(self, ids: Sequence[int] | torch.Tensor, context_length: int, stride: int):
+        self.ids = _as_ids(ids)
+        self.context_length = context_length
+        self.stride = stride
+        self._n = num_windows(self.ids.numel(), context_length, stride)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(f"window {i} out of range: this dataset has {self._n} windows")
+        start = i * self.stride
+        chunk = self.ids[start : start + self.context_length + 1]
+        return chunk[:-1], chunk[1:]  # (context_length,), (context_length,)
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenWindowDataset({self.ids.numel()} ids, context_length={self.context_length}, "
+            f"stride={self.stride}, {self._n} windows)"
+        )
+
+
+def make_dataloaders(
+    data: str | Sequence[int] | torch.Tensor,
+    tokenizer: Tokenizer | None = None,
+    context_length: int = 256,
+    stride: int | None = None,
+    batch_size: int = 8,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    **loader_kwargs: Any,
+) -> tuple[DataLoader, DataLoader]:
+    """Train and validation loaders over a text (tokenized with ``tokenizer``, GPT-2's by
+    default) or over token ids.
+
+    The last ``val_fraction`` of the ids is held out for validation: a contiguous split, so
+    no validation window overlaps a training window. ``stride`` defaults to
+    ``context_length`` (no overlap). Training batches are shuffled with ``seed``; validation
+    batches come in order. Extra keyword arguments go to both ``DataLoader``s.
+    """
+    if isinstance(data, str):
+        tokenizer = tokenizer or assets.tiktoken_gpt2()
+        ids = _as_ids(tokenizer.encode(data))
+    else:
+        if tokenizer is not None:
+            raise ValueError("a tokenizer was given but data is already token ids; pass the text")
+        ids = _as_ids(data)
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    stride = context_length if stride is None else stride
+    n_val = int(len(ids) * val_fraction)
+    train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+    for part, part_ids in (("training", train_ids), ("validation", val_ids)):
+        if len(part_ids) < context_length + 1:
+            raise ValueError(
+                f"the {part} split has {len(part_ids)} token ids, fewer than the "
+                f"context_length + 1 = {context_length + 1} one window needs; use more text, "
+                f"a smaller context_length, or a different val_fraction (now {val_fraction})"
+            )
+    train = TokenWindowDataset(train_ids, context_length, stride)
+    val = TokenWindowDataset(val_ids, context_length, stride)
+    g = torch.Generator().manual_seed(seed)
+    train_loader = DataLoader(
+        train, batch_size=batch_size, shuffle=True, generator=g, **loader_kwargs
+    )
+    val_loader = DataLoader(val, batch_size=batch_size, shuffle=False, **loader_kwargs)
+    return train_loader, val_loader
+
+
+def embed(idx: torch.Tensor, wte: torch.nn.Embedding, wpe: torch.nn.Embedding) -> torch.Tensor:
+    """GPT-2's input vectors: token embedding plus position embedding, (B, T) -> (B, T, C)."""
+    if idx.dim() != 2:
+        raise ValueError(f"idx must be (batch, time) token ids, got shape {tuple(idx.shape)}")
+    T = idx.size(1)
+    if T > wpe.num_embeddings:
+        raise ValueError(
+            f"{T} positions but the position table has only {wpe.num_embeddings} rows; "
+            f"crop the input to at most {wpe.num_embeddings} tokens"
+        )
+    pos = torch.arange(T, device=idx.device)  # (T,)
+    # (B, T, C) + (T, C): the same position vectors are added to every sequence in the batch.
+    return wte(idx) + wpe(pos)

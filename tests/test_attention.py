@@ -1,0 +1,213 @@
+"""Our attention against torch's: F.scaled_dot_product_attention and nn.MultiheadAttention."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpt2course.attention import (
+    CausalSelfAttention,
+    causal_mask,
+    merge_heads,
+    scaled_dot_product_attention,
+    split_heads,
+)
+from gpt2course.model import GPTConfig
+
+
+def qkv(B, H, Tq, Tk, d, dtype=torch.float32, scale=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, H, Tq, d, generator=g) * scale
+    k = torch.randn(B, H, Tk, d, generator=g) * scale
+    v = torch.randn(B, H, Tk, d, generator=g)
+    return q.to(dtype), k.to(dtype), v.to(dtype)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    B=st.integers(1, 3),
+    H=st.integers(1, 4),
+    T=st.integers(1, 40),
+    d=st.sampled_from([1, 4, 16, 64]),
+    seed=st.integers(0, 2**16),
+)
+def test_causal_matches_torch(B, H, T, d, seed):
+    q, k, v = qkv(B, H, T, T, d, seed=seed)
+    ours = scaled_dot_product_attention(q, k, v, mask=causal_mask(T))
+    theirs = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    Tq=st.integers(1, 24),
+    Tk=st.integers(1, 24),
+    d=st.sampled_from([2, 8, 32]),
+    p=st.floats(0.0, 1.0),
+    per_head=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_arbitrary_mask_matches_torch(Tq, Tk, d, p, per_head, seed):
+    q, k, v = qkv(2, 3, Tq, Tk, d, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    shape = (2, 3, Tq, Tk) if per_head else (Tq, Tk)
+    mask = torch.rand(shape, generator=g) < p  # may contain fully masked rows
+    ours = scaled_dot_product_attention(q, k, v, mask=mask)
+    theirs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert not ours.isnan().any()
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+
+
+def test_no_mask_and_long_sequence():
+    q, k, v = qkv(1, 2, 1024, 1024, 64)
+    torch.testing.assert_close(
+        scaled_dot_product_attention(q, k, v),
+        F.scaled_dot_product_attention(q, k, v),
+        atol=1e-6,
+        rtol=0,
+    )
+    torch.testing.assert_close(
+        scaled_dot_product_attention(q, k, v, mask=causal_mask(1024)),
+        F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        atol=1e-6,
+        rtol=0,
+    )
+
+
+def test_fully_masked_row_gives_zeros_not_nan():
+    q, k, v = qkv(1, 1, 3, 4, 8)
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    mask[1] = False
+    out, w = scaled_dot_product_attention(q, k, v, mask=mask, return_weights=True)
+    assert not out.isnan().any() and not w.isnan().any()
+    assert (out[0, 0, 1] == 0).all() and (w[0, 0, 1] == 0).all()
+    torch.testing.assert_close(w.sum(-1)[0, 0], torch.tensor([1.0, 0.0, 1.0]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_big_logits_are_stable(dtype):
+    # Raw dot products of q, k ~ 60 * N(0, 1) in 64 dims would overflow fp16 (max 65504) and exp() of
+    # logits in the hundreds overflows both fp16 and bf16: the row max must be subtracted.
+    q, k, v = qkv(1, 2, 16, 16, 64, scale=60.0)
+    q16, k16, v16 = q.to(dtype), k.to(dtype), v.to(dtype)
+    out = scaled_dot_product_attention(q16, k16, v16, mask=causal_mask(16))
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    ref = F.scaled_dot_product_attention(q16.float(), k16.float(), v16.float(), is_causal=True)
+    tol = 2e-2 if dtype == torch.float16 else 1e-1
+    torch.testing.assert_close(out.float(), ref, atol=tol, rtol=0)
+
+
+def test_weights_rows_sum_to_one_and_respect_mask():
+    q, k, v = qkv(2, 2, 6, 6, 8)
+    _, w = scaled_dot_product_attention(q, k, v, mask=causal_mask(6), return_weights=True)
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 2, 6))
+    assert (w.masked_select(~causal_mask(6)) == 0).all()
+
+
+def test_dropout_drops_and_rescales():
+    q, k, v = qkv(1, 1, 64, 64, 8)
+    torch.manual_seed(0)
+    _, w = scaled_dot_product_attention(q, k, v, dropout_p=0.5, return_weights=True)
+    _, w0 = scaled_dot_product_attention(q, k, v, return_weights=True)
+    kept = w != 0
+    assert 0.3 < kept.float().mean() < 0.7
+    torch.testing.assert_close(w[kept], 2 * w0[kept])
+
+
+def test_causal_mask():
+    m = causal_mask(4)
+    assert m.dtype == torch.bool
+    assert m.tolist() == [
+        [True, False, False, False],
+        [True, True, False, False],
+        [True, True, True, False],
+        [True, True, True, True],
+    ]
+    # torch's own lower-triangular pattern, for a long T
+    assert torch.equal(causal_mask(300), torch.tril(torch.ones(300, 300)).bool())
+
+
+def test_bad_inputs_are_explained():
+    q, k, v = qkv(1, 1, 4, 5, 8)
+    with pytest.raises(TypeError, match="boolean"):
+        scaled_dot_product_attention(q, k, v, mask=torch.ones(4, 5))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        scaled_dot_product_attention(q, k, v, mask=causal_mask(4))
+    with pytest.raises(ValueError, match="same last dimension"):
+        scaled_dot_product_attention(q, k[..., :4], v)
+    with pytest.raises(ValueError, match="one value per key"):
+        scaled_dot_product_attention(q, k, v[..., :3, :])
+    with pytest.raises(ValueError, match="at least one"):
+        causal_mask(0)
+
+
+def test_split_merge_heads_match_torch_mha_layout():
+    x = torch.randn(2, 5, 12)
+    h = split_heads(x, 3)
+    assert h.shape == (2, 3, 5, 4)
+    # head i owns channels i*4 .. i*4+3, as nn.MultiheadAttention slices them
+    torch.testing.assert_close(h[:, 1], x[..., 4:8])
+    torch.testing.assert_close(merge_heads(h), x)
+    with pytest.raises(ValueError, match="split evenly"):
+        split_heads(x, 5)
+
+
+def small_config(**kw):
+    return GPTConfig(
+        **{**dict(vocab_size=100, n_positions=64, n_embd=32, n_layer=1, n_head=4), **kw}
+    )
+
+
+def test_module_matches_torch_multihead_attention():
+    torch.manual_seed(0)
+    cfg = small_config()
+    attn = CausalSelfAttention(cfg).eval()
+    mha = torch.nn.MultiheadAttention(cfg.n_embd, cfg.n_head, batch_first=True).eval()
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(attn.c_attn.weight)
+        mha.in_proj_bias.copy_(attn.c_attn.bias)
+        mha.out_proj.weight.copy_(attn.c_proj.weight)
+        mha.out_proj.bias.copy_(attn.c_proj.bias)
+    x = torch.randn(3, 11, cfg.n_embd)
+    blocked = ~causal_mask(11)  # nn.MultiheadAttention's mask says where NOT to attend
+    with torch.no_grad():
+        expected, expected_w = mha(x, x, x, attn_mask=blocked, average_attn_weights=False)
+        y_fused, (k, v) = attn(x)
+        y_explicit, _, w = attn(x, return_weights=True)
+    torch.testing.assert_close(y_fused, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(y_explicit, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(w, expected_w, atol=1e-6, rtol=0)
+    assert k.shape == v.shape == (3, 4, 11, 8)
+
+
+def test_module_fused_equals_explicit_with_cache():
+    torch.manual_seed(1)
+    attn = CausalSelfAttention(small_config()).eval()
+    x = torch.randn(2, 9, 32)
+    with torch.no_grad():
+        full, _ = attn(x)
+        first, cache = attn(x[:, :6])
+        rest_fused, _ = attn(x[:, 6:], kv_cache=cache)
+        rest_explicit, _, w = attn(x[:, 6:], kv_cache=cache, return_weights=True)
+    torch.testing.assert_close(rest_fused, full[:, 6:], atol=1e-6, rtol=0)
+    torch.testing.assert_close(rest_explicit, full[:, 6:], atol=1e-6, rtol=0)
+    assert w.shape == (2, 4, 3, 9)
+
+
+def test_module_is_causal():
+    torch.manual_seed(2)
+    attn = CausalSelfAttention(small_config()).eval()
+    x = torch.randn(1, 8, 32)
+    x2 = x.clone()
+    x2[:, 5:] = torch.randn(1, 3, 32)  # change the future
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x)[0][:, :5], attn(x2)[0][:, :5])
+
+
+def test_module_bad_input():
+    with pytest.raises(ValueError, match="divisible"):
+        CausalSelfAttention(small_config(n_head=5))
+    attn = CausalSelfAttention(small_config())
+    with pytest.raises(ValueError, match=r"\(batch, time, 32\)"):
+        attn(torch.randn(8, 32))

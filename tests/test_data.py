@@ -1,0 +1,132 @@
+"""Windows, loaders and the embedding sum, against plain slicing and torch's own ops."""
+
+import pytest
+import torch
+
+from gpt2course import assets
+from gpt2course.data import (
+    TokenWindowDataset,
+    embed,
+    load_text,
+    make_dataloaders,
+    make_windows,
+)
+
+
+def slice_windows(ids, context_length, stride):
+    """The obvious reference: slide a start index and slice."""
+    out = []
+    start = 0
+    while start + context_length + 1 <= len(ids):
+        out.append(
+            (ids[start : start + context_length], ids[start + 1 : start + context_length + 1])
+        )
+        start += stride
+    return out
+
+
+@pytest.mark.parametrize("n", [5, 6, 17, 100])
+@pytest.mark.parametrize("context_length", [1, 4])
+@pytest.mark.parametrize("stride", [1, 2, 3, 4, 7])
+def test_windows_match_slicing(n, context_length, stride):
+    ids = list(range(1000, 1000 + n))
+    ref = slice_windows(ids, context_length, stride)
+    ds = TokenWindowDataset(ids, context_length, stride)
+    assert len(ds) == len(ref)
+    for (x, y), (rx, ry) in zip([ds[i] for i in range(len(ds))], ref, strict=True):
+        assert x.dtype == y.dtype == torch.long
+        assert x.tolist() == rx and y.tolist() == ry
+        assert x[1:].tolist() == y[:-1].tolist()  # target = input shifted by one
+    # first and last ids, spelled out
+    assert ds[0][0][0].item() == ids[0]
+    assert ds[-1][1][-1].item() == ref[-1][1][-1]
+    inputs, targets = make_windows(torch.tensor(ids), context_length, stride)
+    assert inputs.tolist() == [r[0] for r in ref]
+    assert targets.tolist() == [r[1] for r in ref]
+
+
+def test_dataset_index_errors():
+    ds = TokenWindowDataset(list(range(10)), 4, 2)
+    with pytest.raises(IndexError, match="3 windows"):
+        ds[3]
+
+
+@pytest.mark.parametrize(
+    "n, context_length, stride, match",
+    [
+        (4, 4, 1, "too few for one window"),
+        (10, 4, 0, "stride must be at least 1"),
+        (10, 4, -2, "stride must be at least 1"),
+        (10, 0, 1, "context_length must be at least 1"),
+    ],
+)
+def test_window_bad_input(n, context_length, stride, match):
+    with pytest.raises(ValueError, match=match):
+        TokenWindowDataset(list(range(n)), context_length, stride)
+
+
+def test_exactly_one_window():
+    # context_length + 1 ids: input ids[0:4], target ids[1:5]
+    ds = TokenWindowDataset(list(range(5)), 4, 3)
+    assert len(ds) == 1 and ds[0][1].tolist() == [1, 2, 3, 4]
+
+
+def test_window_rejects_float_and_2d_ids():
+    with pytest.raises(TypeError, match="integers"):
+        TokenWindowDataset(torch.rand(20), 4, 1)
+    with pytest.raises(ValueError, match="flat"):
+        TokenWindowDataset(torch.zeros(2, 10, dtype=torch.long), 4, 1)
+
+
+def test_load_text():
+    text = load_text("tinyshakespeare")
+    assert text.startswith("First Citizen:")
+    assert len(text) == 1115394
+    with pytest.raises(KeyError, match="tinyshakespeare"):
+        load_text("shakespear")
+
+
+def test_dataloaders_split_and_shapes():
+    enc = assets.tiktoken_gpt2()
+    text = load_text("tinyshakespeare")[:20000]
+    ids = enc.encode(text)
+    train, val = make_dataloaders(text, context_length=32, batch_size=4, val_fraction=0.1, seed=1)
+    x, y = next(iter(train))
+    assert x.shape == y.shape == (4, 32) and x.dtype == torch.long
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    # the split is contiguous: validation is the tail of the ids, in order
+    n_val = int(len(ids) * 0.1)
+    vx, vy = next(iter(val))
+    assert vx[0].tolist() == ids[len(ids) - n_val :][:32]
+    n_train_ids = len(ids) - n_val
+    assert len(train.dataset) == (n_train_ids - 33) // 32 + 1
+    # the same seed gives the same batches; ids give what the text gives
+    train2, _ = make_dataloaders(ids, context_length=32, batch_size=4, val_fraction=0.1, seed=1)
+    assert torch.equal(next(iter(train2))[0], x)
+
+
+def test_dataloaders_bad_input():
+    with pytest.raises(ValueError, match="validation split"):
+        make_dataloaders(list(range(100)), context_length=32, val_fraction=0.1)
+    with pytest.raises(ValueError, match="val_fraction"):
+        make_dataloaders(list(range(100)), context_length=8, val_fraction=1.5)
+    with pytest.raises(ValueError, match="stride"):
+        make_dataloaders(list(range(100)), context_length=8, stride=0)
+
+
+def test_embed_matches_gpt2_inputs():
+    # Independent reference: transformers' GPT-2 computes inputs_embeds + position_embeds.
+    from transformers import GPT2Config, GPT2Model
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=50, n_positions=16, n_embd=8, n_layer=1, n_head=2)
+    hf = GPT2Model(cfg).eval()
+    idx = torch.randint(0, 50, (3, 7))
+    with torch.no_grad():
+        expected = hf(idx, output_hidden_states=True).hidden_states[0]
+    with torch.no_grad():
+        got = embed(idx, hf.wte, hf.wpe)
+    assert got.shape == (3, 7, 8)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="crop"):
+        embed(torch.zeros(1, 17, dtype=torch.long), hf.wte, hf.wpe)
