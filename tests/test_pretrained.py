@@ -1,0 +1,294 @@
+"""Loading GPT-2 checkpoints, checked against transformers' own GPT2LMHeadModel."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from gpt2course import pretrained
+from gpt2course.pretrained import CheckpointError, load_pretrained
+
+transformers = pytest.importorskip("transformers")
+from safetensors.torch import save_file  # noqa: E402
+
+TINY = dict(n_layer=2, n_head=4, n_embd=32, vocab_size=101, n_positions=64)
+
+
+def hf_model(seed: int = 0, **kw):
+    """A random transformers GPT-2 (dropout off), the independent reference."""
+    torch.manual_seed(seed)
+    cfg = transformers.GPT2Config(**{**TINY, **kw}, attn_pdrop=0.0, embd_pdrop=0.0, resid_pdrop=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg.bos_token_id = cfg.eos_token_id = None
+    return transformers.GPT2LMHeadModel(cfg).eval()
+
+
+def assert_same_logits(ours, hf, vocab: int, T: int = 20) -> None:
+    torch.manual_seed(1)
+    idx = torch.randint(0, vocab, (2, T))
+    with torch.no_grad():
+        expected = hf(idx).logits
+        got = ours(idx)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() < 1e-4
+
+
+def hub_layout_file(hf, path: Path) -> Path:
+    """The hub file's layout: no 'transformer.' prefix, the mask buffers in, no lm_head."""
+    sd = {}
+    for k, v in hf.state_dict().items():
+        if k == "lm_head.weight":
+            continue
+        sd[k.removeprefix("transformer.")] = v.contiguous()
+    n = hf.config.n_positions
+    for i in range(hf.config.n_layer):
+        sd[f"h.{i}.attn.bias"] = torch.ones(n, n).tril().view(1, 1, n, n)
+        sd[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    save_file(sd, str(path), metadata={"format": "pt"})
+    return path
+
+
+def fake_hub_cache(root: Path, hf, repo: str = "openai-community/gpt2") -> Path:
+    """huggingface_hub's cache layout: models--org--name/{blobs,snapshots/<rev>,refs/main}."""
+    rev = "a" * 40
+    base = root / ("models--" + repo.replace("/", "--"))
+    snap = base / "snapshots" / rev
+    snap.mkdir(parents=True)
+    hub_layout_file(hf, snap / "model.safetensors")
+    (snap / "config.json").write_text(json.dumps(hf.config.to_dict()))
+    (base / "refs").mkdir()
+    (base / "refs" / "main").write_text(rev)
+    return snap
+
+
+def test_from_transformers_matches_logits():
+    hf = hf_model()
+    ours = pretrained.from_transformers(hf)
+    assert ours.lm_head.weight is ours.wte.weight
+    assert_same_logits(ours, hf, TINY["vocab_size"])
+
+
+def test_save_pretrained_folder_loads_exactly(tmp_path):
+    hf = hf_model(seed=2)
+    hf.save_pretrained(tmp_path)
+    ours = load_pretrained(tmp_path)
+    assert not ours.training
+    assert_same_logits(ours, hf, TINY["vocab_size"])
+
+
+def test_hub_layout_file_loads_exactly(tmp_path):
+    hf = hf_model(seed=3)
+    path = hub_layout_file(hf, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps(hf.config.to_dict()))
+    assert_same_logits(load_pretrained(path), hf, TINY["vocab_size"])
+
+
+def test_hub_layout_without_config_needs_one_for_unpublished_sizes(tmp_path):
+    path = hub_layout_file(hf_model(seed=4), tmp_path / "weights.safetensors")
+    with pytest.raises(CheckpointError, match="put the model's config.json next to"):
+        load_pretrained(path)
+
+
+def test_load_in_half_precision_is_close(tmp_path):
+    hf = hf_model(seed=5)
+    hf.save_pretrained(tmp_path)
+    ours = load_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert ours.wte.weight.dtype == torch.bfloat16
+    assert torch.equal(ours.wte.weight, hf.transformer.wte.weight.to(torch.bfloat16))
+
+
+def test_standin_checkpoint_reads_in_transformers(tmp_path):
+    path = pretrained.write_standin_checkpoint(tmp_path / "standin", n_layer=1, n_head=2, n_embd=16)
+    ours = load_pretrained(path)
+    assert ours.is_standin
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hf = transformers.GPT2LMHeadModel.from_pretrained(path).eval()
+    assert_same_logits(ours, hf, 50257, T=8)
+
+
+def test_convert_state_dict_transposes_conv1d():
+    hf = hf_model()
+    sd = pretrained.convert_state_dict(hf.state_dict())
+    w = hf.transformer.h[0].attn.c_proj.weight  # square: only the values tell
+    assert torch.equal(sd["h.0.attn.c_proj.weight"], w.t())
+    assert torch.equal(sd["h.0.attn.c_attn.bias"], hf.transformer.h[0].attn.c_attn.bias)
+    assert "lm_head.weight" not in sd
+
+
+# ---------------------------------------------------------------- bad checkpoints
+
+
+def _write(sd, path: Path) -> Path:
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    return path
+
+
+def test_missing_tensor_is_named(tmp_path):
+    hf = hf_model()
+    hf.save_pretrained(tmp_path)
+    sd = {
+        k: v
+        for k, v in hf.state_dict().items()
+        if k != "transformer.h.1.mlp.c_fc.bias" and k != "lm_head.weight"
+    }
+    _write(sd, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"missing 1 tensor.*h\.1\.mlp\.c_fc\.bias"):
+        load_pretrained(tmp_path)
+
+
+def test_extra_tensor_is_named(tmp_path):
+    hf = hf_model()
+    hf.save_pretrained(tmp_path)
+    sd = {k: v for k, v in hf.state_dict().items() if k != "lm_head.weight"}
+    sd["transformer.h.0.attn.rotary.weight"] = torch.zeros(3)
+    _write(sd, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"unexpected.*h\.0\.attn\.rotary\.weight"):
+        load_pretrained(tmp_path)
+
+
+def test_misshapen_tensor_is_named(tmp_path):
+    hf = hf_model()
+    hf.save_pretrained(tmp_path)
+    sd = {k: v for k, v in hf.state_dict().items() if k != "lm_head.weight"}
+    sd["transformer.h.0.mlp.c_fc.weight"] = sd["transformer.h.0.mlp.c_fc.weight"].t()
+    _write(sd, tmp_path / "model.safetensors")
+    with pytest.raises(
+        CheckpointError, match=r"h\.0\.mlp\.c_fc\.weight: shape \(128, 32\).*transposed"
+    ):
+        load_pretrained(tmp_path)
+
+
+def test_config_that_does_not_fit_the_weights(tmp_path):
+    hf = hf_model()
+    hf.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["n_layer"] = 3
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"missing 12 tensor.*h\.2\."):
+        load_pretrained(tmp_path)
+
+
+def test_unsupported_variant_is_refused(tmp_path):
+    hf = hf_model()
+    hf.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["activation_function"] = "relu"
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="activation_function='relu'"):
+        load_pretrained(tmp_path)
+
+
+def test_truncated_file(tmp_path):
+    hf = hf_model()
+    hf.save_pretrained(tmp_path)
+    f = tmp_path / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:-1000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\x00" * 4,
+        b"garbage that is not safetensors at all",
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}!!!!!",
+    ],
+)
+def test_corrupt_file(tmp_path, content):
+    (tmp_path / "model.safetensors").write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a valid .safetensors"):
+        load_pretrained(tmp_path)
+
+
+def test_pickle_is_never_loaded(tmp_path):
+    (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_pretrained(tmp_path / "pytorch_model.bin")
+
+
+def test_unknown_name_lists_the_names():
+    with pytest.raises(CheckpointError, match=re.escape("gpt2, gpt2-medium, gpt2-large, gpt2-xl")):
+        load_pretrained("gpt3")
+
+
+# ---------------------------------------------------------------- hub cache, offline
+
+
+@pytest.fixture
+def offline_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
+
+
+def test_offline_load_by_name_from_hub_cache(offline_cache):
+    hf = hf_model(seed=6)
+    fake_hub_cache(offline_cache, hf)
+    ours = load_pretrained("gpt2")
+    assert ours.source == "gpt2"
+    assert_same_logits(ours, hf, TINY["vocab_size"])
+
+
+def test_offline_not_cached_says_how_to_get_weights(offline_cache):
+    with pytest.raises(CheckpointError, match=r"not in the local hub cache.*assets seed"):
+        load_pretrained("gpt2-medium")
+
+
+def test_corrupt_cached_download_is_removed(offline_cache):
+    snap = fake_hub_cache(offline_cache, hf_model())
+    f = snap / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="truncated.*removed from the hub cache"):
+        load_pretrained("gpt2")
+    assert not f.exists()
+
+
+def test_bundle_then_seed_roundtrip(offline_cache, tmp_path, monkeypatch):
+    hf = hf_model(seed=7)
+    fake_hub_cache(offline_cache, hf)
+    written = pretrained.bundle_models(["gpt2"], tmp_path / "bundle")
+    assert (tmp_path / "bundle" / "gpt2" / "manifest.json") in written
+    fresh = tmp_path / "fresh-hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(fresh))
+    assert pretrained.seed_models(tmp_path / "bundle") == ["gpt2"]
+    assert_same_logits(load_pretrained("gpt2"), hf, TINY["vocab_size"])
+
+
+def test_seed_refuses_a_corrupt_bundle_and_writes_nothing(offline_cache, tmp_path, monkeypatch):
+    fake_hub_cache(offline_cache, hf_model())
+    pretrained.bundle_models(["gpt2"], tmp_path / "bundle")
+    f = tmp_path / "bundle" / "gpt2" / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-10] ^= 0xFF
+    f.write_bytes(bytes(data))
+    fresh = tmp_path / "fresh-hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(fresh))
+    with pytest.raises(CheckpointError, match="model.safetensors missing or corrupt"):
+        pretrained.seed_models(tmp_path / "bundle")
+    assert not fresh.exists()
+
+
+# ---------------------------------------------------------------- the real size
+
+
+@pytest.mark.slow
+def test_real_gpt2_shape_loads_exactly(tmp_path):
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(attn_pdrop=0.0, embd_pdrop=0.0, resid_pdrop=0.0)  # gpt2's shape
+    hf = transformers.GPT2LMHeadModel(cfg).eval()
+    hf.save_pretrained(tmp_path)
+    ours = load_pretrained(tmp_path)
+    assert ours.num_params() == 124_439_808
+    assert_same_logits(ours, hf, 50257, T=32)
