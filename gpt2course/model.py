@@ -1,4 +1,9 @@
-"""GPT-2 in one readable file. Module names follow Hugging Face's GPT-2 checkpoint."""
+"""GPT-2 in one readable file. Module names follow Hugging Face's GPT-2 checkpoint.
+
+    idx (B, T) -> wte + wpe -> n_layer x Block -> ln_f -> lm_head (tied to wte) -> logits (B, T, vocab)
+
+Each Block is pre-LN: ``x = x + attn(ln_1(x))``, then ``x = x + mlp(ln_2(x))``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,9 @@ import torch.nn.functional as F
 
 from .attention import CausalSelfAttention
 
+# One (keys, values) pair per layer, each (B, n_head, T_past, head_dim).
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+
 # The four published GPT-2 sizes.
 _SIZES = {
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768),  # 124M
@@ -18,6 +26,7 @@ _SIZES = {
     "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M
     "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M
 }
+MODEL_NAMES = tuple(_SIZES)
 
 
 @dataclass
@@ -32,6 +41,19 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True
     layer_norm_epsilon: float = 1e-5
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
+                "each head gets n_embd // n_head dimensions"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @classmethod
     def from_name(cls, name: str, **overrides) -> GPTConfig:
@@ -50,6 +72,8 @@ class NewGELU(nn.Module):
     """GELU in the tanh form GPT-2 was trained with (not the exact erf form)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The checkpoint's weights were trained through this curve; the erf form differs by
+        # up to ~1e-3 per activation, enough to drift logits after 12 layers.
         return F.gelu(x, approximate="tanh")
 
 
@@ -64,7 +88,8 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+        """(B, T, C) -> (B, T, C)."""
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))  # (B, T, 4C) inside
 
 
 class Block(nn.Module):
@@ -77,8 +102,15 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, kv_cache=None, return_weights: bool = False):
-        """Returns ``(x, (k, v))``, plus the attention weights when asked."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        kv_cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+        return_weights: bool = False,
+    ) -> tuple:
+        """(B, T, C) -> ``(x, (k, v))``, plus the attention weights when asked."""
+        # The residual stream x is never normalised in place: each sublayer reads a
+        # normalised copy and adds its result back, so gradients flow straight through.
         out = self.attn(self.ln_1(x), kv_cache=kv_cache, return_weights=return_weights)
         x = x + out[0]
         x = x + self.mlp(self.ln_2(x))
@@ -98,9 +130,11 @@ class GPT(nn.Module):
         self.h = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # weight tying, as in GPT-2
+        # Weight tying, as in GPT-2: reading a token in and writing it out share one matrix.
+        self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)
-        # GPT-2 scales the residual projections by 1/sqrt(2 * n_layer) at init.
+        # GPT-2 scales the residual projections by 1/sqrt(2 * n_layer) at init, so the
+        # residual stream's variance does not grow with depth.
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
@@ -124,17 +158,20 @@ class GPT(nn.Module):
         self,
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
-        kv_cache: list | None = None,
+        kv_cache: KVCache | None = None,
         return_cache: bool = False,
         return_weights: bool = False,
+        last_only: bool = False,
     ):
         """Logits (B, T, vocab) for token ids ``idx`` (B, T); with ``targets`` also the loss.
 
         Returns ``logits`` or ``(logits, loss)``. With ``return_cache`` the per-layer keys
         and values are appended; with ``return_weights`` the per-layer attention weights.
+        ``kv_cache`` holds the keys and values of the positions before ``idx``;
+        ``last_only`` computes the logits of the last position only (B, 1, vocab), which is
+        all that generation needs.
         """
-        if idx.dim() != 2:
-            raise ValueError(f"idx must be (batch, time) token ids, got shape {tuple(idx.shape)}")
+        self._check_input(idx, targets)
         B, T = idx.shape
         past = 0 if kv_cache is None else kv_cache[0][0].size(2)
         if past + T > self.config.n_positions:
@@ -147,19 +184,60 @@ class GPT(nn.Module):
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
         new_cache, all_weights = [], []
         for i, block in enumerate(self.h):
-            out = block(x, kv_cache=None if kv_cache is None else kv_cache[i], return_weights=return_weights)
-            x = out[0]
+            layer_cache = None if kv_cache is None else kv_cache[i]
+            out = block(x, kv_cache=layer_cache, return_weights=return_weights)
+            x = out[0]  # (B, T, C)
             new_cache.append(out[1])
             if return_weights:
                 all_weights.append(out[2])
+        if last_only:
+            x = x[:, -1:]  # (B, 1, C): the vocab projection is the costliest matmul
         x = self.ln_f(x)
         logits = self.lm_head(x)  # (B, T, vocab)
         result = [logits]
         if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+            # The loss in fp32 even under autocast: log-softmax over 50k logits loses
+            # precision in half.
+            loss = F.cross_entropy(
+                logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100
+            )
             result.append(loss)
         if return_cache:
             result.append(new_cache)
         if return_weights:
             result.append(all_weights)
         return result[0] if len(result) == 1 else tuple(result)
+
+    def _check_input(self, idx: torch.Tensor, targets: torch.Tensor | None) -> None:
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
+            shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
+            raise ValueError(
+                f"idx must be a (batch, time) tensor of token ids, got {shape}; "
+                "for one sequence use idx[None] (or torch.tensor([ids]))"
+            )
+        if idx.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"idx must hold integer token ids (torch.long), got {idx.dtype}")
+        if idx.size(1) == 0:
+            raise ValueError("idx is empty: give at least one token (e.g. <|endoftext|>)")
+        if targets is not None and targets.shape != idx.shape:
+            raise ValueError(
+                f"targets must have the shape of idx {tuple(idx.shape)}, got "
+                f"{tuple(targets.shape)}; targets[b, t] is the token that follows idx[b, t]"
+            )
+        # A bad id on a GPU is a cryptic device-side assert; catch it here, on the CPU only
+        # (checking a CUDA tensor would stall the GPU on every step).
+        if idx.device.type == "cpu" and not torch.compiler.is_compiling():
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < 0 or hi >= self.config.vocab_size:
+                raise ValueError(
+                    f"token ids must be in [0, {self.config.vocab_size}), got ids from {lo} to "
+                    f"{hi}; was the text encoded with another tokenizer?"
+                )
+
+
+def count_parameters(config: GPTConfig | str) -> int:
+    """Parameters of a GPT of this shape (a config or a name like "gpt2"), without allocating it."""
+    if isinstance(config, str):
+        config = GPTConfig.from_name(config)
+    with torch.device("meta"):  # shapes only: gpt2-xl's 1.5B parameters cost no memory
+        return GPT(config).num_params()

@@ -1,0 +1,242 @@
+"""Text generation: logits -> probabilities -> a token, one step at a time, with a KV cache.
+
+``generate`` returns the prompt with the new tokens appended; ``stream`` yields each new
+token as soon as it is chosen. Both crop the context to the model's last ``n_positions``
+tokens once the text outgrows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "apply_temperature",
+    "filter_top_k",
+    "filter_top_p",
+    "next_token_probs",
+    "sample_next_token",
+    "generate_step",
+    "generate",
+    "stream",
+    "check_sampling_args",
+]
+
+
+def check_sampling_args(
+    temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+) -> None:
+    """Raise ``ValueError`` with a fix for a temperature, top_k or top_p that makes no sense."""
+    if not isinstance(temperature, (int, float)) or temperature != temperature or temperature < 0:
+        raise ValueError(
+            f"temperature must be a number >= 0, got {temperature!r}; use 0 for greedy "
+            "decoding, 1 for the model's own distribution"
+        )
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a whole number >= 1 (or None for no limit), got {top_k!r}")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise ValueError(
+            f"top_p must be in (0, 1] (or None for no limit), got {top_p!r}; 0.9 keeps the "
+            "smallest set of tokens holding 90% of the probability"
+        )
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Divide the logits by the temperature: below 1 sharpens, above 1 flattens."""
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0 here; temperature 0 means greedy (argmax)")
+    return logits / temperature
+
+
+def filter_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Set every logit below the k-th largest (along the last dim) to -inf."""
+    k = min(k, logits.size(-1))
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (..., 1)
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def filter_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose probability adds up to at least p."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = F.softmax(sorted_logits.float(), dim=-1)
+    # A token goes when the tokens ranked above it already hold p; the top token never goes.
+    mass_before = probs.cumsum(dim=-1) - probs
+    drop_sorted = mass_before >= p
+    drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def next_token_probs(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> torch.Tensor:
+    """The distribution sampling draws from: temperature, then top-k, then top-p (as HF)."""
+    check_sampling_args(temperature, top_k, top_p)
+    if temperature == 0:  # greedy: all the mass on the argmax
+        return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).to(torch.float32)
+    logits = apply_temperature(logits.float(), temperature)
+    if top_k is not None:
+        logits = filter_top_k(logits, top_k)
+    if top_p is not None:
+        logits = filter_top_p(logits, top_p)
+    return F.softmax(logits, dim=-1)
+
+
+def sample_next_token(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One token id per row of ``logits`` (B, vocab) -> (B, 1); temperature 0 is greedy."""
+    check_sampling_args(temperature, top_k, top_p)
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+    probs = next_token_probs(logits, temperature, top_k, top_p)  # (B, vocab)
+    if generator is not None and generator.device != probs.device:
+        # A seeded CPU generator gives the same draws whatever device the model is on.
+        return torch.multinomial(probs.to(generator.device), 1, generator=generator).to(
+            logits.device
+        )
+    return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+
+
+def _context(model) -> int:
+    return model.config.n_positions
+
+
+@torch.inference_mode()
+def generate_step(
+    model,
+    idx: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One step without a cache: (B, T) -> (B, T + 1), cropping to the last n_positions."""
+    idx_cond = idx[:, -_context(model) :]  # the model cannot see further back
+    logits = model(idx_cond)  # (B, T, vocab)
+    next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
+    return torch.cat([idx, next_id], dim=1)
+
+
+def _validate(model, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
+        raise ValueError(
+            "idx must be a (batch, time) tensor of token ids; for one prompt use "
+            "torch.tensor([ids]) or idx[None]"
+        )
+    if idx.size(1) == 0:
+        raise ValueError("the prompt is empty: start from at least one token, e.g. <|endoftext|>")
+    if (
+        isinstance(max_new_tokens, bool)
+        or not isinstance(max_new_tokens, int)
+        or max_new_tokens < 0
+    ):
+        raise ValueError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
+    device = next(model.parameters()).device
+    return idx.to(device=device, dtype=torch.long)
+
+
+def stream(
+    model,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_token: int | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield each new token, shape (B,), as soon as it is chosen (same arguments as generate).
+
+    With ``eos_token``, a row that has produced it keeps producing it, and the stream stops
+    once every row has. For one prompt, ``tok.item()`` is the new id.
+    """
+    check_sampling_args(temperature, top_k, top_p)
+    idx = _validate(model, idx, max_new_tokens)
+    was_training = model.training
+    model.eval()  # dropout off: generation must not be random beyond the sampling
+    try:
+        with torch.inference_mode():
+            yield from _stream(
+                model,
+                idx,
+                max_new_tokens,
+                temperature,
+                top_k,
+                top_p,
+                eos_token,
+                use_cache,
+                generator,
+            )
+    finally:
+        model.train(was_training)
+
+
+def _stream(model, idx, max_new_tokens, temperature, top_k, top_p, eos_token, use_cache, generator):
+    n_ctx = _context(model)
+    B = idx.size(0)
+    finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
+    cache = None
+    cache_len = 0
+    window = idx[:, -n_ctx:]  # (B, T'): the tokens the model can see
+    for _ in range(max_new_tokens):
+        if not use_cache:
+            logits = model(window, last_only=True)
+        elif cache is not None and cache_len < n_ctx:
+            # The cache holds keys and values for every earlier position: feed only the
+            # newest token; its query attends to all of them.
+            logits, cache = model(window[:, -1:], kv_cache=cache, return_cache=True, last_only=True)
+            cache_len += 1
+        else:
+            # First step, or the text has outgrown the context: the cached keys were computed
+            # at positions that are no longer the window's, so rebuild from the window.
+            logits, cache = model(window, return_cache=True, last_only=True)
+            cache_len = window.size(1)
+        next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
+        if eos_token is not None:
+            next_id = next_id.masked_fill(finished[:, None], eos_token)
+            finished |= next_id[:, 0] == eos_token
+        yield next_id[:, 0]  # (B,)
+        window = torch.cat([window, next_id], dim=1)[:, -n_ctx:]
+        if eos_token is not None and bool(finished.all()):
+            return
+
+
+def generate(
+    model,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_token: int | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Append up to ``max_new_tokens`` sampled tokens to ``idx`` (B, T) -> (B, T + new).
+
+    temperature 0 is greedy; ``top_k``/``top_p`` cut the unlikely tail; generation stops
+    early once every row has produced ``eos_token``. The model is put in eval mode while
+    it runs (and its mode restored after).
+    """
+    check_sampling_args(temperature, top_k, top_p)
+    idx = _validate(model, idx, max_new_tokens)
+    new = list(
+        stream(
+            model, idx, max_new_tokens, temperature, top_k, top_p, eos_token, use_cache, generator
+        )
+    )
+    if not new:
+        return idx.clone()
+    return torch.cat([idx, torch.stack(new, dim=1)], dim=1)  # (B, T + new)
