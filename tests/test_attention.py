@@ -211,3 +211,166 @@ def test_module_bad_input():
     attn = CausalSelfAttention(small_config())
     with pytest.raises(ValueError, match=r"\(batch, time, 32\)"):
         attn(torch.randn(8, 32))
+
+
+# --- the exercises' checks: each typical wrong solution is named -----------------------------
+
+import math  # noqa: E402
+
+from gpt2course import attention as ref  # noqa: E402
+from gpt2course import checks  # noqa: E402
+
+
+@pytest.fixture
+def lenient(monkeypatch):
+    monkeypatch.delenv("GPT2COURSE_STRICT_CHECKS", raising=False)
+
+
+def sdpa_solution(q, k, v, mask=None, bug=None):
+    scores = q @ k.transpose(-2, -1)
+    if bug != "unscaled":
+        scores = scores / math.sqrt(q.size(-1))
+    if mask is not None and bug not in ("after_softmax", "inverted", "zero_fill"):
+        scores = scores.masked_fill(~mask, float("-inf"))
+    if mask is not None and bug == "inverted":
+        scores = scores.masked_fill(mask, float("-inf"))
+    if mask is not None and bug == "zero_fill":
+        scores = scores.masked_fill(~mask, 0.0)
+    w = scores.softmax(dim=-2 if bug == "dim" else -1)
+    if mask is not None and bug == "after_softmax":
+        w = w.masked_fill(~mask, 0.0)
+    return w @ v
+
+
+@pytest.mark.parametrize(
+    "bug, message",
+    [
+        ("unscaled", "did you divide by sqrt(d_k)?"),
+        ("after_softmax", "mask is applied after the softmax"),
+        ("inverted", "mask is inverted"),
+        ("zero_fill", "set them to float('-inf')"),
+        ("dim", "softmax runs over the wrong axis"),
+    ],
+)
+def test_check_sdpa_names_the_bug(lenient, capsys, bug, message):
+    got = checks.check_scaled_dot_product_attention(
+        lambda q, k, v, mask=None: sdpa_solution(q, k, v, mask, bug)
+    )
+    assert got is ref.scaled_dot_product_attention
+    out = capsys.readouterr().out
+    assert out.startswith("✗ scaled_dot_product_attention") and message in out
+
+
+def test_check_sdpa_accepts_right_and_torch(lenient, capsys):
+    assert checks.check_scaled_dot_product_attention(sdpa_solution) is sdpa_solution
+
+    def torch_sdpa(q, k, v, mask=None):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+    assert checks.check_scaled_dot_product_attention(torch_sdpa) is torch_sdpa
+    assert capsys.readouterr().out.count("✓") == 2
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (lambda T: torch.ones(T, T, dtype=torch.bool).triu(), "upside down"),
+        (lambda T: torch.ones(T, T).tril(), "should be boolean"),
+        (lambda T: torch.ones(T, T, dtype=torch.bool).tril(-1), "diagonal is missing"),
+        (lambda T: ~torch.ones(T, T, dtype=torch.bool).tril(), "inverted"),
+    ],
+)
+def test_check_causal_mask_names_the_bug(lenient, capsys, wrong, message):
+    assert checks.check_causal_mask(wrong) is ref.causal_mask
+    out = capsys.readouterr().out
+    assert out.startswith("✗ causal_mask") and message in out
+
+
+def test_check_causal_mask_accepts_right(lenient, capsys):
+    def right(T):
+        return torch.tril(torch.ones(T, T)).bool()
+
+    assert checks.check_causal_mask(right) is right
+
+
+def test_check_heads_name_the_bug(lenient, capsys):
+    def split_no_transpose(x, n_head):
+        B, T, C = x.shape
+        return x.view(B, n_head, T, C // n_head)
+
+    def merge_wrong_order(x):
+        B, H, T, D = x.shape
+        return x.reshape(B, T, H * D)
+
+    def merge_view(x):
+        B, H, T, D = x.shape
+        return x.transpose(1, 2).view(B, T, H * D)
+
+    assert checks.check_split_heads(split_no_transpose) is ref.split_heads
+    assert "mixes positions and channels" in capsys.readouterr().out
+    assert checks.check_merge_heads(merge_wrong_order) is ref.merge_heads
+    assert "heads merged in the wrong order" in capsys.readouterr().out
+    assert checks.check_merge_heads(merge_view) is ref.merge_heads
+    assert ".contiguous()" in capsys.readouterr().out
+
+
+def test_check_heads_accept_right(lenient, capsys):
+    def split(x, n_head):
+        return x.unflatten(-1, (n_head, -1)).transpose(1, 2)
+
+    def merge(x):
+        return x.transpose(1, 2).flatten(2)
+
+    assert checks.check_split_heads(split) is split
+    assert checks.check_merge_heads(merge) is merge
+    assert capsys.readouterr().out.count("✓") == 2
+
+
+def make_module(bug=None):
+    class Attention(torch.nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.n_head, self.n_embd = config.n_head, config.n_embd
+            self.c_attn = torch.nn.Linear(config.n_embd, 3 * config.n_embd)
+            name = "proj" if bug == "names" else "c_proj"
+            setattr(self, name, torch.nn.Linear(config.n_embd, config.n_embd))
+
+        def forward(self, x):
+            B, T, C = x.shape
+            q, k, v = self.c_attn(x).split(C, dim=2)
+            if bug == "kqv":
+                k, q, v = q, k, v
+            q, k, v = (ref.split_heads(t, self.n_head) for t in (q, k, v))
+            mask = None if bug == "no_mask" else ref.causal_mask(T)
+            y = sdpa_solution(q, k, v, mask, "unscaled" if bug == "unscaled" else None)
+            y = y.reshape(B, T, C) if bug == "merge" else ref.merge_heads(y)
+            return y if bug == "no_proj" else self.c_proj(y)
+
+    return Attention
+
+
+@pytest.mark.parametrize(
+    "bug, message",
+    [
+        ("merge", "heads merged in the wrong order"),
+        ("no_mask", "no causal mask"),
+        ("unscaled", "did you divide by sqrt(d_k)?"),
+        ("kqv", "split in the wrong order"),
+        ("no_proj", "c_proj is not applied"),
+        ("names", "named like GPT-2's"),
+    ],
+)
+def test_check_module_names_the_bug(lenient, capsys, bug, message):
+    fallback = checks.check_causal_self_attention(make_module(bug))
+    out = capsys.readouterr().out
+    assert out.startswith("✗ CausalSelfAttention") and message in out
+    # the fallback has the exercise's interface: forward(x) -> y
+    x = torch.randn(1, 4, 32)
+    assert fallback(GPTConfig(n_embd=32, n_head=4))(x).shape == x.shape
+
+
+def test_check_module_accepts_right_and_reference(lenient, capsys):
+    right = make_module()
+    assert checks.check_causal_self_attention(right) is right
+    assert checks.check_causal_self_attention(CausalSelfAttention) is CausalSelfAttention
+    assert capsys.readouterr().out.count("✓") == 2

@@ -130,3 +130,90 @@ def test_embed_matches_gpt2_inputs():
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     with pytest.raises(ValueError, match="crop"):
         embed(torch.zeros(1, 17, dtype=torch.long), hf.wte, hf.wpe)
+
+
+# --- the exercises' checks: each typical wrong solution is named -----------------------------
+
+from gpt2course import checks  # noqa: E402
+
+
+@pytest.fixture
+def lenient(monkeypatch):
+    monkeypatch.delenv("GPT2COURSE_STRICT_CHECKS", raising=False)
+
+
+def windows_solution(ids, context_length, stride, *, shift=1, last=True, step=None):
+    stop = len(ids) - context_length - (0 if last else 1)
+    starts = range(0, stop, step or stride)
+    xs = [ids[s : s + context_length] for s in starts]
+    ys = [ids[s + shift : s + shift + context_length] for s in starts]
+    return torch.tensor(xs), torch.tensor(ys)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(shift=0), "the target is the input itself"),
+        (dict(last=False), "the last window is missing"),
+        (dict(step=1), "ignore the stride"),
+    ],
+)
+def test_check_make_windows_names_the_bug(lenient, capsys, kwargs, message):
+    def wrong(ids, context_length, stride):
+        return windows_solution(ids, context_length, stride, **kwargs)
+
+    assert checks.check_make_windows(wrong) is make_windows
+    out = capsys.readouterr().out
+    assert out.startswith("✗ make_windows") and message in out
+
+
+def test_check_make_windows_accepts_right_and_unfinished(lenient, capsys):
+    right = windows_solution
+    assert checks.check_make_windows(right) is right
+    assert "✓ make_windows" in capsys.readouterr().out
+
+    def stub(ids, context_length, stride):
+        raise NotImplementedError
+
+    assert checks.check_make_windows(stub) is make_windows
+    assert "not done yet" in capsys.readouterr().out
+
+
+def test_check_make_windows_strict_raises(monkeypatch):
+    monkeypatch.setenv("GPT2COURSE_STRICT_CHECKS", "1")
+    with pytest.raises(checks.CheckFailure, match="shifted by one"):
+        checks.check_make_windows(lambda ids, c, s: windows_solution(ids, c, s, shift=0))
+
+
+def embed_solution(idx, wte, wpe, bug=None):
+    T = idx.size(1)
+    pos = torch.arange(T)
+    if bug == "no_wpe":
+        return wte(idx)
+    if bug == "wpe_of_ids":
+        return wte(idx) + wpe(idx)
+    if bug == "from_one":
+        return wte(idx) + wpe(pos + 1)
+    if bug == "concat":
+        return torch.cat([wte(idx), wpe(pos).expand(idx.size(0), -1, -1)], dim=-1)
+    return wte(idx) + wpe(pos)
+
+
+@pytest.mark.parametrize(
+    "bug, message",
+    [
+        ("no_wpe", "position embeddings are missing"),
+        ("wpe_of_ids", "looked up with the token ids"),
+        ("from_one", "start at 1"),
+        ("concat", "concatenated"),
+    ],
+)
+def test_check_embed_names_the_bug(lenient, capsys, bug, message):
+    assert checks.check_embed(lambda i, t, p: embed_solution(i, t, p, bug)) is embed
+    out = capsys.readouterr().out
+    assert out.startswith("✗ embed") and message in out
+
+
+def test_check_embed_accepts_right(lenient, capsys):
+    assert checks.check_embed(embed_solution) is embed_solution
+    assert "✓ embed" in capsys.readouterr().out

@@ -1,3 +1,301 @@
-"""Checks for the attention exercises."""
+"""Checks for the exercises of part 3: attention, the causal mask, heads, the full module."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .. import attention as reference
+from ._core import CheckFailure, compare_tensors, run_check
+
+__all__ = [
+    "check_causal_mask",
+    "check_causal_self_attention",
+    "check_merge_heads",
+    "check_scaled_dot_product_attention",
+    "check_split_heads",
+]
+
+_VIEW_HINT = (
+    "a .view() after .transpose() needs .contiguous() first (or use .reshape()): "
+    "transposing changes the memory layout, not the data"
+)
+
+
+_INVERTED_HINT = (
+    "the mask is inverted: True means 'may attend', so fill the scores where the mask is "
+    "False: scores.masked_fill(~mask, float('-inf'))"
+)
+
+
+def _call(f: Callable, *args, **kwargs):
+    """Call learner code, turning torch's cryptic view error into advice."""
+    try:
+        return f(*args, **kwargs)
+    except RuntimeError as e:
+        if "view size is not compatible" in str(e):
+            raise CheckFailure(_VIEW_HINT) from None
+        raise
+
+
+def _attend(q, k, v, mask=None, *, scale=None, mask_after_softmax=False, softmax_dim=-1):
+    """Attention with knobs that reproduce the usual mistakes."""
+    scale = 1 / math.sqrt(q.size(-1)) if scale is None else scale
+    scores = q @ k.transpose(-2, -1) * scale
+    if mask is not None and not mask_after_softmax:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    w = scores.softmax(dim=softmax_dim)
+    if mask is not None and mask_after_softmax:
+        w = w.masked_fill(~mask, 0.0)
+    return w @ v
+
+
+def check_scaled_dot_product_attention(scaled_dot_product_attention: Callable) -> Callable:
+    """Check ``scaled_dot_product_attention(q, k, v, mask=None)`` against the reference."""
+
+    def test(f):
+        g = torch.Generator().manual_seed(0)
+        B, H, T, d = 2, 3, 6, 16
+        q, k, v = (torch.randn(B, H, T, d, generator=g) for _ in range(3))
+        mask = reference.causal_mask(T)
+        for what, m in (("output without a mask", None), ("output with a causal mask", mask)):
+            got = _call(f, q, k, v) if m is None else _call(f, q, k, v, mask=m)
+            bugs = [
+                ("unscaled scores: did you divide by sqrt(d_k)?", _attend(q, k, v, m, scale=1.0)),
+                (
+                    "the scores are divided by d_k; divide by sqrt(d_k)",
+                    _attend(q, k, v, m, scale=1 / d),
+                ),
+                (
+                    "the softmax runs over the wrong axis; each query's weights over the keys "
+                    "must sum to 1: softmax(dim=-1)",
+                    _attend(q, k, v, m, softmax_dim=-2),
+                ),
+            ]
+            if m is not None:
+                bugs += [
+                    (
+                        "the mask is applied after the softmax; fill the masked scores with "
+                        "-inf before it, so the remaining weights still sum to 1",
+                        _attend(q, k, v, m, mask_after_softmax=True),
+                    ),
+                    (
+                        "masked scores are set to 0, which still gets weight after the "
+                        "softmax; set them to float('-inf')",
+                        (q @ k.transpose(-2, -1) / math.sqrt(d)).masked_fill(~m, 0.0).softmax(-1)
+                        @ v,
+                    ),
+                ]
+            if m is not None and isinstance(got, torch.Tensor) and got.isnan().any():
+                # An inverted mask blocks everything in the last row: its softmax is NaN.
+                if got.shape == q.shape and torch.allclose(
+                    got, _attend(q, k, v, ~m), equal_nan=True
+                ):
+                    raise CheckFailure(_INVERTED_HINT)
+                raise CheckFailure(
+                    f"the {what} contains NaN: a row whose scores are all -inf has no softmax. "
+                    "Is the mask inverted? True means 'may attend'."
+                )
+            expected = reference.scaled_dot_product_attention(q, k, v, mask=m)
+            compare_tensors(got, expected, what=what, likely_bugs=bugs)
+
+    return run_check(
+        "scaled_dot_product_attention",
+        scaled_dot_product_attention,
+        reference.scaled_dot_product_attention,
+        test,
+    )
+
+
+def check_causal_mask(causal_mask: Callable) -> Callable:
+    """Check ``causal_mask(T)``: a boolean (T, T) tensor, True where i may attend to j."""
+
+    def test(f):
+        for T in (5, 1):
+            got = f(T)
+            if isinstance(got, torch.Tensor) and got.dtype != torch.bool:
+                raise CheckFailure(
+                    f"the mask should be boolean (True = may attend), got dtype {got.dtype}; "
+                    "pass dtype=torch.bool to torch.ones, or call .bool()"
+                )
+            ones = torch.ones(T, T, dtype=torch.bool)
+            compare_tensors(
+                got,
+                reference.causal_mask(T),
+                what=f"mask for T={T}",
+                atol=0,
+                rtol=0,
+                likely_bugs=[
+                    (
+                        "the mask is upside down: True must mark the past and the position "
+                        "itself, the lower triangle (tril), not the future",
+                        ones.triu(),
+                    ),
+                    ("the mask is inverted: True means 'may attend', not 'blocked'", ~ones.tril()),
+                    ("the diagonal is missing: a position may attend to itself", ones.tril(-1)),
+                ],
+            )
+
+    return run_check("causal_mask", causal_mask, reference.causal_mask, test)
+
+
+def _heads_input(B=2, T=5, C=12, seed=0):
+    return torch.randn(B, T, C, generator=torch.Generator().manual_seed(seed))
+
+
+def check_split_heads(split_heads: Callable) -> Callable:
+    """Check ``split_heads(x, n_head)``: (B, T, C) -> (B, n_head, T, C // n_head)."""
+
+    def test(f):
+        x, n_head = _heads_input(), 3
+        B, T, C = x.shape
+        hd = C // n_head
+        got = _call(f, x, n_head)
+        compare_tensors(
+            got,
+            reference.split_heads(x, n_head),
+            what="split heads",
+            likely_bugs=[
+                (
+                    "the view goes straight to (B, n_head, T, head_dim), which mixes positions "
+                    "and channels; view as (B, T, n_head, head_dim), then transpose(1, 2)",
+                    x.reshape(B, n_head, T, hd),
+                ),
+                (
+                    "each head takes every n_head-th channel; a head owns a contiguous slice: "
+                    "view as (B, T, n_head, head_dim), not (B, T, head_dim, n_head)",
+                    x.view(B, T, hd, n_head).permute(0, 3, 1, 2),
+                ),
+                (
+                    "the head axis is not moved in front of the time axis: transpose(1, 2)",
+                    x.view(B, T, n_head, hd),
+                ),
+            ],
+        )
+
+    return run_check("split_heads", split_heads, reference.split_heads, test)
+
+
+def check_merge_heads(merge_heads: Callable) -> Callable:
+    """Check ``merge_heads(x)``: (B, n_head, T, head_dim) -> (B, T, n_head * head_dim)."""
+
+    def test(f):
+        # contiguous, like attention's output, so that a missing .contiguous() shows up
+        x = reference.split_heads(_heads_input(seed=1), 3).contiguous()  # (B, nh, T, hd)
+        B, H, T, D = x.shape
+        got = _call(f, x)
+        compare_tensors(
+            got,
+            reference.merge_heads(x),
+            what="merged heads",
+            likely_bugs=[
+                (
+                    "heads merged in the wrong order: transpose(1, 2) back to "
+                    "(B, T, n_head, head_dim) before flattening the last two axes",
+                    x.reshape(B, T, H * D),
+                ),
+                (
+                    "the heads' channels are interleaved: move n_head next to head_dim with "
+                    "transpose(1, 2), not a permute that puts head_dim first",
+                    x.permute(0, 2, 3, 1).reshape(B, T, H * D),
+                ),
+            ],
+        )
+
+    return run_check("merge_heads", merge_heads, reference.merge_heads, test)
+
+
+class _ReferenceSelfAttention(reference.CausalSelfAttention):
+    """The reference module with the exercise's interface: ``forward(x) -> y``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)[0]
+
+
+def _module_variant(
+    sd, x, n_head, *, order="qkv", scale=True, causal=True, merge="right", proj=True
+):
+    """The module's forward from a state dict, with knobs that reproduce the usual mistakes."""
+    B, T, C = x.shape
+    hd = C // n_head
+    qkv = F.linear(x, sd["c_attn.weight"], sd.get("c_attn.bias")).split(C, dim=2)
+    parts = dict(zip(order, qkv, strict=True))
+    q, k, v = (reference.split_heads(parts[n], n_head) for n in "qkv")
+    y = _attend(
+        q,
+        k,
+        v,
+        reference.causal_mask(T) if causal else None,
+        scale=1 / math.sqrt(hd) if scale is True else scale,
+    )  # (B, nh, T, hd)
+    y = reference.merge_heads(y) if merge == "right" else y.reshape(B, T, C)
+    return F.linear(y, sd["c_proj.weight"], sd.get("c_proj.bias")) if proj else y
+
+
+def check_causal_self_attention(CausalSelfAttention: type) -> type:
+    """Check a ``CausalSelfAttention(config)`` module whose ``forward(x)`` returns y (B, T, C)."""
+    from ..model import GPTConfig
+
+    def test(cls):
+        config = GPTConfig(
+            vocab_size=16, n_positions=16, n_embd=32, n_layer=1, n_head=4, dropout=0.0
+        )
+        torch.manual_seed(0)
+        ref = _ReferenceSelfAttention(config).eval()
+        try:
+            mine = cls(config).eval()
+        except TypeError as e:
+            raise CheckFailure(f"CausalSelfAttention(config) could not be built: {e}") from None
+        try:
+            mine.load_state_dict(ref.state_dict())
+        except RuntimeError as e:
+            raise CheckFailure(
+                "the module should hold exactly two layers, named like GPT-2's: "
+                "c_attn = nn.Linear(n_embd, 3 * n_embd) and c_proj = nn.Linear(n_embd, n_embd) "
+                f"(torch said: {str(e).splitlines()[0]} ...)"
+            ) from None
+        x = torch.randn(2, 7, config.n_embd, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            got = _call(mine, x)
+            if isinstance(got, tuple):
+                got = got[0]
+            sd, nh = ref.state_dict(), config.n_head
+            bugs = [
+                (
+                    "no causal mask: each position also sees the ones after it; "
+                    "pass mask=causal_mask(T)",
+                    _module_variant(sd, x, nh, causal=False),
+                ),
+                (
+                    "unscaled scores: did you divide by sqrt(d_k)?",
+                    _module_variant(sd, x, nh, scale=1.0),
+                ),
+                (
+                    "the scores are scaled by sqrt(n_embd); each head scales by sqrt(head_dim) "
+                    "= sqrt(n_embd // n_head)",
+                    _module_variant(sd, x, nh, scale=1 / math.sqrt(config.n_embd)),
+                ),
+                (
+                    "heads merged in the wrong order: transpose(1, 2) back to "
+                    "(B, T, n_head, head_dim) before the view to (B, T, C)",
+                    _module_variant(sd, x, nh, merge="wrong"),
+                ),
+                (
+                    "c_attn's output is split in the wrong order; GPT-2's layout is q, k, v",
+                    _module_variant(sd, x, nh, order="kqv"),
+                ),
+                (
+                    "c_attn's output is split in the wrong order; GPT-2's layout is q, k, v",
+                    _module_variant(sd, x, nh, order="qvk"),
+                ),
+                (
+                    "c_proj is not applied: project the merged heads with self.c_proj",
+                    _module_variant(sd, x, nh, proj=False),
+                ),
+            ]
+            compare_tensors(got, ref(x), what="output", likely_bugs=bugs)
+
+    return run_check("CausalSelfAttention", CausalSelfAttention, _ReferenceSelfAttention, test)
