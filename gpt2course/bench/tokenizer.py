@@ -1,0 +1,106 @@
+"""``python -m gpt2course bench tokenizer``: encoding speed against tiktoken, training
+speed, and the incremental trainer against a naive recount-every-merge one."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+from itertools import pairwise
+
+import regex
+
+from ..tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer, basic, load_gpt2_tokenizer, train_bpe
+
+
+def train_bpe_naive(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN) -> BPETokenizer:
+    """The textbook trainer: recount every pair in every chunk before each merge.
+
+    Same pre-split and tie rule (the smallest pair) as ``train_bpe``, so same merges.
+    """
+    chunks = [list(c.encode("utf-8")) for c in regex.findall(pattern, text)]
+    merges: dict[tuple[int, int], int] = {}
+    for new_id in range(256, vocab_size):
+        counts: dict[tuple[int, int], int] = {}
+        for ids in chunks:
+            for pair in pairwise(ids):
+                counts[pair] = counts.get(pair, 0) + 1
+        if not counts:
+            break
+        pair = min(counts, key=lambda p: (-counts[p], p))
+        chunks = [basic.merge(ids, pair, new_id) for ids in chunks]
+        merges[pair] = new_id
+    return BPETokenizer(merges, pattern)
+
+
+def _best_of(fn: Callable[[], object], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv: list[str]) -> int:
+    """Print encoding and training speeds; see docs/benchmarks.md for recorded figures."""
+    p = argparse.ArgumentParser(prog="python -m gpt2course bench tokenizer", description=__doc__)
+    p.add_argument("--repeats", type=int, default=3, help="timing runs; the best counts")
+    p.add_argument("--vocab-size", type=int, default=1256, help="train_bpe target (default 1256)")
+    p.add_argument(
+        "--naive-chars",
+        type=int,
+        default=100_000,
+        help="the naive trainer is timed on this many leading characters (0 skips it)",
+    )
+    args = p.parse_args(argv)
+
+    from .. import assets
+
+    text = assets.fetch("tinyshakespeare.txt").read_text(encoding="utf-8")
+    mb = len(text.encode("utf-8")) / 1e6
+    print(
+        f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}"
+    )
+    print(f"text: Tiny Shakespeare, {mb:.2f} MB, {len(text):,} characters\n")
+
+    tik = assets.tiktoken_gpt2()
+    ours = load_gpt2_tokenizer()
+    ours._cache.clear()
+    t0 = time.perf_counter()
+    ids = ours.encode_ordinary(text)
+    cold = time.perf_counter() - t0
+    if ids != tik.encode_ordinary(text):
+        print("ERROR: our ids differ from tiktoken's")
+        return 1
+    warm = _best_of(lambda: ours.encode_ordinary(text), args.repeats)
+    t_tik = _best_of(lambda: tik.encode_ordinary(text), args.repeats)  # one thread
+    print("encode (GPT-2 vocabulary, same ids as tiktoken)")
+    print(f"  tiktoken, one thread   {t_tik:7.3f} s  {mb / t_tik:6.1f} MB/s")
+    print(
+        f"  ours, empty cache      {cold:7.3f} s  {mb / cold:6.1f} MB/s  {cold / t_tik:5.1f}x tiktoken's time"
+    )
+    print(
+        f"  ours, warm cache       {warm:7.3f} s  {mb / warm:6.1f} MB/s  {warm / t_tik:5.1f}x tiktoken's time"
+    )
+
+    t0 = time.perf_counter()
+    tok = train_bpe(text, args.vocab_size)
+    t_train = time.perf_counter() - t0
+    print(f"\ntrain_bpe to vocab {args.vocab_size} ({len(tok.merges)} merges), all of the text")
+    print(f"  incremental            {t_train:7.2f} s")
+    if args.naive_chars:
+        prefix = text[: args.naive_chars]
+        t0 = time.perf_counter()
+        fast = train_bpe(prefix, args.vocab_size)
+        t_fast = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        slow = train_bpe_naive(prefix, args.vocab_size)
+        t_slow = time.perf_counter() - t0
+        same = "same merges" if fast.merges == slow.merges else "DIFFERENT merges"
+        print(
+            f"  on the first {len(prefix):,} characters: incremental {t_fast:.2f} s, "
+            f"naive recount {t_slow:.2f} s, {t_slow / t_fast:.0f}x faster ({same})"
+        )
+    return 0

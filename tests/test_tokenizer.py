@@ -1,0 +1,323 @@
+"""Our tokenizers against independent references: tiktoken's "gpt2" encoding for the real
+vocabulary, and tiktoken built from our own merges for trained tokenizers."""
+
+from __future__ import annotations
+
+import sysconfig
+import warnings
+from pathlib import Path
+
+import pytest
+import tiktoken
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gpt2course import assets
+from gpt2course.bench.tokenizer import train_bpe_naive
+from gpt2course.tokenizer import (
+    GPT2_SPLIT_PATTERN,
+    BPETokenizer,
+    GPT2Tokenizer,
+    basic,
+    load_gpt2_tokenizer,
+    train_bpe,
+)
+
+
+@pytest.fixture(scope="module")
+def ours() -> GPT2Tokenizer:
+    return load_gpt2_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def tik():
+    return assets.tiktoken_gpt2()
+
+
+@pytest.fixture(scope="module")
+def shakespeare() -> str:
+    return assets.fetch("tinyshakespeare.txt").read_text(encoding="utf-8")
+
+
+# --- GPT-2's vocabulary ------------------------------------------------------------------
+
+
+def test_sizes_and_vocab_match_tiktoken(ours, tik):
+    assert ours.n_vocab == tik.n_vocab == 50257
+    assert ours.eot_token == tik.eot_token == 50256
+    assert len(ours.merges) == 50000
+    assert all(ours.vocab[i] == tik.decode_single_token_bytes(i) for i in range(tik.n_vocab))
+
+
+def test_from_files_explicit_paths(tik):
+    tok = GPT2Tokenizer.from_files(assets.fetch("vocab.bpe"), assets.fetch("encoder.json"))
+    assert tok.encode("Hello world") == tik.encode("Hello world")
+
+
+def test_from_files_rejects_wrong_file(tmp_path):
+    bad = tmp_path / "vocab.bpe"
+    bad.write_text("not a merges file\n")
+    with pytest.raises(ValueError, match="vocab.bpe"):
+        GPT2Tokenizer.from_files(bad, assets.fetch("encoder.json"))
+
+
+def test_all_of_tiny_shakespeare(ours, tik, shakespeare):
+    ids = ours.encode(shakespeare)
+    assert ids == tik.encode(shakespeare)
+    assert ours.decode(ids) == shakespeare
+
+
+def _stdlib_text(limit: int = 3_000_000) -> list[tuple[str, str]]:
+    """A few MB that nobody here wrote: Python's docs (pydoc topics) and stdlib sources."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = [root / "pydoc_data" / "topics.py", *sorted(root.glob("*.py"))]
+    out, total = [], 0
+    for f in files:
+        if f.is_file() and total < limit:
+            text = f.read_text(encoding="utf-8", errors="replace")
+            out.append((f.name, text))
+            total += len(text)
+    return out
+
+
+@pytest.mark.slow
+def test_python_stdlib_sources_and_docs(ours, tik):
+    texts = _stdlib_text()
+    assert sum(len(t) for _, t in texts) > 2_000_000
+    for name, text in texts:
+        got, want = ours.encode_ordinary(text), tik.encode_ordinary(text)
+        if got != want:
+            k = next(i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b)
+            pytest.fail(
+                f"{name}: first difference at token {k}: {tik.decode(want[k - 3 : k + 3])!r}"
+            )
+        assert ours.decode(got) == text
+
+
+# Characters from everywhere: emoji (with ZWJ and skin tones), combining marks, CJK,
+# Arabic, Devanagari, digits of several scripts, and lots of whitespace.
+_PIECES = [
+    " ",
+    "  ",
+    "\n",
+    "\t",
+    "\r\n",
+    "\u00a0",
+    "\u3000",
+    "'s",
+    "'ll",
+    "'T",
+    "0",
+    "123",
+    "٣",
+    "१",
+    "a",
+    "The",
+    " the",
+    "é",
+    "e\u0301",
+    "ñ",
+    "漢字",
+    "ひらがな",
+    "한국어",
+    "مرحبا",
+    "नमस्ते",
+    "Ω",
+    "😀",
+    "👍🏽",
+    "👩\u200d👩\u200d👧",
+    "🇫🇷",
+    "\u200b",
+    "—",
+    "...",
+    "!!",
+    "<|",
+    "|>",
+    " SolidGoldMagikarp",
+    "\x00",
+    "\x7f",
+    "\ufffd",
+]
+_texts = st.one_of(
+    st.text(max_size=200),
+    st.lists(st.sampled_from(_PIECES), max_size=60).map("".join),
+    st.builds(
+        lambda c, n: c * n,
+        st.sampled_from([" ", "\n", "9", "0", "a", "\t", "😀"]),
+        st.integers(0, 300),
+    ),
+    st.lists(st.one_of(st.text(max_size=8), st.sampled_from(_PIECES)), max_size=40).map("".join),
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=_texts)
+def test_arbitrary_unicode_matches_tiktoken(ours, tik, text):
+    ids = ours.encode_ordinary(text)
+    assert ids == tik.encode_ordinary(text)
+    assert ours.decode(ids) == text
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ids=st.lists(st.integers(0, 50256), max_size=30))
+def test_decode_any_ids_like_tiktoken(ours, tik, ids):
+    assert ours.decode(ids) == tik.decode(ids)  # never raises: broken UTF-8 becomes U+FFFD
+
+
+def test_partial_utf8_gives_replacement_char(ours, tik):
+    ids = ours.encode("😀")
+    assert len(ids) > 1
+    assert ours.decode(ids[:-1]) == tik.decode(ids[:-1])
+    assert "\ufffd" in ours.decode(ids[:-1])
+
+
+def test_lone_surrogate_like_tiktoken(ours, tik):
+    assert ours.encode("a\ud800b") == tik.encode("a\ud800b")
+
+
+def test_special_tokens_like_tiktoken(ours, tik):
+    text = "Hello<|endoftext|> world"
+    with pytest.raises(ValueError, match="disallowed special token"):
+        ours.encode(text)
+    with pytest.raises(ValueError):
+        tik.encode(text)
+    for kw in (
+        {"allowed_special": "all"},
+        {"allowed_special": {"<|endoftext|>"}},
+        {"disallowed_special": ()},
+    ):
+        assert ours.encode(text, **kw) == tik.encode(text, **kw)
+    assert ours.encode(text, allowed_special="all").count(50256) == 1
+    assert ours.decode([50256]) == "<|endoftext|>"
+
+
+def test_allowed_special_as_a_bare_string_is_explained(ours):
+    with pytest.raises(TypeError, match=r"allowed_special=\{'<\|endoftext\|>'\}"):
+        ours.encode("x", allowed_special="<|endoftext|>")
+
+
+@pytest.mark.parametrize("bad", [b"bytes", None, 42, ["a", "list"]])
+def test_non_string_text_is_a_type_error(ours, bad):
+    with pytest.raises(TypeError, match="expects a str"):
+        ours.encode(bad)
+
+
+@pytest.mark.parametrize("bad", [[50257], [-1], [1, 2, 10**9]])
+def test_out_of_range_ids_raise_clearly(ours, bad):
+    with pytest.raises(ValueError, match="out of range.*0 to 50256"):
+        ours.decode(bad)
+
+
+def test_decode_accepts_tensors_and_rejects_batches(ours):
+    torch = pytest.importorskip("torch")
+    ids = ours.encode("Hello there")
+    assert ours.decode(torch.tensor(ids)) == "Hello there"
+    with pytest.raises(TypeError, match="batch"):
+        ours.decode(torch.tensor([ids, ids]))
+    with pytest.raises(TypeError, match="integers"):
+        ours.decode([1.5])
+
+
+# --- trained tokenizers ------------------------------------------------------------------
+
+
+def _as_tiktoken(tok: BPETokenizer) -> tiktoken.Encoding:
+    """tiktoken running our merges: an independent encoder for the same vocabulary."""
+    ranks = {tok.vocab[i]: i for i in tok.vocab if i not in tok.special_tokens.values()}
+    assert len(ranks) == len(tok.vocab) - len(tok.special_tokens), "duplicate tokens"
+    return tiktoken.Encoding("ours", pat_str=tok.pattern, mergeable_ranks=ranks, special_tokens={})
+
+
+@pytest.fixture(scope="module")
+def trained(shakespeare) -> BPETokenizer:
+    return train_bpe(shakespeare, 1256)
+
+
+def test_trained_tokenizer_encodes_like_tiktoken(trained, shakespeare):
+    tik = _as_tiktoken(trained)
+    sample = shakespeare[:200_000]
+    assert trained.encode(sample) == tik.encode_ordinary(sample)
+    assert trained.decode(trained.encode(sample)) == sample
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=_texts)
+def test_trained_tokenizer_any_text(trained, text):
+    ids = trained.encode(text)
+    assert ids == _TIK_CACHE.setdefault(id(trained), _as_tiktoken(trained)).encode_ordinary(text)
+    assert trained.decode(ids) == text
+
+
+_TIK_CACHE: dict[int, tiktoken.Encoding] = {}
+
+
+def test_train_bpe_learns_the_same_merges_as_a_naive_recount(shakespeare):
+    text = shakespeare[:10_000]
+    assert train_bpe(text, 320).merges == train_bpe_naive(text, 320).merges
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(alphabet="ab c\nd'é", max_size=120), extra=st.integers(0, 40))
+def test_train_bpe_matches_naive_on_small_texts(text, extra):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert train_bpe(text, 256 + extra).merges == train_bpe_naive(text, 256 + extra).merges
+
+
+def test_train_bpe_on_one_chunk_matches_the_textbook_trainer():
+    # With a pattern that keeps the text whole, train_bpe is plain BPE on one sequence.
+    text = "aaabdaaabac" * 3 + "the theme then thee"
+    merges = train_bpe(text, 266, pattern=r"(?s).+").merges
+    assert list(merges) == list(_tie_smallest(list(text.encode()), 10))
+
+
+def _tie_smallest(ids, n):
+    merges = {}
+    for k in range(n):
+        counts = basic.count_pairs(ids)
+        pair = min(counts, key=lambda p: (-counts[p], p))
+        ids = basic.merge(ids, pair, 256 + k)
+        merges[pair] = 256 + k
+    return merges
+
+
+def test_train_bpe_bad_input():
+    with pytest.raises(TypeError, match="expects a str"):
+        train_bpe(b"bytes", 300)
+    with pytest.raises(ValueError, match="vocab_size"):
+        train_bpe("hello", 100)
+    with pytest.warns(UserWarning, match="ran out of pairs"):
+        tok = train_bpe("ab", 300)
+    assert len(tok.merges) == 1
+
+
+def test_save_and_load_round_trip(trained, ours, tmp_path):
+    path = trained.save(tmp_path / "shakespeare.bpe")
+    assert path.read_text().startswith("gpt2course-bpe v1\n")
+    again = BPETokenizer.load(path)
+    assert again.merges == trained.merges and again.vocab == trained.vocab
+    text = "To be, or not to be: that is the question. 😀"
+    assert again.encode(text) == trained.encode(text)
+    gpt2 = GPT2Tokenizer.load(ours.save(tmp_path / "gpt2.bpe"))
+    assert isinstance(gpt2, GPT2Tokenizer) and gpt2.eot_token == 50256
+    assert gpt2.encode(text) == ours.encode(text)
+
+
+def test_load_rejects_other_files(tmp_path):
+    p = tmp_path / "x.txt"
+    p.write_text("hello\n")
+    with pytest.raises(ValueError, match="not a tokenizer saved by"):
+        BPETokenizer.load(p)
+
+
+def test_default_pattern_is_gpt2s(tik):
+    import regex
+
+    text = "I'm  here:   it's 2024!\n\n  Ça va?  "
+    assert regex.findall(GPT2_SPLIT_PATTERN, text) == regex.findall(tik._pat_str, text)
