@@ -1,0 +1,225 @@
+"""The attention viewer: which tokens each token attends to, per layer and head.
+
+Rendering is pure (weights and tokens in, HTML out) so it is tested without a browser; the
+widget only wires core ipywidgets (7.7 and 8) to it. Hover over a cell to read its weight.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import torch
+
+__all__ = [
+    "AttentionViewer",
+    "attention_viewer",
+    "attention_weights",
+    "by_token_html",
+    "display_token",
+    "heatmap_html",
+    "token_strings",
+]
+
+# One hue for weights; cells a query may not see (the future) are hatched grey.
+_RGB = "31, 119, 180"
+_FUTURE = "background:repeating-linear-gradient(45deg,#f3f3f3 0 3px,#e2e2e2 3px 6px)"
+_TABLE_CSS = (
+    "<style>.gpt2c-attn td{width:16px;height:16px;padding:0;border:1px solid #fff}"
+    ".gpt2c-attn th{font-weight:normal;padding:1px 3px}</style>"
+)
+
+
+def display_token(s: str) -> str:
+    """A token made readable: spaces as ␣, newlines as ↵, tabs as →."""
+    return s.replace(" ", "␣").replace("\n", "↵").replace("\t", "→") or "∅"
+
+
+def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
+    """Each id's text on its own (tiktoken's bytes decoded leniently, else ``decode([id])``)."""
+    ids = [int(i) for i in ids]
+    if hasattr(tokenizer, "decode_single_token_bytes"):
+        # A single token may hold half of a multi-byte character: show � rather than fail.
+        return [
+            tokenizer.decode_single_token_bytes(i).decode("utf-8", errors="replace") for i in ids
+        ]
+    return [tokenizer.decode([i]) for i in ids]
+
+
+def attention_weights(model: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
+    """(n_layer, n_head, T, T) attention weights of a ``GPT`` for one sequence ``idx`` (T,)."""
+    if idx.dim() == 1:
+        idx = idx[None]
+    if idx.dim() != 2 or idx.size(0) != 1:
+        raise ValueError(
+            f"pass one sequence of token ids, shape (T,) or (1, T); got {tuple(idx.shape)}"
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            _, per_layer = model(idx, return_weights=True)
+    finally:
+        model.train(was_training)
+    return torch.stack([w[0] for w in per_layer]).float().cpu()  # (L, nh, T, T)
+
+
+def _check(weights: torch.Tensor, tokens: Sequence[str]) -> None:
+    if weights.dim() != 2 or weights.size(0) != weights.size(1):
+        raise ValueError(f"weights must be one (T, T) matrix, got shape {tuple(weights.shape)}")
+    if weights.size(0) != len(tokens):
+        raise ValueError(f"{weights.size(0)} weight rows but {len(tokens)} tokens")
+
+
+def _cell_title(tokens: Sequence[str], i: int, j: int, w: float) -> str:
+    return html.escape(
+        f"{i}:{display_token(tokens[i])} → {j}:{display_token(tokens[j])}  weight {w:.3f}",
+        quote=True,
+    )
+
+
+def heatmap_html(weights: torch.Tensor, tokens: Sequence[str], caption: str = "") -> str:
+    """An HTML table: one row per query token, one column per key token, shaded by weight.
+
+    Hover over a cell to read "query → key  weight". Keys a query cannot attend to (weight
+    exactly 0, such as the future under a causal mask) are hatched.
+    """
+    _check(weights, tokens)
+    w = weights.detach().float().cpu().tolist()
+    T = len(tokens)
+    head = "".join(
+        f'<th style="writing-mode:vertical-rl;transform:rotate(180deg)">'
+        f"{html.escape(display_token(t))}</th>"
+        for t in tokens
+    )
+    rows = []
+    for i in range(T):
+        tds = []
+        for j in range(T):
+            x = w[i][j]
+            style = _FUTURE if x == 0.0 else f"background:rgba({_RGB},{x:.3f})"
+            tds.append(f'<td title="{_cell_title(tokens, i, j, x)}" style="{style}"></td>')
+        label = html.escape(display_token(tokens[i]))
+        rows.append(f'<tr><th style="text-align:right">{label}</th>{"".join(tds)}</tr>')
+    cap = (
+        f'<caption style="caption-side:top;text-align:left">{html.escape(caption)}</caption>'
+        if caption
+        else ""
+    )
+    return (
+        f'{_TABLE_CSS}<div style="overflow:auto">'
+        '<table class="gpt2c-attn" style="border-collapse:collapse;font:11px monospace">'
+        f"{cap}<tr><th></th>{head}</tr>{''.join(rows)}</table>"
+        '<div style="font:11px sans-serif;color:#555">rows: the token that looks (query) · '
+        "columns: the tokens it looks at (keys) · darker = more weight · hover to read</div></div>"
+    )
+
+
+def by_token_html(
+    weights: torch.Tensor, tokens: Sequence[str], query: int, caption: str = ""
+) -> str:
+    """The text with each token shaded by how much token ``query`` attends to it."""
+    _check(weights, tokens)
+    T = len(tokens)
+    if not -T <= query < T:
+        raise IndexError(f"query {query} out of range for {T} tokens")
+    query %= T
+    row = weights[query].detach().float().cpu()
+    # Shade relative to the row's largest weight, so a spread-out pattern is still visible;
+    # the exact weight is in each token's tooltip.
+    top = float(row.max()) or 1.0
+    spans = []
+    for j, tok in enumerate(tokens):
+        x = float(row[j])
+        style = f"background: rgba({_RGB}, {x / top:.3f});"
+        if j == query:
+            style += "outline:2px solid #d62728;"
+        elif x == 0.0:
+            style = "color:#aaa;"
+        text = html.escape(display_token(tok))
+        spans.append(
+            f'<span title="{_cell_title(tokens, query, j, x)}" style="{style}padding:1px 0">{text}</span>'
+        )
+    cap = html.escape(caption or f"what token {query} ({display_token(tokens[query])}) attends to")
+    return (
+        f'<div style="font:13px monospace;line-height:1.9"><div style="font:12px sans-serif;'
+        f'color:#555">{cap} · darker = more weight · hover to read</div>{"".join(spans)}</div>'
+    )
+
+
+def _pick(weights: torch.Tensor, layer: int, head: int) -> torch.Tensor:
+    """(T, T) weights of one layer and head; head -1 averages the heads."""
+    w = weights[layer]  # (nh, T, T)
+    return w.mean(0) if head < 0 else w[head]
+
+
+class AttentionViewer(widgets.VBox):
+    """Pick a layer, a head and a view; see the attention pattern. ``weights`` is
+    (n_layer, n_head, T, T), ``tokens`` the T token strings."""
+
+    def __init__(self, weights: torch.Tensor, tokens: Sequence[str]):
+        if weights.dim() != 4:
+            raise ValueError(
+                f"weights must be (n_layer, n_head, T, T), got shape {tuple(weights.shape)}"
+            )
+        _check(weights[0, 0], tokens)
+        self.weights, self.tokens = weights.detach().float().cpu(), list(tokens)
+        L, H = weights.shape[:2]
+        layout = {"width": "220px"}
+        self.layer = widgets.Dropdown(
+            options=[(f"layer {i}", i) for i in range(L)],
+            value=0,
+            description="layer",
+            layout=layout,
+        )
+        heads = [("mean of heads", -1)] + [(f"head {h}", h) for h in range(H)]
+        self.head = widgets.Dropdown(options=heads, value=0, description="head", layout=layout)
+        self.mode = widgets.ToggleButtons(options=["heatmap", "by token"], value="heatmap")
+        toks = [(f"{i}: {display_token(t)}", i) for i, t in enumerate(self.tokens)]
+        self.token = widgets.Dropdown(
+            options=toks, value=len(toks) - 1, description="token", layout=layout
+        )
+        self.view = widgets.HTML()
+        for control in (self.layer, self.head, self.mode, self.token):
+            control.observe(self._update, names="value")
+        super().__init__(
+            [
+                widgets.HBox([self.layer, self.head]),
+                widgets.HBox([self.mode, self.token]),
+                self.view,
+            ]
+        )
+        self._update()
+
+    def render(self) -> str:
+        """The HTML for the current choices."""
+        m = _pick(self.weights, self.layer.value, self.head.value)
+        head = "mean of heads" if self.head.value < 0 else f"head {self.head.value}"
+        where = f"layer {self.layer.value}, {head}"
+        if self.mode.value == "heatmap":
+            return heatmap_html(m, self.tokens, caption=where)
+        q = self.token.value
+        return by_token_html(
+            m,
+            self.tokens,
+            q,
+            caption=f"{where}: what token {q} ({display_token(self.tokens[q])}) attends to",
+        )
+
+    def _update(self, change: Any = None) -> None:
+        self.token.layout.display = "none" if self.mode.value == "heatmap" else None
+        self.view.value = self.render()
+
+
+def attention_viewer(
+    model: torch.nn.Module, tokenizer: Any, text: str, max_tokens: int = 48
+) -> AttentionViewer:
+    """An ``AttentionViewer`` for ``text`` run through ``model`` (its first ``max_tokens`` tokens)."""
+    ids = tokenizer.encode(text)[:max_tokens]
+    if not ids:
+        raise ValueError("the text has no tokens; pass some text to look at")
+    device = next(model.parameters()).device
+    weights = attention_weights(model, torch.tensor(ids, device=device))
+    return AttentionViewer(weights, token_strings(tokenizer, ids))
