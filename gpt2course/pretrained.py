@@ -493,6 +493,28 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
 
 
+def _cached(hf_hub_download, kw: dict) -> Path | None:
+    try:
+        return Path(hf_hub_download(filename=WEIGHTS_FILE, local_files_only=True, **kw))
+    except Exception:
+        return None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub answers at all: without a network, fail in seconds, not after retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _from_hub(name: str) -> tuple[Path, Path | None]:
     """The cached paths of a hub model's weights and config, downloading them if needed."""
     try:
@@ -502,16 +524,28 @@ def _from_hub(name: str) -> tuple[Path, Path | None]:
             f"loading {name!r} by name needs huggingface_hub (pip install huggingface_hub). {OFFLINE_HELP}"
         ) from None
     repo = HUB_REPOS[name]
-    kw = dict(repo_id=repo, cache_dir=str(hub_cache_dir()), local_files_only=_offline())
+    kw = dict(repo_id=repo, cache_dir=str(hub_cache_dir()))
+    # The published weights never change: a cached copy is used without asking the network.
+    cached = _cached(hf_hub_download, kw)
+    offline = _offline() or (cached is None and not _hub_reachable())
     try:
-        weights = Path(hf_hub_download(filename=WEIGHTS_FILE, **kw))
+        weights = cached or Path(
+            hf_hub_download(filename=WEIGHTS_FILE, local_files_only=offline, **kw)
+        )
     except Exception as e:  # network errors come in many types, all need the same advice
-        where = "is not in the local hub cache" if _offline() else "could not be downloaded"
-        raise CheckpointError(
-            f"{repo}/{WEIGHTS_FILE} {where} ({type(e).__name__}: {str(e).splitlines()[0][:200]}). {OFFLINE_HELP}"
-        ) from None
+        if _offline():
+            why = "is not in the local hub cache and HF_HUB_OFFLINE is set"
+        elif offline:
+            why = f"is not in the local hub cache ({hub_cache_dir()}) and the hub is not reachable (no network?)"
+        else:
+            why = f"could not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        raise CheckpointError(f"{repo}/{WEIGHTS_FILE} {why}. {OFFLINE_HELP}") from None
     try:
-        config = Path(hf_hub_download(filename=CONFIG_FILE, **kw))
+        config = Path(
+            hf_hub_download(
+                filename=CONFIG_FILE, local_files_only=offline or cached is not None, **kw
+            )
+        )
     except Exception:
         config = None  # the published sizes are known without it
     return weights, config

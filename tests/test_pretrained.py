@@ -242,7 +242,9 @@ def test_offline_load_by_name_from_hub_cache(offline_cache):
 
 
 def test_offline_not_cached_says_how_to_get_weights(offline_cache):
-    with pytest.raises(CheckpointError, match=r"not in the local hub cache.*assets seed"):
+    with pytest.raises(
+        CheckpointError, match=r"not in the local hub cache and HF_HUB_OFFLINE.*assets seed"
+    ):
         load_pretrained("gpt2-medium")
 
 
@@ -292,3 +294,93 @@ def test_real_gpt2_shape_loads_exactly(tmp_path):
     ours = load_pretrained(tmp_path)
     assert ours.num_params() == 124_439_808
     assert_same_logits(ours, hf, 50257, T=32)
+
+
+# ---------------------------------------------------------------- fast decoding
+
+
+def hf_greedy(hf, idx: torch.Tensor, n: int) -> torch.Tensor:
+    """Greedy decoding by full recompute on the last n_positions tokens: the plain definition."""
+    ctx = hf.config.n_positions
+    with torch.no_grad():
+        for _ in range(n):
+            nxt = hf(idx[:, -ctx:]).logits[:, -1].argmax(-1, keepdim=True)
+            idx = torch.cat([idx, nxt], dim=1)
+    return idx
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fastgen_greedy_matches_transformers(batch):
+    from gpt2course.fastgen import FastGenerator
+
+    hf = hf_model(seed=8)
+    gen = FastGenerator(pretrained.from_transformers(hf))
+    torch.manual_seed(2)
+    idx = torch.randint(0, TINY["vocab_size"], (batch, 5))
+    expected = hf.generate(
+        idx, attention_mask=torch.ones_like(idx), max_new_tokens=12, do_sample=False, pad_token_id=0
+    )
+    assert torch.equal(gen.generate(idx, 12, temperature=0), expected)
+    assert torch.equal(gen.generate(idx, 12, temperature=0), expected)  # reused cache: same
+
+
+def test_fastgen_slides_past_the_context_like_full_recompute():
+    from gpt2course.fastgen import FastGenerator
+
+    hf = hf_model(seed=9, n_positions=16)
+    gen = FastGenerator(pretrained.from_transformers(hf))
+    idx = torch.randint(0, TINY["vocab_size"], (1, 10))
+    assert torch.equal(gen.generate(idx, 20, temperature=0), hf_greedy(hf, idx, 20))
+
+
+def test_fastgen_rejects_a_prompt_longer_than_the_context():
+    from gpt2course.fastgen import FastGenerator
+
+    gen = FastGenerator(pretrained.from_transformers(hf_model(n_positions=16)))
+    with pytest.raises(ValueError, match="17 tokens.*at most 16"):
+        gen.generate(torch.zeros(1, 17, dtype=torch.long), 1)
+
+
+# ---------------------------------------------------------------- the generate command
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    return pretrained.write_standin_checkpoint(
+        tmp_path_factory.mktemp("standin"), n_layer=1, n_head=2, n_embd=16
+    )
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_generate_command_streams_text_with_a_banner(standin, capsys, fast):
+    from gpt2course import cli_generate
+
+    argv = [
+        "Once upon a time",
+        "--model",
+        str(standin),
+        "--max-new-tokens",
+        "8",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    assert cli_generate.main(argv + ([] if fast else ["--no-fast"])) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("Once upon a time") and len(out) > len("Once upon a time\n")
+    assert "STAND-IN MODEL" in err
+
+
+def test_generate_command_rejects_a_too_long_prompt(standin, capsys):
+    from gpt2course import cli_generate
+
+    assert cli_generate.main(["hello " * 1100, "--model", str(standin), "--device", "cpu"]) == 2
+    assert "sees at most 1024; shorten it" in capsys.readouterr().err
+
+
+def test_generate_command_offline_says_how_to_get_weights(offline_cache, capsys):
+    from gpt2course import cli_generate
+
+    assert cli_generate.main(["hi", "--model", "gpt2", "--device", "cpu"]) == 1
+    assert "assets seed" in capsys.readouterr().err
