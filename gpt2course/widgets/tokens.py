@@ -1,0 +1,133 @@
+"""The token viewer: type text, see its tokens as coloured spans, one tokenizer or several
+side by side. Hover over a token to read its id and bytes.
+
+``render_tokens`` is pure (tokenizers and text in, HTML out) so it is tested without a
+browser; ``token_viewer`` only wires core ipywidgets (7.7 and 8) to it.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import ipywidgets as widgets
+
+__all__ = ["Tokenizer", "render_tokens", "token_pieces", "token_viewer"]
+
+# Light colours that keep black text readable; neighbours always differ.
+PALETTE = ("#cde8ff", "#ffe0b3", "#d4f5d0", "#f9d0e6", "#e6dcff", "#fff3a8", "#c9f0ef", "#f6d5c8")
+DEFAULT_TEXT = (
+    "Hello world! Tokenization is   surprisingly 12345 fiddly: ça coûte plus de tokens 🙂"
+)
+
+
+class Tokenizer(Protocol):
+    """What the viewer needs: ``encode`` and ``decode_single_token_bytes`` (ours, tiktoken)."""
+
+    def encode(self, text: str, **kwargs: Any) -> list[int]: ...
+
+    def decode_single_token_bytes(self, token: int) -> bytes: ...
+
+
+def _name(tokenizer: Any) -> str:
+    return str(getattr(tokenizer, "name", None) or type(tokenizer).__name__)
+
+
+def _as_dict(tokenizers: Mapping[str, Tokenizer] | Tokenizer) -> dict[str, Tokenizer]:
+    if isinstance(tokenizers, Mapping):
+        if not tokenizers:
+            raise ValueError("pass at least one tokenizer, e.g. {'GPT-2': load_gpt2_tokenizer()}")
+        return dict(tokenizers)
+    return {_name(tokenizers): tokenizers}
+
+
+def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
+    # Show special tokens as tokens: a viewer should never refuse the text it is given.
+    try:
+        return list(tokenizer.encode(text, allowed_special="all"))
+    except TypeError:
+        return list(tokenizer.encode(text))
+
+
+def token_pieces(tokenizer: Tokenizer, text: str) -> list[tuple[int, str]]:
+    """``(id, text)`` per token; bytes that are only part of a character show as ``\\xNN``."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    out = []
+    for i in _encode(tokenizer, text):
+        data = tokenizer.decode_single_token_bytes(i)
+        # A token may hold half of a multi-byte character (common outside English): show
+        # those bytes rather than a misleading whole character.
+        out.append((i, data.decode("utf-8", errors="backslashreplace")))
+    return out
+
+
+def _visible(piece: str, show_whitespace: bool) -> str:
+    if show_whitespace:
+        piece = piece.replace(" ", "␣").replace("\t", "→")
+    # Keep line breaks (the text's shape) but make them visible as tokens.
+    return piece.replace("\n", "↵\n")
+
+
+def _column(name: str, pieces: list[tuple[int, str]], n_chars: int, show_whitespace: bool) -> str:
+    spans = []
+    for k, (i, piece) in enumerate(pieces):
+        title = html.escape(f"id {i}: {piece!r}", quote=True)
+        colour = PALETTE[k % len(PALETTE)]
+        body = html.escape(_visible(piece, show_whitespace)) or "∅"
+        spans.append(
+            f'<span title="{title}" style="background:{colour};border-radius:3px;'
+            f'padding:1px 0;margin-right:1px">{body}</span>'
+        )
+    n = len(pieces)
+    ratio = f", {n_chars / n:.1f} characters per token" if n else ""
+    return (
+        '<div style="flex:1 1 260px;min-width:220px">'
+        f'<div style="font-weight:bold;margin-bottom:4px">{html.escape(name)}: '
+        f"{n} token{'s' if n != 1 else ''}"
+        f'<span style="font-weight:normal;color:#666">{ratio}</span></div>'
+        '<div style="font-family:monospace;white-space:pre-wrap;word-break:break-word;'
+        f'line-height:1.9">{"".join(spans)}</div></div>'
+    )
+
+
+def render_tokens(
+    tokenizers: Mapping[str, Tokenizer] | Tokenizer, text: str, *, show_whitespace: bool = False
+) -> str:
+    """HTML showing ``text`` as coloured token spans for each tokenizer, side by side."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    columns = []
+    for name, tok in _as_dict(tokenizers).items():
+        try:
+            columns.append(_column(name, token_pieces(tok, text), len(text), show_whitespace))
+        except Exception as e:  # one tokenizer failing should not blank the others
+            msg = html.escape(f"{name}: {type(e).__name__}: {e}")
+            columns.append(f'<div style="flex:1 1 260px;color:#b00">{msg}</div>')
+    return (
+        '<div class="gpt2c-tokens" style="display:flex;flex-wrap:wrap;gap:18px;'
+        f'align-items:flex-start">{"".join(columns)}</div>'
+    )
+
+
+def token_viewer(
+    tokenizers: Mapping[str, Tokenizer] | Tokenizer,
+    text: str = DEFAULT_TEXT,
+    *,
+    show_whitespace: bool = False,
+) -> widgets.Widget:
+    """A text box and its tokens, redrawn as you type; pass a dict to compare tokenizers."""
+    tokenizers = _as_dict(tokenizers)
+    box = widgets.Textarea(
+        value=text,
+        placeholder="Type or paste text here",
+        layout=widgets.Layout(width="100%", height="80px"),
+    )
+    out = widgets.HTML(value=render_tokens(tokenizers, text, show_whitespace=show_whitespace))
+
+    def redraw(change: dict) -> None:
+        out.value = render_tokens(tokenizers, change["new"], show_whitespace=show_whitespace)
+
+    box.observe(redraw, names="value")
+    return widgets.VBox([box, out])
