@@ -384,3 +384,70 @@ def test_generate_command_offline_says_how_to_get_weights(offline_cache, capsys)
 
     assert cli_generate.main(["hi", "--model", "gpt2", "--device", "cpu"]) == 1
     assert "assets seed" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the notebook's check
+
+CONV = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def _learner(
+    *,
+    prefix=True,
+    buffers=True,
+    transpose=CONV,
+    skip=(".attn.bias", ".attn.masked_bias"),
+    all_2d=False,
+):
+    """A convert_hf_state_dict with one of the usual mistakes switched on."""
+
+    def convert(sd):
+        out = {}
+        for key, t in sd.items():
+            name = key.removeprefix("transformer.") if prefix else key
+            if name == "lm_head.weight" or (buffers and name.endswith(skip)):
+                continue
+            if name.endswith(transpose) or (all_2d and t.dim() == 2):
+                t = t.t()
+            out[name] = t
+        return out
+
+    return convert
+
+
+@pytest.mark.parametrize(
+    "learner, message",
+    [
+        (_learner(), "✓ convert_hf_state_dict"),
+        (_learner(transpose=()), "Conv1D layer, which stores its weight as (in, out)"),
+        (
+            _learner(transpose=("attn.c_attn.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")),
+            "attn.c_proj.weight is square",
+        ),
+        (_learner(prefix=False), "strip that prefix"),
+        (_learner(buffers=False), "buffers were kept"),
+        (
+            _learner(skip=("attn.bias", "attn.masked_bias")),
+            "attn.c_attn.bias is missing: it is a real parameter",
+        ),
+        (_learner(all_2d=True), "wte.weight is not a Conv1D weight"),
+    ],
+)
+def test_convert_check_names_the_bug(learner, message, capsys, monkeypatch):
+    from gpt2course.checks import check_convert_hf_state_dict
+
+    monkeypatch.delenv("GPT2COURSE_STRICT_CHECKS", raising=False)
+    result = check_convert_hf_state_dict(learner)
+    out = capsys.readouterr().out
+    assert message in out, out
+    assert (result is learner) == message.startswith("✓")
+
+
+def test_convert_check_not_done_falls_back(capsys):
+    from gpt2course.checks import check_convert_hf_state_dict
+
+    def stub(sd):
+        raise NotImplementedError
+
+    assert check_convert_hf_state_dict(stub) is pretrained.convert_state_dict
+    assert "not done yet" in capsys.readouterr().out
