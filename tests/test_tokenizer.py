@@ -151,7 +151,10 @@ _texts = st.one_of(
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(text=_texts)
 def test_arbitrary_unicode_matches_tiktoken(ours, tik, text):
@@ -161,7 +164,10 @@ def test_arbitrary_unicode_matches_tiktoken(ours, tik, text):
 
 
 @settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(ids=st.lists(st.integers(0, 50256), max_size=30))
 def test_decode_any_ids_like_tiktoken(ours, tik, ids):
@@ -245,7 +251,10 @@ def test_trained_tokenizer_encodes_like_tiktoken(trained, shakespeare):
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(text=_texts)
 def test_trained_tokenizer_any_text(trained, text):
@@ -262,7 +271,7 @@ def test_train_bpe_learns_the_same_merges_as_a_naive_recount(shakespeare):
     assert train_bpe(text, 320).merges == train_bpe_naive(text, 320).merges
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, database=None)
 @given(text=st.text(alphabet="ab c\nd'é", max_size=120), extra=st.integers(0, 40))
 def test_train_bpe_matches_naive_on_small_texts(text, extra):
     with warnings.catch_warnings():
