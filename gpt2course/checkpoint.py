@@ -1,0 +1,246 @@
+"""Checkpoints as safetensors + JSON, never pickle: weights, AdamW state, step and data position.
+
+A checkpoint is a folder::
+
+    config.json            the model's GPTConfig
+    model.safetensors      the weights (the tied lm_head is stored once)
+    optimizer.safetensors  AdamW's moments and step counts, one tensor each (optional)
+    checkpoint.json        step, data position, loss history, train config, the optimizer's
+                           param groups, RNG states' names, and the sha256 of every file
+
+``load_checkpoint`` checks every hash first, so a truncated or damaged file is named in a
+clear error instead of loading garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .assets import sha256_of
+from .model import GPT, GPTConfig
+
+FORMAT = "gpt2course-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder is missing, incomplete, damaged or of another format."""
+
+
+@dataclass
+class Checkpoint:
+    """What ``load_checkpoint`` returns: the model, and everything ``train(..., resume=)`` needs."""
+
+    model: GPT
+    config: GPTConfig
+    step: int = 0
+    data_position: int = 0
+    history: dict | None = None
+    train_config: dict | None = None
+    optimizer_state: dict | None = None  # ready for optimizer.load_state_dict
+    scaler_state: dict | None = None
+    rng_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # e.g. {"tokenizer": "bytes", "data": {...}}
+    path: Path | None = None
+
+
+def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split ``optimizer.state_dict()`` into named tensors and a JSON-able rest."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, pstate in state_dict["state"].items():
+        for key, value in pstate.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{idx}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    groups = [
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
+        for g in state_dict["param_groups"]
+    ]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for name, t in tensors.items():
+        _, idx, key = name.split(".", 2)
+        state.setdefault(int(idx), {})[key] = t
+    for idx, values in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(values)
+    groups = []
+    for g in meta["param_groups"]:
+        g = dict(g)
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+        groups.append(g)
+    return {"state": state, "param_groups": groups}
+
+
+def _rng_tensors() -> dict[str, torch.Tensor]:
+    out = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng.cuda.{i}"] = s
+    return out
+
+
+def restore_rng(rng_state: dict[str, torch.Tensor]) -> None:
+    """Put back the RNG states a checkpoint saved (dropout then draws the same masks)."""
+    if "rng.cpu" in rng_state:
+        torch.set_rng_state(rng_state["rng.cpu"])
+    cuda = sorted(k for k in rng_state if k.startswith("rng.cuda."))
+    if cuda and torch.cuda.is_available():
+        states = [rng_state[k] for k in cuda][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(states)
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    step: int = 0,
+    data_position: int = 0,
+    history: dict | None = None,
+    train_config: dict | None = None,
+    scaler_state: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically (a crash mid-save leaves the old one intact)."""
+    from safetensors.torch import save_file, save_model
+
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    if not isinstance(getattr(model, "config", None), GPTConfig):
+        raise TypeError(
+            "save_checkpoint expects a gpt2course GPT (a model with a GPTConfig .config)"
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        (tmp / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+        # save_model stores tied weights (wte / lm_head) once; save_file would refuse them.
+        save_model(model, str(tmp / "model.safetensors"))
+        meta: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            "step": int(step),
+            "data_position": int(data_position),
+            "history": history,
+            "train_config": train_config,
+            "scaler": scaler_state,
+            "extra": extra or {},
+        }
+        rng = _rng_tensors()
+        if optimizer is not None:
+            tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+            save_file({**tensors, **rng}, str(tmp / "optimizer.safetensors"))
+            meta["optimizer"] = opt_meta
+        else:
+            save_file(rng, str(tmp / "rng.safetensors"))
+        meta["files"] = {
+            f.name: sha256_of(f) for f in sorted(tmp.iterdir()) if f.name != "checkpoint.json"
+        }
+        (tmp / "checkpoint.json").write_text(json.dumps(meta, indent=1) + "\n")
+        if path.exists():
+            old = path.parent / f".{path.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _read_meta(path: Path) -> dict:
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}: the folder does not exist")
+    if not path.is_dir():
+        raise CheckpointError(
+            f"{path} is a file; pass the checkpoint folder (the one holding checkpoint.json)"
+        )
+    f = path / "checkpoint.json"
+    if not f.is_file():
+        raise CheckpointError(
+            f"{path} is not a gpt2course checkpoint (no checkpoint.json); "
+            "was it written by save_checkpoint or `python -m gpt2course train --out`?"
+        )
+    try:
+        meta = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{f} is damaged or truncated ({e}); use another checkpoint") from e
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{f} is not a {FORMAT} file (format {meta.get('format')!r})")
+    if meta.get("version", 0) > VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer gpt2course (checkpoint version {meta['version']}); "
+            "upgrade the package to read it"
+        )
+    return meta
+
+
+def load_checkpoint(
+    path: str | Path, *, device: str | torch.device = "cpu", verify: bool = True
+) -> Checkpoint:
+    """Load a checkpoint folder: the model (on ``device``) and the state a resume needs.
+
+    With ``verify`` every file's sha256 is checked first; a missing, truncated or damaged
+    file raises ``CheckpointError`` naming it.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, load_model
+
+    path = Path(path)
+    meta = _read_meta(path)
+    for name, digest in meta.get("files", {}).items():
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"{f} is missing; the checkpoint is incomplete")
+        if verify and sha256_of(f) != digest:
+            raise CheckpointError(
+                f"{f} is damaged or truncated (its sha256 does not match checkpoint.json); "
+                "re-save it or use an earlier checkpoint"
+            )
+    try:
+        config = GPTConfig(**json.loads((path / "config.json").read_text()))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise CheckpointError(f"{path / 'config.json'} is not a valid GPTConfig: {e}") from e
+    model = GPT(config)
+    try:
+        load_model(model, str(path / "model.safetensors"), strict=True, device=str(device))
+        opt_file = path / "optimizer.safetensors"
+        extra_tensors = load_file(str(opt_file if opt_file.is_file() else path / "rng.safetensors"))
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise CheckpointError(f"could not read the tensors in {path}: {e}") from e
+    model.to(device)
+    rng = {k: v for k, v in extra_tensors.items() if k.startswith("rng.")}
+    optimizer_state = None
+    if "optimizer" in meta:
+        tensors = {k: v for k, v in extra_tensors.items() if k.startswith("state.")}
+        optimizer_state = _unflatten_optimizer(tensors, meta["optimizer"])
+    return Checkpoint(
+        model=model,
+        config=config,
+        step=meta.get("step", 0),
+        data_position=meta.get("data_position", 0),
+        history=meta.get("history"),
+        train_config=meta.get("train_config"),
+        optimizer_state=optimizer_state,
+        scaler_state=meta.get("scaler"),
+        rng_state=rng,
+        extra=meta.get("extra", {}),
+        path=path,
+    )

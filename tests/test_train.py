@@ -1,0 +1,459 @@
+"""Pretraining: loss, schedule, optimizer, checkpoints and resume, against torch's own pieces."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gpt2course import checks
+from gpt2course import train as T
+from gpt2course.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from gpt2course.model import GPT, GPTConfig
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and do not fight other jobs for the cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+TINY = dict(vocab_size=64, n_positions=16, n_embd=16, n_layer=2, n_head=2)
+
+
+def tiny_model(seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(**TINY))
+
+
+def tiny_data(seed: int = 0, batch_size: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(TINY["vocab_size"], (3000,), generator=g)
+    tr, va = T.split_tokens(ids, 0.2)
+    return T.RandomBatches(tr, batch_size, 16, seed=seed), T.RandomBatches(
+        va, batch_size, 16, seed=seed + 1
+    )
+
+
+def tiny_config(**kw) -> T.TrainConfig:
+    base = dict(
+        max_steps=8,
+        warmup_steps=2,
+        learning_rate=3e-3,
+        min_lr=3e-4,
+        eval_interval=4,
+        eval_batches=2,
+        progress=False,
+        device="cpu",
+    )
+    return T.TrainConfig(**{**base, **kw})
+
+
+# --- the loss ---------------------------------------------------------------------------
+
+
+def test_lm_loss_is_mean_negative_log_likelihood():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, 50, generator=g, dtype=torch.float64)
+    targets = torch.randint(50, (3, 7), generator=g)
+    # -log softmax(logits)[target], averaged, written out by hand
+    logp = logits - logits.exp().sum(-1, keepdim=True).log()
+    want = -logp.gather(-1, targets[..., None]).mean()
+    assert torch.allclose(T.lm_loss(logits, targets).double(), want, atol=1e-6)
+
+
+def test_untrained_gpt2_sized_vocab_loss_is_ln_vocab():
+    # With small random weights every token is about equally likely: loss ~ ln(V).
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50257, n_positions=32, n_embd=32, n_layer=1, n_head=2))
+    x = torch.randint(50257, (2, 32))
+    _, loss = model(x, torch.roll(x, -1, 1))
+    assert abs(loss.item() - math.log(50257)) < 0.05
+
+
+# --- the schedule, against torch's LinearLR + CosineAnnealingLR -----------------------
+
+
+@pytest.mark.parametrize("warmup,max_steps", [(10, 50), (1, 7), (100, 2000)])
+def test_lr_schedule_matches_torch_schedulers(warmup, max_steps):
+    max_lr, min_lr = 6e-4, 6e-5
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=max_lr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scheds = [
+            torch.optim.lr_scheduler.LinearLR(opt, 1 / warmup, 1.0, total_iters=max(warmup - 1, 1)),
+            torch.optim.lr_scheduler.CosineAnnealingLR(
+                opt, T_max=max_steps - warmup, eta_min=min_lr
+            ),
+        ]
+        sched = torch.optim.lr_scheduler.SequentialLR(opt, scheds, milestones=[warmup])
+        for step in range(max_steps):
+            ours = T.lr_schedule(
+                step, max_lr=max_lr, min_lr=min_lr, warmup_steps=warmup, max_steps=max_steps
+            )
+            assert ours == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9, abs=1e-15), step
+            opt.step()
+            sched.step()
+    for step in (max_steps, max_steps + 5):
+        assert (
+            T.lr_schedule(
+                step, max_lr=max_lr, min_lr=min_lr, warmup_steps=warmup, max_steps=max_steps
+            )
+            == min_lr
+        )
+
+
+def test_weight_decay_only_on_matrices():
+    model = tiny_model()
+    opt = T.configure_optimizer(model, 1e-3, weight_decay=0.1)
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    for name, p in model.named_parameters():
+        assert (id(p) in decayed) == (p.dim() >= 2), name
+    # the tied wte / lm_head weight is one parameter, optimized once
+    n = sum(len(g["params"]) for g in opt.param_groups)
+    assert n == len(list(model.parameters()))
+
+
+def test_train_step_accumulation_equals_one_big_batch():
+    """Two micro-batches of 2 give the gradient of one batch of 4 (same loss, same update)."""
+    x = torch.randint(64, (4, 16))
+    y = torch.randint(64, (4, 16))
+    a, b = tiny_model(1), tiny_model(1)
+    oa, ob = torch.optim.SGD(a.parameters(), lr=0), torch.optim.SGD(b.parameters(), lr=0)
+    la = T.train_step(a, oa, [(x[:2], y[:2]), (x[2:], y[2:])], lr=0.1, grad_clip=0)
+    lb = T.train_step(b, ob, [(x, y)], lr=0.1, grad_clip=0)
+    assert la == pytest.approx(lb, rel=1e-5)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.allclose(pa, pb, atol=1e-6)
+
+
+def test_train_step_clips_to_grad_clip():
+    model, x, y = tiny_model(), torch.randint(64, (2, 16)), torch.randint(64, (2, 16))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    T.train_step(model, opt, [(x, y)], lr=0.0, grad_clip=1e-3)
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+    assert norm.item() == pytest.approx(1e-3, rel=1e-4)
+
+
+# --- data -------------------------------------------------------------------------------
+
+
+def test_random_batches_targets_are_shifted_and_shards_are_disjoint():
+    ids = torch.arange(1000)
+    one = T.RandomBatches(ids, 3, 8, seed=5)
+    x, y = one.batch(0)
+    assert x.shape == y.shape == (3, 8) and torch.equal(y, x + 1)
+    ranks = [T.RandomBatches(ids, 3, 8, seed=5, rank=r, world_size=2) for r in (0, 1)]
+    # rank r's batch n is global batch 2n + r: together exactly the single-process stream
+    for n in range(3):
+        for r in (0, 1):
+            assert torch.equal(ranks[r].batch(n)[0], one.batch(2 * n + r)[0])
+    with pytest.raises(ValueError, match="block_size"):
+        T.RandomBatches(torch.arange(5), 1, 8)
+
+
+def test_tokenizers_round_trip():
+    text = "ROMEO:\nBut soft, what light?\n"
+    for name in ("bytes", "gpt2"):
+        tok = T.get_tokenizer(name)
+        assert tok.decode(tok.encode(text)) == text
+    assert T.get_tokenizer("gpt2").encode(text) == __import__(
+        "gpt2course.assets"
+    ).assets.tiktoken_gpt2().encode(text)
+    with pytest.raises(ValueError, match="bytes"):
+        T.get_tokenizer("chars")
+
+
+# --- the loop, checkpoints and resume --------------------------------------------------
+
+
+def test_train_learns_and_reports_perplexity():
+    train_b, val_b = tiny_data()
+    # a learnable stream: the next token is the current one plus one
+    seq = torch.arange(4000) % 64
+    train_b, val_b = T.RandomBatches(seq, 4, 16, seed=0), T.RandomBatches(seq, 4, 16, seed=1)
+    model = tiny_model()
+    hist = T.train(
+        model, train_b, val_b, tiny_config(max_steps=40, eval_interval=20, learning_rate=1e-2)
+    )
+    assert hist.step == list(range(1, 41)) and hist.val_step == [20, 40]
+    assert hist.val_loss[-1] < math.log(64) - 1.0  # well below guessing uniformly
+    assert hist.val_perplexity[-1] == pytest.approx(math.exp(hist.val_loss[-1]))
+    assert hist.lr[0] == pytest.approx(1e-2 / 2)
+
+
+class Crash(T.Callback):
+    """Stops a run as a Ctrl-C or a lost Colab session would."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_step(self, state):
+        if state.step == self.at:
+            raise KeyboardInterrupt
+
+
+def test_resume_gives_the_same_losses_as_not_stopping(tmp_path):
+    cfg = tiny_config(max_steps=8, grad_accum_steps=2)
+    full = T.train(tiny_model(), *tiny_data(), cfg)
+
+    cfg2 = tiny_config(
+        max_steps=8, grad_accum_steps=2, checkpoint_dir=str(tmp_path / "ck"), checkpoint_interval=2
+    )
+    with pytest.raises(KeyboardInterrupt):
+        T.train(tiny_model(), *tiny_data(), cfg2, callbacks=[Crash(at=5)])
+    ck = load_checkpoint(tmp_path / "ck")
+    assert ck.step == 4 and ck.data_position == 8
+    resumed = T.train(tiny_model(seed=99), *tiny_data(), cfg2, resume=ck)
+    assert resumed.step == full.step
+    # Same ops in the same order on the CPU: bit for bit.
+    assert resumed.train_loss == full.train_loss
+    assert resumed.val_loss == full.val_loss
+
+
+def test_checkpoint_round_trip_is_safetensors_and_json_only(tmp_path):
+    model = tiny_model()
+    train_b, val_b = tiny_data()
+    T.train(
+        model,
+        train_b,
+        val_b,
+        tiny_config(max_steps=3, checkpoint_dir=str(tmp_path / "c")),
+        extra={"tokenizer": "bytes"},
+    )
+    files = sorted(p.name for p in (tmp_path / "c").iterdir())
+    assert files == ["checkpoint.json", "config.json", "model.safetensors", "optimizer.safetensors"]
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "c" / "optimizer.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert {"state.0.exp_avg", "state.0.exp_avg_sq", "state.0.step", "rng.cpu"} <= keys
+    ck = load_checkpoint(tmp_path / "c")
+    assert ck.extra["tokenizer"] == "bytes"
+    assert ck.model.lm_head.weight.data_ptr() == ck.model.wte.weight.data_ptr()  # still tied
+    for (n, a), (_, b) in zip(
+        model.state_dict().items(), ck.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), n
+    x = torch.randint(64, (2, 16))
+    assert torch.equal(model.eval()(x), ck.model.eval()(x))
+    opt = T.configure_optimizer(ck.model, 1e-3)
+    opt.load_state_dict(ck.optimizer_state)  # torch accepts it as its own state_dict
+
+
+def test_damaged_checkpoints_give_clear_errors(tmp_path):
+    path = save_checkpoint(tmp_path / "c", tiny_model(), optimizer=None, step=3)
+    assert load_checkpoint(path).step == 3
+    weights = path / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="damaged or truncated"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="could not read"):
+        load_checkpoint(path, verify=False)
+    (path / "checkpoint.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="damaged or truncated"):
+        load_checkpoint(path)
+    (path / "checkpoint.json").unlink()
+    with pytest.raises(CheckpointError, match="no checkpoint.json"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nowhere")
+
+
+def test_bad_config_errors_name_the_setting():
+    with pytest.raises(ValueError, match="max_steps"):
+        T.train(tiny_model(), *tiny_data(), tiny_config(max_steps=0))
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+        T.TrainConfig.from_dict({"max_step": 3})
+    with pytest.raises(ValueError, match="min_lr"):
+        tiny_config(min_lr=1.0).validate()
+
+
+# --- the command line -------------------------------------------------------------------
+
+
+def test_cli_trains_and_writes_a_checkpoint(tmp_path, capsys):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "preset": "shakespeare-bytes",
+                "model": dict(n_layer=1, n_embd=16, n_head=2, n_positions=16),
+                "data": dict(batch_size=2, block_size=16),
+                "train": dict(
+                    max_steps=3, eval_interval=3, eval_batches=1, warmup_steps=1, progress=False
+                ),
+            }
+        )
+    )
+    rc = T.main(["--config", str(cfg), "--out", str(tmp_path / "out"), "train.seed=7"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 3 and summary["val_loss"] < math.log(256) + 0.5
+    ck = load_checkpoint(tmp_path / "out")
+    assert ck.extra["tokenizer"] == "bytes" and ck.train_config["seed"] == 7
+    # carry on to step 5 from the checkpoint
+    rc = T.main(
+        [
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "out"),
+            "--resume",
+            str(tmp_path / "out"),
+            "train.seed=7",
+            "train.max_steps=5",
+        ]
+    )
+    assert rc == 0 and load_checkpoint(tmp_path / "out").step == 5
+
+
+def test_cli_rejects_bad_input(capsys):
+    assert T.main(["train.max_steps"]) == 2
+    assert "train.max_steps=100" in capsys.readouterr().err
+    assert T.main(["--preset", "nope"]) == 2
+    assert "shakespeare-bytes" in capsys.readouterr().err
+    assert T.main(["data.block_size=512", "train.max_steps=1"]) == 1
+    assert "n_positions" in capsys.readouterr().err
+
+
+def test_sample_is_seeded_and_decodes():
+    model, tok = tiny_model(), T.get_tokenizer("bytes")
+    model = GPT(GPTConfig(**{**TINY, "vocab_size": 256}))
+    a = T.sample(model, tok, "KING:", max_new_tokens=10, seed=3)
+    assert a == T.sample(model, tok, "KING:", max_new_tokens=10, seed=3)
+    assert isinstance(a, str)
+
+
+# --- the checks name the bug ------------------------------------------------------------
+
+
+@pytest.fixture
+def lenient(monkeypatch):
+    monkeypatch.delenv("GPT2COURSE_STRICT_CHECKS", raising=False)
+
+
+def test_checks_pass_the_reference(lenient, capsys):
+    assert checks.check_lm_loss(T.lm_loss) is T.lm_loss
+    assert checks.check_lr_schedule(T.lr_schedule) is T.lr_schedule
+    assert checks.check_train_step(T.train_step) is T.train_step
+    assert capsys.readouterr().out.count("✓") == 3
+
+
+@pytest.mark.parametrize(
+    "wrong,hint",
+    [
+        (
+            lambda lo, t: F.cross_entropy(
+                lo.reshape(-1, lo.size(-1)), t.reshape(-1), reduction="sum"
+            ),
+            "sum over positions",
+        ),
+        (
+            lambda lo, t: F.cross_entropy(lo.softmax(-1).reshape(-1, lo.size(-1)), t.reshape(-1)),
+            "softmax before",
+        ),
+        (
+            lambda lo, t: F.cross_entropy(
+                lo[:, :-1].reshape(-1, lo.size(-1)), t[:, 1:].reshape(-1)
+            ),
+            "shifted a second time",
+        ),
+        (lambda lo, t: F.cross_entropy(lo, t), "flatten them"),
+    ],
+)
+def test_check_lm_loss_names_the_bug(lenient, capsys, wrong, hint):
+    assert checks.check_lm_loss(wrong) is T.lm_loss
+    assert hint in capsys.readouterr().out
+
+
+def _warmup_from_zero(step, *, max_lr, min_lr, warmup_steps, max_steps):
+    if step < warmup_steps:
+        return max_lr * step / warmup_steps
+    return T.lr_schedule(
+        step, max_lr=max_lr, min_lr=min_lr, warmup_steps=warmup_steps, max_steps=max_steps
+    )
+
+
+def _cosine_over_max_steps(step, *, max_lr, min_lr, warmup_steps, max_steps):
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step >= max_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max_steps
+    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+@pytest.mark.parametrize(
+    "wrong,hint",
+    [
+        (_warmup_from_zero, "warmup starts at lr = 0"),
+        (_cosine_over_max_steps, "off by the warmup"),
+    ],
+)
+def test_check_lr_schedule_names_the_bug(lenient, capsys, wrong, hint):
+    assert checks.check_lr_schedule(wrong) is T.lr_schedule
+    assert hint in capsys.readouterr().out
+
+
+def _step_without_zero_grad(model, optimizer, micro_batches, lr, grad_clip):
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    losses = []
+    for x, y in micro_batches:
+        _, loss = model(x, y)
+        (loss / len(micro_batches)).backward()
+        losses.append(loss.item())
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return sum(losses) / len(losses)
+
+
+def _step_without_scaling(model, optimizer, micro_batches, lr, grad_clip):
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    optimizer.zero_grad()
+    losses = []
+    for x, y in micro_batches:
+        _, loss = model(x, y)
+        loss.backward()
+        losses.append(loss.item())
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return sum(losses) / len(losses)
+
+
+def _step_clipping_after_update(model, optimizer, micro_batches, lr, grad_clip):
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    optimizer.zero_grad()
+    losses = []
+    for x, y in micro_batches:
+        _, loss = model(x, y)
+        (loss / len(micro_batches)).backward()
+        losses.append(loss.item())
+    optimizer.step()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    return sum(losses) / len(losses)
+
+
+@pytest.mark.parametrize(
+    "wrong,hint",
+    [
+        (_step_without_zero_grad, "zero_grad"),
+        (_step_without_scaling, "divided by the number of micro-batches"),
+        (_step_clipping_after_update, "before optimizer.step()"),
+    ],
+)
+def test_check_train_step_names_the_bug(lenient, capsys, wrong, hint):
+    assert checks.check_train_step(wrong) is T.train_step
+    assert hint in capsys.readouterr().out
