@@ -126,8 +126,10 @@ def test_viewer_widget_updates_on_every_control(tiny_gpt):
     T = len(viewer.tokens)
     first = viewer.view.value
     assert "layer 0, head 0" in first and len(parse(first).titles) == T * T
+    assert "GPT, 2 layers x 2 heads" in viewer.children[0].value
     viewer.layer.value = 1
-    viewer.head.value = -1
+    viewer.mean.value = True
+    assert viewer.head.disabled
     assert "layer 1, mean of heads" in viewer.view.value
     expected = viewer.weights[1].mean(0)
     assert viewer.view.value == heatmap_html(
@@ -144,8 +146,22 @@ def test_viewer_widget_updates_on_every_control(tiny_gpt):
 
 def test_viewer_from_weights_checks_shapes():
     w = torch.stack([torch.stack([causal_weights(3)] * 2)])  # (1, 2, 3, 3)
-    assert AttentionViewer(w, ["a", "b", "c"]).head.options[0] == ("mean of heads", -1)
+    assert AttentionViewer(w, ["a", "b", "c"]).head.max == 1
     with pytest.raises(ValueError, match="n_layer, n_head, T, T"):
         AttentionViewer(w[0], ["a", "b", "c"])
     with pytest.raises(ValueError, match="tokens"):
         AttentionViewer(w, ["a", "b"])
+
+
+def test_viewer_without_arguments_says_the_model_is_untrained():
+    viewer = attention_viewer()
+    assert "untrained" in viewer.children[0].value
+    assert viewer.tokens[:3] == ["The", " cat", " sat"]
+    before = viewer.view.value
+    viewer.head.value = 2
+    assert viewer.view.value != before and "head 2" in viewer.view.value
+
+
+def test_viewer_rejects_too_long_text(tiny_gpt):
+    with pytest.raises(ValueError, match="context is 32"):
+        attention_viewer(tiny_gpt, assets.tiktoken_gpt2(), "word " * 40)

@@ -156,37 +156,34 @@ def _pick(weights: torch.Tensor, layer: int, head: int) -> torch.Tensor:
 
 
 class AttentionViewer(widgets.VBox):
-    """Pick a layer, a head and a view; see the attention pattern. ``weights`` is
-    (n_layer, n_head, T, T), ``tokens`` the T token strings."""
+    """Pick a layer, a head (or their mean) and a view; see the attention pattern.
 
-    def __init__(self, weights: torch.Tensor, tokens: Sequence[str]):
+    ``weights`` is (n_layer, n_head, T, T), ``tokens`` the T token strings, ``title`` says
+    which model the weights come from.
+    """
+
+    def __init__(self, weights: torch.Tensor, tokens: Sequence[str], title: str = ""):
         if weights.dim() != 4:
             raise ValueError(
                 f"weights must be (n_layer, n_head, T, T), got shape {tuple(weights.shape)}"
             )
         _check(weights[0, 0], tokens)
         self.weights, self.tokens = weights.detach().float().cpu(), list(tokens)
-        L, H = weights.shape[:2]
-        layout = {"width": "220px"}
-        self.layer = widgets.Dropdown(
-            options=[(f"layer {i}", i) for i in range(L)],
-            value=0,
-            description="layer",
-            layout=layout,
-        )
-        heads = [("mean of heads", -1)] + [(f"head {h}", h) for h in range(H)]
-        self.head = widgets.Dropdown(options=heads, value=0, description="head", layout=layout)
+        L, H, T = weights.shape[:3]
+        # Sliders, not dropdowns: arrow keys sweep through the layers, heads and tokens.
+        self.layer = widgets.IntSlider(value=0, min=0, max=L - 1, description="layer")
+        self.head = widgets.IntSlider(value=0, min=0, max=H - 1, description="head")
+        self.mean = widgets.Checkbox(value=False, description="mean of the heads", indent=False)
         self.mode = widgets.ToggleButtons(options=["heatmap", "by token"], value="heatmap")
-        toks = [(f"{i}: {display_token(t)}", i) for i, t in enumerate(self.tokens)]
-        self.token = widgets.Dropdown(
-            options=toks, value=len(toks) - 1, description="token", layout=layout
-        )
+        self.token = widgets.IntSlider(value=T - 1, min=0, max=T - 1, description="token")
         self.view = widgets.HTML()
-        for control in (self.layer, self.head, self.mode, self.token):
+        for control in (self.layer, self.head, self.mean, self.mode, self.token):
             control.observe(self._update, names="value")
+        header = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
         super().__init__(
             [
-                widgets.HBox([self.layer, self.head]),
+                *header,
+                widgets.HBox([self.layer, self.head, self.mean]),
                 widgets.HBox([self.mode, self.token]),
                 self.view,
             ]
@@ -195,9 +192,9 @@ class AttentionViewer(widgets.VBox):
 
     def render(self) -> str:
         """The HTML for the current choices."""
-        m = _pick(self.weights, self.layer.value, self.head.value)
-        head = "mean of heads" if self.head.value < 0 else f"head {self.head.value}"
-        where = f"layer {self.layer.value}, {head}"
+        head = -1 if self.mean.value else self.head.value
+        m = _pick(self.weights, self.layer.value, head)
+        where = f"layer {self.layer.value}, " + ("mean of heads" if head < 0 else f"head {head}")
         if self.mode.value == "heatmap":
             return heatmap_html(m, self.tokens, caption=where)
         q = self.token.value
@@ -209,17 +206,52 @@ class AttentionViewer(widgets.VBox):
         )
 
     def _update(self, change: Any = None) -> None:
+        self.head.disabled = self.mean.value
         self.token.layout.display = "none" if self.mode.value == "heatmap" else None
         self.view.value = self.render()
 
 
+DEMO_TEXT = "The cat sat on the mat because it was tired."
+
+
+def _untrained_gpt() -> torch.nn.Module:
+    from ..model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    return GPT(GPTConfig(n_layer=2, n_head=4, n_embd=64, n_positions=64)).eval()
+
+
 def attention_viewer(
-    model: torch.nn.Module, tokenizer: Any, text: str, max_tokens: int = 48
+    model: torch.nn.Module | None = None,
+    tokenizer: Any = None,
+    text: str = DEMO_TEXT,
+    max_tokens: int = 48,
+    title: str | None = None,
 ) -> AttentionViewer:
-    """An ``AttentionViewer`` for ``text`` run through ``model`` (its first ``max_tokens`` tokens)."""
+    """An ``AttentionViewer`` for ``text`` (its first ``max_tokens`` tokens) run through ``model``.
+
+    ``tokenizer`` defaults to GPT-2's. Without a model it shows a small *untrained* GPT, and
+    says so: random weights spread their attention evenly, so only the shapes are meaningful.
+    """
+    if tokenizer is None:
+        from ..assets import tiktoken_gpt2
+
+        tokenizer = tiktoken_gpt2()
+    if model is None:
+        model = _untrained_gpt()
+        title = title or "an untrained GPT (random weights), 2 layers x 4 heads"
     ids = tokenizer.encode(text)[:max_tokens]
     if not ids:
         raise ValueError("the text has no tokens; pass some text to look at")
+    n_positions = getattr(getattr(model, "config", None), "n_positions", None)
+    if n_positions is not None and len(ids) > n_positions:
+        raise ValueError(
+            f"{len(ids)} tokens but the model's context is {n_positions}; pass a shorter text "
+            f"or max_tokens={n_positions}"
+        )
     device = next(model.parameters()).device
     weights = attention_weights(model, torch.tensor(ids, device=device))
-    return AttentionViewer(weights, token_strings(tokenizer, ids))
+    if title is None:
+        L, H = weights.shape[:2]
+        title = f"{type(model).__name__}, {L} layers x {H} heads"
+    return AttentionViewer(weights, token_strings(tokenizer, ids), title=title)
