@@ -13,30 +13,7 @@ from transformers.generation.logits_process import (
 
 from gpt2course.generation import generate, next_token_probs, sample_next_token, stream
 from gpt2course.model import GPT, GPTConfig
-
-_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-
-
-def from_hf(hf: GPT2LMHeadModel) -> GPT:
-    """Our GPT holding a transformers GPT-2's weights (a test-only copy of the conversion)."""
-    c = hf.config
-    model = GPT(
-        GPTConfig(
-            vocab_size=c.vocab_size,
-            n_positions=c.n_positions,
-            n_embd=c.n_embd,
-            n_layer=c.n_layer,
-            n_head=c.n_head,
-        )
-    )
-    sd = {}
-    for k, v in hf.state_dict().items():
-        if k.endswith(("attn.bias", "attn.masked_bias")) and not k.endswith("c_attn.bias"):
-            continue
-        k = k.removeprefix("transformer.")
-        sd[k] = v.t() if k.endswith(_CONV1D) else v
-    model.load_state_dict(sd, strict=True)
-    return model.eval()
+from gpt2course.pretrained import from_transformers as from_hf
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +176,117 @@ def test_bad_prompts_are_clear_errors(pair):
         generate(ours, torch.tensor([1, 2, 3]), 3)
     with pytest.raises(ValueError, match="prompt is empty"):
         generate(ours, torch.zeros(1, 0, dtype=torch.long), 3)
+
+
+# ---------------------------------------------------------------- the notebook's checks
+
+from gpt2course import checks  # noqa: E402
+from gpt2course.generation import filter_top_k  # noqa: E402
+
+
+def sample_right(logits, temperature=1.0, top_k=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        logits = filter_top_k(logits, top_k)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator)
+
+
+def sample_times_t(logits, temperature=1.0, top_k=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1, keepdim=True)
+    logits = logits * temperature
+    if top_k is not None:
+        logits = filter_top_k(logits, top_k)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator)
+
+
+def sample_no_generator(logits, temperature=1.0, top_k=None, generator=None):
+    return sample_right(logits, temperature, top_k, None)
+
+
+def sample_divides_by_zero(logits, temperature=1.0, top_k=None, generator=None):
+    return torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)
+
+
+@pytest.mark.parametrize(
+    "wrong,hint",
+    [
+        (sample_times_t, "multiplied by the temperature"),
+        (sample_no_generator, "generator=generator"),
+        (sample_divides_by_zero, "temperature 0 means greedy"),
+        (lambda logits, temperature=1.0, top_k=None, generator=None: logits.argmax(-1), "(B, 1)"),
+    ],
+)
+def test_check_sample_next_token_names_the_bug(capsys, wrong, hint):
+    assert checks.check_sample_next_token(wrong) is not wrong
+    assert hint in capsys.readouterr().out
+
+
+def test_check_sample_next_token_passes_a_right_one(capsys):
+    assert checks.check_sample_next_token(sample_right) is sample_right
+    assert "✓" in capsys.readouterr().out
+
+
+def step_right(model, idx, temperature=1.0, top_k=None, generator=None):
+    logits = model(idx[:, -model.config.n_positions :])
+    return torch.cat([idx, sample_right(logits[:, -1], temperature, top_k, generator)], 1)
+
+
+def step_first_position(model, idx, temperature=1.0, top_k=None, generator=None):
+    logits = model(idx[:, -model.config.n_positions :])
+    return torch.cat([idx, sample_right(logits[:, 0], temperature, top_k, generator)], 1)
+
+
+def step_no_crop(model, idx, temperature=1.0, top_k=None, generator=None):
+    logits = model(idx)
+    return torch.cat([idx, sample_right(logits[:, -1], temperature, top_k, generator)], 1)
+
+
+@pytest.mark.parametrize(
+    "wrong,hint", [(step_first_position, "use the last"), (step_no_crop, "crop it to the last")]
+)
+def test_check_generate_step_names_the_bug(capsys, wrong, hint):
+    assert checks.check_generate_step(wrong) is not wrong
+    assert hint in capsys.readouterr().out
+
+
+def test_check_generate_step_passes_a_right_one(capsys):
+    with torch.no_grad():
+        assert checks.check_generate_step(step_right) is step_right
+    assert "✓" in capsys.readouterr().out
+
+
+def cached(mode):
+    @torch.no_grad()
+    def generate_with_cache(model, idx, max_new_tokens):
+        logits, cache = model(idx, return_cache=True)
+        first = cache
+        for _ in range(max_new_tokens):
+            next_id = logits[:, -1:].argmax(-1)
+            idx = torch.cat([idx, next_id], 1)
+            if mode == "stale":
+                logits = model(next_id, kv_cache=first)
+            elif mode == "whole":
+                logits, cache = model(idx, return_cache=True)
+            else:
+                logits, cache = model(next_id, kv_cache=cache, return_cache=True)
+        return idx
+
+    return generate_with_cache
+
+
+@pytest.mark.parametrize(
+    "mode,hint",
+    [("stale", "cache is not updated"), ("whole", "whole sequence is fed at every step")],
+)
+def test_check_generate_with_cache_names_the_bug(capsys, mode, hint):
+    checks.check_generate_with_cache(cached(mode))
+    assert hint in capsys.readouterr().out
+
+
+def test_check_generate_with_cache_passes_a_right_one(capsys):
+    right = cached("right")
+    assert checks.check_generate_with_cache(right) is right
+    assert "✓" in capsys.readouterr().out

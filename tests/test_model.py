@@ -7,35 +7,11 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from gpt2course.model import GPT, MODEL_NAMES, GPTConfig, count_parameters
-
-# Hugging Face stores these as Conv1D, (in, out); nn.Linear wants (out, in).
-_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-
-
-def from_hf(hf: GPT2LMHeadModel) -> GPT:
-    """Our GPT holding a transformers GPT-2's weights (a test-only copy of the conversion)."""
-    c = hf.config
-    cfg = GPTConfig(
-        vocab_size=c.vocab_size,
-        n_positions=c.n_positions,
-        n_embd=c.n_embd,
-        n_layer=c.n_layer,
-        n_head=c.n_head,
-        layer_norm_epsilon=c.layer_norm_epsilon,
-    )
-    model = GPT(cfg)
-    sd = {}
-    for k, v in hf.state_dict().items():
-        if k.endswith(("attn.bias", "attn.masked_bias")) and not k.endswith("c_attn.bias"):
-            continue  # causal-mask buffers, not parameters
-        k = k.removeprefix("transformer.")
-        sd[k] = v.t() if k.endswith(_CONV1D) else v
-    model.load_state_dict(sd, strict=True)
-    return model.eval()
+from gpt2course.pretrained import from_transformers as from_hf
 
 
 def hf_model(seed: int, **kw) -> GPT2LMHeadModel:
-    """A random-weight transformers GPT-2, dropout off, eager of nothing: its defaults."""
+    """A random-weight transformers GPT-2 with dropout off."""
     torch.manual_seed(seed)
     cfg = GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **kw)
     hf = GPT2LMHeadModel(cfg).eval()
@@ -169,3 +145,140 @@ def test_bad_inputs_are_clear_errors():
         GPTConfig(n_embd=10, n_head=3)
     with pytest.raises(ValueError, match="choose one of"):
         GPTConfig.from_name("gpt3")
+
+
+# ---------------------------------------------------------------- the notebook's checks
+
+import math  # noqa: E402
+
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from gpt2course import checks  # noqa: E402
+from gpt2course.attention import CausalSelfAttention  # noqa: E402
+
+
+def ln_right(x, weight, bias, eps=1e-5):
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * weight + bias
+
+
+@pytest.mark.parametrize(
+    "wrong,hint",
+    [
+        (
+            lambda x, w, b, eps=1e-5: (
+                (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, keepdim=True) + eps) * w + b
+            ),
+            "unbiased",
+        ),
+        (
+            lambda x, w, b, eps=1e-5: (
+                (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True, unbiased=False) + eps) * w
+                + b
+            ),
+            "inside the square root",
+        ),
+        (lambda x, w, b, eps=1e-5: ln_right(x, w, b, eps) - b, "bias is not added"),
+    ],
+)
+def test_check_layer_norm_names_the_bug(capsys, wrong, hint):
+    assert checks.check_layer_norm(wrong) is not wrong
+    assert hint in capsys.readouterr().out
+
+
+def test_check_layer_norm_passes_a_right_one(capsys):
+    assert checks.check_layer_norm(ln_right) is ln_right
+    assert "✓" in capsys.readouterr().out
+
+
+def gelu_right(x):
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+
+
+@pytest.mark.parametrize(
+    "wrong,hint",
+    [
+        (lambda x: F.gelu(x), "erf"),
+        (lambda x: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * x)), "cubic term"),
+        (lambda x: x.clamp(min=0), "ReLU"),
+    ],
+)
+def test_check_gelu_names_the_bug(capsys, wrong, hint):
+    assert checks.check_gelu(wrong) is not wrong
+    assert hint in capsys.readouterr().out
+
+
+def test_check_gelu_passes_a_right_one(capsys):
+    assert checks.check_gelu(gelu_right) is gelu_right
+    assert "✓" in capsys.readouterr().out
+
+
+def make_mlp(act):
+    class MLP(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+            self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+
+        def forward(self, x):
+            return self.c_proj(act(self.c_fc(x)))
+
+    return MLP
+
+
+def test_check_mlp(capsys):
+    right = make_mlp(gelu_right)
+    assert checks.check_mlp(right) is right
+    assert "✓" in capsys.readouterr().out
+    assert checks.check_mlp(make_mlp(torch.relu)) is not right
+    assert "ReLU" in capsys.readouterr().out
+    checks.check_mlp(make_mlp(F.gelu))
+    assert "tanh form" in capsys.readouterr().out
+
+
+def make_block(kind):
+    class Block(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.ln_1 = nn.LayerNorm(config.n_embd)
+            self.attn = CausalSelfAttention(config)
+            self.ln_2 = nn.LayerNorm(config.n_embd)
+            self.mlp = make_mlp(gelu_right)(config)
+
+        def forward(self, x):
+            if kind == "post-LN":
+                x = self.ln_1(x + self.attn(x)[0])
+                return self.ln_2(x + self.mlp(x))
+            if kind == "no residual":
+                x = self.attn(self.ln_1(x))[0]
+                return self.mlp(self.ln_2(x))
+            if kind == "ln_1 twice":
+                x = x + self.attn(self.ln_1(x))[0]
+                return x + self.mlp(self.ln_1(x))
+            x = x + self.attn(self.ln_1(x))[0]
+            return x + self.mlp(self.ln_2(x))
+
+    return Block
+
+
+@pytest.mark.parametrize(
+    "kind,hint",
+    [("post-LN", "post-LN"), ("no residual", "residual connections"), ("ln_1 twice", "ln_2(x)")],
+)
+def test_check_block_names_the_bug(capsys, kind, hint):
+    assert checks.check_block(make_block(kind)) is checks.transformer.ReferenceBlock
+    assert hint in capsys.readouterr().out
+
+
+def test_check_block_passes_a_right_one(capsys):
+    right = make_block("right")
+    assert checks.check_block(right) is right
+    assert "✓" in capsys.readouterr().out
+
+
+def test_reference_block_fallback_returns_a_tensor():
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=8, n_positions=8, vocab_size=10)
+    out = checks.transformer.ReferenceBlock(cfg)(torch.randn(1, 3, 8))
+    assert out.shape == (1, 3, 8)

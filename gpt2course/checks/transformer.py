@@ -1,3 +1,223 @@
-"""Checks for the transformer exercises."""
+"""Checks for the exercises of part 4: LayerNorm, GELU, the MLP and the transformer block."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import model as reference
+from ._core import CheckFailure, compare_tensors, run_check
+
+__all__ = ["check_block", "check_gelu", "check_layer_norm", "check_mlp"]
+
+
+def _config() -> reference.GPTConfig:
+    return reference.GPTConfig(vocab_size=50, n_positions=16, n_embd=12, n_layer=1, n_head=3)
+
+
+def check_layer_norm(layer_norm: Callable) -> Callable:
+    """Check ``layer_norm(x, weight, bias, eps=1e-5)`` against ``torch.nn.functional.layer_norm``."""
+
+    def ref(x, weight, bias, eps=1e-5):
+        return F.layer_norm(x, x.shape[-1:], weight, bias, eps)
+
+    def test(f):
+        g = torch.Generator().manual_seed(0)
+        C = 8
+        # Rows of very different scales: one with a tiny variance shows where eps goes.
+        x = torch.randn(2, 4, C, generator=g) * torch.tensor([1e-3, 0.5, 3.0, 20.0])[:, None]
+        x = x + 5.0
+        w, b = torch.randn(C, generator=g), torch.randn(C, generator=g)
+        eps = 1e-5
+        got = f(x, w, b, eps)
+        mean = x.mean(-1, keepdim=True)
+        var = x.var(-1, keepdim=True, unbiased=False)
+        bugs = [
+            (
+                "the variance is the unbiased one (divides by C - 1); LayerNorm divides by C: "
+                "x.var(-1, unbiased=False) or ((x - mean) ** 2).mean(-1)",
+                (x - mean) / torch.sqrt(x.var(-1, keepdim=True) + eps) * w + b,
+            ),
+            (
+                "eps is added to the standard deviation; it goes inside the square root: "
+                "(x - mean) / sqrt(var + eps)",
+                (x - mean) / (var.sqrt() + eps) * w + b,
+            ),
+            ("the weight (gain) and bias are not applied", (x - mean) / torch.sqrt(var + eps)),
+            ("the bias is not added", (x - mean) / torch.sqrt(var + eps) * w),
+            (
+                "the statistics are taken over the wrong axis; normalise each position's "
+                "vector: mean and variance over the last dimension (dim=-1)",
+                ref(x.transpose(-1, -2).contiguous(), None, None, eps).transpose(-1, -2) * w + b,
+            ),
+            ("the mean is not subtracted", x / torch.sqrt(var + eps) * w + b),
+        ]
+        compare_tensors(
+            got, ref(x, w, b, eps), what="normalised output", atol=1e-4, likely_bugs=bugs
+        )
+
+    return run_check("layer_norm", layer_norm, ref, test)
+
+
+def _gelu_tanh(x: torch.Tensor, c: float = math.sqrt(2 / math.pi), cube: float = 0.044715):
+    return 0.5 * x * (1 + torch.tanh(c * (x + cube * x**3)))
+
+
+def check_gelu(gelu: Callable) -> Callable:
+    """Check ``gelu(x)`` against torch's GELU in the tanh form GPT-2 uses."""
+
+    def ref(x):
+        return F.gelu(x, approximate="tanh")
+
+    def test(f):
+        x = torch.linspace(-6, 6, 240, dtype=torch.float64).reshape(3, 80, 1).expand(3, 80, 2)
+        got = f(x)
+        bugs = [
+            (
+                "this is the exact (erf) GELU; GPT-2 was trained with the tanh approximation "
+                "0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), and its weights expect it",
+                F.gelu(x),
+            ),
+            (
+                "the constant is sqrt(pi/2); it is sqrt(2/pi)",
+                _gelu_tanh(x, c=math.sqrt(math.pi / 2)),
+            ),
+            ("the cubic term 0.044715 x^3 is missing", _gelu_tanh(x, cube=0.0)),
+            ("the leading 0.5 is missing", 2 * _gelu_tanh(x)),
+            ("this is ReLU, not GELU", torch.relu(x)),
+        ]
+        compare_tensors(got, ref(x), what="GELU output", atol=1e-6, rtol=1e-6, likely_bugs=bugs)
+
+    return run_check("gelu", gelu, ref, test)
+
+
+def _instance(cls: type, config, names: tuple[str, ...]) -> nn.Module:
+    m = cls(config)
+    missing = [n for n in names if not hasattr(m, n)]
+    if missing:
+        raise CheckFailure(
+            f"the module has no {', '.join(missing)}; use GPT-2's names "
+            f"({', '.join(names)}) so the checkpoint's weights can load into it"
+        )
+    return m
+
+
+def _copy_weights(ref: nn.Module, mine: nn.Module) -> None:
+    """Give the learner's module the reference's weights (by name, as a checkpoint would)."""
+    theirs = mine.state_dict()
+    for k, v in ref.state_dict().items():
+        if k not in theirs:
+            raise CheckFailure(f"the module has no parameter {k!r}; name the layers as GPT-2 does")
+        if theirs[k].shape != v.shape:
+            raise CheckFailure(
+                f"{k} has shape {tuple(theirs[k].shape)}, expected {tuple(v.shape)}; "
+                "the MLP expands n_embd to 4 * n_embd and projects back"
+            )
+    mine.load_state_dict(ref.state_dict(), strict=False)
+
+
+def _random_biases(module: nn.Module, seed: int) -> None:
+    """Non-trivial LayerNorm gains and biases, so forgetting one shows."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("bias") or ".ln_" in f".{name}":
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+
+
+def check_mlp(mlp_class: type) -> type:
+    """Check an ``MLP(config)`` class (``c_fc``, GELU, ``c_proj``) against the reference."""
+
+    def test(cls):
+        config = _config()
+        torch.manual_seed(0)
+        ref = reference.MLP(config).eval()
+        _random_biases(ref, 0)
+        mine = _instance(cls, config, ("c_fc", "c_proj")).eval()
+        _copy_weights(ref, mine)
+        x = torch.randn(2, 5, config.n_embd, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            got = mine(x)
+            h = ref.c_fc(x)
+            bugs = [
+                (
+                    "the activation is the exact (erf) GELU; GPT-2 uses the tanh form: "
+                    "F.gelu(x, approximate='tanh')",
+                    ref.c_proj(F.gelu(h)),
+                ),
+                ("the activation is ReLU; GPT-2 uses GELU (tanh form)", ref.c_proj(torch.relu(h))),
+                ("there is no activation between c_fc and c_proj", ref.c_proj(h)),
+                (
+                    "c_proj is missing: project the 4 * n_embd features back to n_embd",
+                    F.gelu(h, approximate="tanh"),
+                ),
+            ]
+            compare_tensors(got, ref(x), what="MLP output", atol=1e-5, likely_bugs=bugs)
+
+    return run_check("MLP", mlp_class, reference.MLP, test)
+
+
+class ReferenceBlock(reference.Block):
+    """The reference block, returning only x (the shape the exercise asks for)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x)[0]
+
+
+def check_block(block_class: type) -> type:
+    """Check a ``Block(config)`` class (pre-LN: attention then MLP, each with a residual)."""
+
+    def test(cls):
+        config = _config()
+        torch.manual_seed(0)
+        ref = ReferenceBlock(config).eval()
+        _random_biases(ref, 0)
+        mine = _instance(cls, config, ("ln_1", "attn", "ln_2", "mlp")).eval()
+        _copy_weights(ref, mine)
+        x = torch.randn(2, 6, config.n_embd, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            got = mine(x)
+            if isinstance(got, tuple):
+                got = got[0]
+
+            def attn(h):
+                return ref.attn(h)[0]
+
+            bugs = [
+                (
+                    "this is a post-LN block (normalise after adding); GPT-2 is pre-LN: "
+                    "x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))",
+                    (lambda a: ref.ln_2(a + ref.mlp(a)))(ref.ln_1(x + attn(x))),
+                ),
+                (
+                    "the residual connections are missing: add each sublayer's output to x",
+                    ref.mlp(ref.ln_2(attn(ref.ln_1(x)))),
+                ),
+                (
+                    "the MLP's residual is missing: x = x + self.mlp(self.ln_2(x))",
+                    ref.mlp(ref.ln_2(x + attn(ref.ln_1(x)))),
+                ),
+                (
+                    "the attention's residual is missing: x = x + self.attn(self.ln_1(x))[0]",
+                    (lambda a: a + ref.mlp(ref.ln_2(a)))(attn(ref.ln_1(x))),
+                ),
+                (
+                    "ln_1 is used before the MLP too; the MLP reads ln_2(x)",
+                    (lambda a: a + ref.mlp(ref.ln_1(a)))(x + attn(ref.ln_1(x))),
+                ),
+                (
+                    "the sublayers read x without normalising it; apply ln_1 / ln_2 first",
+                    (lambda a: a + ref.mlp(a))(x + attn(x)),
+                ),
+                (
+                    "the MLP reads the block's input x, not x after the attention's residual",
+                    x + attn(ref.ln_1(x)) + ref.mlp(ref.ln_2(x)),
+                ),
+            ]
+            compare_tensors(got, ref(x), what="block output", atol=1e-5, likely_bugs=bugs)
+
+    return run_check("Block", block_class, ReferenceBlock, test)
