@@ -201,6 +201,15 @@ def test_special_tokens_like_tiktoken(ours, tik):
     assert ours.decode([50256]) == "<|endoftext|>"
 
 
+def test_allowing_an_unknown_special_token_is_ignored_like_tiktoken(trained, tik):
+    text = "the end<|endoftext|>"
+    kw = {"allowed_special": {"<|endoftext|>"}}
+    assert trained.encode(text, **kw) == trained.encode_ordinary(text)  # it has no specials
+    assert load_gpt2_tokenizer().encode("x", allowed_special={"<|foo|>"}) == tik.encode(
+        "x", allowed_special={"<|foo|>"}
+    )
+
+
 def test_allowed_special_as_a_bare_string_is_explained(ours):
     with pytest.raises(TypeError, match=r"allowed_special=\{'<\|endoftext\|>'\}"):
         ours.encode("x", allowed_special="<|endoftext|>")

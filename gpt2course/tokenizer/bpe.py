@@ -163,12 +163,9 @@ class BPETokenizer:
                     f"did you mean {name}={{{value!r}}}?"
                 )
         allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
-        unknown = allowed - set(self.special_tokens)
-        if unknown:
-            raise ValueError(
-                f"not special tokens of this tokenizer: {sorted(unknown)}; "
-                f"it has {sorted(self.special_tokens) or 'none'}"
-            )
+        # Like tiktoken, allowing a token this tokenizer lacks is harmless: it is ignored,
+        # so the same call works for tokenizers with and without <|endoftext|>.
+        allowed &= set(self.special_tokens)
         if disallowed_special == "all":
             disallowed = set(self.special_tokens) - allowed
         else:

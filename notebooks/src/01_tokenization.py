@@ -252,7 +252,8 @@ print([vocab[i] for i in merges.values()])
 def encode(text: str, merges: dict[tuple[int, int], int]) -> list[int]:
     """Text -> UTF-8 bytes -> ids, applying the earliest-learned merge first."""
     # BEGIN SOLUTION
-    # HINT: while len(ids) >= 2: pair = min(count_pairs(ids), key=lambda p: merges.get(p, float("inf")))
+    # HINT: start from list(text.encode("utf-8")). While 2+ ids remain, the pair to merge is the one
+    # HINT: with the smallest merges.get(pair, float("inf")); stop when that pair is not in merges.
     ids = list(text.encode("utf-8"))
     while len(ids) >= 2:
         pair = min(count_pairs(ids), key=lambda p: merges.get(p, float("inf")))
