@@ -60,8 +60,9 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def github_slug(url: str = REPO_URL) -> str:
-    """'owner/name' from a GitHub URL."""
+def github_slug(url: str | None = None) -> str:
+    """'owner/name' from a GitHub URL (the course's own by default)."""
+    url = url or REPO_URL  # read now, not at import: set_repo changes it
     m = re.match(r"https://github\.com/([^/]+/[^/]+?)(?:\.git)?/?$", url)
     if not m:
         raise ValueError(f"not a GitHub repository URL: {url!r}")
