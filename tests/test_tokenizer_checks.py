@@ -122,6 +122,15 @@ def test_train_bugs(capsys):
         return merges
 
     _fails_with(capsys, checks.check_train, no_update, "apply each merge to ids")
+
+    def same_pair_each_round(ids, num_merges):
+        merges = {}
+        for k in range(num_merges):
+            counts = basic.count_pairs(ids)
+            merges[max(counts, key=counts.get)] = 256 + k
+        return merges
+
+    _fails_with(capsys, checks.check_train, same_pair_each_round, "the same pair won again")
     _fails_with(capsys, checks.check_train, ids_from_zero, "the first new token is 256")
     _fails_with(capsys, checks.check_train, least_frequent, "use max, not min")
 

@@ -154,8 +154,14 @@ def check_train(train: Callable[[list[int], int], dict[Pair, int]]):
         num_merges = 8
         merges = _dict_of(f(list(ids), num_merges), "train's result")
         if len(merges) != num_merges:
+            hint = ""
+            if len(merges) < num_merges:
+                hint = (
+                    ". Likely bug: the same pair won again and overwrote its dict entry; apply "
+                    "each merge to ids (ids = merge(ids, pair, new_id)) before counting again"
+                )
             raise CheckFailure(
-                f"train(ids, {num_merges}) returned {len(merges)} merges, expected {num_merges}"
+                f"train(ids, {num_merges}) returned {len(merges)} merges, expected {num_merges}{hint}"
             )
         new_ids = list(merges.values())
         if new_ids != list(range(256, 256 + num_merges)):

@@ -467,12 +467,13 @@ plt.show()
 print(n_tokens)
 
 # %% [markdown]
-# **Strange tokens.** The tokenizer was trained on different text from the model. Some
-# strings were frequent in the tokenizer's data and became single tokens, but hardly
-# appear in the model's training data, so their embeddings were barely trained. The most
-# famous, `" SolidGoldMagikarp"` (a Reddit username), made GPT-2 and GPT-3 behave
-# bizarrely when prompted with it. Other long tokens are runs of `=` or `-`, and
-# `ÃÂÃÂ...`, the trace of text that was wrongly decoded twice somewhere on the web.
+# **Strange tokens.** The merges were learned on one collection of text and the model on
+# another. Some strings were frequent enough in the first to become single tokens, yet
+# (the likely explanation) almost absent from the second, so their embeddings were hardly
+# trained. The most famous, `" SolidGoldMagikarp"` (a Reddit username), is one GPT-2
+# token; in 2023 people found that GPT-3 models, which share this vocabulary, behaved
+# bizarrely when asked to repeat it. The longest tokens are runs of `_`, `-` or `=`, and
+# `ÃÂÃÂ...`: text whose encoding was mangled over and over (UTF-8 read as Latin-1).
 
 # %%
 print(gpt2.encode(" SolidGoldMagikarp"), gpt2.encode("SolidGoldMagikarp"))
