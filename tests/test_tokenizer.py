@@ -3,6 +3,7 @@ vocabulary, and tiktoken built from our own merges for trained tokenizers."""
 
 from __future__ import annotations
 
+import random
 import sysconfig
 import warnings
 from pathlib import Path
@@ -147,6 +148,9 @@ _texts = st.one_of(
         st.integers(0, 300),
     ),
     st.lists(st.one_of(st.text(max_size=8), st.sampled_from(_PIECES)), max_size=40).map("".join),
+    # One long chunk (letters only, or digits only): the encoder's heap-based path.
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyzTHEéßøΩжя漢字", min_size=60, max_size=400),
+    st.text(alphabet="0123456789", min_size=60, max_size=400),
 )
 
 
@@ -172,6 +176,13 @@ def test_arbitrary_unicode_matches_tiktoken(ours, tik, text):
 @given(ids=st.lists(st.integers(0, 50256), max_size=30))
 def test_decode_any_ids_like_tiktoken(ours, tik, ids):
     assert ours.decode(ids) == tik.decode(ids)  # never raises: broken UTF-8 becomes U+FFFD
+
+
+def test_very_long_chunk(ours, tik):
+    # 20,000 letters with no space are one chunk: this must be exact and not quadratic.
+    rng = random.Random(0)
+    text = "".join(rng.choice("ACGTacgtxyz") for _ in range(20_000))
+    assert ours.encode(text) == tik.encode(text)
 
 
 def test_partial_utf8_gives_replacement_char(ours, tik):

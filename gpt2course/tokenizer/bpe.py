@@ -30,6 +30,7 @@ GPT2_SPLIT_PATTERN = (
 )
 
 FORMAT_HEADER = "gpt2course-bpe v1"
+_LONG_CHUNK = 64  # bytes; longer chunks take the heap-based path (see _encode_long)
 _CACHE_MAX = 200_000  # encoded chunks kept; cleared when full so memory stays bounded
 
 
@@ -103,6 +104,8 @@ class BPETokenizer:
     def _encode_chunk(self, data: bytes) -> list[int]:
         byte_ids, ranks, merges = self.byte_ids, self._ranks, self.merges
         ids = [byte_ids[b] for b in data]
+        if len(ids) > _LONG_CHUNK:
+            return self._encode_long(ids)
         while len(ids) >= 2:
             # The earliest-learned merge first: later merges were learned on its output.
             pair = min(pairwise(ids), key=lambda p: ranks.get(p, 1 << 62))
@@ -110,6 +113,40 @@ class BPETokenizer:
                 break
             ids = merge(ids, pair, merges[pair])
         return ids
+
+    def _encode_long(self, ids: list[int]) -> list[int]:
+        """The same merges as ``_encode_chunk`` in O(n log n), for long chunks.
+
+        Rescanning a chunk for its best pair after every merge is quadratic: a 20,000-letter
+        chunk (a DNA string, a long hash) would take seconds. Instead keep the ids as a linked
+        list and the mergeable pairs in a heap keyed by (rank, position). A merge only creates
+        pairs with the new token, whose ranks are larger than the current one, so popping the
+        heap replays exactly "lowest rank first, leftmost occurrence first".
+        """
+        ranks, merges = self._ranks, self.merges
+        n = len(ids)
+        tok = list(ids)
+        nxt = list(range(1, n)) + [-1]
+        prv = list(range(-1, n - 1))
+        alive = [True] * n
+        heap = [(ranks[p], i) for i, p in enumerate(pairwise(tok)) if p in ranks]
+        heapq.heapify(heap)
+        while heap:
+            rank, i = heapq.heappop(heap)
+            j = nxt[i] if alive[i] else -1
+            if j == -1 or ranks.get((tok[i], tok[j])) != rank:
+                continue  # stale: one of its ids was merged away since it was pushed
+            tok[i] = merges[(tok[i], tok[j])]
+            alive[j] = False
+            nxt[i] = nxt[j]
+            if nxt[j] != -1:
+                prv[nxt[j]] = i
+            for a in (prv[i], i):
+                if a != -1 and nxt[a] != -1:
+                    r = ranks.get((tok[a], tok[nxt[a]]))
+                    if r is not None:
+                        heapq.heappush(heap, (r, a))
+        return [t for t, keep in zip(tok, alive, strict=True) if keep]
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode ``text``, treating special-token text like any other text."""
