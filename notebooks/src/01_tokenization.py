@@ -236,7 +236,8 @@ print([vocab[i] for i in merges.values()])
 
 # %% [markdown]
 # Common fragments come first: `e ` (the end of a word in e), `th`, `ou`, ... Notice how
-# many tokens glue a word to the space or punctuation after it (`' the '`, `'Citizen:\n'`):
+# many tokens run across a word boundary: `' the '` carries the spaces on both sides, and
+# `':\n'` glues punctuation to a line break.
 # BPE has no idea what a word is. We fix that below.
 #
 # ## Encoding and decoding
