@@ -730,3 +730,37 @@ def iter_checkpoint(name_or_path: str | Path) -> Iterator[tuple[str, tuple[int, 
     for key in st.keys_in_file_order():
         dtype, shape, _, _ = st.entries[key]
         yield key, shape, str(dtype).removeprefix("torch.")
+
+
+# ----------------------------------------------------------------------------- for the notebooks
+
+
+def course_checkpoint(default: str = "gpt2") -> tuple[Path, bool]:
+    """The weights file the notebooks use, and whether it is a random stand-in.
+
+    ``$GPT2COURSE_MODEL`` (a name, folder or file) wins, else ``default``. When neither can be
+    had (no network, nothing cached), a small random stand-in is written to the course cache
+    so that the notebook still runs; it says so loudly.
+    """
+    from .assets import cache_dir
+
+    wanted = os.environ.get("GPT2COURSE_MODEL") or default
+    try:
+        weights, config, _ = resolve(wanted)
+    except CheckpointError as e:
+        print(f"Could not get {wanted!r}: {e}\n")
+        folder = cache_dir() / "standin-gpt2"
+        if not (folder / WEIGHTS_FILE).is_file():
+            write_standin_checkpoint(folder)
+        weights, config = folder / WEIGHTS_FILE, folder / CONFIG_FILE
+    standin = bool(config and json.loads(config.read_text(encoding="utf-8")).get(STANDIN_KEY))
+    if standin:
+        print(STANDIN_BANNER)
+    return weights, standin
+
+
+STANDIN_BANNER = (
+    "*** STAND-IN MODEL: small, with RANDOM weights, not GPT-2. Every text it writes below is "
+    "noise and every number about its quality is meaningless; the text cells say what GPT-2 "
+    "itself gives. ***"
+)
