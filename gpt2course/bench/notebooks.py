@@ -1,0 +1,185 @@
+"""``python -m gpt2course bench notebooks``: run notebooks and time each section.
+
+A section is everything under one markdown heading; its time is the sum of its code cells'
+kernel time (from nbclient's execution timestamps). The instructor guide's schedules are
+built from these figures: they are what the machine needs, a lower bound for a room of
+learners who read, type and think.
+
+    python -m gpt2course bench notebooks                 # every notebook, solutions, full size
+    python -m gpt2course bench notebooks 03 04 --quick   # quick mode (what CI runs)
+    python -m gpt2course bench notebooks --json out.json # keep the figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import course
+
+HEADING = re.compile(r"^(#{1,3})\s+(.+?)\s*$", re.M)
+
+
+@dataclass
+class Section:
+    heading: str
+    cells: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class NotebookTiming:
+    slug: str
+    version: str
+    quick: bool
+    wall_s: float  # kernel start to last cell, as the learner waits for it
+    sections: list[Section] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def cells_s(self) -> float:
+        """The time the code cells ran, all sections together."""
+        return sum(s.seconds for s in self.sections)
+
+
+def _source(cell) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _cell_seconds(cell) -> float:
+    """How long one executed cell ran, from the timestamps nbclient records."""
+    ex = cell.get("metadata", {}).get("execution", {})
+    start = ex.get("iopub.execute_input") or ex.get("shell.execute_request")
+    end = ex.get("shell.execute_reply") or ex.get("iopub.status.idle")
+    if not (start and end):
+        return 0.0
+    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
+    return max(0.0, (parse(end) - parse(start)).total_seconds())
+
+
+def sections_of(cells: list) -> list[Section]:
+    """Group executed cells under the markdown heading they follow (the title cell first)."""
+    out = [Section("(setup, before the first heading)")]
+    for cell in cells:
+        if cell.get("cell_type") == "markdown":
+            headings = HEADING.findall(_source(cell))
+            if headings:
+                level, text = headings[-1]
+                # Colab badges are not headings worth a row; the title is.
+                out.append(Section(("  " if len(level) > 2 else "") + text))
+            continue
+        if cell.get("cell_type") == "code":
+            out[-1].cells += 1
+            out[-1].seconds += _cell_seconds(cell)
+    return [s for s in out if s.cells]
+
+
+def time_notebook(
+    nb: course.Notebook, version: str = "solutions", quick: bool = False, timeout: int = 1800
+) -> NotebookTiming:
+    """Run one committed notebook top to bottom in a fresh kernel and time its sections."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    path = course.notebook_path(nb, version)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist; run `python -m gpt2course notebooks build {nb.slug[:2]}`"
+        )
+    node = nbformat.read(str(path), as_version=4)
+    saved = os.environ.get("GPT2COURSE_QUICK")
+    os.environ["GPT2COURSE_QUICK"] = "1" if quick else "0"  # the kernel inherits this
+    client = NotebookClient(
+        node,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=True,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    error = ""
+    t0 = time.perf_counter()
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        error = str(e).strip().splitlines()[-1][:300]
+    finally:
+        if saved is None:
+            os.environ.pop("GPT2COURSE_QUICK", None)
+        else:
+            os.environ["GPT2COURSE_QUICK"] = saved
+    wall = time.perf_counter() - t0
+    return NotebookTiming(nb.slug, version, quick, wall, sections_of(node.cells), error)
+
+
+def format_timing(t: NotebookTiming) -> str:
+    """A small table: one row per section, then the totals."""
+    lines = [f"{t.slug} ({t.version}, {'quick' if t.quick else 'full'} mode)"]
+    for s in t.sections:
+        lines.append(f"  {s.seconds:8.1f} s  {s.cells:3d} cells  {s.heading}")
+    lines.append(f"  {t.cells_s:8.1f} s in cells; {t.wall_s:.1f} s with kernel start")
+    if t.error:
+        lines.append(f"  FAILED: {t.error}")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """One line naming this machine: CPU count, GPU if any, Python and torch."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} CPUs, {gpu}, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m gpt2course bench notebooks",
+        description="Run notebooks in a fresh kernel and report the time of each section.",
+    )
+    p.add_argument("notebooks", nargs="*", help="numbers or slugs (default: every generated one)")
+    p.add_argument("--version", choices=list(course.VERSIONS), default="solutions")
+    p.add_argument("--quick", action="store_true", help="GPT2COURSE_QUICK=1, as CI runs them")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
+    p.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = p.parse_args(argv)
+
+    try:
+        todo = [course.find(s) for s in args.notebooks] if args.notebooks else [
+            nb for nb in course.NOTEBOOKS if course.notebook_path(nb, args.version).exists()
+        ]  # fmt: skip
+    except KeyError as e:
+        print(e.args[0], file=sys.stderr)
+        return 2
+    print(f"# {machine()}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", flush=True)
+    results = []
+    for nb in todo:
+        try:
+            t = time_notebook(nb, args.version, args.quick, args.timeout)
+        except FileNotFoundError as e:
+            print(e, file=sys.stderr)
+            return 2
+        results.append(t)
+        print(format_timing(t), flush=True)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
+                    "notebooks": [{**asdict(t), "cells_s": round(t.cells_s, 2)} for t in results],
+                },
+                indent=1,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+    return 1 if any(t.error for t in results) else 0
