@@ -36,8 +36,17 @@ class FastGenerator:
     Sampling (temperature, top-k, top-p) is part 5's, applied to the logits each step returns.
     """
 
-    def __init__(self, model: GPT, use_cuda_graph: bool | None = None, compile: bool = False):
+    def __init__(
+        self,
+        model: GPT,
+        use_cuda_graph: bool | None = None,
+        compile: bool = False,
+        max_len: int | None = None,
+    ):
+        """``max_len`` fixes the cache length (prompt + new tokens) up front, so that calls
+        of different lengths share one cache and one graph; by default it grows as needed."""
         self.model = model.eval()
+        self.max_len = max_len
         self.config = model.config
         p = model.wte.weight
         self.device, self.dtype = p.device, p.dtype
@@ -79,8 +88,8 @@ class FastGenerator:
     # ------------------------------------------------------------------ cache and graph
 
     def _allocate(self, batch: int, length: int) -> None:
-        if self._shape == (batch, length):
-            return
+        if self._shape is not None and self._shape[0] == batch and self._shape[1] >= length:
+            return  # big enough: slots past the text are masked, whatever they hold
         c = self.config
         shape = (c.n_layer, batch, c.n_head, length, c.n_embd // c.n_head)
         self._graph = None
@@ -141,7 +150,7 @@ class FastGenerator:
         idx = idx.to(self.device)
         B, T = idx.shape
         # Round the cache up so that nearby lengths share one cache and one graph.
-        self._allocate(B, min(n_ctx, _round_up(T + max_new_tokens, 128)))
+        self._allocate(B, min(n_ctx, self.max_len or _round_up(T + max_new_tokens, 128)))
         L = self._shape[1]
         logits = self._step(idx, torch.arange(T, device=self.device))  # prefill, eagerly
         window = idx

@@ -322,6 +322,9 @@ def test_fastgen_greedy_matches_transformers(batch):
     )
     assert torch.equal(gen.generate(idx, 12, temperature=0), expected)
     assert torch.equal(gen.generate(idx, 12, temperature=0), expected)  # reused cache: same
+    fixed = FastGenerator(gen.model, max_len=40)  # one longer cache for calls of any length
+    assert torch.equal(fixed.generate(idx, 12, temperature=0), expected)
+    assert torch.equal(fixed.generate(idx, 4, temperature=0), expected[:, :9])
 
 
 def test_fastgen_slides_past_the_context_like_full_recompute():

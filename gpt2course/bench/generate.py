@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--skip-no-cache", action="store_true", help="skip the slow no-cache row")
     p.add_argument("--skip-hf", action="store_true", help="skip transformers")
+    p.add_argument("--skip-fast", action="store_true", help="skip part 7's fast decoder")
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
@@ -108,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
                 lambda idx, n: generate(ours, idx, n, temperature=0, use_cache=False),
             )
         )
+    if not args.skip_fast:  # part 7's static KV cache, one CUDA graph per step on a GPU
+        from ..fastgen import FastGenerator
+
+        fast = FastGenerator(ours, max_len=args.prompt_tokens + args.new_tokens)
+        impls.append(("ours, fast (graph)", lambda idx, n: fast.generate(idx, n, temperature=0)))
     if not args.skip_hf:
         impls.append(("transformers generate", hf_generate))
 
@@ -136,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         if "transformers generate" in rates:
             ratio = rates["ours, KV cache"] / rates["transformers generate"]
             print(f"{'':<4}batch {B}: ours with cache / transformers = {ratio:.2f}x")
+            if "ours, fast (graph)" in rates:
+                ratio = rates["ours, fast (graph)"] / rates["transformers generate"]
+                print(f"{'':<4}batch {B}: ours fast / transformers = {ratio:.2f}x")
         if bandwidth:
             bound = B * bandwidth * 1e9 / weight_bytes
             print(
