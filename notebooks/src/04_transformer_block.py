@@ -1,0 +1,313 @@
+# %% [markdown]
+# Attention lets tokens talk to each other. A **transformer block** wraps it with the
+# pieces that make a deep stack of such layers trainable, and adds a second sublayer in
+# which each token thinks on its own:
+#
+# ```
+# x ─┬─ ln_1 ─ attn ─(+)─┬─ ln_2 ─ mlp ─(+)─▶
+#    └──────────────────┘└─────────────────┘
+# ```
+#
+# 1. **LayerNorm** keeps each token's vector at a steady scale;
+# 2. **GELU**, the smooth non-linearity inside the MLP, in the exact form GPT-2 used;
+# 3. the **MLP**: expand each vector 4x, GELU, project back;
+# 4. **residual connections** (the `(+)`), and why LayerNorm goes *before* each sublayer;
+# 5. the whole **block**; then the final `ln_f` and the output head tied to `wte`;
+# 6. counting GPT-2's **124,439,808** parameters by hand and by code.
+#
+# Exercises: `layer_norm`, `gelu`, `MLP`, `Block`.
+
+# %% [markdown] instructor
+# ⏱ About 45 minutes. The exercises are short; spend the time on why residuals and pre-LN
+# matter (the gradient-norm cell) and on the parameter count, which learners enjoy doing
+# on paper first. Where they stall: `unbiased=False` in the variance, and remembering that
+# `self.attn(...)` returns a tuple.
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gpt2course import checks
+from gpt2course.attention import CausalSelfAttention
+from gpt2course.device import quick_mode
+from gpt2course.model import GPT, MODEL_NAMES, GPTConfig, count_parameters
+
+# A small block for the experiments; the full setting is GPT-2 small's width.
+config = GPTConfig(n_embd=64, n_head=4, n_layer=2, n_positions=64, vocab_size=100)
+DEPTH = 12 if quick_mode() else 48  # blocks in the residual experiment
+torch.manual_seed(0)
+
+# %% [markdown]
+# ## LayerNorm
+# As a vector goes through many layers its scale drifts: some blocks blow it up, others
+# shrink it, and training becomes a balancing act. **Layer normalisation** resets every
+# token's vector to mean 0 and variance 1 across its `C` features, then lets the model
+# choose the scale back with a learned gain and bias (one number per feature):
+#
+# $$\mathrm{LN}(x) = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}}\,\gamma + \beta,\qquad
+# \mu = \tfrac1C\textstyle\sum_i x_i,\quad \sigma^2 = \tfrac1C\sum_i (x_i-\mu)^2$$
+#
+# Each token is normalised on its own; nothing is shared across the batch or across
+# positions (unlike BatchNorm). `ε = 1e-5` keeps the division safe for a constant vector.
+
+# %%
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Normalise x (..., C) over its last dimension, then scale by weight and shift by bias."""
+    # BEGIN SOLUTION
+    # HINT: x.mean(-1, keepdim=True); the variance divides by C, not C - 1 (unbiased=False).
+    mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
+    var = x.var(dim=-1, keepdim=True, unbiased=False)  # (..., 1)
+    return (x - mean) / torch.sqrt(var + eps) * weight + bias
+    # END SOLUTION
+
+
+# %%
+layer_norm = checks.check_layer_norm(layer_norm)
+
+# %% [markdown]
+# Vectors of wildly different scales come out alike. `nn.LayerNorm` is the same thing as a
+# module, holding `weight` (γ, starting at 1) and `bias` (β, starting at 0):
+
+# %%
+x = torch.randn(3, config.n_embd) * torch.tensor([[0.1], [1.0], [100.0]]) + 5  # (3, C)
+ln = nn.LayerNorm(config.n_embd)
+y = layer_norm(x, ln.weight, ln.bias)
+print("before: std per row", [round(s, 3) for s in x.std(-1).tolist()])
+print("after:  std per row", [round(s, 3) for s in y.std(-1, unbiased=False).tolist()])
+print("same as nn.LayerNorm:", torch.allclose(y, ln(x), atol=1e-4))
+
+# %% [markdown]
+# ## GELU, in GPT-2's tanh form
+# Between its two linear layers the MLP needs a non-linearity, or the two would collapse
+# into one matrix. GPT-2 uses **GELU**, $x\,\Phi(x)$ with $\Phi$ the normal CDF: like ReLU
+# for large $|x|$, but smooth around 0 and slightly negative just below it.
+#
+# In 2018 the exact $\Phi$ (through `erf`) was slow on accelerators, so GPT-2 was trained
+# with a tanh approximation:
+#
+# $$\mathrm{GELU}(x) \approx \tfrac12 x\left(1 + \tanh\!\left(\sqrt{2/\pi}\,(x + 0.044715\,x^3)\right)\right)$$
+#
+# The two differ by less than 0.001. Why care? The checkpoint's weights were learned
+# *through* the tanh curve; the exact form shifts every activation a little, and after
+# 12 blocks the logits no longer match OpenAI's. Hugging Face calls this form `gelu_new`.
+
+# %%
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """GELU, tanh approximation (GPT-2's), elementwise."""
+    # BEGIN SOLUTION
+    # HINT: math.sqrt(2 / math.pi), torch.tanh, and x ** 3.
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    # END SOLUTION
+
+
+# %%
+gelu = checks.check_gelu(gelu)
+
+# %%
+xs = torch.linspace(-4, 4, 401)
+fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3))
+a.plot(xs, torch.relu(xs), label="ReLU", color="grey", ls="--")
+a.plot(xs, gelu(xs), label="GELU (tanh form)")
+a.set_title("GELU is a smooth ReLU")
+a.legend()
+a.grid(alpha=0.3)
+b.plot(xs, F.gelu(xs) - gelu(xs), color="C3")
+b.set_title("exact (erf) minus tanh form")
+b.grid(alpha=0.3)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## The MLP
+# Attention moves information *between* positions; the MLP processes each position *on its
+# own*, with the same weights everywhere. It widens the vector 4x (`c_fc`), applies GELU,
+# and projects back (`c_proj`). Two thirds of GPT-2's block parameters live here.
+#
+# Write it as a module with GPT-2's names (`c_fc`, `c_proj`), so the checkpoint's weights
+# can load into it in part 7. `config.n_embd` is the width `C`.
+
+# %%
+class MLP(nn.Module):
+    """Position-wise feed-forward: Linear(C, 4C), GELU (tanh form), Linear(4C, C)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        # BEGIN SOLUTION
+        # HINT: two nn.Linear layers, with bias (config.bias is True for GPT-2).
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        # END SOLUTION
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C)."""
+        # BEGIN SOLUTION
+        # HINT: self.c_proj(gelu(self.c_fc(x))).
+        return self.c_proj(gelu(self.c_fc(x)))  # (B, T, 4C) in the middle
+        # END SOLUTION
+
+
+# %%
+MLP = checks.check_mlp(MLP)
+
+# %% [markdown]
+# ## Residual connections
+# A block does not replace `x`; it *adds* to it: `x = x + attn(...)`, `x = x + mlp(...)`.
+# The sum is the **residual stream**, a running total every sublayer reads from and
+# writes into. Its point shows in the gradient: the derivative of `x + f(x)` is `1 + f'`,
+# so the gradient reaches the first layer along the identity path however deep the stack
+# is. Without it, the gradient is a product of many Jacobians, and it fades or explodes.
+#
+# An experiment: stack `DEPTH` random sublayers, with and without the residual, and
+# measure the gradient that reaches the input.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+def input_grad_norm(residual: bool, pre_ln: bool = True) -> float:
+    torch.manual_seed(0)
+    layers = [MLP(config) for _ in range(DEPTH)]
+    norms = [nn.LayerNorm(config.n_embd) for _ in range(DEPTH)]
+    x = torch.randn(4, 8, config.n_embd, requires_grad=True)
+    h = x
+    for mlp, ln in zip(layers, norms, strict=True):
+        if residual and pre_ln:
+            h = h + mlp(ln(h))  # GPT-2
+        elif residual:
+            h = ln(h + mlp(h))  # post-LN, the original Transformer
+        else:
+            h = mlp(ln(h))
+    h.pow(2).mean().backward()
+    return x.grad.norm().item()
+
+
+for name, kw in [("pre-LN with residuals (GPT-2)", dict(residual=True)),
+                 ("post-LN with residuals", dict(residual=True, pre_ln=False)),
+                 ("no residuals", dict(residual=False))]:  # fmt: skip
+    print(f"{name:<32} gradient norm at the input: {input_grad_norm(**kw):.2e}")
+
+# %% [markdown]
+# Pre-LN gets by far the most gradient to the input. Without residuals it fades through
+# the stack. **Post-LN**, the original Transformer's order, normalises the stream itself
+# after each addition, and every LayerNorm on the path shrinks the gradient again: deep
+# post-LN models need a careful learning-rate warm-up to train at all. **Pre-LN**
+# normalises only the copy that goes into the sublayer, so the identity path stays clean. GPT-2 moved to pre-LN, and added one last LayerNorm, `ln_f`,
+# after the final block, since the stream itself is never normalised.
+#
+# ## The block
+# Now assemble it: `ln_1`, `attn`, `ln_2`, `mlp`, with the two residual additions.
+# `CausalSelfAttention` is part 3's module; it returns a tuple `(y, (k, v))`, where the
+# keys and values are for the cache of part 5, so take `[0]`.
+
+# %%
+class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        # BEGIN SOLUTION
+        # HINT: nn.LayerNorm(config.n_embd), CausalSelfAttention(config), and your MLP.
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+        # END SOLUTION
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C)."""
+        # BEGIN SOLUTION
+        # HINT: x = x + self.attn(self.ln_1(x))[0]; then the same with ln_2 and mlp.
+        x = x + self.attn(self.ln_1(x))[0]  # tokens exchange information
+        x = x + self.mlp(self.ln_2(x))  # each token processes it on its own
+        return x
+        # END SOLUTION
+
+
+# %%
+Block = checks.check_block(Block)
+
+# %%
+block = Block(config)
+x = torch.randn(2, 10, config.n_embd)  # (B, T, C)
+print("in", tuple(x.shape), "-> out", tuple(block(x).shape))
+
+# %% [markdown]
+# Same shape in, same shape out: that is what lets GPT-2 stack 12 of them (48 for the
+# largest size).
+#
+# ## The final LayerNorm and the tied head
+# After the last block, `ln_f` normalises the stream, and the **language-model head**
+# turns each `C`-vector into one score (logit) per vocabulary token: a `C × vocab` matrix.
+# GPT-2 does not learn a separate one: it reuses the token embedding `wte`. A token's
+# embedding is then both how it is read in and what the model's output must resemble to
+# predict it, and 38.6M parameters are saved. In our `GPT`, `lm_head.weight` *is*
+# `wte.weight`, the same tensor:
+
+# %%
+tiny = GPT(config)
+print("lm_head.weight is wte.weight:", tiny.lm_head.weight is tiny.wte.weight)
+print("module names:", [n for n, _ in tiny.named_children()])
+print("block 0:", [n for n, _ in tiny.h[0].named_children()])
+
+# %% [markdown]
+# ## Counting the parameters
+# By hand, for width `C`, `L` blocks, vocabulary `V` and context `N`:
+#
+# | piece | parameters |
+# | --- | --- |
+# | `ln_1`, `ln_2` | 2C each (gain and bias) |
+# | `attn.c_attn` (q, k, v fused) | C·3C + 3C |
+# | `attn.c_proj` | C·C + C |
+# | `mlp.c_fc` | C·4C + 4C |
+# | `mlp.c_proj` | 4C·C + C |
+# | **one block** | **12C² + 13C** |
+# | `wte`, `wpe` | V·C, N·C |
+# | `ln_f` | 2C |
+# | `lm_head` | 0 (tied to `wte`) |
+
+# %%
+def count_by_hand(C: int, L: int, V: int = 50257, N: int = 1024) -> int:
+    block = 12 * C * C + 13 * C
+    return V * C + N * C + L * block + 2 * C
+
+
+C, L = 768, 12
+print(f"one block:     {12 * C * C + 13 * C:>12,}")
+print(f"12 blocks:     {L * (12 * C * C + 13 * C):>12,}")
+print(f"wte + wpe:     {50257 * C + 1024 * C:>12,}")
+print(f"gpt2 in total: {count_by_hand(C, L):>12,}")
+
+# %% [markdown]
+# 124,439,808: the number people look up for "GPT-2 small". The code agrees, for all four
+# sizes. `count_parameters` builds the model on PyTorch's `meta` device, which records
+# shapes without allocating memory, so even the 1.5B-parameter model costs nothing:
+
+# %%
+sizes = {}
+for name in MODEL_NAMES:
+    cfg = GPTConfig.from_name(name)
+    n = count_parameters(cfg)
+    sizes[name] = (cfg, n)
+    assert n == count_by_hand(cfg.n_embd, cfg.n_layer)
+    print(f"{name:<12} L={cfg.n_layer:<3} C={cfg.n_embd:<5} {n:>14,}")
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 2.6))
+names = list(sizes)
+emb = [(c.vocab_size + c.n_positions) * c.n_embd / 1e6 for c, _ in sizes.values()]
+blocks = [c.n_layer * (12 * c.n_embd**2 + 13 * c.n_embd) / 1e6 for c, _ in sizes.values()]
+ax.barh(names, emb, label="embeddings (wte + wpe)", color="C1")
+ax.barh(names, blocks, left=emb, label="blocks", color="C0")
+ax.set_xlabel("millions of parameters")
+ax.invert_yaxis()
+ax.legend(loc="lower right")
+ax.set_title("Where GPT-2's parameters are")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# In the small model, almost a third of the parameters are the embedding table; in the
+# largest, the blocks dominate. Next, in part 5: put the pieces together into the whole
+# GPT-2, and make it write.
