@@ -26,6 +26,7 @@ __all__ = [
     "LoRALinear",
     "apply_lora",
     "merge_lora",
+    "merged_weight",
     "mark_only_lora_trainable",
     "lora_state_dict",
     "save_adapters",
@@ -123,19 +124,21 @@ def apply_lora(
     rank: int = 8,
     alpha: float = 16.0,
     dropout: float = 0.0,
+    layer_cls: type[nn.Linear] | None = None,
 ) -> nn.Module:
     """Replace each ``nn.Linear`` whose name ends with a target by a ``LoRALinear``; freeze the rest.
 
     ``targets`` are module-name suffixes on dot boundaries: ``"c_attn"`` matches
     ``h.0.attn.c_attn``; ``"mlp.c_proj"`` matches the MLP's projection but not attention's.
-    Returns the same model, changed in place.
+    ``layer_cls`` swaps in another adapter class built as ``layer_cls(in, out, rank, alpha,
+    bias=...)`` (the notebook's own). Returns the same model, changed in place.
     """
     targets = [targets] if isinstance(targets, str) else list(targets)
     if not targets:
         raise ValueError("targets is empty; name the layers to adapt, e.g. ['c_attn']")
     if not isinstance(rank, int) or rank < 1:
         raise ValueError(f"rank must be a positive integer, got {rank!r}")
-    if any(isinstance(m, LoRALinear) for m in model.modules()):
+    if _lora_layers(model):
         raise ValueError(
             "this model already has LoRA adapters; merge_lora() it or start from the base"
         )
@@ -164,8 +167,25 @@ def apply_lora(
     for name, linear in chosen:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoRALinear.from_linear(linear, rank, alpha, dropout))
+        if layer_cls is None:
+            new = LoRALinear.from_linear(linear, rank, alpha, dropout)
+        else:
+            new = _wrap(layer_cls, linear, rank, alpha)
+        setattr(parent, child, new)
     return model
+
+
+def _wrap(layer_cls: type[nn.Linear], linear: nn.Linear, rank: int, alpha: float) -> nn.Linear:
+    layer = layer_cls(
+        linear.in_features, linear.out_features, rank, alpha, bias=linear.bias is not None
+    )
+    layer.to(device=linear.weight.device, dtype=linear.weight.dtype)
+    layer.weight = linear.weight
+    layer.bias = linear.bias
+    for p in (layer.weight, layer.bias):
+        if p is not None:
+            p.requires_grad_(False)
+    return layer
 
 
 def mark_only_lora_trainable(model: nn.Module) -> nn.Module:
@@ -175,15 +195,19 @@ def mark_only_lora_trainable(model: nn.Module) -> nn.Module:
     return model
 
 
+def merged_weight(layer: nn.Module) -> torch.Tensor:
+    """The one weight that does the work of base plus adapter: W + (alpha / r) B A, (out, in)."""
+    delta = (layer.lora_B @ layer.lora_A) * layer.scaling  # (out, r) @ (r, in) -> (out, in)
+    return layer.weight + delta.to(layer.weight.dtype)
+
+
 @torch.no_grad()
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold every adapter into its weight and put plain ``nn.Linear`` layers back; in place.
 
     The merged model has no extra cost at inference and the base model's state-dict keys.
     """
-    for name, m in list(model.named_modules()):
-        if not isinstance(m, LoRALinear):
-            continue
+    for name, m in _lora_layers(model).items():
         linear = nn.Linear(
             m.in_features,
             m.out_features,
@@ -191,7 +215,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
             device=m.weight.device,
             dtype=m.weight.dtype,
         )
-        linear.weight.copy_(m.weight + m.delta_weight().to(m.weight.dtype))
+        linear.weight.copy_(merged_weight(m))
         if m.bias is not None:
             linear.bias.copy_(m.bias)
         parent_name, _, child = name.rpartition(".")
@@ -205,8 +229,9 @@ def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k.endswith((".lora_A", ".lora_B"))}
 
 
-def _lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
-    return {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
+def _lora_layers(model: nn.Module) -> dict[str, nn.Module]:
+    # Any layer with adapters counts, the reference LoRALinear or a learner's own.
+    return {n: m for n, m in model.named_modules() if hasattr(m, "lora_A") and hasattr(m, "lora_B")}
 
 
 def save_adapters(model: nn.Module, path: str | Path) -> Path:
@@ -221,10 +246,11 @@ def save_adapters(model: nn.Module, path: str | Path) -> Path:
     if not layers:
         raise ValueError("the model has no LoRA adapters to save; call apply_lora() first")
     first = next(iter(layers.values()))
+    rank = first.lora_A.shape[0]
     meta = {
         "format": "gpt2course-lora",
-        "rank": str(first.rank),
-        "alpha": repr(first.alpha),
+        "rank": str(rank),
+        "alpha": repr(float(first.scaling) * rank),
         "layers": json.dumps(sorted(layers)),
     }
     path = Path(path)

@@ -156,3 +156,105 @@ def test_counts_and_memory():
     assert total_lora == total + trainable
     mem = training_memory_bytes(model)
     assert mem["gradients"] == 4 * trainable and mem["optimizer"] == 8 * trainable
+
+
+# ---- the notebook's checks name the typical bugs ------------------------------------------
+
+
+class GoodLoRA(nn.Linear):
+    """A learner's correct layer, written independently of the reference."""
+
+    def __init__(
+        self,
+        in_features,
+        out_features,
+        rank,
+        alpha,
+        bias=True,
+        *,
+        zero_B=True,
+        scale=True,
+        freeze=True,
+    ):
+        super().__init__(in_features, out_features, bias=bias)
+        self.scaling = alpha / rank
+        self.lora_A = nn.Parameter(torch.randn(rank, in_features) * 0.1)
+        self.lora_B = nn.Parameter(
+            torch.zeros(out_features, rank) if zero_B else torch.randn(out_features, rank)
+        )
+        self.scale = scale
+        if freeze:
+            self.weight.requires_grad_(False)
+            self.bias.requires_grad_(False)
+
+    def forward(self, x):
+        update = x @ self.lora_A.T @ self.lora_B.T
+        return F.linear(x, self.weight, self.bias) + (
+            update * self.scaling if self.scale else update
+        )
+
+
+def variant(**kw):
+    return lambda i, o, r, a, bias=True: GoodLoRA(i, o, r, a, bias, **kw)
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        (variant(zero_B=False), "lora_B does not start at zero"),
+        (variant(scale=False), "not scaled"),
+        (variant(freeze=False), "base weight (or bias) is trainable"),
+    ],
+)
+def test_check_lora_linear_names_the_bug(cls, message, capsys):
+    from gpt2course.checks import check_lora_linear
+
+    assert check_lora_linear(cls) is LoRALinear  # falls back to the reference
+    assert message in capsys.readouterr().out
+
+
+def test_check_lora_linear_passes_a_right_layer(capsys):
+    from gpt2course.checks import check_lora_linear
+
+    assert check_lora_linear(GoodLoRA) is GoodLoRA
+    assert "✓" in capsys.readouterr().out
+    # ... and apply_lora / merge_lora work with the learner's class.
+    model = apply_lora(tiny_gpt(), TARGETS, rank=4, alpha=8, layer_cls=GoodLoRA)
+    randomise_B(model)
+    x = idx()
+    with torch.no_grad():
+        want = model(x)
+    torch.testing.assert_close(merge_lora(model)(x), want, atol=1e-5, rtol=0)
+
+
+def test_check_mark_only_lora_trainable(capsys):
+    from gpt2course.checks import check_mark_only_lora_trainable
+    from gpt2course.lora import mark_only_lora_trainable
+
+    def only_linears(model):  # forgets LayerNorms and embeddings
+        for m in model.modules():
+            if isinstance(m, nn.Linear) and not isinstance(m, LoRALinear):
+                m.weight.requires_grad_(False)
+        for m in model.modules():
+            if isinstance(m, LoRALinear):
+                m.weight.requires_grad_(False)
+                m.bias.requires_grad_(False)
+
+    check_mark_only_lora_trainable(only_linears)
+    assert "LayerNorms and embeddings" in capsys.readouterr().out
+    check_mark_only_lora_trainable(lambda m: [p.requires_grad_(False) for p in m.parameters()])
+    assert "nothing is trainable" in capsys.readouterr().out
+    assert check_mark_only_lora_trainable(mark_only_lora_trainable) is mark_only_lora_trainable
+    assert "✓" in capsys.readouterr().out
+
+
+def test_check_merged_weight(capsys):
+    from gpt2course.checks import check_merged_weight
+
+    check_merged_weight(lambda l: l.weight + l.scaling * (l.lora_A.T @ l.lora_B.T))
+    assert "transposed" in capsys.readouterr().out
+    check_merged_weight(lambda l: l.weight + l.lora_B @ l.lora_A)
+    assert "not scaled" in capsys.readouterr().out
+    right = lambda l: l.weight + l.scaling * l.lora_B @ l.lora_A  # noqa: E731
+    assert check_merged_weight(right) is right
+    assert "✓" in capsys.readouterr().out
