@@ -132,6 +132,22 @@ def format_timing(t: NotebookTiming) -> str:
     return "\n".join(lines)
 
 
+def markdown_timing(t: NotebookTiming) -> str:
+    """The same figures as a markdown table, for the instructor notes."""
+    mode = "quick" if t.quick else "full"
+    lines = ["| section | code cells | machine time |", "| --- | ---: | ---: |"]
+    for s in t.sections:
+        lines.append(f"| {s.heading.strip()} | {s.cells} | {_fmt_s(s.seconds)} |")
+    lines.append(f"| **total** ({mode} mode, with kernel start) | | **{_fmt_s(t.wall_s)}** |")
+    return "\n".join(lines)
+
+
+def _fmt_s(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 1 else "<1 s"
+    return f"{seconds / 60:.1f} min"
+
+
 def machine() -> str:
     """One line naming this machine: CPU count, GPU if any, Python and torch."""
     import torch
@@ -150,6 +166,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--quick", action="store_true", help="GPT2COURSE_QUICK=1, as CI runs them")
     p.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
+    p.add_argument("--markdown", action="store_true", help="print markdown tables instead")
     args = p.parse_args(argv)
 
     try:
@@ -168,7 +185,7 @@ def main(argv: list[str]) -> int:
             print(e, file=sys.stderr)
             return 2
         results.append(t)
-        print(format_timing(t), flush=True)
+        print(markdown_timing(t) if args.markdown else format_timing(t), flush=True)
     if args.json:
         args.json.write_text(
             json.dumps(
