@@ -454,3 +454,32 @@ def test_convert_check_not_done_falls_back(capsys):
 
     assert check_convert_hf_state_dict(stub) is pretrained.convert_state_dict
     assert "not done yet" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- the notebook's model
+
+
+def test_course_checkpoint_uses_the_env_var(standin, monkeypatch, capsys):
+    monkeypatch.setenv("GPT2COURSE_MODEL", str(standin))
+    weights, is_standin = pretrained.course_checkpoint()
+    assert weights == standin / "model.safetensors" and is_standin
+    assert "STAND-IN MODEL" in capsys.readouterr().out
+
+
+def test_course_checkpoint_falls_back_to_a_standin_and_says_why(
+    offline_cache, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("GPT2COURSE_CACHE", str(tmp_path / "course"))
+    monkeypatch.delenv("GPT2COURSE_MODEL", raising=False)
+    weights, is_standin = pretrained.course_checkpoint()
+    out = capsys.readouterr().out
+    assert is_standin and "Could not get 'gpt2'" in out and "STAND-IN MODEL" in out
+    assert load_pretrained(weights).config.vocab_size == 50257
+
+
+def test_iter_checkpoint_lists_without_loading(tmp_path):
+    hf = hf_model()
+    hub_layout_file(hf, tmp_path / "model.safetensors")
+    entries = list(pretrained.iter_checkpoint(tmp_path / "model.safetensors"))
+    assert ("h.0.attn.c_attn.weight", (32, 96), "float32") in entries
+    assert ("h.1.attn.bias", (1, 1, 64, 64), "float32") in entries
