@@ -33,4 +33,8 @@ def test_cells_are_grouped_under_the_heading_they_follow() -> None:
         _code(t.format(4), t.format(8)),
     ]
     got = [(s.heading, s.cells, s.seconds) for s in sections_of(cells)]
-    assert got == [("Title", 1, 1.0), ("Part A", 2, 3.0), ("  Exercise", 1, 4.0)]
+    assert got == [
+        ("start: install, imports, settings (Title)", 1, 1.0),
+        ("Part A", 2, 3.0),
+        ("  Exercise", 1, 4.0),
+    ]

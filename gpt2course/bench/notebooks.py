@@ -74,7 +74,8 @@ def sections_of(cells: list) -> list[Section]:
             headings = HEADING.findall(_source(cell))
             if headings:
                 level, text = headings[-1]
-                # Colab badges are not headings worth a row; the title is.
+                if len(level) == 1:  # the title: its cells install, import and set sizes
+                    text = f"start: install, imports, settings ({text})"
                 out.append(Section(("  " if len(level) > 2 else "") + text))
             continue
         if cell.get("cell_type") == "code":
