@@ -34,7 +34,7 @@ def test_cells_are_grouped_under_the_heading_they_follow() -> None:
     ]
     got = [(s.heading, s.cells, s.seconds) for s in sections_of(cells)]
     assert got == [
-        ("start: install, imports, settings (Title)", 1, 1.0),
+        ("start: install, imports, settings", 1, 1.0),
         ("Part A", 2, 3.0),
         ("  Exercise", 1, 4.0),
     ]

@@ -75,7 +75,7 @@ def sections_of(cells: list) -> list[Section]:
             if headings:
                 level, text = headings[-1]
                 if len(level) == 1:  # the title: its cells install, import and set sizes
-                    text = f"start: install, imports, settings ({text})"
+                    text = "start: install, imports, settings"
                 out.append(Section(("  " if len(level) > 2 else "") + text))
             continue
         if cell.get("cell_type") == "code":
