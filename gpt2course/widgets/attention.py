@@ -26,10 +26,9 @@ __all__ = [
 # One hue for weights; cells a query may not see (the future) are hatched grey.
 _RGB = "31, 119, 180"
 _FUTURE = "background:repeating-linear-gradient(45deg,#f3f3f3 0 3px,#e2e2e2 3px 6px)"
-_TABLE_CSS = (
-    "<style>.gpt2c-attn td{width:16px;height:16px;padding:0;border:1px solid #fff}"
-    ".gpt2c-attn th{font-weight:normal;padding:1px 3px}</style>"
-)
+# Inline styles only: notebook front ends may strip <style> blocks from HTML output.
+_CELL = "width:15px;height:15px;padding:0;border:1px solid #fff;"
+_TH = "font-weight:normal;padding:1px 3px;"
 
 
 def display_token(s: str) -> str:
@@ -90,7 +89,7 @@ def heatmap_html(weights: torch.Tensor, tokens: Sequence[str], caption: str = ""
     w = weights.detach().float().cpu().tolist()
     T = len(tokens)
     head = "".join(
-        f'<th style="writing-mode:vertical-rl;transform:rotate(180deg)">'
+        f'<th style="{_TH}writing-mode:vertical-rl;transform:rotate(180deg)">'
         f"{html.escape(display_token(t))}</th>"
         for t in tokens
     )
@@ -100,17 +99,17 @@ def heatmap_html(weights: torch.Tensor, tokens: Sequence[str], caption: str = ""
         for j in range(T):
             x = w[i][j]
             style = _FUTURE if x == 0.0 else f"background:rgba({_RGB},{x:.3f})"
-            tds.append(f'<td title="{_cell_title(tokens, i, j, x)}" style="{style}"></td>')
+            tds.append(f'<td title="{_cell_title(tokens, i, j, x)}" style="{_CELL}{style}"></td>')
         label = html.escape(display_token(tokens[i]))
-        rows.append(f'<tr><th style="text-align:right">{label}</th>{"".join(tds)}</tr>')
+        rows.append(f'<tr><th style="{_TH}text-align:right">{label}</th>{"".join(tds)}</tr>')
     cap = (
         f'<caption style="caption-side:top;text-align:left">{html.escape(caption)}</caption>'
         if caption
         else ""
     )
     return (
-        f'{_TABLE_CSS}<div style="overflow:auto">'
-        '<table class="gpt2c-attn" style="border-collapse:collapse;font:11px monospace">'
+        '<div style="overflow:auto">'
+        '<table style="border-collapse:collapse;font:11px monospace">'
         f"{cap}<tr><th></th>{head}</tr>{''.join(rows)}</table>"
         '<div style="font:11px sans-serif;color:#555">rows: the token that looks (query) · '
         "columns: the tokens it looks at (keys) · darker = more weight · hover to read</div></div>"

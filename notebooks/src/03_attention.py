@@ -383,8 +383,11 @@ print("equal within 1e-6:", torch.allclose(ours, theirs, atol=1e-6, rtol=0))
 # - **torch's** for training and generation.
 #
 # `gpt2course.attention.CausalSelfAttention` does exactly that: torch's kernel by default,
-# the explicit path when asked for the weights. A rough timing on this machine (the gap is
-# much larger on a GPU):
+# the explicit path when asked for the weights. In half precision on a GPU the fused
+# kernels are also the more precise: they keep the scores in fp32 inside, where ours rounds
+# them to fp16. A rough timing on this machine follows; on a GPU the gap is wider, about
+# 20x at T = 1024 in fp16 and 40x at T = 4096 (`python -m gpt2course bench attention`,
+# figures in `docs/benchmarks.md`).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
