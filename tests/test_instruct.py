@@ -152,3 +152,46 @@ def test_instruction_tuning_beats_the_untuned_model_on_held_out_tasks(one_thread
         opt.step()
     after = instruct.evaluate(model, test, tok)["all"]
     assert after >= before + 0.15, (before, after)
+
+
+# ---- the preference toy ----------------------------------------------------------------
+
+
+def test_dpo_loss_is_the_papers_formula():
+    import math
+
+    from gpt2course.preference import dpo_loss
+
+    pc, pr = torch.tensor([-3.0, -5.0]), torch.tensor([-4.0, -2.0])
+    rc, rr = torch.tensor([-3.5, -4.0]), torch.tensor([-3.5, -3.0])
+    loss, margin = dpo_loss(pc, pr, rc, rr, beta=0.5)
+    m = [(-3.0 + 3.5) - (-4.0 + 3.5), (-5.0 + 4.0) - (-2.0 + 3.0)]
+    want = sum(math.log1p(math.exp(-0.5 * v)) for v in m) / 2  # -log sigmoid(z) = log(1 + e^-z)
+    assert loss.item() == pytest.approx(want, rel=1e-6)
+    assert margin.tolist() == pytest.approx(m)
+
+
+def test_sequence_logprobs_sum_the_answer_tokens_only():
+    from gpt2course.preference import sequence_logprobs
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=256, n_positions=128, n_embd=32, n_layer=1, n_head=2)).eval()
+    tok = ByteTokenizer()
+    instructions, answers = ["Capitals: ab", "Last word: dog cat"], ["AB", "cat"]
+    with torch.no_grad():
+        got = sequence_logprobs(model, instructions, answers, tok)
+    for i, (inst, ans) in enumerate(zip(instructions, answers, strict=True)):
+        ids = tok.encode(format_prompt(inst))
+        want = 0.0
+        for t in tok.encode(ans) + [tok.eot_token]:
+            with torch.no_grad():
+                want += torch.log_softmax(model(torch.tensor([ids]))[0, -1], -1)[t].item()
+            ids.append(t)
+        assert got[i].item() == pytest.approx(want, abs=1e-4)
+
+
+def test_rejected_answers_are_wrong():
+    from gpt2course.preference import preference_pairs
+
+    pairs = preference_pairs(make_tasks(120, seed=5))
+    assert all(p.rejected != p.chosen for p in pairs)

@@ -1,0 +1,85 @@
+"""A toy of learning from preferences: answer pairs (preferred, rejected) and the DPO loss.
+
+RLHF as used for InstructGPT and ChatGPT trains a reward model on human rankings, then
+optimises the language model against it with PPO. DPO (Rafailov et al., 2023) reaches the
+same objective without the reward model: it raises the log-probability of the preferred
+answer relative to the rejected one, measured against a frozen copy of the starting model
+so the policy cannot drift arbitrarily far. Here the "human" is a rule: the right answer of
+a generated task is preferred to a plausible wrong one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .instruct import IGNORE_INDEX, Example, collate, format_prompt
+
+__all__ = ["PreferencePair", "rejected_answer", "preference_pairs", "sequence_logprobs", "dpo_loss"]
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One instruction with a preferred and a rejected answer."""
+
+    instruction: str
+    chosen: str
+    rejected: str
+
+
+def rejected_answer(example: Example, rng: random.Random) -> str:
+    """A plausible wrong answer: the kind of mistake a half-trained model makes."""
+    r, words = example.response, example.instruction.split(": ", 1)[-1].split()
+    if example.task in ("add", "count"):
+        return str(int(r) + rng.choice([-1, 1]) if int(r) > 0 else int(r) + 1)
+    if example.task == "reverse":
+        return " ".join(words)  # not reversed at all
+    if example.task == "upper":
+        return r.lower()
+    if example.task == "brackets":
+        return f"({r[1:-1]})"
+    if example.task == "last":
+        return words[0]
+    raise ValueError(f"no rejected answer rule for task {example.task!r}")
+
+
+def preference_pairs(examples: Sequence[Example], seed: int = 0) -> list[PreferencePair]:
+    """A pair per example: its right answer preferred to a plausible wrong one."""
+    rng = random.Random(seed)
+    return [PreferencePair(e.instruction, e.response, rejected_answer(e, rng)) for e in examples]
+
+
+def sequence_logprobs(
+    model: torch.nn.Module, instructions: Sequence[str], answers: Sequence[str], tokenizer
+) -> torch.Tensor:
+    """log p(answer + end token | prompt) under ``model``, one sum per row: shape (B,)."""
+    batch = [
+        (tokenizer.encode(format_prompt(i)), tokenizer.encode(a) + [tokenizer.eot_token])
+        for i, a in zip(instructions, answers, strict=True)
+    ]
+    device = next(model.parameters()).device
+    x, y = collate(batch)
+    x, y = x.to(device), y.to(device)
+    logits = model(x)  # (B, T, V)
+    mask = y != IGNORE_INDEX  # (B, T): the answer's tokens
+    logp = torch.gather(F.log_softmax(logits.float(), dim=-1), 2, y.clamp(min=0)[..., None])[..., 0]
+    return (logp * mask).sum(dim=1)  # (B,)
+
+
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    beta: float = 0.1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DPO's loss, and the per-pair margin (log-ratio of chosen minus that of rejected).
+
+    loss = -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), averaged over pairs.
+    """
+    margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)  # (B,)
+    return -F.logsigmoid(beta * margin).mean(), margin.detach()
