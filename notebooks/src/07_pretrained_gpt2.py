@@ -40,6 +40,7 @@ from gpt2course.device import pick_device, pick_dtype, quick_mode
 from gpt2course.generation import generate
 from gpt2course.model import GPT, GPTConfig
 from gpt2course.widgets.attention import attention_viewer
+from gpt2course.widgets.sampling import sampling_playground
 
 device = pick_device()
 enc = tiktoken_gpt2()
@@ -47,7 +48,7 @@ enc = tiktoken_gpt2()
 # Sizes. Quick mode (the automatic tests) keeps every run short; the full settings are beside.
 NEW_TOKENS = 20 if quick_mode() else 100  # tokens per generated text
 TASK_TOKENS = 8 if quick_mode() else 20  # tokens per zero-shot answer
-PPL_TOKENS = 2_048 if quick_mode() else 32_768  # held-out tokens for the perplexity
+PPL_TOKENS = 1_024 if quick_mode() else 32_768  # held-out tokens for the perplexity
 # The sizes to load and compare (each is downloaded once: 0.5, 1.4, 3.1 and 6.4 GB).
 COMPARE = [] if quick_mode() else ["gpt2", "gpt2-medium"]  # add "gpt2-large", "gpt2-xl"
 print("device:", device)
@@ -308,6 +309,15 @@ ax.set_xlabel("probability of the next token")
 ax.set_title("after 'The capital of France is'" + (" (STAND-IN)" if is_standin else ""))
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# Part 5's sampling playground, now on the real model: change the prompt, move the
+# temperature, top-k and top-p sliders, and watch which tokens stay in the running (blue)
+# and which are cut (grey). "Sample one token" appends a draw to the prompt.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+sampling_playground(model, enc, prompt="The capital of France is")
 
 # %% [markdown]
 # ## A number: perplexity on held-out text
