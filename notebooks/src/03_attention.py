@@ -274,7 +274,7 @@ print(tuple(y.shape))
 def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
     """(B, T, C) -> (B, n_head, T, C // n_head)."""
     # BEGIN SOLUTION
-    # HINT: x.view(B, T, n_head, C // n_head), then .transpose(1, 2).
+    # HINT: carve the heads out of the channel axis first (.view), then move them in front of T.
     B, T, C = x.shape
     return x.view(B, T, n_head, C // n_head).transpose(1, 2)
     # END SOLUTION
