@@ -182,15 +182,17 @@ def get_tokenizer(name: str) -> Tokenizer:
 
 
 def load_text(name_or_path: str = "shakespeare") -> str:
-    """The text of ``"shakespeare"`` (Tiny Shakespeare, from the course cache) or of a file."""
-    if name_or_path == "shakespeare":
-        from .assets import fetch
+    """The text of ``"shakespeare"`` (Tiny Shakespeare), another course text, or a UTF-8 file."""
+    from . import data
 
-        return fetch("tinyshakespeare.txt").read_text(encoding="utf-8")
+    name = "tinyshakespeare" if name_or_path == "shakespeare" else name_or_path
+    if name in data.TEXTS:
+        return data.load_text(name)
     p = Path(name_or_path)
     if not p.is_file():
         raise FileNotFoundError(
-            f"no text file {p}; pass 'shakespeare' or the path of a UTF-8 text file"
+            f"no text file {p}; pass 'shakespeare', one of {sorted(data.TEXTS)}, "
+            "or the path of a UTF-8 text file"
         )
     return p.read_text(encoding="utf-8")
 
@@ -405,6 +407,23 @@ class Callback:
         """After the last step."""
 
 
+def _check_batch(batch: Batch, model: nn.Module) -> None:
+    """Fail early, and clearly, on batches the model cannot take."""
+    x, y = batch
+    if x.dim() != 2 or x.shape != y.shape:
+        raise ValueError(
+            f"a batch must be (x, y) token ids of the same shape (batch, time); got "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    top = int(max(x.max(), y.max()))
+    if vocab is not None and top >= vocab:
+        raise ValueError(
+            f"the data has token id {top} but the model's vocab_size is {vocab}; "
+            "build the model with the tokenizer's vocabulary size"
+        )
+
+
 def _distributed() -> tuple[int, int, int]:
     """(rank, local_rank, world_size) of this process; (0, 0, 1) when not data-parallel."""
     import torch.distributed as dist
@@ -529,6 +548,7 @@ def train(
     for cb in callbacks:
         cb.on_train_start(state)
     started = time.perf_counter()
+    first = True
     while step < config.max_steps:
         if config.max_seconds is not None and time.perf_counter() - started > config.max_seconds:
             if is_main:
@@ -542,6 +562,9 @@ def train(
         for _ in range(config.grad_accum_steps):
             x, y = next(batches)
             micro.append((x.to(device, non_blocking=True), y.to(device, non_blocking=True)))
+        if first:  # a bad batch fails here with a clear message, not deep in an embedding
+            _check_batch(micro[0], raw_model)
+            first = False
         loss = train_step(
             model,
             optimizer,

@@ -457,3 +457,33 @@ def _step_clipping_after_update(model, optimizer, micro_batches, lr, grad_clip):
 def test_check_train_step_names_the_bug(lenient, capsys, wrong, hint):
     assert checks.check_train_step(wrong) is T.train_step
     assert hint in capsys.readouterr().out
+
+
+def test_train_rejects_ids_beyond_the_vocabulary():
+    ids = torch.randint(100, (500,))  # ids up to 99, model vocabulary 64
+    with pytest.raises(ValueError, match="vocab_size is 64"):
+        T.train(tiny_model(), T.RandomBatches(ids, 2, 16), None, tiny_config(max_steps=1))
+
+
+def test_bench_train_runs(capsys):
+    from gpt2course.bench import train as bench
+
+    assert (
+        bench.main(["--rounds", "1", "--steps", "1", "--batch-size", "2", "--block-size", "16"])
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["tokens_per_s"]) == {"ours", "plain nanoGPT-style"}
+
+
+def test_any_iterable_of_batches_works_and_is_replayed():
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        (torch.randint(64, (2, 16), generator=g), torch.randint(64, (2, 16), generator=g))
+        for _ in range(3)
+    ]
+    hist = T.train(tiny_model(), batches, batches, tiny_config(max_steps=5, eval_interval=5))
+    assert hist.step == [1, 2, 3, 4, 5]  # 3 batches, replayed for steps 4 and 5
+    assert torch.equal(
+        next(T._stream(batches, 4))[0], batches[1][0]
+    )  # resume at batch 4 = 1 of epoch 2
