@@ -149,23 +149,27 @@ class FastGenerator:
             )
         idx = idx.to(self.device)
         B, T = idx.shape
+        want = min(n_ctx, T + max_new_tokens)
         # Round the cache up so that nearby lengths share one cache and one graph.
-        self._allocate(B, min(n_ctx, self.max_len or _round_up(T + max_new_tokens, 128)))
+        self._allocate(
+            B, min(n_ctx, max(want, self.max_len) if self.max_len else _round_up(want, 128))
+        )
         L = self._shape[1]
         logits = self._step(idx, torch.arange(T, device=self.device))  # prefill, eagerly
-        window = idx
+        new: list[torch.Tensor] = []  # only needed once the text outgrows the context
         for n in range(max_new_tokens):
             tok = sample_next_token(logits.float(), temperature, top_k, top_p, generator)  # (B, 1)
             yield tok[:, 0]
             if n + 1 == max_new_tokens:
                 return
-            window = torch.cat([window, tok], dim=1)[:, -n_ctx:]
+            new.append(tok)
             pos = T + n
             if pos < L:
                 logits = self._decode(tok, pos)
             else:
                 # Past the context every position shifts by one per token, so no cached key
                 # stays valid: recompute the whole window, as part 5 does.
+                window = torch.cat([idx, *new], dim=1)[:, -n_ctx:]  # (B, n_ctx)
                 logits = self.model(window)[:, -1]
 
     def generate(self, idx: torch.Tensor, max_new_tokens: int, **sampling) -> torch.Tensor:

@@ -325,6 +325,8 @@ def test_fastgen_greedy_matches_transformers(batch):
     fixed = FastGenerator(gen.model, max_len=40)  # one longer cache for calls of any length
     assert torch.equal(fixed.generate(idx, 12, temperature=0), expected)
     assert torch.equal(fixed.generate(idx, 4, temperature=0), expected[:, :9])
+    short = FastGenerator(gen.model, max_len=8)  # too short for this call: it grows
+    assert torch.equal(short.generate(idx, 12, temperature=0), expected)
 
 
 def test_fastgen_slides_past_the_context_like_full_recompute():
