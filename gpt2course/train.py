@@ -776,7 +776,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Needs token files made beforehand (uint16 .bin, e.g. from FineWeb-Edu): data.train_bin.
     "gpt2-124m": {
         "model": dict(vocab_size=50304, n_positions=1024, n_embd=768, n_layer=12, n_head=12),
-        "data": dict(tokenizer="gpt2", batch_size=16, block_size=1024, total_batch_tokens=524288),
+        "data": dict(
+            text=None, tokenizer="gpt2", batch_size=16, block_size=1024, total_batch_tokens=524288
+        ),
         "train": dict(
             max_steps=19073,
             learning_rate=6e-4,
@@ -861,8 +863,13 @@ def build_data(
         if not data.get("val_bin"):
             raise ValueError("data.train_bin needs data.val_bin too (a held-out token file)")
         val_ids = np.memmap(data["val_bin"], dtype=np.uint16, mode="r")
-    else:
+    elif data.get("text"):
         train_ids, val_ids = split_tokens(tok.encode(load_text(data["text"])), data["val_fraction"])
+    else:
+        raise ValueError(
+            "no data: set data.text (a text file, or 'shakespeare') or data.train_bin and "
+            "data.val_bin (GPT-2 token ids as raw uint16, e.g. made from FineWeb-Edu)"
+        )
     B, T = data["batch_size"], data["block_size"]
     train_batches = RandomBatches(train_ids, B, T, seed=seed, rank=rank, world_size=world_size)
     # Every process evaluates the same validation batches, so all report the same val loss.

@@ -487,3 +487,27 @@ def test_any_iterable_of_batches_works_and_is_replayed():
     assert torch.equal(
         next(T._stream(batches, 4))[0], batches[1][0]
     )  # resume at batch 4 = 1 of epoch 2
+
+
+def test_cli_trains_from_uint16_token_files(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for name in ("train.bin", "val.bin"):
+        rng.integers(0, 256, 2000, dtype=np.uint16).tofile(tmp_path / name)
+    args = [
+        f"data.train_bin={tmp_path / 'train.bin'}",
+        f"data.val_bin={tmp_path / 'val.bin'}",
+        "model.n_layer=1",
+        "model.n_embd=16",
+        "model.n_head=2",
+        "model.n_positions=16",
+        "data.batch_size=2",
+        "data.block_size=16",
+        "train.max_steps=2",
+        "train.eval_batches=1",
+        "train.warmup_steps=1",
+        "train.progress=false",
+    ]
+    assert T.main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 2
