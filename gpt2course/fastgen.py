@@ -16,6 +16,7 @@ On a CPU (or with ``use_cuda_graph=False``) the same code runs eagerly: slower, 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -99,7 +100,13 @@ class FastGenerator:
         self._pos = torch.zeros(1, dtype=torch.long, device=self.device)
         self._shape = (batch, length)
         if self.use_cuda_graph:
-            self._capture()
+            try:
+                self._capture()
+            except RuntimeError as e:  # e.g. an op that cannot be captured on this setup
+                warnings.warn(
+                    f"CUDA graph capture failed ({e}); decoding eagerly instead", stacklevel=3
+                )
+                self._graph, self.use_cuda_graph = None, False
 
     def _capture(self) -> None:
         """Record one decoding step. Its warm-up writes junk at slot 0, which the prompt's
