@@ -86,10 +86,10 @@ case "$GPU_NAME" in
 esac
 
 section "bench generate: gpt2, batch 1 and 8 (bandwidth bound at ${BW} GB/s)"
-timeout 150 $PY -m gpt2course bench generate --device cuda --model gpt2 --batch-sizes 1,8 --skip-no-cache --bandwidth-gbs "$BW" 2>&1 | grep -v -i warn
+timeout 150 $PY -m gpt2course bench generate --device cuda --model gpt2 --batch-sizes 1,8 --skip-no-cache --bandwidth-gbs "$BW" 2>&1
 
 section "bench generate: gpt2-xl, batch 1"
-timeout 100 $PY -m gpt2course bench generate --device cuda --model gpt2-xl --batch-sizes 1 --new-tokens 100 --skip-no-cache --bandwidth-gbs "$BW" 2>&1 | grep -v -i warn
+timeout 100 $PY -m gpt2course bench generate --device cuda --model gpt2-xl --batch-sizes 1 --new-tokens 100 --skip-no-cache --bandwidth-gbs "$BW" 2>&1
 
 section "generate command, streamed (stand-in checkpoint: random weights, the text is noise)"
 if [ -n "${GPT2COURSE_CACHE:-}" ]; then
