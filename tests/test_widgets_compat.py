@@ -45,38 +45,40 @@ BUILDS = {
     ),
 }
 
+# Builds every widget in one process (torch is imported once) and reports on each.
 PROBE = r"""
 import json, sys
 import ipywidgets as W
 
-ns = {}
-exec(sys.argv[1], ns)
-w = ns["w"]
 
 def walk(x):
     yield x
     for c in getattr(x, "children", ()):
         yield from walk(c)
 
-def rendered():
-    return [(type(x).__name__, x.value) for x in walk(w) if isinstance(x, (W.HTML, W.Image))]
 
-before = rendered()
-controls = [x for x in walk(w) if isinstance(x, (W.IntSlider, W.FloatSlider, W.Text, W.Textarea))]
-c = controls[0]
-if isinstance(c, (W.Text, W.Textarea)):
-    c.value = c.value + " and a few more words"
-else:
-    c.value = min(c.max, c.value + c.step) if c.value < c.max else c.value - c.step
-after = rendered()
-models = sorted({(x._model_module, x._model_name, x._view_module) for x in walk(w)})
-print(json.dumps({
-    "version": W.__version__,
-    "file": W.__file__,
-    "changed": before != after,
-    "control": type(c).__name__,
-    "models": models,
-}))
+def probe(code):
+    ns = {}
+    exec(code, ns)
+    w = ns["w"]
+    rendered = lambda: [(type(x).__name__, x.value) for x in walk(w) if isinstance(x, (W.HTML, W.Image))]
+    before = rendered()
+    controls = [x for x in walk(w) if isinstance(x, (W.IntSlider, W.FloatSlider, W.Text, W.Textarea))]
+    c = controls[0]
+    if isinstance(c, (W.Text, W.Textarea)):
+        c.value = c.value + " and a few more words"
+    else:
+        c.value = min(c.max, c.value + c.step) if c.value < c.max else c.value - c.step
+    return {
+        "changed": before != rendered(),
+        "control": type(c).__name__,
+        "models": sorted({(x._model_module, x._model_name, x._view_module) for x in walk(w)}),
+    }
+
+
+builds = json.loads(sys.argv[1])
+print(json.dumps({"version": W.__version__, "file": W.__file__,
+                  "widgets": {name: probe(code) for name, code in builds.items()}}))
 """
 CORE_MODULES = {"@jupyter-widgets/base", "@jupyter-widgets/controls", "@jupyter-widgets/output"}
 
@@ -109,17 +111,18 @@ def colab_widgets() -> Path:
     return target
 
 
-def _probe(name: str, pythonpath: str | None) -> dict:
+def _probe(names: list[str], pythonpath: str | None) -> dict:
     env = dict(os.environ, GPT2COURSE_QUICK="1")
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([pythonpath, env.get("PYTHONPATH", "")]).rstrip(
             os.pathsep
         )
+    builds = json.dumps({n: BUILDS[n] for n in names})
     r = subprocess.run(
-        [sys.executable, "-c", PROBE, BUILDS[name]],
+        [sys.executable, "-c", PROBE, builds],
         env=env, capture_output=True, text=True, timeout=300, cwd=course.repo_root(),
     )  # fmt: skip
-    assert r.returncode == 0, f"{name} failed:\n{r.stderr[-3000:]}"
+    assert r.returncode == 0, f"building the widgets failed:\n{r.stderr[-3000:]}"
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -128,18 +131,19 @@ def _exists(name: str) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(BUILDS))
 @pytest.mark.parametrize("flavour", ["7.7.1", "installed"])
-def test_widget_works_on_both_ipywidgets(name: str, flavour: str, request) -> None:
+def test_widgets_work_on_both_ipywidgets(flavour: str, request) -> None:
     """Each widget builds, reacts to its control and uses only core widget models."""
-    if not _exists(name):
-        pytest.skip(f"gpt2course/widgets/{name}.py does not exist yet")
+    names = [n for n in BUILDS if _exists(n)]
+    if not names:
+        pytest.skip("no course widgets yet")
     path = str(request.getfixturevalue("colab_widgets")) if flavour == "7.7.1" else None
-    got = _probe(name, path)
+    got = _probe(names, path)
     if flavour == "7.7.1":
         assert got["version"] == "7.7.1" and got["file"].startswith(path), got
     else:
         assert got["version"].split(".")[0] in ("7", "8"), got
-    assert got["changed"], f"{name}: moving its {got['control']} did not change the rendered HTML"
-    custom = [m for m in got["models"] if m[0] not in CORE_MODULES or m[2] not in CORE_MODULES]
-    assert not custom, f"{name} uses widgets outside core ipywidgets: {custom}"
+    for name, w in got["widgets"].items():
+        assert w["changed"], f"{name}: moving its {w['control']} did not change the rendered HTML"
+        custom = [m for m in w["models"] if m[0] not in CORE_MODULES or m[2] not in CORE_MODULES]
+        assert not custom, f"{name} uses widgets outside core ipywidgets: {custom}"
