@@ -20,6 +20,7 @@ __all__ = [
     "RESPONSE_MARKER",
     "IGNORE_INDEX",
     "TASKS",
+    "WORDS",
     "Example",
     "ByteTokenizer",
     "format_prompt",
@@ -116,7 +117,8 @@ def collate(
 
 # ---- the generated task set -------------------------------------------------------------
 
-_WORDS = (
+# The words of the word tasks: common and short.
+WORDS = (
     "apple bread cloud dog eagle fire grape house island jam king lemon moon night ocean "
     "pearl queen river stone tiger umbrella violin water yellow zebra bell chair door "
     "engine forest garden honey ink jacket kite lamp mirror nest orange piano rope salt "
@@ -130,7 +132,7 @@ def _add(rng: random.Random) -> Example:
 
 
 def _reverse(rng: random.Random) -> Example:
-    words = rng.sample(_WORDS, rng.randint(2, 3))
+    words = rng.sample(WORDS, rng.randint(2, 3))
     return Example(f"Reverse: {' '.join(words)}", " ".join(reversed(words)), "reverse")
 
 
@@ -150,12 +152,12 @@ def _brackets(rng: random.Random) -> Example:
 
 
 def _count(rng: random.Random) -> Example:
-    words = rng.sample(_WORDS, rng.randint(1, 6))
+    words = rng.sample(WORDS, rng.randint(1, 6))
     return Example(f"Count the words: {' '.join(words)}", str(len(words)), "count")
 
 
 def _last(rng: random.Random) -> Example:
-    words = rng.sample(_WORDS, rng.randint(2, 5))
+    words = rng.sample(WORDS, rng.randint(2, 5))
     return Example(f"Last word: {' '.join(words)}", words[-1], "last")
 
 

@@ -1,0 +1,176 @@
+"""``python -m gpt2course bench finetuning``: full fine-tuning against LoRA, and instruction tuning.
+
+``lora``: for one model shape (GPT-2 124M by default, random weights: cost does not depend
+on the values), trainable parameters, training memory (weights + gradients + AdamW state,
+and peak CUDA memory with activations), time per step and the loss after a few steps on
+Tiny Shakespeare, for full fine-tuning and for LoRA.
+
+``instruct``: exact-match accuracy on held-out generated tasks before and after instruction
+tuning, for the settings of notebook 09 (quick, full, longer, and longer from a base
+pretrained on Shakespeare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+
+import torch
+
+from .. import instruct, lora
+from ..device import pick_device
+from ..model import GPT, GPTConfig
+from ..train import RandomBatches, TrainConfig, get_tokenizer, load_text, train
+
+# name -> (n_layer, n_embd, steps, batch, lr, tasks, base pretraining steps, n_train, n_held_out);
+# "quick" and "full" are notebook 09's two settings.
+INSTRUCT_SETTINGS = {
+    "quick": (2, 64, 200, 16, 3e-3, ["count", "last"], 0, 2000, 60),
+    "full": (2, 128, 2000, 32, 2e-3, None, 0, 4000, 300),
+    "longer": (4, 128, 6000, 32, 1e-3, None, 0, 4000, 300),
+    "pretrained-base": (4, 128, 2000, 32, 2e-3, None, 600, 4000, 300),
+}
+
+
+def bench_lora(
+    model_name: str, steps: int, batch: int, block: int, device: torch.device
+) -> list[dict]:
+    """Full fine-tuning and LoRA (rank 8 on c_attn and the MLP) on one model shape."""
+    tok = get_tokenizer("gpt2")
+    ids = torch.tensor(tok.encode(load_text("shakespeare")))
+    torch.manual_seed(0)
+    config = (
+        GPTConfig.from_name(model_name)
+        if model_name.startswith("gpt2")
+        else GPTConfig(n_layer=4, n_head=4, n_embd=128, n_positions=block)
+    )
+    base = GPT(config)
+    rows = []
+    for kind in ["full", "lora"]:
+        model = copy.deepcopy(base)
+        lr = 1e-4
+        if kind == "lora":
+            lora.apply_lora(model, lora.DEFAULT_TARGETS, rank=8, alpha=16)
+            lr = 1e-3
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        cfg = TrainConfig(
+            max_steps=steps,
+            learning_rate=lr,
+            min_lr=lr,
+            warmup_steps=0,
+            weight_decay=0.0,
+            device=str(device),
+            precision="fp32",
+            progress=False,
+        )
+        start = time.perf_counter()
+        history = train(model, RandomBatches(ids, batch, block, seed=0), None, cfg)
+        seconds = time.perf_counter() - start
+        trainable, total = lora.parameter_counts(model)
+        mem = lora.training_memory_bytes(model)
+        rows.append(
+            {
+                "kind": kind,
+                "model": model_name,
+                "trainable": trainable,
+                "total": total,
+                "weights_grads_adam_MB": round(mem["total"] / 1e6, 1),
+                "peak_cuda_MB": round(torch.cuda.max_memory_allocated() / 1e6, 1)
+                if device.type == "cuda"
+                else None,
+                "ms_per_step": round(1000 * seconds / steps, 1),
+                "loss_first": round(history.train_loss[0], 3),
+                "loss_last": round(history.train_loss[-1], 3),
+            }
+        )
+        del model
+    return rows
+
+
+def bench_instruct(name: str, device: torch.device) -> dict:
+    """Held-out exact match before and after instruction tuning with one notebook setting."""
+    from torch.utils.data import DataLoader
+
+    n_layer, n_embd, steps, batch, lr, tasks, pre, n_train, n_held_out = INSTRUCT_SETTINGS[name]
+    tok = instruct.ByteTokenizer()
+    train_set, held_out = instruct.task_split(n_train, n_held_out, seed=0, tasks=tasks)
+    torch.manual_seed(0)
+    model = GPT(
+        GPTConfig(vocab_size=256, n_positions=128, n_layer=n_layer, n_head=4, n_embd=n_embd)
+    )
+    if pre:
+        text = torch.tensor(list(load_text("shakespeare").encode("utf-8")))
+        train(
+            model,
+            RandomBatches(text, 16, 128, seed=0),
+            None,
+            TrainConfig(
+                max_steps=pre,
+                learning_rate=2e-3,
+                min_lr=2e-4,
+                warmup_steps=50,
+                device=str(device),
+                progress=False,
+            ),
+        )
+    model.to(device)
+    before = instruct.evaluate(model, held_out, tok)
+    encoded = [instruct.encode_example(e, tok) for e in train_set]
+    loader = DataLoader(encoded, batch_size=batch, shuffle=True, collate_fn=instruct.collate)
+    cfg = TrainConfig(
+        max_steps=steps,
+        learning_rate=lr,
+        min_lr=lr / 10,
+        warmup_steps=30,
+        weight_decay=0.0,
+        device=str(device),
+        progress=False,
+    )
+    start = time.perf_counter()
+    train(model, loader, None, cfg)
+    seconds = time.perf_counter() - start
+    after = instruct.evaluate(model, held_out, tok)
+    return {
+        "setting": name,
+        "steps": steps,
+        "seconds": round(seconds, 1),
+        "before": round(before["all"], 3),
+        "after": round(after["all"], 3),
+        "per_task_after": {k: round(v, 2) for k, v in after.items() if k != "all"},
+    }
+
+
+def main(argv: list[str]) -> int:
+    """Run the chosen parts and print one JSON line per result."""
+    p = argparse.ArgumentParser(prog="python -m gpt2course bench finetuning")
+    p.add_argument("--part", choices=["lora", "instruct", "all"], default="all")
+    p.add_argument("--model", default="gpt2", help="gpt2 (124M shape) or tiny")
+    p.add_argument("--steps", type=int, default=20, help="steps per fine-tuning run (lora part)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--block", type=int, default=256)
+    p.add_argument(
+        "--settings",
+        default="quick,full",
+        help=f"instruct settings: {', '.join(INSTRUCT_SETTINGS)}",
+    )
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    device = pick_device(args.device)
+    print(
+        f"device: {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
+    if args.part in ("lora", "all"):
+        for row in bench_lora(args.model, args.steps, args.batch, args.block, device):
+            print(json.dumps(row), flush=True)
+    if args.part in ("instruct", "all"):
+        for name in args.settings.split(","):
+            if name not in INSTRUCT_SETTINGS:
+                print(f"unknown setting {name!r}; choose from {', '.join(INSTRUCT_SETTINGS)}")
+                return 2
+            print(json.dumps(bench_instruct(name, device)), flush=True)
+    return 0
