@@ -10,11 +10,6 @@ import argparse
 import codecs
 import sys
 
-STANDIN_BANNER = (
-    "*** STAND-IN MODEL: random weights, not GPT-2. Its text is noise; it only shows the code "
-    "runs. ***"
-)
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
@@ -110,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     if getattr(model, "is_standin", False):
-        print(STANDIN_BANNER, file=sys.stderr)
+        print(pretrained.STANDIN_BANNER, file=sys.stderr)
     fast = not args.no_fast
     print(
         f"[{model.source}, {model.num_params() / 1e6:.0f}M parameters, {device.type}, {str(dtype).removeprefix('torch.')}, {'fast path' if fast else 'part 5 generate'}]",

@@ -53,6 +53,10 @@ _MASK_BUFFER = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
 
 # Marks a checkpoint made by write_standin_checkpoint(), so nobody mistakes its text for GPT-2's.
 STANDIN_KEY = "gpt2course_standin"
+STANDIN_BANNER = (
+    "*** STAND-IN MODEL: small, with RANDOM weights, not GPT-2. Every text it writes is noise "
+    "and every number about its quality is meaningless. ***"
+)
 
 OFFLINE_HELP = (
     "To use GPT-2 without a network: on a machine with one, run "
@@ -596,7 +600,8 @@ def load_pretrained(
 ) -> GPT:
     """GPT-2 with published weights: a name (gpt2, gpt2-medium, gpt2-large, gpt2-xl), a folder
     holding config.json + model.safetensors, or a .safetensors file. Returned in eval mode on
-    ``device`` (default cpu) in ``dtype`` (default float32)."""
+    ``device`` (default cpu) in ``dtype`` (default float32), with ``model.source`` (where the
+    weights came from) and ``model.is_standin`` (a random stand-in, not GPT-2) set."""
     weights, config_path, hub_name = resolve(name_or_path)
     device = torch.device(device or "cpu")
     dtype = dtype or torch.float32
@@ -757,10 +762,3 @@ def course_checkpoint(default: str = "gpt2") -> tuple[Path, bool]:
     if standin:
         print(STANDIN_BANNER)
     return weights, standin
-
-
-STANDIN_BANNER = (
-    "*** STAND-IN MODEL: small, with RANDOM weights, not GPT-2. Every text it writes below is "
-    "noise and every number about its quality is meaningless; the text cells say what GPT-2 "
-    "itself gives. ***"
-)
