@@ -27,6 +27,7 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F
 
 from gpt2course import checks
 from gpt2course.checkpoint import load_checkpoint, save_checkpoint
@@ -61,8 +62,9 @@ print("device:", device)
 # ## The data, as bytes
 # We read the text as raw UTF-8 bytes: a vocabulary of 256 "tokens". GPT-2's BPE
 # vocabulary has 50257, and with a model this small the final layer's 50257-way softmax
-# would cost 8 times more than everything else put together. The training loop does not
-# care which tokenizer made the ids; the shell command at the end trains with GPT-2's.
+# would cost several times more than all the transformer blocks together. The training
+# loop does not care which tokenizer made the ids; the shell command at the end trains
+# with GPT-2's.
 #
 # The last 10% of the text is the **validation** split: the model never trains on it, so
 # its loss there tells us whether it learned Shakespeare or memorised its training pages.
@@ -103,7 +105,7 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of next-token logits (B, T, V) against targets (B, T)."""
     # BEGIN SOLUTION
     # HINT: F.cross_entropy(logits of shape (B*T, V), targets of shape (B*T,))
-    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
     # END SOLUTION
 
 
@@ -456,6 +458,9 @@ plt.show()
 # # carry on, or change a setting
 # python -m gpt2course train --preset shakespeare-bytes --resume checkpoints/shakespeare-bytes train.max_steps=2000
 # ```
+#
+# A checkpoint loads back with `load_checkpoint(folder)`: `.model` is the trained GPT and
+# `.extra["tokenizer"]` names its tokenizer (`get_tokenizer` makes it).
 #
 # Under `torchrun` it trains **data-parallel**: each process holds a copy of the model,
 # takes its own shard of every batch, and `DistributedDataParallel` averages the gradients
