@@ -125,6 +125,13 @@ def save_checkpoint(
             "save_checkpoint expects a gpt2course GPT (a model with a GPTConfig .config)"
         )
     path = Path(path)
+    if path.exists() and not (path / "checkpoint.json").is_file() and any(path.iterdir()):
+        # Saving replaces the whole folder: never do that to one that is not a checkpoint.
+        raise CheckpointError(
+            f"{path} exists and is not a checkpoint folder; save into a new or empty folder"
+        )
+    if path.is_file():
+        raise CheckpointError(f"{path} is a file; give a folder name for the checkpoint")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:

@@ -511,3 +511,14 @@ def test_cli_trains_from_uint16_token_files(tmp_path, capsys):
     ]
     assert T.main(args) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 2
+
+
+def test_saving_never_replaces_a_folder_that_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(CheckpointError, match="not a checkpoint folder"):
+        save_checkpoint(tmp_path, tiny_model())
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    save_checkpoint(tmp_path / "c", tiny_model(), step=1)
+    save_checkpoint(tmp_path / "c", tiny_model(), step=2)  # replacing a checkpoint is fine
+    assert load_checkpoint(tmp_path / "c").step == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "notes.txt"]  # no leftovers
