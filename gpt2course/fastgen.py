@@ -57,7 +57,8 @@ class FastGenerator:
             raise ValueError(
                 "CUDA graphs need the model on a GPU; use use_cuda_graph=False on the CPU"
             )
-        # torch.compile fuses the small ops between the matmuls; it takes a minute to compile.
+        # torch.compile fuses the small ops between the matmuls of a decoding step (the one
+        # shape that repeats); compiling takes a minute.
         self._step = torch.compile(self._forward, dynamic=False) if compile else self._forward
         self._shape: tuple[int, int] | None = None  # (batch, cache length) allocated for
         self._graph: torch.cuda.CUDAGraph | None = None
@@ -162,7 +163,8 @@ class FastGenerator:
             B, min(n_ctx, max(want, self.max_len) if self.max_len else _round_up(want, 128))
         )
         L = self._shape[1]
-        logits = self._step(idx, torch.arange(T, device=self.device))  # prefill, eagerly
+        # The prompt goes through eagerly and uncompiled: its length varies from call to call.
+        logits = self._forward(idx, torch.arange(T, device=self.device))
         new: list[torch.Tensor] = []  # only needed once the text outgrows the context
         for n in range(max_new_tokens):
             tok = sample_next_token(logits.float(), temperature, top_k, top_p, generator)  # (B, 1)

@@ -99,4 +99,31 @@ else
   echo "skipped: no tokenizer files in .cache/gpt2course"
 fi
 
+section "extra: the fast decoder with torch.compile on top of the CUDA graph (gpt2, batch 1)"
+timeout 120 $PY - <<'PYEOF'
+import time, warnings
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+from gpt2course.device import pick_dtype
+from gpt2course.fastgen import FastGenerator
+from gpt2course.pretrained import from_transformers
+
+warnings.simplefilter("ignore")
+d = torch.device("cuda")
+torch.manual_seed(0)
+with d:
+    ours = from_transformers(GPT2LMHeadModel(GPT2Config()).to(pick_dtype(d)).eval())
+idx = torch.randint(0, 50257, (1, 20), device=d)
+for name, kw in (("graph", {}), ("graph + compile", {"compile": True})):
+    gen = FastGenerator(ours, max_len=220, **kw)
+    t0 = time.perf_counter()
+    gen.generate(idx, 5, temperature=0)  # warm-up (and compilation)
+    torch.cuda.synchronize()
+    warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gen.generate(idx, 200, temperature=0)
+    torch.cuda.synchronize()
+    print(f"{name:<16} {200 / (time.perf_counter() - t0):8.1f} tokens/s (warm-up {warm:.1f} s)")
+PYEOF
+
 section "done"
