@@ -1,0 +1,429 @@
+# %% [markdown]
+# Part 4 built the block. Stack `n_layer` of them between the embeddings of part 2 and the
+# tied head, and that is GPT-2:
+#
+# ```
+# idx (B, T) ─ wte + wpe ─ Block × n_layer ─ ln_f ─ lm_head ─▶ logits (B, T, vocab)
+# ```
+#
+# A language model only ever answers one question: *what are the odds of each next
+# token?* Writing text is asking that question again and again, each time appending one
+# token chosen from the answer. This notebook covers:
+#
+# 1. assembling the model, and what a GPT-2 with **random weights** says (nothing useful);
+# 2. from logits to probabilities, and choosing: greedy, **temperature**, **top-k**, **top-p**;
+# 3. one generation step, the loop, streaming, stopping at `<|endoftext|>`;
+# 4. what happens past the 1,024-token context;
+# 5. the **KV cache**: why it helps, how it works, and proof that it changes nothing but speed.
+#
+# Exercises: sampling with temperature and top-k, one generation step, generation with the
+# cache. At the end, a playground to try the sampling settings by hand.
+
+# %% [markdown] instructor
+# ⏱ About 60 minutes. Make the point early and often that this model's weights are random:
+# its text is noise, and that is expected; real text comes in parts 6 and 7. The cache
+# section is where questions come: draw the (T, T) attention matrix and show that one
+# new token needs one new row, which needs every old key and value but no old query.
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+from gpt2course import checks
+from gpt2course.assets import tiktoken_gpt2
+from gpt2course.device import quick_mode
+from gpt2course.generation import filter_top_k, generate, next_token_probs, stream
+from gpt2course.model import GPT, GPTConfig
+from gpt2course.widgets.sampling import sampling_playground
+
+# Quick mode: a narrow GPT with GPT-2's vocabulary and a 128-token context, so every cell
+# runs in seconds on a CPU. The full setting is GPT-2 small's exact shape.
+if quick_mode():
+    config = GPTConfig(n_layer=2, n_head=4, n_embd=128, n_positions=128)
+else:
+    config = GPTConfig.from_name("gpt2")
+N_NEW = 30  # tokens to generate in the demos
+
+enc = tiktoken_gpt2()
+torch.manual_seed(0)
+
+# %% [markdown]
+# ## Assembling GPT-2
+# `gpt2course.model.GPT` is the stack, with Hugging Face's module names so that OpenAI's
+# weights load straight into it in part 7. Built from a config, it starts with **random
+# weights**:
+
+# %%
+model = GPT(config).eval()
+print(f"{model.num_params():,} parameters, {config.n_layer} blocks, width {config.n_embd}, "
+      f"context {config.n_positions}")  # fmt: skip
+idx = torch.tensor([enc.encode("The meaning of life is")])  # (1, T)
+logits = model(idx)  # (1, T, vocab): a prediction after every prefix
+print("idx", tuple(idx.shape), "-> logits", tuple(logits.shape))
+
+# %% [markdown]
+# One row of logits per position: row `t` scores every candidate for token `t + 1`, having
+# seen tokens `0..t` only (the causal mask). Training uses all the rows at once; generation
+# needs only the last.
+#
+# How good are random weights? Given the right next tokens as `targets`, the model also
+# returns the cross-entropy loss. A model that knows nothing spreads its bets evenly over
+# the 50,257 tokens, and its loss is $\ln 50257 \approx 10.8$:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+text = torch.tensor([enc.encode("To be, or not to be, that is the question.")])
+_, loss = model(text[:, :-1], targets=text[:, 1:])
+print(f"loss {loss.item():.2f}   vs ln(vocab) = {math.log(config.vocab_size):.2f}")
+
+# %% [markdown]
+# Just as expected: it knows nothing. So what does it write? (Every sample below comes
+# from these random weights, **not** from GPT-2: it babbles. Part 6 trains a model, part 7
+# loads OpenAI's.)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+g = torch.Generator().manual_seed(0)
+out = generate(model, idx, max_new_tokens=N_NEW, generator=g)
+print(repr(enc.decode(out[0].tolist())))
+
+# %% [markdown]
+# ## From logits to probabilities
+# Softmax turns the last row of logits into a distribution over the vocabulary. For our
+# random model it is almost flat: the top tokens barely beat $1/50257 \approx 0.00002$.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+probs = F.softmax(logits[0, -1], dim=-1)  # (vocab,)
+top = torch.topk(probs, 5)
+for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+    print(f"{enc.decode([i])!r:>16}  {p:.6f}")
+
+# %% [markdown]
+# A flat distribution teaches nothing about the knobs, so for the next plots we make up
+# the logits a trained model might give after "The cat sat on the":
+
+# %%
+words = [" mat", " floor", " sofa", " bed", " roof", " moon", " keyboard", " banana"]
+toy = torch.tensor([4.0, 3.2, 2.9, 2.5, 1.5, 0.3, 0.0, -1.0])  # made-up logits
+
+
+def bars(ax, probs, title, kept=None):
+    """Bar chart of a distribution over the toy words; tokens not kept in grey."""
+    kept = [True] * len(words) if kept is None else kept
+    ax.bar(range(len(words)), probs, color=["C0" if k else "lightgrey" for k in kept])
+    ax.set_xticks(range(len(words)), [w.strip() for w in words], rotation=60, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+
+
+# %% [markdown]
+# ### Greedy decoding
+# The simplest choice: always take the most likely token, `argmax`. It is deterministic,
+# and it is dull: a trained model decoding greedily soon repeats itself ("the the the...",
+# or the same sentence over and over), because the likeliest continuation of a loop is
+# more loop.
+#
+# ### Temperature
+# Sampling instead draws from the distribution, so unlikely tokens get their chance.
+# **Temperature** divides the logits before the softmax: below 1 it sharpens the
+# distribution towards greedy (temperature 0 *is* greedy), above 1 it flattens it towards
+# uniform noise.
+
+# %%
+fig, axes = plt.subplots(1, 4, figsize=(11, 2.6), sharey=True)
+for ax, t in zip(axes, [0.0, 0.5, 1.0, 2.0], strict=True):
+    bars(ax, next_token_probs(toy, temperature=t), f"temperature {t}")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### Top-k and top-p
+# Even at temperature 1, the long tail of 50,000 unlikely tokens holds real probability
+# mass; sample long enough and you hit " banana". Two ways to cut the tail:
+#
+# - **top-k** keeps the `k` most likely tokens, then renormalises;
+# - **top-p** (nucleus sampling) keeps the smallest set of most likely tokens whose
+#   probabilities add up to at least `p`. When the model is sure, that is one or two
+#   tokens; when it hesitates, many. It adapts where top-k cannot.
+#
+# Grey tokens below are cut: they can never be sampled.
+
+# %%
+settings = [dict(top_k=3), dict(top_p=0.8), dict(top_p=0.95)]
+fig, axes = plt.subplots(1, 3, figsize=(9, 2.6), sharey=True)
+for ax, kw in zip(axes, settings, strict=True):
+    q = next_token_probs(toy, temperature=1.0, **kw)  # renormalised over the kept tokens
+    bars(ax, next_token_probs(toy), ", ".join(f"{k}={v}" for k, v in kw.items()), kept=(q > 0).tolist())
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Exercise: sample the next token
+# Write `sample_next_token` for a batch of logits `(B, vocab)`: temperature 0 means greedy;
+# otherwise divide by the temperature, keep the `top_k` largest logits when asked (set the
+# others to `-inf`, so softmax gives them 0), softmax, and draw with `torch.multinomial`.
+# Pass `generator` on, so that a seeded generator gives the same tokens every run.
+# Return `(B, 1)`: one id per row, as a column, ready to append to `idx`.
+
+# %%
+def sample_next_token(logits, temperature=1.0, top_k=None, generator=None):
+    """One token id per row of logits (B, vocab) -> (B, 1)."""
+    # BEGIN SOLUTION
+    # HINT: torch.topk(logits, k).values[:, [-1]] is each row's k-th largest logit.
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)  # (B, vocab)
+    return torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
+    # END SOLUTION
+
+
+# %%
+sample_next_token = checks.check_sample_next_token(sample_next_token)
+
+# %% [markdown]
+# Draw from the toy distribution many times: the frequencies follow the bars, and
+# " banana" never shows up with top-k 3.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+draws = sample_next_token(toy.repeat(2000, 1), temperature=1.0, top_k=3,
+                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+counts = torch.bincount(draws[:, 0], minlength=len(words))
+print({w.strip(): int(c) for w, c in zip(words, counts, strict=True)})
+
+# %% [markdown]
+# ## Exercise: one generation step
+# One step of the loop: run the model on the sequence so far, take the logits of the
+# **last** position, sample a token, append it. One catch: the model has `n_positions`
+# position embeddings (1,024 for GPT-2) and cannot read more, so feed it only the last
+# `n_positions` tokens, while still returning the whole sequence plus the new token.
+
+# %%
+@torch.no_grad()
+def generate_step(model, idx, temperature=1.0, top_k=None, generator=None):
+    """(B, T) -> (B, T + 1): one token sampled from the model, appended."""
+    # BEGIN SOLUTION
+    # HINT: idx[:, -model.config.n_positions:], then logits[:, -1, :], then torch.cat(..., dim=1).
+    idx_cond = idx[:, -model.config.n_positions :]  # what the model can see
+    logits = model(idx_cond)  # (B, T, vocab)
+    next_id = sample_next_token(logits[:, -1, :], temperature, top_k, generator)  # (B, 1)
+    return torch.cat([idx, next_id], dim=1)
+    # END SOLUTION
+
+
+# %%
+generate_step = checks.check_generate_step(generate_step)
+
+# %% [markdown]
+# The whole of text generation is this step in a loop:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+g = torch.Generator().manual_seed(0)
+seq = idx
+for _ in range(N_NEW):
+    seq = generate_step(model, seq, temperature=0.8, top_k=50, generator=g)
+print(repr(enc.decode(seq[0].tolist())))
+
+# %% [markdown]
+# The library's `generate(model, idx, max_new_tokens, temperature, top_k, top_p,
+# eos_token, use_cache, generator)` is that loop with the rest of this notebook inside.
+# `stream(...)`, with the same arguments, yields each token as soon as it is chosen, the
+# way chat interfaces print text as it comes:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+g = torch.Generator().manual_seed(1)
+for tok in stream(model, idx, max_new_tokens=N_NEW, temperature=0.9, top_p=0.9, generator=g):
+    print(enc.decode([tok.item()]), end="", flush=True)
+print()
+
+# %% [markdown]
+# ## Stopping at `<|endoftext|>`
+# GPT-2 was trained on documents joined by a special token, `<|endoftext|>` (id
+# `enc.eot_token` = 50256). A trained model emits it when it thinks the text is finished,
+# and `generate(..., eos_token=enc.eot_token)` stops there. In a batch, a row that has
+# finished keeps receiving the end token while the others go on, and generation stops
+# when every row is done.
+#
+# Our random model does not know when a text is finished, so to watch the mechanics we
+# pretend that whatever token it picks 5th in the first row is the end token:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+prompts = torch.tensor([enc.encode(" Once upon a"), enc.encode(" The best way to")[:3]])  # (2, 3)
+free = generate(model, prompts, 12, temperature=0)
+pretend_eos = free[0, 3 + 4].item()
+one = generate(model, prompts[:1], 12, temperature=0, eos_token=pretend_eos)
+print(f"one prompt: {one.shape[1] - 3} new tokens instead of 12, the last one the end token")
+both = generate(model, prompts, 12, temperature=0, eos_token=pretend_eos)
+print("two prompts:", tuple(both.shape), "- row 0 after its end:", both[0, one.shape[1] :].tolist())
+
+# %% [markdown]
+# ## Past the context window
+# `wpe` holds one vector per position, `n_positions` of them (1,024 for GPT-2). There is no
+# vector for position 1,025, so the model refuses longer inputs:
+
+# %%
+too_long = torch.randint(0, config.vocab_size, (1, config.n_positions + 1))
+try:
+    model(too_long)
+except ValueError as e:
+    print("ValueError:", e)
+
+# %% [markdown]
+# Generation keeps going anyway by **cropping**: each step, the model sees only the last
+# `n_positions` tokens. The window slides along the text, and whatever falls off the
+# start is forgotten: the model can no longer attend to it. (That is why GPT-2 loses the
+# thread of long texts; newer models have longer windows, not a way around the limit.)
+
+# %%
+long_prompt = torch.randint(0, config.vocab_size, (1, config.n_positions - 10))
+out = generate(model, long_prompt, 25, temperature=0)
+print(f"prompt {long_prompt.shape[1]} tokens + 25 new = {out.shape[1]} tokens "
+      f"(context {config.n_positions})")  # fmt: skip
+
+# %% [markdown]
+# ## The KV cache
+# Generating token by token with `generate_step` redoes a lot of work. At step `t` the model
+# computes queries, keys and values for all `t` positions, but only the **last** query is
+# needed (we use the last row of logits), and the keys and values of the first `t - 1`
+# positions are exactly what the previous step computed: causal attention means old
+# positions never see new tokens, so nothing about them changes.
+#
+# So keep them. Each layer stores its keys and values, `(B, n_head, T, head_dim)` each;
+# the next step feeds **only the new token**, whose query attends to the stored keys plus
+# its own. Per step the work drops from the whole sequence to one token. In our `GPT`:
+#
+# - `logits, cache = model(idx, return_cache=True)` runs the prompt and returns the cache,
+#   one `(k, v)` pair per layer;
+# - `logits, cache = model(new_ids, kv_cache=cache, return_cache=True)` runs only `new_ids`,
+#   at the positions after the cached ones, and returns the cache grown by them.
+
+# %%
+logits, cache = model(idx, return_cache=True)
+print(f"{len(cache)} layers; layer 0 keys {tuple(cache[0][0].shape)}, values {tuple(cache[0][1].shape)}")
+next_id = logits[:, -1:].argmax(-1)  # (1, 1)
+logits2, cache = model(next_id, kv_cache=cache, return_cache=True)
+print("after one more token: logits", tuple(logits2.shape), "keys", tuple(cache[0][0].shape))
+
+# %% [markdown]
+# ## Exercise: generation with the cache
+# Write greedy generation with the cache: run the prompt once with `return_cache=True`,
+# then at each step feed only the newest token with `kv_cache=cache`, and keep the cache
+# that comes back. (Stay within `n_positions` here; the library's `generate` handles the
+# rest.)
+
+# %%
+@torch.no_grad()
+def generate_with_cache(model, idx, max_new_tokens):
+    """Greedy: (B, T) -> (B, T + max_new_tokens), processing each new token once."""
+    # BEGIN SOLUTION
+    # HINT: next_id = logits[:, -1:].argmax(-1) has shape (B, 1), ready to feed back in.
+    logits, cache = model(idx, return_cache=True)  # the prompt, once
+    for i in range(max_new_tokens):
+        next_id = logits[:, -1:].argmax(dim=-1)  # (B, 1)
+        idx = torch.cat([idx, next_id], dim=1)
+        if i < max_new_tokens - 1:
+            logits, cache = model(next_id, kv_cache=cache, return_cache=True)
+    return idx
+    # END SOLUTION
+
+
+# %%
+generate_with_cache = checks.check_generate_with_cache(generate_with_cache)
+
+# %% [markdown]
+# ### Proof that the cache changes nothing but speed
+# Same ids, greedy or sampled with the same seed, with and without the cache; and the
+# logits agree to float rounding.
+
+# %%
+prompt = torch.tensor([enc.encode("The meaning of life is"), enc.encode("Hello, my name is")[:5]])
+for kw in [dict(temperature=0), dict(temperature=1.0, top_k=40)]:
+    a = generate(model, prompt, N_NEW, use_cache=True, generator=torch.Generator().manual_seed(0), **kw)
+    b = generate(model, prompt, N_NEW, use_cache=False, generator=torch.Generator().manual_seed(0), **kw)
+    print(kw, "same ids with and without the cache:", torch.equal(a, b))
+    assert torch.equal(a, b)
+mine = generate_with_cache(model, prompt, N_NEW)
+print("generate_with_cache agrees:", torch.equal(mine, generate(model, prompt, N_NEW, temperature=0)))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+seq = a
+full = model(seq)  # (B, T, vocab): everything recomputed
+_, cache = model(seq[:, :-1], return_cache=True)
+step = model(seq[:, -1:], kv_cache=cache)  # (B, 1, vocab): the last token only
+print("largest logit difference:", f"{(full[:, -1:] - step).abs().max().item():.1e}")
+assert torch.allclose(full[:, -1:], step, atol=1e-4)
+
+# %% [markdown]
+# And the speed: the running time while generating a longer text, with and without the
+# cache. Without it every step redoes the whole text, so each step costs more than the
+# last and the total bends upwards; with it, every step costs about the same. (In quick
+# mode our model is so small that fixed per-step costs hide the difference, so we time a
+# wider random model with a small vocabulary, whose blocks dominate as GPT-2's do.)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+def running_time(timed_model: GPT, use_cache: bool, n: int) -> list[float]:
+    """Seconds elapsed after each generated token."""
+    times, t0 = [], time.perf_counter()
+    start = torch.tensor([[0]])
+    for _ in stream(timed_model, start, n, temperature=0, use_cache=use_cache):
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+if quick_mode():
+    timed = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=256, n_positions=256, vocab_size=1000))
+    n = 150
+else:
+    timed, n = model, 200
+with_cache, without = running_time(timed, True, n), running_time(timed, False, n)
+fig, ax = plt.subplots(figsize=(6, 2.8))
+ax.plot(range(1, n + 1), without, label="without cache")
+ax.plot(range(1, n + 1), with_cache, label="with KV cache")
+ax.set_xlabel("tokens generated")
+ax.set_ylabel("seconds so far")
+ax.legend()
+ax.set_title("Generating with and without the cache")
+plt.tight_layout()
+plt.show()
+print(f"{n} tokens: {without[-1]:.2f} s without the cache, {with_cache[-1]:.2f} s with it")
+
+# %% [markdown]
+# ### The cache past the context
+# When the text outgrows `n_positions`, the window slides, and that spoils the cache: each
+# cached key was computed with its token's old position embedding, and after a slide every
+# token sits one position earlier. So `generate` does what the no-cache loop does: once
+# the window is full, it rebuilds the cache from the cropped window. The results stay
+# identical; only past the limit does the cache stop saving work. (`python -m gpt2course
+# bench generate` measures the speed-up on GPT-2's real shape.)
+
+# %%
+start = torch.randint(0, config.vocab_size, (1, config.n_positions - 5))
+a = generate(model, start, 15, temperature=0, use_cache=True)
+b = generate(model, start, 15, temperature=0, use_cache=False)
+print(f"{a.shape[1]} tokens, past the context of {config.n_positions}; same ids:", torch.equal(a, b))
+assert torch.equal(a, b)
+
+# %% [markdown]
+# ## The sampling playground
+# Type a prompt, move the sliders, watch the next-token distribution change; blue tokens
+# can be sampled, grey ones are cut. "Sample one token" appends a draw to the prompt.
+# With our random model the bars are nearly flat; run this again in part 6 with the model
+# you train, or in part 7 with GPT-2 itself, and it comes alive.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+sampling_playground(model, enc, prompt="The meaning of life is")
