@@ -306,7 +306,7 @@ class TrainConfig:
     device: str | None = None  # None: cuda, else mps, else cpu
     precision: str = "auto"  # auto: bf16 on Ampere+, fp16 on older GPUs, fp32 on CPU
     compile: bool = False  # torch.compile the model (GPU; slow to start)
-    seed: int = 1337
+    seed: int = 1337  # seeds dropout; the model's initial weights are the caller's
     checkpoint_dir: str | None = None  # save here every checkpoint_interval steps and at the end
     checkpoint_interval: int = 0
     progress: bool = True  # tqdm bar
@@ -545,70 +545,75 @@ def train(
                 extra=extra,
             )
 
-    for cb in callbacks:
-        cb.on_train_start(state)
-    started = time.perf_counter()
-    first = True
-    while step < config.max_steps:
-        if config.max_seconds is not None and time.perf_counter() - started > config.max_seconds:
-            if is_main:
-                print(
-                    f"stopping at step {step}: max_seconds={config.max_seconds} reached",
-                    file=sys.stderr,
-                )
-            break
-        lr = config.lr_at(step)
-        micro = []
-        for _ in range(config.grad_accum_steps):
-            x, y = next(batches)
-            micro.append((x.to(device, non_blocking=True), y.to(device, non_blocking=True)))
-        if first:  # a bad batch fails here with a clear message, not deep in an embedding
-            _check_batch(micro[0], raw_model)
-            first = False
-        loss = train_step(
-            model,
-            optimizer,
-            micro,
-            lr,
-            config.grad_clip,
-            autocast_dtype=autocast_dtype,
-            scaler=scaler,
-        )
-        if world > 1:
-            import torch.distributed as dist
-
-            t = torch.tensor([loss], dtype=torch.float64, device=device)
-            dist.all_reduce(t)
-            loss = t.item() / world
-        step += 1
-        position += config.grad_accum_steps
-        tokens += sum(x.numel() for x, _ in micro) * world
-        history.step.append(step)
-        history.train_loss.append(loss)
-        history.lr.append(lr)
-        history.tokens.append(tokens)
-        history.seconds.append(time.perf_counter() - t0)
-        state.step = step
-        bar.update(1)
-        postfix = {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}"}
-        if history.val_loss:
-            postfix["val"] = f"{history.val_loss[-1]:.3f}"
-        bar.set_postfix(postfix, refresh=False)
+    try:
         for cb in callbacks:
-            cb.on_step(state)
-        if val_loader is not None and (
-            step % config.eval_interval == 0 or step == config.max_steps
-        ):
-            val = evaluate(
-                raw_model, val_loader, config.eval_batches, autocast_dtype=autocast_dtype
+            cb.on_train_start(state)
+        started = time.perf_counter()
+        first = True
+        while step < config.max_steps:
+            if (
+                config.max_seconds is not None
+                and time.perf_counter() - started > config.max_seconds
+            ):
+                if is_main:
+                    print(
+                        f"stopping at step {step}: max_seconds={config.max_seconds} reached",
+                        file=sys.stderr,
+                    )
+                break
+            lr = config.lr_at(step)
+            micro = []
+            for _ in range(config.grad_accum_steps):
+                x, y = next(batches)
+                micro.append((x.to(device, non_blocking=True), y.to(device, non_blocking=True)))
+            if first:  # a bad batch fails here with a clear message, not deep in an embedding
+                _check_batch(micro[0], raw_model)
+                first = False
+            loss = train_step(
+                model,
+                optimizer,
+                micro,
+                lr,
+                config.grad_clip,
+                autocast_dtype=autocast_dtype,
+                scaler=scaler,
             )
-            history.val_step.append(step)
-            history.val_loss.append(val)
+            if world > 1:
+                import torch.distributed as dist
+
+                t = torch.tensor([loss], dtype=torch.float64, device=device)
+                dist.all_reduce(t)
+                loss = t.item() / world
+            step += 1
+            position += config.grad_accum_steps
+            tokens += sum(x.numel() for x, _ in micro) * world
+            history.step.append(step)
+            history.train_loss.append(loss)
+            history.lr.append(lr)
+            history.tokens.append(tokens)
+            history.seconds.append(time.perf_counter() - t0)
+            state.step = step
+            bar.update(1)
+            postfix = {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}"}
+            if history.val_loss:
+                postfix["val"] = f"{history.val_loss[-1]:.3f}"
+            bar.set_postfix(postfix, refresh=False)
             for cb in callbacks:
-                cb.on_eval(state)
-        if config.checkpoint_interval and step % config.checkpoint_interval == 0:
-            save()
-    bar.close()
+                cb.on_step(state)
+            if val_loader is not None and (
+                step % config.eval_interval == 0 or step == config.max_steps
+            ):
+                val = evaluate(
+                    raw_model, val_loader, config.eval_batches, autocast_dtype=autocast_dtype
+                )
+                history.val_step.append(step)
+                history.val_loss.append(val)
+                for cb in callbacks:
+                    cb.on_eval(state)
+            if config.checkpoint_interval and step % config.checkpoint_interval == 0:
+                save()
+    finally:
+        bar.close()  # also when a callback or Ctrl-C stops the run
     if config.checkpoint_dir and not (
         config.checkpoint_interval and step % config.checkpoint_interval == 0
     ):
