@@ -159,18 +159,19 @@ class CausalSelfAttention(nn.Module):
             v = torch.cat([kv_cache[1], v], dim=2)
         T_q, T_k = q.size(2), k.size(2)
         dropout_p = self.dropout if self.training else 0.0
-        # Queries are the last T_q positions: each sees every key up to itself.
-        mask = None if T_q == T_k else causal_mask(T_k, device=x.device)[T_k - T_q :]
+        # Queries are the last T_q positions: each sees every key up to itself. A single new
+        # query (a decoding step) sees every key, so it needs no mask at all.
+        mask = None if T_q in (1, T_k) else causal_mask(T_k, device=x.device)[T_k - T_q :]
         if return_weights:
             if mask is None:
-                mask = causal_mask(T_k, device=x.device)
+                mask = causal_mask(T_k, device=x.device)[T_k - T_q :]
             y, weights = scaled_dot_product_attention(
                 q, k, v, mask=mask, dropout_p=dropout_p, return_weights=True
             )  # (B, nh, T, hd), (B, nh, T_q, T_k)
         else:
             weights = None
             y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None and T_q > 1
             )  # (B, nh, T, hd)
         y = self.resid_dropout(self.c_proj(self.merge_heads(y)))  # (B, T, C)
         if return_weights:

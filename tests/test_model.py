@@ -79,6 +79,14 @@ def test_kv_cache_forward_matches_full_forward():
         last = ours(idx, last_only=True)
     torch.testing.assert_close(torch.cat([first, rest], 1), want, atol=1e-4, rtol=0)
     torch.testing.assert_close(last, want[:, -1:], atol=1e-4, rtol=0)
+    # One token at a time (a decoding step), on both attention paths.
+    _, cache = ours(idx[:, :11], return_cache=True)
+    with torch.no_grad():
+        one, _, weights = ours(idx[:, 11:], kv_cache=cache, return_cache=True, return_weights=True)
+        plain = ours(idx[:, 11:], kv_cache=cache)
+    torch.testing.assert_close(one, want[:, 11:], atol=1e-4, rtol=0)
+    torch.testing.assert_close(plain, want[:, 11:], atol=1e-4, rtol=0)
+    assert weights[0].shape == (2, 3, 1, 12)
 
 
 @pytest.mark.slow
