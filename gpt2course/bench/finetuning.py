@@ -28,8 +28,9 @@ from ..train import RandomBatches, TrainConfig, get_tokenizer, load_text, train
 # "quick" and "full" are notebook 09's two settings.
 INSTRUCT_SETTINGS = {
     "quick": (2, 64, 200, 16, 3e-3, ["count", "last"], 0, 2000, 60),
-    "full": (2, 128, 2000, 32, 2e-3, None, 0, 4000, 300),
-    "longer": (4, 128, 6000, 32, 1e-3, None, 0, 4000, 300),
+    "full": (2, 128, 1000, 32, 2e-3, None, 0, 4000, 300),
+    "longer": (2, 128, 2000, 32, 2e-3, None, 0, 4000, 300),
+    "gpu": (4, 128, 6000, 32, 1e-3, None, 0, 4000, 300),
     "pretrained-base": (4, 128, 2000, 32, 2e-3, None, 600, 4000, 300),
 }
 

@@ -8,8 +8,8 @@
 # evidence of misuse so far.
 #
 # That openness is why GPT-2 became the model people learn with. The weights, the
-# tokenizer and the code are public; the 124M model runs on a laptop; Hugging Face ported it
-# within days; and people have rebuilt and retrained it from scratch ever since (nanoGPT,
+# tokenizer and the code are public; the 124M model runs on a laptop; it was ported to
+# PyTorch within weeks; and people have rebuilt and retrained it from scratch ever since (nanoGPT,
 # llm.c, and this course). Every number in the previous notebooks could be checked against
 # the real thing.
 #
@@ -29,7 +29,7 @@
 
 # %% [markdown] instructor
 # ⏱ About 40 minutes; the story first (5 minutes, no code). The instruction-tuning run takes
-# ~3 minutes on a laptop CPU with the full setting; start it before the story if the room is
+# ~5 minutes on a 2-core CPU with the full setting; start it before the story if the room is
 # slow. Point out the masked labels (-100) in the collate output: it is the one idea that
 # separates instruction tuning from pretraining.
 
@@ -49,11 +49,11 @@ from gpt2course.train import TrainConfig, train
 
 device = pick_device()
 QUICK = quick_mode()
-# Sizes: quick (the automatic tests) and, beside it, the full setting (~3 min on a laptop CPU).
+# Sizes: quick (the automatic tests) and, beside it, the full setting (~5 min on a 2-core CPU).
 N_LAYER, N_EMBD = (2, 64) if QUICK else (2, 128)
 N_TRAIN, N_HELD_OUT = (2000, 60) if QUICK else (4000, 300)
-SFT_STEPS, BATCH_SIZE, LR = (200, 16, 3e-3) if QUICK else (2000, 32, 2e-3)
-DPO_STEPS = 20 if QUICK else 200
+SFT_STEPS, BATCH_SIZE, LR = (200, 16, 3e-3) if QUICK else (1000, 32, 2e-3)  # longer: 2000
+DPO_STEPS = 20 if QUICK else 100
 # Quick mode has time for the two tasks learned first; the full setting uses all six.
 TASKS = ["count", "last"] if QUICK else None
 # A part-6 byte-level checkpoint to start from instead of a fresh model, e.g.
@@ -166,21 +166,25 @@ for e, a in zip(
     print(f"{'✓' if a == e.response else '✗'} {e.instruction!r:42} -> {a!r}")
 
 # %% [markdown]
-# The figures (exact match on held-out instructions, all six tasks, one seed):
+# The figures (exact match on held-out instructions, one seed, measured with
+# `python -m gpt2course bench finetuning`):
 #
-# | setting | model | steps | untuned | tuned |
-# | --- | --- | --- | --- | --- |
-# | quick (automatic tests, ~15 s; count and last word only) | 2 layers × 64 | 200 | 0% | 55% |
-# | full (default, ~3 min on a CPU) | 2 layers × 128 | 2,000 | 0% | about 55% |
-# | longer (GPU, ~1 min) | 4 layers × 128, lr 1e-3 | 6,000 | 0% | about 88% |
+# | setting | model | steps × batch | untuned | tuned | time (2-core CPU, shared) |
+# | --- | --- | --- | --- | --- | --- |
+# | quick (automatic tests; count and last word only) | 2 layers × 64 | 200 × 16 | 0% | 55% | 15 s |
+# | full (the default) | 2 layers × 128 | 1,000 × 32 | 0% | 47% | 5 min |
+# | longer (`SFT_STEPS = 2000`) | 2 layers × 128 | 2,000 × 32 | 0% | 73% | 12 min |
+#
+# On a GPU, 4 layers × 128 for 6,000 steps reached 88% in under a minute.
 #
 # Counting words is learned first; copying (capitals, brackets, the last word) next;
 # reversing and adding last. A base model that was pretrained first learns faster: on a GPU,
 # 4 × 128 after 600 steps of Shakespeare reached 71% in 2,000 steps, against 50% from
 # scratch (`docs/benchmarks.md`, `## finetuning`).
 #
-# This is what turned GPT-3 into InstructGPT and then ChatGPT, at vastly larger scale: tens
-# of thousands of instructions written by people, and a model that already knew language.
+# This is what turned GPT-3 into InstructGPT and then ChatGPT, at vastly larger scale: about
+# 13,000 demonstrations written by people for InstructGPT's first step, and a model that
+# already knew language.
 
 # %% [markdown]
 # ## 2. Context length
@@ -246,8 +250,9 @@ print(f"{'GPT-3':12} {175_000:7.0f}M {4 * 175e9 / 1e9:8.0f} {2 * 175e9 / 1e9:8.0
 
 # %% [markdown]
 # The measured speeds of our decoder are in `docs/benchmarks.md` (part 7's `bench generate`).
-# What size buys, the GPT-2 paper showed: on every task it measured, the larger model did
-# better, with no sign of leveling off at 1.5B. GPT-3 pushed the same recipe 100× further.
+# What size buys, the GPT-2 paper showed: on nearly every task it measured the larger model
+# did better, and even the 1.5B model still underfit its training text. GPT-3 pushed the
+# same recipe 100× further.
 
 # %% [markdown]
 # ## 4. RLHF, honestly, and a toy
