@@ -16,7 +16,7 @@
 # ⏱ About 45 minutes. The key picture is the one after the exercise header: W frozen, B A
 # beside it. Where learners stall: the shapes of A (r, in) and B (out, r), forgetting that
 # LayerNorms are parameters too when freezing, and the transpose in the merge (a square
-# layer hides it). On a Colab T4 the real-GPT-2 path takes ~5 minutes in all.
+# layer hides it). The real-GPT-2 path (a GPU, full setting) has not been timed on a T4 yet.
 
 # %%
 import copy
