@@ -162,6 +162,7 @@ class GPT(nn.Module):
         return_cache: bool = False,
         return_weights: bool = False,
         last_only: bool = False,
+        return_hidden: bool = False,
     ):
         """Logits (B, T, vocab) for token ids ``idx`` (B, T); with ``targets`` also the loss.
 
@@ -169,7 +170,8 @@ class GPT(nn.Module):
         and values are appended; with ``return_weights`` the per-layer attention weights.
         ``kv_cache`` holds the keys and values of the positions before ``idx``;
         ``last_only`` computes the logits of the last position only (B, 1, vocab), which is
-        all that generation needs.
+        all that generation needs; ``return_hidden`` returns the final hidden states (after
+        ``ln_f``, shape (B, T, C)) in place of the logits, for a caller that applies the head.
         """
         self._check_input(idx, targets)
         B, T = idx.shape
@@ -193,7 +195,7 @@ class GPT(nn.Module):
         if last_only:
             x = x[:, -1:]  # (B, 1, C): the vocab projection is the costliest matmul
         x = self.ln_f(x)
-        logits = self.lm_head(x)  # (B, T, vocab)
+        logits = x if return_hidden else self.lm_head(x)  # (B, T, vocab)
         result = [logits]
         if targets is not None:
             # The loss in fp32 even under autocast: log-softmax over 50k logits loses
