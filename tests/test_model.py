@@ -89,6 +89,17 @@ def test_kv_cache_forward_matches_full_forward():
     assert weights[0].shape == (2, 3, 1, 12)
 
 
+def test_hidden_states_times_the_tied_head_are_the_logits():
+    hf = hf_model(2, n_layer=2, n_head=3, n_embd=24, n_positions=32, vocab_size=80)
+    ours = from_hf(hf)
+    idx = torch.randint(0, 80, (2, 9), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        hidden = ours(idx, return_hidden=True)
+        want = hf(idx, output_hidden_states=True)
+    torch.testing.assert_close(hidden, want.hidden_states[-1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(hidden @ hf.lm_head.weight.T, want.logits, atol=1e-4, rtol=0)
+
+
 @pytest.mark.slow
 def test_real_gpt2_shape_matches_transformers():
     hf = hf_model(0)  # GPT2Config's defaults are gpt2's shape
