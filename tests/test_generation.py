@@ -11,7 +11,14 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from gpt2course.generation import generate, next_token_probs, sample_next_token, stream
+from gpt2course import checks
+from gpt2course.generation import (
+    filter_top_k,
+    generate,
+    next_token_probs,
+    sample_next_token,
+    stream,
+)
 from gpt2course.model import GPT, GPTConfig
 from gpt2course.pretrained import from_transformers as from_hf
 
@@ -179,9 +186,6 @@ def test_bad_prompts_are_clear_errors(pair):
 
 
 # ---------------------------------------------------------------- the notebook's checks
-
-from gpt2course import checks  # noqa: E402
-from gpt2course.generation import filter_top_k  # noqa: E402
 
 
 def sample_right(logits, temperature=1.0, top_k=None, generator=None):

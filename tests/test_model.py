@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from gpt2course import checks
+from gpt2course.attention import CausalSelfAttention
 from gpt2course.model import GPT, MODEL_NAMES, GPTConfig, count_parameters
 from gpt2course.pretrained import from_transformers as from_hf
 
@@ -167,14 +173,6 @@ def test_bad_inputs_are_clear_errors():
 
 
 # ---------------------------------------------------------------- the notebook's checks
-
-import math  # noqa: E402
-
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from gpt2course import checks  # noqa: E402
-from gpt2course.attention import CausalSelfAttention  # noqa: E402
 
 
 def ln_right(x, weight, bias, eps=1e-5):
