@@ -54,8 +54,11 @@ torch.manual_seed(0)
 # Each token is normalised on its own; nothing is shared across the batch or across
 # positions (unlike BatchNorm). `ε = 1e-5` keeps the division safe for a constant vector.
 
+
 # %%
-def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def layer_norm(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
     """Normalise x (..., C) over its last dimension, then scale by weight and shift by bias."""
     # BEGIN SOLUTION
     # HINT: x.mean(-1, keepdim=True); the variance divides by C, not C - 1 (unbiased=False).
@@ -95,6 +98,7 @@ print("same as nn.LayerNorm:", torch.allclose(y, ln(x), atol=1e-4))
 # *through* the tanh curve; the exact form shifts every activation a little, and after
 # 12 blocks the logits no longer match OpenAI's. Hugging Face calls this form `gelu_new`.
 
+
 # %%
 def gelu(x: torch.Tensor) -> torch.Tensor:
     """GELU, tanh approximation (GPT-2's), elementwise."""
@@ -130,6 +134,7 @@ plt.show()
 # Write it as a module with GPT-2's names (`c_fc`, `c_proj`), so the checkpoint's weights
 # can load into it in part 7. `config.n_embd` is the width `C`.
 
+
 # %%
 class MLP(nn.Module):
     """Position-wise feed-forward: Linear(C, 4C), GELU (tanh form), Linear(4C, C)."""
@@ -163,6 +168,7 @@ MLP = checks.check_mlp(MLP)
 #
 # An experiment: stack `DEPTH` random sublayers, with and without the residual, and
 # measure the gradient that reaches the input.
+
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -200,6 +206,7 @@ for name, kw in [("pre-LN with residuals (GPT-2)", dict(residual=True)),
 # Now assemble it: `ln_1`, `attn`, `ln_2`, `mlp`, with the two residual additions.
 # `CausalSelfAttention` is part 3's module; it returns a tuple `(y, (k, v))`, where the
 # keys and values are for the cache of part 5, so take `[0]`.
+
 
 # %%
 class Block(nn.Module):
@@ -266,6 +273,7 @@ print("block 0:", [n for n, _ in tiny.h[0].named_children()])
 # | `wte`, `wpe` | V·C, N·C |
 # | `ln_f` | 2C |
 # | `lm_head` | 0 (tied to `wte`) |
+
 
 # %%
 def count_by_hand(C: int, L: int, V: int = 50257, N: int = 1024) -> int:

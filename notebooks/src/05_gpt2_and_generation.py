@@ -158,7 +158,12 @@ settings = [dict(top_k=3), dict(top_p=0.8), dict(top_p=0.95)]
 fig, axes = plt.subplots(1, 3, figsize=(9, 2.6), sharey=True)
 for ax, kw in zip(axes, settings, strict=True):
     q = next_token_probs(toy, temperature=1.0, **kw)  # renormalised over the kept tokens
-    bars(ax, next_token_probs(toy), ", ".join(f"{k}={v}" for k, v in kw.items()), kept=(q > 0).tolist())
+    bars(
+        ax,
+        next_token_probs(toy),
+        ", ".join(f"{k}={v}" for k, v in kw.items()),
+        kept=(q > 0).tolist(),
+    )
 plt.tight_layout()
 plt.show()
 
@@ -169,6 +174,7 @@ plt.show()
 # others to `-inf`, so softmax gives them 0), softmax, and draw with `torch.multinomial`.
 # Pass `generator` on, so that a seeded generator gives the same tokens every run.
 # Return `(B, 1)`: one id per row, as a column, ready to append to `idx`.
+
 
 # %%
 def sample_next_token(logits, temperature=1.0, top_k=None, generator=None):
@@ -206,6 +212,7 @@ print({w.strip(): int(c) for w, c in zip(words, counts, strict=True)})
 # **last** position, sample a token, append it. One catch: the model has `n_positions`
 # position embeddings (1,024 for GPT-2) and cannot read more, so feed it only the last
 # `n_positions` tokens, while still returning the whole sequence plus the new token.
+
 
 # %%
 @torch.no_grad()
@@ -311,7 +318,9 @@ print(f"prompt {long_prompt.shape[1]} tokens + 25 new = {out.shape[1]} tokens "
 
 # %%
 logits, cache = model(idx, return_cache=True)
-print(f"{len(cache)} layers; layer 0 keys {tuple(cache[0][0].shape)}, values {tuple(cache[0][1].shape)}")
+print(
+    f"{len(cache)} layers; layer 0 keys {tuple(cache[0][0].shape)}, values {tuple(cache[0][1].shape)}"
+)
 next_id = logits[:, -1:].argmax(-1)  # (1, 1)
 logits2, cache = model(next_id, kv_cache=cache, return_cache=True)
 print("after one more token: logits", tuple(logits2.shape), "keys", tuple(cache[0][0].shape))
@@ -322,6 +331,7 @@ print("after one more token: logits", tuple(logits2.shape), "keys", tuple(cache[
 # then at each step feed only the newest token with `kv_cache=cache`, and keep the cache
 # that comes back. (Stay within `n_positions` here; the library's `generate` handles the
 # rest.)
+
 
 # %%
 @torch.no_grad()
@@ -350,12 +360,18 @@ generate_with_cache = checks.check_generate_with_cache(generate_with_cache)
 # %%
 prompt = torch.tensor([enc.encode("The meaning of life is"), enc.encode("Hello, my name is")[:5]])
 for kw in [dict(temperature=0), dict(temperature=1.0, top_k=40)]:
-    a = generate(model, prompt, N_NEW, use_cache=True, generator=torch.Generator().manual_seed(0), **kw)
-    b = generate(model, prompt, N_NEW, use_cache=False, generator=torch.Generator().manual_seed(0), **kw)
+    a = generate(
+        model, prompt, N_NEW, use_cache=True, generator=torch.Generator().manual_seed(0), **kw
+    )
+    b = generate(
+        model, prompt, N_NEW, use_cache=False, generator=torch.Generator().manual_seed(0), **kw
+    )
     print(kw, "same ids with and without the cache:", torch.equal(a, b))
     assert torch.equal(a, b)
 mine = generate_with_cache(model, prompt, N_NEW)
-print("generate_with_cache agrees:", torch.equal(mine, generate(model, prompt, N_NEW, temperature=0)))
+print(
+    "generate_with_cache agrees:", torch.equal(mine, generate(model, prompt, N_NEW, temperature=0))
+)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -372,6 +388,7 @@ assert torch.allclose(full[:, -1:], step, atol=1e-4)
 # last and the total bends upwards; with it, every step costs about the same. (In quick
 # mode our model is so small that fixed per-step costs hide the difference, so we time a
 # wider random model with a small vocabulary, whose blocks dominate as GPT-2's do.)
+
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -414,7 +431,9 @@ print(f"{n} tokens: {without[-1]:.2f} s without the cache, {with_cache[-1]:.2f} 
 start = torch.randint(0, config.vocab_size, (1, config.n_positions - 5))
 a = generate(model, start, 15, temperature=0, use_cache=True)
 b = generate(model, start, 15, temperature=0, use_cache=False)
-print(f"{a.shape[1]} tokens, past the context of {config.n_positions}; same ids:", torch.equal(a, b))
+print(
+    f"{a.shape[1]} tokens, past the context of {config.n_positions}; same ids:", torch.equal(a, b)
+)
 assert torch.equal(a, b)
 
 # %% [markdown]
