@@ -228,6 +228,16 @@ def test_check_sample_next_token_names_the_bug(capsys, wrong, hint):
     assert hint in capsys.readouterr().out
 
 
+def test_checks_say_not_done_for_a_stub(capsys):
+    def stub(*args, **kwargs):
+        raise NotImplementedError("Exercise not done yet")
+
+    checks.check_sample_next_token(stub)
+    checks.check_generate_step(stub)
+    checks.check_generate_with_cache(stub)
+    assert capsys.readouterr().out.count("not done yet") == 3
+
+
 def test_check_sample_next_token_passes_a_right_one(capsys):
     assert checks.check_sample_next_token(sample_right) is sample_right
     assert "✓" in capsys.readouterr().out

@@ -205,6 +205,15 @@ def test_check_layer_norm_names_the_bug(capsys, wrong, hint):
     assert hint in capsys.readouterr().out
 
 
+def test_checks_say_not_done_for_a_stub(capsys):
+    def stub(*args, **kwargs):
+        raise NotImplementedError("Exercise not done yet")
+
+    for check in (checks.check_layer_norm, checks.check_gelu, checks.check_mlp, checks.check_block):
+        check(stub)
+    assert capsys.readouterr().out.count("not done yet") == 4
+
+
 def test_check_layer_norm_passes_a_right_one(capsys):
     assert checks.check_layer_norm(ln_right) is ln_right
     assert "✓" in capsys.readouterr().out
