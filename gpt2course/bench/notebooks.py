@@ -141,7 +141,8 @@ def markdown_timing(t: NotebookTiming) -> str:
     mode = "quick" if t.quick else "full"
     lines = ["| section | code cells | machine time |", "| --- | ---: | ---: |"]
     for s in t.sections:
-        lines.append(f"| {s.heading.strip()} | {s.cells} | {_fmt_s(s.seconds)} |")
+        heading = s.heading.strip().replace("|", "\\|")  # a pipe would end the table cell
+        lines.append(f"| {heading} | {s.cells} | {_fmt_s(s.seconds)} |")
     lines.append(f"| **total** ({mode} mode, with kernel start) | | **{_fmt_s(t.wall_s)}** |")
     return "\n".join(lines)
 
