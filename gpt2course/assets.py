@@ -8,6 +8,7 @@ folder on another machine (and places the tokenizer files where tiktoken looks f
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -132,30 +133,45 @@ def _install_verified(src_bytes_path: Path, dest: Path, expected: str, origin: s
     os.replace(src_bytes_path, dest)  # atomic on one filesystem
 
 
-def download(url: str, dest: Path, sha256: str, retries: int = 3, timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``dest`` atomically (temp file + rename) and verify its sha256."""
+def download(url: str, dest: Path, sha256: str, retries: int = 3, timeout: float = 10.0) -> Path:
+    """Download ``url`` to ``dest`` atomically (temp file + rename) and verify its sha256.
+
+    A host that cannot be reached (refused, unknown, or silent for ``timeout`` seconds) fails
+    at once: retrying a dead host only makes a test run look hung. A server error (5xx) or a
+    transfer that started and broke (reset, stalled, cut short) is tried again.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    last: Exception | None = None
+    last = ""
     for attempt in range(retries):
+        if attempt:
+            time.sleep(0.5 * 2 ** (attempt - 1))
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout)
+        except urllib.error.HTTPError as e:
+            last = f"the server answered {e.code} {e.reason}"
+            if e.code >= 500:
+                continue
+            break
+        except (OSError, urllib.error.URLError) as e:
+            reason = getattr(e, "reason", e)
+            raise AssetError(f"could not reach {url} ({reason}). {OFFLINE_HINT}") from None
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
-                shutil.copyfileobj(r, out)
+            with os.fdopen(fd, "wb") as out, response:
+                shutil.copyfileobj(response, out)
+                got, want = out.tell(), response.headers.get("Content-Length")
+            # http.client returns a body cut short as if it were whole: count the bytes.
+            if want is not None and want.isdigit() and got != int(want):
+                last = f"the transfer broke after {got} of {want} bytes"
+                continue
             _install_verified(tmp, dest, sha256, url)
             return dest
-        except AssetError:
-            raise
-        except (OSError, urllib.error.URLError) as e:
-            last = e
-            tmp.unlink(missing_ok=True)
-            if attempt + 1 < retries:
-                time.sleep(0.5 * 2**attempt)
+        except (OSError, http.client.HTTPException) as e:
+            last = f"the transfer broke: {type(e).__name__}: {e}"
         finally:
             tmp.unlink(missing_ok=True)
-    raise AssetError(
-        f"could not download {url} after {retries} tries ({last}). {OFFLINE_HINT}"
-    ) from last
+    raise AssetError(f"could not download {url} after {attempt + 1} tries ({last}). {OFFLINE_HINT}")
 
 
 def fetch(name: str) -> Path:

@@ -105,6 +105,87 @@ def test_unreachable_url_names_it_and_the_offline_route(cache, monkeypatch):
     assert not list(cache.glob("*"))
 
 
+def test_silent_host_fails_at_once_not_after_every_retry(cache):
+    """A host that accepts nothing useful (dropped packets) fails within one timeout."""
+    import socket
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the handshake; nobody ever answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/x.txt"
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(assets.AssetError, match="could not reach") as e:
+            assets.download(url, cache / "x", "0" * 64, retries=3, timeout=1)
+    finally:
+        silent.close()
+    assert time.monotonic() - t0 < 2.5, "a dead host must not be retried"
+    assert "assets seed --from" in str(e.value)
+    assert not list(cache.glob("*"))
+
+
+def test_default_timeout_is_about_ten_seconds():
+    import inspect
+
+    assert inspect.signature(assets.download).parameters["timeout"].default <= 10
+
+
+@pytest.fixture
+def cut_server():
+    """A loopback server whose first ``cut`` answers stop halfway through the body."""
+    state = {"hits": 0, "cut": 1, "chunked": False}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            state["hits"] += 1
+            body = PAYLOAD if state["hits"] > state["cut"] else PAYLOAD[: len(PAYLOAD) // 2]
+            self.send_response(200)
+            if state["chunked"]:
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(body), body))
+                if body is PAYLOAD:
+                    self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.send_header("Content-Length", str(len(PAYLOAD)))
+                self.end_headers()
+                self.wfile.write(body)
+            self.wfile.flush()
+            self.close_connection = True
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/play.txt", state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_transfer_cut_short_is_retried(cache, cut_server, chunked):
+    url, state = cut_server
+    state["chunked"] = chunked
+    sha = hashlib.sha256(PAYLOAD).hexdigest()
+    assert assets.download(url, cache / "play.txt", sha).read_bytes() == PAYLOAD
+    assert state["hits"] == 2, "the cut transfer is tried again, once"
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_transfer_always_cut_is_a_named_error(cache, cut_server, chunked):
+    url, state = cut_server
+    state.update(chunked=chunked, cut=99)
+    sha = hashlib.sha256(PAYLOAD).hexdigest()
+    with pytest.raises(assets.AssetError, match="transfer broke"):
+        assets.download(url, cache / "play.txt", sha, retries=2)
+    assert state["hits"] == 2
+    assert not list(cache.glob("*")), "nothing half-written is left in the cache"
+
+
 def test_unknown_asset_lists_known_ones():
     with pytest.raises(KeyError, match="tinyshakespeare.txt"):
         assets.fetch("no-such-file")
