@@ -96,12 +96,24 @@ def header_cells(nb: Notebook, version: str) -> list[dict]:
         else ""
     )
     md = f"{badge}\n\n# {nb.title}{gpu}"
+    # Plain pip through subprocess, not %pip: %pip prints a failure and carries on, and the
+    # learner meets it two cells later as a ModuleNotFoundError.
     code = (
         "# Colab only: install the course package. Everything else it needs, Colab already has.\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
-        f'    %pip install -q "{install_line()}"'
+        "    import subprocess\n"
+        "\n"
+        f'    pip = [sys.executable, "-m", "pip", "install", "-q", "{install_line()}"]\n'
+        "    result = subprocess.run(pip, capture_output=True, text=True)\n"
+        "    if result.returncode != 0:\n"
+        '        print(result.stdout[-2000:], result.stderr[-2000:], sep="\\n")\n'
+        "        raise RuntimeError(\n"
+        f'            "could not install the course package from {REPO_URL} (pip says why above): "\n'
+        '            "check that this runtime is online and that the repository URL is right, "\n'
+        '            "then run this cell again"\n'
+        "        )"
     )
     return [_cell("markdown", md), _cell("code", code)]
 

@@ -80,13 +80,14 @@ def test_install_cell_runs_only_in_colab(nb: course.Notebook, version: str, path
     lines = [
         line for line in src.splitlines() if line.strip() and not line.lstrip().startswith("#")
     ]
-    installs = [line for line in lines if "pip" in line]
-    assert installs == [f'    %pip install -q "{course.install_line()}"'], (
-        f"{path.name}: the install cell should install only the course package, got {installs}"
-    )
-    guard = lines.index(installs[0]) - 1
-    assert lines[guard] == 'if "google.colab" in sys.modules:', (
-        f"{path.name}: the install must run only in Colab"
+    installs = [line for line in lines if re.search(r"%pip|!pip|\"pip\", \"install\"", line)]
+    assert installs == [
+        f'    pip = [sys.executable, "-m", "pip", "install", "-q", "{course.install_line()}"]'
+    ], f"{path.name}: the install cell should install only the course package, got {installs}"
+    guard = lines.index('if "google.colab" in sys.modules:')
+    assert guard < lines.index(installs[0]), f"{path.name}: the install must run only in Colab"
+    assert all(line.startswith("    ") for line in lines[guard + 1 :]), (
+        f"{path.name}: everything after the Colab guard belongs inside it"
     )
     assert course.install_line() == f"gpt2course @ git+{course.REPO_URL}@{course.BRANCH}"
 
@@ -138,6 +139,42 @@ def test_readme_lists_every_notebook_with_its_badge() -> None:
         assert m["slug"] == course.github_slug(course.REPO_URL), (
             f"README links elsewhere: {m.group(0)}"
         )
+
+
+def _run_install_cell(monkeypatch, returncode: int) -> list[list[str]]:
+    """Run notebook 00's install cell as Colab would, with pip answering ``returncode``."""
+    import types
+
+    calls: list[list[str]] = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, returncode, "", "ERROR: Repository not found.")
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    cell = course.header_cells(course.NOTEBOOKS[0], "learner")[1]["source"]
+    exec(compile(cell, "install-cell", "exec"), {})
+    return calls
+
+
+def test_install_cell_in_colab_installs_the_package(monkeypatch) -> None:
+    calls = _run_install_cell(monkeypatch, 0)
+    assert len(calls) == 1 and calls[0][-1] == course.install_line()
+
+
+def test_failed_install_raises_one_line_that_says_what_to_do(monkeypatch, capsys) -> None:
+    with pytest.raises(RuntimeError) as e:
+        _run_install_cell(monkeypatch, 1)
+    message = str(e.value)
+    assert "\n" not in message and course.REPO_URL in message and "run this cell again" in message
+    assert "Repository not found" in capsys.readouterr().out, "pip's own reason is shown"
+
+
+def test_install_cell_does_nothing_outside_colab(monkeypatch) -> None:
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("pip ran outside Colab"))
+    exec(compile(course.header_cells(course.NOTEBOOKS[0], "learner")[1]["source"], "c", "exec"), {})
 
 
 def test_installing_leaves_colabs_packages_alone() -> None:

@@ -67,7 +67,9 @@ print("device:", device)
 # %%
 # NBVAL_IGNORE_OUTPUT
 weights_path, is_standin = pretrained.course_checkpoint()
-print(weights_path)
+# Where the file lies differs from machine to machine (the hub's cache): show its name and size.
+label = "  (STAND-IN: random weights in GPT-2's format, not OpenAI's)" if is_standin else ""
+print(f"{weights_path.name}: {weights_path.stat().st_size / 1e6:,.0f} MB{label}")
 
 # %% [markdown]
 # Reading the header costs nothing, so let us list what is inside. For the real gpt2 you
@@ -310,7 +312,8 @@ def top_next_tokens(model: GPT, text: str, k: int = 10) -> list[tuple[str, float
 # NBVAL_IGNORE_OUTPUT
 top = top_next_tokens(model, "The capital of France is")
 fig, ax = plt.subplots(figsize=(5, 3))
-ax.barh([repr(t) for t, _ in top][::-1], [q for _, q in top][::-1])
+# ascii() spells out tokens the plot's font has no glyph for (as "\u30e3") instead of a warning.
+ax.barh([ascii(t) for t, _ in top][::-1], [q for _, q in top][::-1])
 ax.set_xlabel("probability of the next token")
 ax.set_title("after 'The capital of France is'" + (" (STAND-IN)" if is_standin else ""))
 plt.tight_layout()
