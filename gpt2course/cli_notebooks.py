@@ -1,9 +1,10 @@
-"""``python -m gpt2course notebooks build|check|set-repo``."""
+"""``python -m gpt2course notebooks build|check|portability|set-repo``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from . import course
 
@@ -19,6 +20,17 @@ def main(argv: list[str]) -> int:
         "--execute", action="store_true", help="run them (quick mode) to fill the outputs"
     )
     sub.add_parser("check", help="fail if a committed notebook differs from what its source makes")
+    pt = sub.add_parser(
+        "portability",
+        help="run the notebooks under nbval with other CPUs' kernels and thread counts",
+    )
+    pt.add_argument("slugs", nargs="*", help="notebooks to run (slug or number); all by default")
+    pt.add_argument(
+        "--settings",
+        default="",
+        help="CAPABILITY:THREADS,... (e.g. default:1,avx2:2); by default default, avx2 and "
+        "this machine's best kernels, each with 1 and 2 threads",
+    )
     s = sub.add_parser(
         "set-repo", help="point badges, install cells and links at another repository"
     )
@@ -35,6 +47,15 @@ def main(argv: list[str]) -> int:
         if stale:
             print("run `python -m gpt2course notebooks build --execute NAME` to regenerate them")
         return 1 if stale else 0
+    if args.cmd == "portability":
+        from . import portability
+
+        try:
+            settings = portability.parse_settings(args.settings) if args.settings else None
+            return portability.main(settings, args.slugs or None)
+        except (ValueError, KeyError) as e:
+            print(f"error: {e.args[0]}", file=sys.stderr)
+            return 2
     if args.cmd == "set-repo":
         course.set_repo(args.url)
         print(json.dumps({"repo": args.url}))

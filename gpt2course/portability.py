@@ -1,0 +1,117 @@
+"""Do the committed notebook outputs hold on another CPU? Run them under other kernels.
+
+PyTorch picks its CPU kernels (DEFAULT, AVX2, AVX512) from the processor it runs on, and the
+thread count changes how sums are split. Either can move the last bits of a float, so an
+output that prints them passes on one machine and fails on the next. ``ATEN_CPU_CAPABILITY``
+makes PyTorch use another processor's kernels on this one, which lets one machine stand in
+for many: ``python -m gpt2course notebooks portability`` runs the strict notebook suite
+(nbval, as the README's test command does) under each setting and says which ones fail.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import course
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One way a machine may run PyTorch: its kernels and its thread count."""
+
+    capability: str  # "default", "avx2", "avx512" (ATEN_CPU_CAPABILITY's values)
+    threads: int
+
+    def __str__(self) -> str:
+        return f"ATEN_CPU_CAPABILITY={self.capability} OMP_NUM_THREADS={self.threads}"
+
+    def env(self) -> dict[str, str]:
+        """The environment variables that select this setting."""
+        return {
+            "ATEN_CPU_CAPABILITY": self.capability,
+            "OMP_NUM_THREADS": str(self.threads),
+            "MKL_NUM_THREADS": str(self.threads),
+        }
+
+
+def best_capability() -> str:
+    """The kernels PyTorch picks on this machine when left alone (e.g. "avx512")."""
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability().lower()
+
+
+def default_settings() -> list[Setting]:
+    """Plain, AVX2 and this machine's best kernels, each on one thread and on two."""
+    caps = list(dict.fromkeys(["default", "avx2", best_capability()]))
+    return [Setting(cap, n) for cap in caps for n in (1, 2)]
+
+
+def parse_settings(text: str) -> list[Setting]:
+    """``"default:1,avx2:2"`` -> settings; raises ValueError with the expected form."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        cap, _, threads = part.partition(":")
+        if cap not in ("default", "avx2", "avx512") or not threads.isdigit() or int(threads) < 1:
+            raise ValueError(
+                f"bad setting {part!r}: write CAPABILITY:THREADS with CAPABILITY one of "
+                "default, avx2, avx512 (for example default:1,avx2:2)"
+            )
+        out.append(Setting(cap, int(threads)))
+    if not out:
+        raise ValueError("no settings given; for example --settings default:1,avx2:2")
+    return out
+
+
+def notebook_paths(slugs: list[str] | None = None) -> list[Path]:
+    """The learner and solution notebooks that nbval compares (all, or those named)."""
+    todo = [course.find(s) for s in slugs] if slugs else course.NOTEBOOKS
+    return [course.notebook_path(nb, v) for nb in todo for v in ("learner", "solutions")]
+
+
+def run_setting(
+    setting: Setting, paths: list[Path], timeout: float = 1800
+) -> tuple[bool, float, str]:
+    """Run the strict notebook suite under one setting: (passed, seconds, pytest's last line)."""
+    root = course.repo_root()
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0"]
+    cmd += [str(p.relative_to(root)) for p in paths]
+    env = {**os.environ, **setting.env(), "GPT2COURSE_QUICK": "1"}
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return False, time.perf_counter() - t0, f"timed out after {timeout:.0f} s"
+    seconds = time.perf_counter() - t0
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    summary = lines[-1].strip("= ") if lines else proc.stderr.strip()[-300:]
+    if proc.returncode != 0:
+        failed = [line for line in lines if line.startswith("FAILED")]
+        summary = "; ".join([summary, *failed[:10]])
+    return proc.returncode == 0, seconds, summary
+
+
+def main(settings: list[Setting] | None = None, slugs: list[str] | None = None) -> int:
+    """Run every setting, print a line each as it finishes; 0 when all pass."""
+    settings = settings or default_settings()
+    paths = notebook_paths(slugs)
+    print(f"{len(paths)} notebooks under nbval; this machine's best kernels: {best_capability()}")
+    failures = 0
+    for setting in settings:
+        ok, seconds, summary = run_setting(setting, paths)
+        failures += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {setting}  {seconds:5.0f} s  {summary}", flush=True)
+    if failures:
+        print(
+            f"{failures} of {len(settings)} settings failed: a committed output depends on the "
+            "CPU. Print what the cell means to show (a rounded value, a comparison), rebuild the "
+            "notebook with `python -m gpt2course notebooks build --execute NN`, and run this again."
+        )
+    return 1 if failures else 0
