@@ -762,3 +762,10 @@ def course_checkpoint(default: str = "gpt2") -> tuple[Path, bool]:
     if standin:
         print(STANDIN_BANNER)
     return weights, standin
+
+
+def load_weights(model, name_or_path):  # noqa: ANN001, ANN201 (typed in .weights)
+    """Fill any module with GPT-2's parameter names from a checkpoint; see ``weights.load_weights``."""
+    from .weights import load_weights as load  # weights builds on this module: import late
+
+    return load(model, name_or_path)
