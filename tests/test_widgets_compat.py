@@ -57,12 +57,27 @@ def walk(x):
         yield from walk(c)
 
 
+def bundle(w):
+    # What the front end receives when the widget is displayed (the 7.x and the 8.x way).
+    if not W.__version__.startswith("7."):
+        return w._repr_mimebundle_()
+    import IPython.display as D
+    got, real = [], D.display
+    D.display = lambda data, raw=False: got.append(data)
+    try:
+        w._ipython_display_()
+    finally:
+        D.display = real
+    return got[0]
+
+
 def probe(code):
     ns = {}
     exec(code, ns)
     w = ns["w"]
     rendered = lambda: [(type(x).__name__, x.value) for x in walk(w) if isinstance(x, (W.HTML, W.Image))]
     before = rendered()
+    shown = bundle(w)
     controls = [x for x in walk(w) if isinstance(x, (W.IntSlider, W.FloatSlider, W.Text, W.Textarea))]
     c = controls[0]
     if isinstance(c, (W.Text, W.Textarea)):
@@ -71,6 +86,8 @@ def probe(code):
         c.value = min(c.max, c.value + c.step) if c.value < c.max else c.value - c.step
     return {
         "changed": before != rendered(),
+        "mimetypes": sorted(shown),
+        "static": shown.get("text/html", ""),
         "control": type(c).__name__,
         "models": sorted({(x._model_module, x._model_name, x._view_module) for x in walk(w)}),
     }
@@ -145,5 +162,9 @@ def test_widgets_work_on_both_ipywidgets(flavour: str, request) -> None:
         assert got["version"].split(".")[0] in ("7", "8"), got
     for name, w in got["widgets"].items():
         assert w["changed"], f"{name}: moving its {w['control']} did not change the rendered HTML"
+        assert "application/vnd.jupyter.widget-view+json" in w["mimetypes"], name
+        assert "A picture of the widget" in w["static"] and len(w["static"]) > 300, (
+            f"{name}: a reader without a kernel would see nothing: no static text/html view"
+        )
         custom = [m for m in w["models"] if m[0] not in CORE_MODULES or m[2] not in CORE_MODULES]
         assert not custom, f"{name} uses widgets outside core ipywidgets: {custom}"

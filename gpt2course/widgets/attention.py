@@ -13,6 +13,8 @@ from typing import Any
 import ipywidgets as widgets
 import torch
 
+from .static import Snapshot
+
 __all__ = [
     "AttentionViewer",
     "attention_viewer",
@@ -154,7 +156,7 @@ def _pick(weights: torch.Tensor, layer: int, head: int) -> torch.Tensor:
     return w.mean(0) if head < 0 else w[head]
 
 
-class AttentionViewer(widgets.VBox):
+class AttentionViewer(Snapshot):
     """Pick a layer, a head (or their mean) and a view; see the attention pattern.
 
     ``weights`` is (n_layer, n_head, T, T), ``tokens`` the T token strings, ``title`` says

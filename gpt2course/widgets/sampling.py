@@ -18,6 +18,7 @@ import torch
 
 from ..generation import check_sampling_args, next_token_probs
 from .attention import display_token, token_strings
+from .static import Snapshot
 
 __all__ = [
     "NextTokenRow",
@@ -178,7 +179,7 @@ class SamplingPlayground:
             w.observe(lambda _change: self.render(), names="value")
         self.prompt.observe(self._prompt_changed, names="value")
         self.button.on_click(lambda _b: self.sample())
-        self.widget = widgets.VBox(
+        self.widget = Snapshot(
             [
                 self.prompt,
                 self.temperature,
@@ -249,6 +250,6 @@ def sampling_playground(
     prompt: str = "The meaning of life is",
     top_n: int = 15,
     seed: int = 0,
-) -> widgets.VBox:
+) -> Snapshot:
     """The playground's widget, ready to display (the last line of a cell)."""
     return SamplingPlayground(model, tokenizer, prompt, top_n, seed).widget

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import ipywidgets as widgets
 
+from .static import Snapshot
+
 __all__ = ["Tokenizer", "render_tokens", "token_pieces", "token_viewer"]
 
 # Light colours that keep black text readable; neighbours always differ.
@@ -116,7 +118,7 @@ def token_viewer(
     text: str = DEFAULT_TEXT,
     *,
     show_whitespace: bool = False,
-) -> widgets.Widget:
+) -> Snapshot:
     """A text box and its tokens, redrawn as you type; pass a dict to compare tokenizers."""
     tokenizers = _as_dict(tokenizers)
     box = widgets.Textarea(
@@ -130,4 +132,4 @@ def token_viewer(
         out.value = render_tokens(tokenizers, change["new"], show_whitespace=show_whitespace)
 
     box.observe(redraw, names="value")
-    return widgets.VBox([box, out])
+    return Snapshot([box, out])
