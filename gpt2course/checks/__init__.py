@@ -9,6 +9,7 @@ from .attention import *  # noqa: F403
 from .embeddings import *  # noqa: F403
 from .finetuning import *  # noqa: F403
 from .generation import *  # noqa: F403
+from .model import *  # noqa: F403
 from .pretrained import *  # noqa: F403
 from .tokenization import *  # noqa: F403
 from .training import *  # noqa: F403

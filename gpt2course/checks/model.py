@@ -1,0 +1,194 @@
+"""Check for part 5: the whole GPT, assembled from your blocks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .. import model as reference
+from ._core import CheckFailure, compare_tensors, run_check
+
+__all__ = ["check_gpt", "reference_gpt"]
+
+_NAMES = ("wte", "wpe", "h", "ln_f", "lm_head")
+
+
+def _config(n_layer: int = 2) -> reference.GPTConfig:
+    return reference.GPTConfig(vocab_size=61, n_positions=64, n_embd=48, n_layer=n_layer, n_head=4)
+
+
+def reference_gpt(block: type | None = None) -> type:
+    """The reference GPT with the exercise's interface (``forward(idx) -> logits``), built
+    from ``block`` (your Block, or the reference's when None)."""
+    from .transformer import ReferenceBlock
+
+    block_class = block or ReferenceBlock
+
+    class GPT(reference.GPT):
+        """GPT-2 from the given blocks: embeddings, blocks, ln_f, tied head."""
+
+        def __init__(self, config: reference.GPTConfig):
+            super().__init__(config)
+            self.h = nn.ModuleList([block_class(config) for _ in range(config.n_layer)])
+            self.apply(self._init_weights)
+            for name, p in self.named_parameters():
+                if name.endswith("c_proj.weight"):
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+        def forward(self, idx: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+            """(B, T) token ids -> (B, T, vocab) logits."""
+            T = idx.size(1)
+            x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))  # (B, T, C)
+            for b in self.h:
+                out = b(x)
+                x = out[0] if isinstance(out, tuple) else out
+            return self.lm_head(self.ln_f(x))  # (B, T, vocab)
+
+    return GPT
+
+
+def _instance(cls: type, config: reference.GPTConfig) -> nn.Module:
+    m = cls(config)
+    missing = [n for n in _NAMES if not hasattr(m, n)]
+    if missing:
+        raise CheckFailure(
+            f"the model has no {', '.join(missing)}; use GPT-2's names ({', '.join(_NAMES)}) so "
+            "OpenAI's checkpoint can load into it in part 7"
+        )
+    if not isinstance(m.h, nn.ModuleList) or len(m.h) != config.n_layer:
+        raise CheckFailure(
+            f"self.h should be an nn.ModuleList of config.n_layer ({config.n_layer}) blocks, got "
+            f"{type(m.h).__name__}{f' of {len(m.h)}' if hasattr(m.h, '__len__') else ''}: a plain "
+            "list hides the blocks' parameters from the optimiser"
+        )
+    if m.lm_head.weight is not m.wte.weight:
+        raise CheckFailure(
+            "the head is not tied to the token embedding: GPT-2 uses one matrix for both "
+            "(point lm_head.weight at wte.weight after creating both)"
+        )
+    if getattr(m.lm_head, "bias", None) is not None:
+        raise CheckFailure("lm_head has a bias; GPT-2's head has none (bias=False)")
+    return m
+
+
+def _check_init(cls: type) -> None:
+    """GPT-2's initialisation: N(0, 0.02), zero biases, residual projections scaled down."""
+    config = _config(n_layer=8)
+    torch.manual_seed(0)
+    m = cls(config)
+    std = m.wte.weight.std().item()
+    if not 0.015 < std < 0.025:
+        raise CheckFailure(
+            f"wte's weights have std {std:.3f}; GPT-2 draws embeddings and linear weights from "
+            "N(0, 0.02) (PyTorch's default for nn.Embedding is N(0, 1))"
+        )
+    fc = m.h[0].mlp.c_fc.weight.std().item()
+    if not 0.015 < fc < 0.025:
+        raise CheckFailure(
+            f"mlp.c_fc's weights have std {fc:.3f}; GPT-2 initialises every nn.Linear from "
+            "N(0, 0.02) (apply an init function to every module)"
+        )
+    want = 0.02 / math.sqrt(2 * config.n_layer)
+    got = m.h[0].mlp.c_proj.weight.std().item()
+    if not 0.8 * want < got < 1.2 * want:
+        raise CheckFailure(
+            f"the residual projections (c_proj) have std {got:.4f}, expected about {want:.4f}: "
+            "GPT-2 scales them by 1/sqrt(2 * n_layer), two per block, so the residual "
+            "stream's variance does not grow with depth"
+        )
+    biases = [n for n, p in m.named_parameters() if n.endswith("c_fc.bias") and p.abs().max() > 0]
+    if biases:
+        raise CheckFailure(f"{biases[0]} is not zero at init; GPT-2 starts every bias at 0")
+    if not torch.isfinite(torch.stack([p.sum() for p in m.parameters()])).all():
+        raise CheckFailure("some parameters are not finite after init (torch.empty left as is?)")
+
+
+def check_gpt(gpt_class: type, block: type | None = None) -> type:
+    """Check a ``GPT(config)`` whose ``forward(idx)`` returns logits (B, T, vocab).
+
+    ``block`` is the Block class the model is built from (yours); a wrong GPT falls back to
+    the reference GPT built from that same block, so your block is kept.
+    """
+    Ref = reference_gpt(block)
+
+    def test(cls: type) -> None:
+        config = _config()
+        torch.manual_seed(0)
+        ref = Ref(config).eval()
+        with torch.no_grad():  # non-trivial LayerNorm gains and biases, so a missing one shows
+            g = torch.Generator().manual_seed(1)
+            for name, p in ref.named_parameters():
+                if name.endswith("bias") or "ln_" in name:
+                    p.add_(0.1 * torch.randn(p.shape, generator=g))
+        mine = _instance(cls, config).eval()
+        try:
+            mine.load_state_dict(ref.state_dict())
+        except RuntimeError as e:
+            raise CheckFailure(
+                "the model's parameters are not GPT-2's: "
+                + str(e).split("\n\t", 1)[-1].split("\n")[0][:200]
+            ) from None
+        # Distinct tokens at distinct positions, batch of 3: position and order bugs show.
+        idx = torch.randperm(config.vocab_size, generator=torch.Generator().manual_seed(2))
+        idx = idx[: 3 * 10].reshape(3, 10)
+        before = idx.clone()
+        got = mine(idx)
+        if not torch.equal(idx, before):
+            raise CheckFailure("forward changed the token ids it was given (an in-place op?)")
+        if isinstance(got, tuple):
+            raise CheckFailure(
+                f"forward returned a tuple of {len(got)}; return the logits tensor (B, T, vocab)"
+            )
+        if isinstance(got, torch.Tensor) and got.shape == (3, 10, config.n_embd):
+            raise CheckFailure(
+                f"forward returned shape {tuple(got.shape)}: the hidden states. Apply ln_f, "
+                "then lm_head, to get one score per vocabulary token"
+            )
+        with torch.no_grad():
+            x = ref.wte(idx)
+            pos = ref.wpe(torch.arange(10))
+
+            def run(h: torch.Tensor, blocks=ref.h, ln_f=True) -> torch.Tensor:
+                for b in blocks:
+                    out = b(h)
+                    h = out[0] if isinstance(out, tuple) else out
+                return ref.lm_head(ref.ln_f(h) if ln_f else h)
+
+            bugs = [
+                ("the position embeddings are missing: x = wte(idx) + wpe(positions)", run(x)),
+                (
+                    "wpe is looked up with the token ids; it takes the positions torch.arange(T)",
+                    run(x + ref.wpe(idx)),
+                ),
+                (
+                    "ln_f is missing: normalise after the last block, before lm_head",
+                    run(x + pos, ln_f=False),
+                ),
+                (
+                    "only the last block's output is kept: chain them, x = block(x), over all of self.h",
+                    run(x + pos, ref.h[-1:]),
+                ),
+                (
+                    "the logits went through a softmax; return the raw scores (the loss and the "
+                    "sampler apply their own softmax)",
+                    torch.softmax(ref(idx), dim=-1),
+                ),
+            ]
+            compare_tensors(got, ref(idx), what="logits", atol=1e-4, likely_bugs=bugs)
+        one = mine(idx[:1, :1])
+        if one.shape != (1, 1, config.vocab_size):
+            raise CheckFailure(f"a single token gives logits of shape {tuple(one.shape)}")
+        full = torch.randint(0, config.vocab_size, (1, config.n_positions))
+        compare_tensors(mine(full), ref(full), what="logits for a full context", atol=1e-4)
+        mine.train()
+        mine.zero_grad()
+        mine(idx).float().logsumexp(-1).mean().backward()
+        if mine.wpe.weight.grad is None or mine.h[0].ln_1.weight.grad is None:
+            raise CheckFailure(
+                "no gradient reaches wpe or the blocks: is the graph cut (.detach(), .item())?"
+            )
+        _check_init(cls)
+
+    return run_check("GPT", gpt_class, Ref, test)

@@ -1,0 +1,179 @@
+"""The workbench carries a learner's checked pieces into later notebooks, each on its own."""
+
+from __future__ import annotations
+
+import linecache
+import textwrap
+
+import pytest
+import torch
+
+from gpt2course import checks, workbench
+
+# What a learner writes in parts 3 and 4, in the notebooks' own style (globals between cells).
+CELLS = {
+    "causal_mask": """
+        def causal_mask(T):
+            return torch.tril(torch.ones(T, T)).bool()
+    """,
+    "scaled_dot_product_attention": """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            return torch.softmax(scores, dim=-1) @ v
+    """,
+    "split_heads": """
+        def split_heads(x, n_head):
+            B, T, C = x.shape
+            return x.view(B, T, n_head, C // n_head).transpose(1, 2)
+    """,
+    "merge_heads": """
+        def merge_heads(x):
+            B, H, T, D = x.shape
+            return x.transpose(1, 2).reshape(B, T, H * D)
+    """,
+    "CausalSelfAttention": """
+        class CausalSelfAttention(nn.Module):
+            def __init__(self, config):
+                super().__init__()
+                self.n_head, self.n_embd = config.n_head, config.n_embd
+                self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+                self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+
+            def forward(self, x):
+                q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+                q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))
+                y = scaled_dot_product_attention(q, k, v, mask=causal_mask(x.size(1)))
+                return self.c_proj(merge_heads(y))
+    """,
+    "gelu": """
+        def gelu(x):
+            return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    """,
+    "MLP": """
+        class MLP(nn.Module):
+            def __init__(self, config):
+                super().__init__()
+                self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+                self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+
+            def forward(self, x):
+                return self.c_proj(gelu(self.c_fc(x)))
+    """,
+    "Block": """
+        class Block(nn.Module):
+            def __init__(self, config):
+                super().__init__()
+                self.ln_1 = nn.LayerNorm(config.n_embd)
+                self.attn = CausalSelfAttention(config)
+                self.ln_2 = nn.LayerNorm(config.n_embd)
+                self.mlp = MLP(config)
+
+            def forward(self, x):
+                x = x + self.attn(self.ln_1(x))
+                return x + self.mlp(self.ln_2(x))
+    """,
+}
+WRONG_MLP = CELLS["MLP"].replace("gelu(self.c_fc(x))", "torch.relu(self.c_fc(x))")
+
+
+class Notebook:
+    """Cells run the way IPython runs them: each one's text in linecache, one namespace."""
+
+    def __init__(self) -> None:
+        self.ns: dict = {"checks": checks, "workbench": workbench}
+        exec(workbench._PRELUDE, self.ns)
+        self.n = 0
+
+    def run(self, source: str) -> None:
+        self.n += 1
+        name = f"/tmp/ipykernel_0/cell{self.n}.py"
+        text = textwrap.dedent(source)
+        linecache.cache[name] = (len(text), None, text.splitlines(True), name)
+        exec(compile(text, name, "exec"), self.ns)
+
+    def exercise(self, name: str, source: str) -> object:
+        """The exercise cell, then its check cell, as the notebook has them."""
+        self.run(source)
+        self.run(f"{name} = checks.check_{_check_name(name)}({name})")
+        return self.ns[name]
+
+
+def _check_name(name: str) -> str:
+    return workbench.PIECES[name].check.removeprefix("check_")
+
+
+@pytest.fixture
+def bench(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPT2COURSE_WORKBENCH", str(tmp_path / "bench"))
+    monkeypatch.delenv("GPT2COURSE_STRICT_CHECKS", raising=False)
+    return tmp_path / "bench"
+
+
+def _do_parts_3_and_4(cells: dict[str, str]) -> None:
+    nb3, nb4 = Notebook(), Notebook()
+    for name in ("causal_mask", "scaled_dot_product_attention", "split_heads", "merge_heads",
+                 "CausalSelfAttention"):  # fmt: skip
+        nb3.exercise(name, cells[name])
+    nb4.run('CausalSelfAttention = workbench.use("CausalSelfAttention")')
+    for name in ("gelu", "MLP", "Block"):
+        nb4.exercise(name, cells[name])
+
+
+def test_a_passing_piece_is_kept_and_a_failing_one_is_not(bench, capsys) -> None:
+    nb = Notebook()
+    nb.exercise("gelu", CELLS["gelu"])
+    nb.exercise("MLP", WRONG_MLP)
+    assert "✓ gelu" in capsys.readouterr().out
+    assert set(workbench.saved()) == {"gelu"}
+    assert "def gelu(x)" in workbench.saved()["gelu"]
+
+
+def test_a_class_defined_in_a_cell_is_kept_with_its_source(bench) -> None:
+    nb = Notebook()
+    nb.exercise("gelu", CELLS["gelu"])
+    nb.exercise("MLP", CELLS["MLP"])
+    assert workbench.saved()["MLP"].startswith("class MLP(nn.Module):")
+
+
+def test_later_notebooks_build_on_the_learners_pieces(bench, capsys) -> None:
+    _do_parts_3_and_4(CELLS)
+    capsys.readouterr()
+    Block = workbench.use("Block")
+    assert "yours: Block" in capsys.readouterr().out
+    block = Block(checks.transformer._config())
+    assert type(block).__workbench__ == "yours"
+    assert type(block.attn).__workbench__ == "yours", "the block holds the learner's attention"
+    assert type(block.mlp).__workbench__ == "yours"
+
+
+def test_a_wrong_mlp_falls_back_alone(bench, capsys) -> None:
+    _do_parts_3_and_4({**CELLS, "MLP": WRONG_MLP})
+    Block = workbench.use("Block", quiet=True)
+    block = Block(checks.transformer._config())
+    assert getattr(type(block.attn), "__workbench__", None) == "yours", "attention kept"
+    assert getattr(type(block.mlp), "__workbench__", None) != "yours", "only the MLP falls back"
+    assert getattr(type(block), "__workbench__", None) == "yours", "the learner's Block kept"
+    line = workbench.describe(block)
+    assert "yours: Block, CausalSelfAttention" in line and "reference's: MLP" in line
+
+
+def test_a_saved_piece_that_no_longer_passes_is_not_used(bench, capsys) -> None:
+    bench.mkdir(parents=True)
+    (bench / "gelu.py").write_text("def gelu(x):\n    return torch.relu(x)\n")
+    gelu = workbench.use("gelu")
+    assert "no longer passes" in capsys.readouterr().out
+    assert gelu(torch.tensor([-1.0])).item() != 0.0, "the reference GELU, not the saved ReLU"
+
+
+def test_saved_code_that_crashes_is_reported_not_raised(bench, capsys) -> None:
+    bench.mkdir(parents=True)
+    (bench / "gelu.py").write_text("def gelu(x):\n    return x +\n")
+    workbench.use("gelu")
+    assert "your saved code failed: SyntaxError" in capsys.readouterr().out
+
+
+def test_unknown_piece_lists_the_pieces(bench) -> None:
+    with pytest.raises(KeyError, match="CausalSelfAttention"):
+        workbench.use("Attention")
