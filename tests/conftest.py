@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,3 +19,10 @@ def offline_assets_dir() -> Path:
     if all(assets.is_present(n) for n in assets.ASSETS):
         return assets.cache_dir()
     pytest.skip("no offline assets here: run `python -m gpt2course assets fetch` once")
+
+
+@pytest.fixture(autouse=True)
+def _workbench_in_tmp(tmp_path_factory, monkeypatch):
+    """A check that passes keeps the piece (gpt2course.workbench): never in the checkout."""
+    if "GPT2COURSE_WORKBENCH" not in os.environ:
+        monkeypatch.setenv("GPT2COURSE_WORKBENCH", str(tmp_path_factory.mktemp("workbench")))
