@@ -126,7 +126,7 @@ def save(name: str, obj: Any) -> bool:
     """Keep the source of a piece that passed its check; False when it cannot be kept."""
     if name not in PIECES or _rebuilding:
         return False
-    if getattr(obj, "__module__", "").startswith("gpt2course."):
+    if (getattr(obj, "__module__", None) or "").startswith("gpt2course."):
         return False  # the package's own reference, not the learner's
     try:
         source = source_of(obj)

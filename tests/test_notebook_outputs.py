@@ -14,6 +14,7 @@ from gpt2course import course
 # An absolute path: /a/b/... not preceded by a URL's "//" or "host/" (so links pass), or C:\...
 LOCAL_PATH = re.compile(r"(?<![\w:/.~])/(?:[\w.-]+/){2,}|\b[A-Z]:\\[\w.-]+\\")
 RAW_FLOAT = re.compile(r"\d\.\d{9,}")  # a float printed to its last bits
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 NOTEBOOKS = [
     (nb, version, course.notebook_path(nb, version))
@@ -53,6 +54,10 @@ def _problems(notebook: dict) -> list[str]:
                 out.get("output_type") == "error" or "Traceback (most recent call last)" in text
             ):
                 problems.append(f"cell {i}: a traceback the notebook did not mean to show")
+            if WIDGET in out.get("data", {}) and "text/html" not in out["data"]:
+                problems.append(
+                    f"cell {i}: a widget with no static view, blank for a reader without a kernel"
+                )
             if not ignored and (m := RAW_FLOAT.search(text)):
                 problems.append(
                     f"cell {i}: a raw float {m.group(0)!r}, which another CPU prints differently"
@@ -91,6 +96,7 @@ def _stream(text: str, name: str = "stdout") -> dict:
         {"output_type": "error", "ename": "KeyError", "evalue": "'x'", "traceback": []},
         _stream("Traceback (most recent call last):\n  File ...\n"),
         _stream("max difference: 5.960464477539063e-08\n"),
+        {"output_type": "display_data", "data": {"text/plain": "VBox()", WIDGET: {}}},
         {"output_type": "execute_result", "data": {"text/plain": "tensor(0.1234567891)"}},
     ],
     ids=[
