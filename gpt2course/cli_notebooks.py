@@ -20,6 +20,10 @@ def main(argv: list[str]) -> int:
         "--execute", action="store_true", help="run them (quick mode) to fill the outputs"
     )
     sub.add_parser("check", help="fail if a committed notebook differs from what its source makes")
+    r = sub.add_parser(
+        "record", help="run notebooks at full size and keep their record: cells' outputs"
+    )
+    r.add_argument("slugs", nargs="+", help="notebooks to record (slug or number)")
     pt = sub.add_parser(
         "portability",
         help="run the notebooks under nbval with other CPUs' kernels and thread counts",
@@ -47,6 +51,18 @@ def main(argv: list[str]) -> int:
         if stale:
             print("run `python -m gpt2course notebooks build --execute NAME` to regenerate them")
         return 1 if stale else 0
+    if args.cmd == "record":
+        try:
+            for path in course.record(args.slugs):
+                print(path.relative_to(course.repo_root()))
+        except KeyError as e:
+            print(f"error: {e.args[0]}", file=sys.stderr)
+            return 2
+        print(
+            "now rebuild them: python -m gpt2course notebooks build --execute "
+            + " ".join(args.slugs)
+        )
+        return 0
     if args.cmd == "portability":
         from . import portability
 

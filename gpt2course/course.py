@@ -118,6 +118,17 @@ def header_cells(nb: Notebook, version: str) -> list[dict]:
     return [_cell("markdown", md), _cell("code", code)]
 
 
+def recorded_cell(nb: Notebook, key: str) -> str:
+    """The cell that shows, after a ``record:KEY`` cell, what it gave at full size."""
+    return (
+        "# What the cell above gave at the default, full-size settings, recorded with\n"
+        f"# `python -m gpt2course notebooks record {nb.slug[:2]}` (see gpt2course.recorded).\n"
+        "from gpt2course import recorded\n"
+        "\n"
+        f'recorded.show("{nb.slug}", "{key}")'
+    )
+
+
 def _cell(kind: str, source: str, tags: list[str] | None = None) -> dict:
     cell = {"cell_type": kind, "metadata": {}, "source": source}
     if tags:
@@ -218,6 +229,9 @@ def build_notebook(nb: Notebook, version: str, source_text: str) -> dict:
         if kind == "code":
             src = strip_solutions(src) if version == "learner" else keep_solutions(src)
         cells.append(_cell(kind, src, [t for t in tags if t != "instructor"]))
+        for tag in tags:
+            if tag.startswith("record:"):
+                cells.append(_cell("code", recorded_cell(nb, tag.removeprefix("record:"))))
     metadata: dict = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
@@ -270,12 +284,12 @@ def cells_signature(notebook: dict) -> list[tuple[str, str, list[str]]]:
     return out
 
 
-def execute(notebook: dict, cwd: Path, timeout: int = 600) -> dict:
-    """Run a notebook top to bottom in quick mode and return it with its outputs."""
+def execute(notebook: dict, cwd: Path, timeout: int = 600, quick: bool = True) -> dict:
+    """Run a notebook top to bottom (in quick mode unless told) and return it with outputs."""
     import nbformat
     from nbclient import NotebookClient
 
-    os.environ["GPT2COURSE_QUICK"] = "1"
+    os.environ["GPT2COURSE_QUICK"] = "1" if quick else "0"
     node = nbformat.from_dict(notebook)
     client = NotebookClient(
         node, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
@@ -315,6 +329,49 @@ def build(
                 notebook = execute(notebook, cwd=path.parent)
             write_notebook(notebook, path)
             written.append(path)
+    return written
+
+
+def _device_name() -> str:
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU ({cpu}, {os.cpu_count()} cores)"
+
+
+def record(slugs: list[str], timeout: int = 3600) -> list[Path]:
+    """Run each notebook's solutions at full size and keep its ``record:`` cells' outputs."""
+    import json
+    import time
+
+    from . import recorded
+
+    written = []
+    for nb in [find(s) for s in slugs]:
+        notebook = json.loads(
+            json.dumps(build_notebook(nb, "solutions", source_path(nb).read_text(encoding="utf-8")))
+        )
+        path = notebook_path(nb, "solutions")
+        print(
+            f"running {path.relative_to(repo_root())} at full size ...", file=sys.stderr, flush=True
+        )
+        t0 = time.perf_counter()
+        try:
+            done = execute(notebook, cwd=path.parent, timeout=timeout, quick=False)
+        finally:
+            os.environ["GPT2COURSE_QUICK"] = "1"
+        written.append(recorded.harvest(nb.slug, done, time.perf_counter() - t0, _device_name()))
     return written
 
 

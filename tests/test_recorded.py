@@ -1,0 +1,71 @@
+"""Recorded full-size outputs: harvested from an executed notebook, shown with their label."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gpt2course import course, recorded
+
+SOURCE = """# %%
+print("quick")
+
+# %% record:samples
+print("a sample")
+"""
+
+
+def test_a_record_tag_gets_a_cell_that_shows_the_recording() -> None:
+    nb = course.NOTEBOOKS[6]
+    cells = course.build_notebook(nb, "solutions", SOURCE)["cells"]
+    tagged = next(
+        i for i, c in enumerate(cells) if "record:samples" in c["metadata"].get("tags", [])
+    )
+    shown = cells[tagged + 1]
+    assert shown["cell_type"] == "code"
+    assert f'recorded.show("{nb.slug}", "samples")' in shown["source"]
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(recorded, "FOLDER", tmp_path)
+    return tmp_path
+
+
+def _executed() -> dict:
+    return {
+        "cells": [
+            {"cell_type": "code", "metadata": {"tags": ["record:samples"]}, "outputs": [
+                {"output_type": "stream", "name": "stdout", "text": "ROMEO: what light\n"},
+                {"output_type": "stream", "name": "stderr", "text": "training: 100%\n"},
+                {"output_type": "display_data", "data": {"image/png": "iVBOR", "text/plain": "<Figure>"},
+                 "metadata": {}},
+            ]},
+            {"cell_type": "code", "metadata": {}, "outputs": [{"output_type": "stream", "name": "stdout", "text": "x"}]},
+        ]
+    }  # fmt: skip
+
+
+def test_harvest_keeps_the_tagged_cells_text_and_pictures_not_stderr(folder) -> None:
+    p = recorded.harvest("06_pretraining", _executed(), 125.0, "CPU (test, 2 cores)")
+    rec = json.loads(p.read_text())
+    assert list(rec["cells"]) == ["samples"]
+    kinds = [o.get("name", o["output_type"]) for o in rec["cells"]["samples"]]
+    assert kinds == ["stdout", "display_data"], "stderr (progress bars) is left out"
+    assert rec["meta"]["device"] == "CPU (test, 2 cores)" and rec["meta"]["minutes"] > 2
+
+
+def test_show_labels_quick_mode_and_the_recording(folder, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("GPT2COURSE_QUICK", "1")
+    recorded.harvest("06_pretraining", _executed(), 60.0, "CPU (test)")
+    recorded.show("06_pretraining", "samples")
+    out = capsys.readouterr().out
+    assert "quick mode" in out and "not the real result" in out
+    assert "Recorded full-size run" in out and "CPU (test)" in out
+    assert "ROMEO: what light" in out
+
+
+def test_show_without_a_recording_says_so(folder, capsys) -> None:
+    recorded.show("06_pretraining", "samples")
+    assert "No full-size run of this cell is recorded yet" in capsys.readouterr().out
