@@ -7,7 +7,8 @@ tokens once the text outgrows it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -109,7 +110,11 @@ def sample_next_token(
 
 
 def _context(model) -> int:
-    return model.config.n_positions
+    """How many positions the model sees: its config's, else its position table's size."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "n_positions"):
+        return config.n_positions
+    return model.wpe.num_embeddings
 
 
 @torch.inference_mode()
@@ -156,6 +161,7 @@ def stream(
     eos_token: int | None = None,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
+    sampler: Callable[..., torch.Tensor] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield each new token, shape (B,), as soon as it is chosen (same arguments as generate).
 
@@ -178,6 +184,7 @@ def stream(
                 eos_token,
                 use_cache,
                 generator,
+                sampler,
             )
     finally:
         model.train(was_training)
@@ -195,14 +202,38 @@ def _decoding_head(model, max_new_tokens: int) -> torch.Tensor | None:
     return weight.detach().t().contiguous()
 
 
-def _stream(model, idx, max_new_tokens, temperature, top_k, top_p, eos_token, use_cache, generator):
+def _takes_cache(model) -> bool:
+    """Whether ``model`` is the package's GPT (cache, last_only) or any idx -> logits module."""
+    try:
+        return "kv_cache" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _sample(sampler, logits, temperature, top_k, top_p, generator) -> torch.Tensor:
+    """(B, vocab) logits -> (B, 1) ids, with the package's sampler or the learner's."""
+    if sampler is None:
+        return sample_next_token(logits, temperature, top_k, top_p, generator)
+    if top_p is not None:
+        raise ValueError("your sample_next_token takes no top_p; leave top_p out to use it")
+    next_id = sampler(logits, temperature=temperature, top_k=top_k, generator=generator)
+    return next_id.reshape(logits.size(0), 1).long()
+
+
+def _stream(
+    model, idx, max_new_tokens, temperature, top_k, top_p, eos_token, use_cache, generator, sampler
+):
     n_ctx = _context(model)
     B = idx.size(0)
     finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
-    head = _decoding_head(model, max_new_tokens)
+    plain = not _takes_cache(model)  # e.g. the notebooks' own GPT: no cache, logits only
+    use_cache = use_cache and not plain
+    head = None if plain else _decoding_head(model, max_new_tokens)
 
     def last_logits(tokens: torch.Tensor, **kwargs):
         """The model on ``tokens``: logits (B, 1, vocab) of the last position (and the cache)."""
+        if plain:
+            return model(tokens)[:, -1:]
         if head is None:
             return model(tokens, last_only=True, **kwargs)
         out = model(tokens, last_only=True, return_hidden=True, **kwargs)
@@ -226,7 +257,7 @@ def _stream(model, idx, max_new_tokens, temperature, top_k, top_p, eos_token, us
             # at positions that are no longer the window's, so rebuild from the window.
             logits, cache = last_logits(window, return_cache=True)
             cache_len = window.size(1)
-        next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
+        next_id = _sample(sampler, logits[:, -1, :], temperature, top_k, top_p, generator)
         if eos_token is not None:
             next_id = next_id.masked_fill(finished[:, None], eos_token)
             finished |= next_id[:, 0] == eos_token
@@ -246,18 +277,30 @@ def generate(
     eos_token: int | None = None,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
+    sampler: Callable[..., torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Append up to ``max_new_tokens`` sampled tokens to ``idx`` (B, T) -> (B, T + new).
 
     temperature 0 is greedy; ``top_k``/``top_p`` cut the unlikely tail; generation stops
     early once every row has produced ``eos_token``. The model is put in eval mode while
-    it runs (and its mode restored after).
+    it runs (and its mode restored after). ``model`` is the package's GPT (with a KV cache)
+    or any module mapping ids (B, T) to logits (B, T, vocab), such as the one you write in
+    part 5; ``sampler`` is your ``sample_next_token(logits, temperature, top_k, generator)``.
     """
     check_sampling_args(temperature, top_k, top_p)
     idx = _validate(model, idx, max_new_tokens)
     new = list(
         stream(
-            model, idx, max_new_tokens, temperature, top_k, top_p, eos_token, use_cache, generator
+            model,
+            idx,
+            max_new_tokens,
+            temperature,
+            top_k,
+            top_p,
+            eos_token,
+            use_cache,
+            generator,
+            sampler,
         )
     )
     if not new:

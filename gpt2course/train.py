@@ -86,8 +86,13 @@ def train_step(
     *,
     autocast_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
-    """One optimizer step over ``micro_batches`` (gradient accumulation); returns the mean loss."""
+    """One optimizer step over ``micro_batches`` (gradient accumulation); returns the mean loss.
+
+    ``model(x)`` gives the logits; ``loss_fn(logits, y)`` (``lm_loss`` unless given) the loss.
+    """
+    loss_fn = loss_fn or lm_loss
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
@@ -101,7 +106,7 @@ def train_step(
         )
         with sync:
             with _autocast(x.device, autocast_dtype):
-                _, loss = model(x, y)
+                loss = loss_fn(model(x), y)
             # Dividing by n makes the summed gradients the mean over all micro-batches.
             scaled = loss / n
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
@@ -131,8 +136,10 @@ def evaluate(
     max_batches: int = 20,
     *,
     autocast_dtype: torch.dtype | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
     """Mean loss over the first ``max_batches`` batches of ``val_batches`` (model in eval mode)."""
+    loss_fn = loss_fn or lm_loss
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -142,7 +149,7 @@ def evaluate(
             break
         x, y = x.to(device), y.to(device)
         with _autocast(device, autocast_dtype):
-            _, loss = model(x, y)
+            loss = loss_fn(model(x), y)
         losses.append(loss.float().item())
     model.train(was_training)
     if not losses:
@@ -311,9 +318,9 @@ class TrainConfig:
     checkpoint_interval: int = 0
     progress: bool = True  # tqdm bar
 
-    def lr_at(self, step: int) -> float:
-        """The learning rate at ``step`` under this config's schedule."""
-        return lr_schedule(
+    def lr_at(self, step: int, schedule: Callable[..., float] | None = None) -> float:
+        """The learning rate at ``step`` under this config's settings (``schedule``: yours)."""
+        return (schedule or lr_schedule)(
             step,
             max_lr=self.learning_rate,
             min_lr=self.min_lr,
@@ -457,6 +464,9 @@ def train(
     *,
     resume: Checkpoint | str | Path | None = None,
     extra: dict | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    step_fn: Callable[..., float] | None = None,
+    lr_fn: Callable[..., float] | None = None,
 ) -> History:
     """Train ``model`` for ``config.max_steps`` optimizer steps and return the loss history.
 
@@ -465,6 +475,9 @@ def train(
     to carry on from: weights, AdamW state, step, data position and history. ``extra`` is
     stored in every checkpoint (e.g. the tokenizer's name). Under ``torchrun`` with an
     initialised process group the model is wrapped in DistributedDataParallel.
+
+    ``loss_fn``, ``step_fn`` and ``lr_fn`` are yours from part 6 (``lm_loss``, ``train_step``,
+    ``lr_schedule``), used in place of the package's. ``model(x)`` must give the logits.
     """
     from tqdm import tqdm
 
@@ -495,6 +508,11 @@ def train(
         config.eps,
     )
     autocast_dtype, needs_scaler = _precision(device, config.precision)
+    if step_fn is not None and needs_scaler:
+        # fp16 needs a GradScaler, which the notebook's train_step does not take: fp32 is
+        # slower but right, where unscaled fp16 gradients would underflow to zero.
+        print("your train_step takes no GradScaler: training in fp32 on this GPU", file=sys.stderr)
+        autocast_dtype, needs_scaler = None, False
     scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
     history = History()
     step, position = 0, 0
@@ -561,7 +579,7 @@ def train(
                         file=sys.stderr,
                     )
                 break
-            lr = config.lr_at(step)
+            lr = config.lr_at(step, lr_fn)
             micro = []
             for _ in range(config.grad_accum_steps):
                 x, y = next(batches)
@@ -569,15 +587,20 @@ def train(
             if first:  # a bad batch fails here with a clear message, not deep in an embedding
                 _check_batch(micro[0], raw_model)
                 first = False
-            loss = train_step(
-                model,
-                optimizer,
-                micro,
-                lr,
-                config.grad_clip,
-                autocast_dtype=autocast_dtype,
-                scaler=scaler,
-            )
+            if step_fn is None:
+                loss = train_step(
+                    model,
+                    optimizer,
+                    micro,
+                    lr,
+                    config.grad_clip,
+                    autocast_dtype=autocast_dtype,
+                    scaler=scaler,
+                    loss_fn=loss_fn,
+                )
+            else:  # yours: (model, optimizer, micro_batches, lr, grad_clip), no GradScaler
+                with _autocast(device, autocast_dtype):
+                    loss = float(step_fn(model, optimizer, micro, lr, config.grad_clip))
             if world > 1:
                 import torch.distributed as dist
 
@@ -604,7 +627,11 @@ def train(
                 step % config.eval_interval == 0 or step == config.max_steps
             ):
                 val = evaluate(
-                    raw_model, val_loader, config.eval_batches, autocast_dtype=autocast_dtype
+                    raw_model,
+                    val_loader,
+                    config.eval_batches,
+                    autocast_dtype=autocast_dtype,
+                    loss_fn=loss_fn,
                 )
                 history.val_step.append(step)
                 history.val_loss.append(val)
