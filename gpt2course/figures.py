@@ -67,7 +67,7 @@ TIMELINE: list[Milestone] = [
     ),
     Milestone(
         "ChatGPT", 2022 + 10 / 12, "30 Nov 2022", "undisclosed", "",
-        "chat app",
+        "chat app, on GPT-3.5",
         "OpenAI, Introducing ChatGPT (30 Nov 2022)",
     ),
     Milestone(
