@@ -1,13 +1,15 @@
 """Figures the notebooks draw: the course roadmap (part 0) and the GPT timeline (part 9).
 
-Pure functions returning a matplotlib ``Figure``; the data they draw is public here, so the
-tests can check it against the published dates and sizes.
+Functions returning a new matplotlib ``Figure`` (made with pyplot, so a notebook's
+``plt.show()`` displays it); the data they draw is public here, so the tests can check it
+against the published dates and sizes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 __all__ = ["ROADMAP", "TIMELINE", "Milestone", "roadmap_figure", "timeline_figure"]
@@ -79,7 +81,7 @@ TIMELINE: list[Milestone] = [
 
 def roadmap_figure() -> Figure:
     """The course's ten parts as one row of boxes, coloured by stage."""
-    fig = Figure(figsize=(10, 2.2))
+    fig = plt.figure(figsize=(10, 2.2))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(-0.6, len(ROADMAP) - 0.4)
     ax.set_ylim(-1.1, 1.0)
@@ -109,7 +111,7 @@ def _box(x: float, y: float, w: float, h: float, colour: str):
 
 def timeline_figure() -> Figure:
     """GPT-1 to GPT-4 on a time axis, each with its size, context and access."""
-    fig = Figure(figsize=(10, 3.2))
+    fig = plt.figure(figsize=(10, 3.2))
     ax = fig.add_subplot()
     ax.axhline(0, color="#455a64", lw=1)
     for k, m in enumerate(TIMELINE):

@@ -2,6 +2,8 @@
 
 import io
 
+import matplotlib.pyplot as plt
+
 from gpt2course import course, figures
 from gpt2course.model import GPTConfig
 
@@ -27,3 +29,4 @@ def test_figures_render():
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         assert buf.tell() > 1000
+        plt.close(fig)
