@@ -5,7 +5,9 @@ MLP sublayers with pre-LN residuals (GPT-2), post-LN residuals (the original Tra
 or no residuals, at GPT-2's initialisation, for a loss that depends on the input.
 
 ``shakespeare_base`` (part 9): a small byte-level GPT pretrained on Tiny Shakespeare for a
-few hundred steps, a base that already knows some English to instruction-tune.
+few hundred steps, a base that already knows some English to instruction-tune;
+``mistake_pairs`` and ``preference_rate``: preference pairs from the model's own wrong
+answers, and how often it now prefers the right one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ import torch.nn.functional as F
 
 from .model import GPT, MLP, GPTConfig
 
-__all__ = ["RESIDUAL_SETTINGS", "GradientProfile", "residual_gradients", "shakespeare_base"]
+__all__ = [
+    "RESIDUAL_SETTINGS",
+    "GradientProfile",
+    "residual_gradients",
+    "shakespeare_base",
+    "mistake_pairs",
+    "preference_rate",
+]
 
 RESIDUAL_SETTINGS = ("pre-LN", "post-LN", "no residual")
 
@@ -126,3 +135,30 @@ def shakespeare_base(
         ),
     )
     return model
+
+
+def mistake_pairs(model: torch.nn.Module, examples, tokenizer) -> list:
+    """Preference pairs from the model's own mistakes: the right answer over its greedy one."""
+    from .instruct import greedy_answers
+    from .preference import PreferencePair
+
+    answers = greedy_answers(model, [e.instruction for e in examples], tokenizer, 12)
+    return [
+        PreferencePair(e.instruction, e.response, a)
+        for e, a in zip(examples, answers, strict=True)
+        if a.strip() != e.response.strip()
+    ]
+
+
+@torch.no_grad()
+def preference_rate(model: torch.nn.Module, pairs, tokenizer) -> tuple[float, float]:
+    """How often ``model`` gives the preferred answer more probability than the rejected
+    one, and the mean log-probability of the preferred answers."""
+    from .preference import sequence_logprobs
+
+    if not pairs:
+        raise ValueError("no preference pairs to measure; the model made no mistakes")
+    inst = [p.instruction for p in pairs]
+    chosen = sequence_logprobs(model, inst, [p.chosen for p in pairs], tokenizer)
+    rejected = sequence_logprobs(model, inst, [p.rejected for p in pairs], tokenizer)
+    return (chosen > rejected).float().mean().item(), chosen.mean().item()

@@ -67,3 +67,30 @@ def test_learner_sublayer_and_bad_input():
     assert len(prof.layer_grad_norms) == 4
     with pytest.raises(ValueError, match="choose from"):
         residual_gradients("pre-ln")
+
+
+def test_mistake_pairs_and_preference_rate():
+    import torch
+
+    from gpt2course import instruct
+    from gpt2course.experiments import mistake_pairs, preference_rate
+    from gpt2course.model import GPT, GPTConfig
+    from gpt2course.preference import PreferencePair
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=256, n_positions=128, n_layer=1, n_head=2, n_embd=16))
+    model.eval()
+    tok = instruct.ByteTokenizer()
+    examples = instruct.make_tasks(6, seed=0)
+    pairs = mistake_pairs(model, examples, tok)
+    answers = instruct.greedy_answers(model, [e.instruction for e in examples], tok, 12)
+    assert len(pairs) == sum(
+        a.strip() != e.response for a, e in zip(answers, examples, strict=True)
+    )
+    # The rejected answer is the model's own greedy one: it must not prefer the right answer.
+    rate, _ = preference_rate(model, pairs, tok)
+    assert rate < 0.5
+    swapped = [PreferencePair(p.instruction, p.rejected, p.chosen) for p in pairs]
+    assert preference_rate(model, swapped, tok)[0] == pytest.approx(1 - rate)
+    with pytest.raises(ValueError, match="no preference pairs"):
+        preference_rate(model, [], tok)
