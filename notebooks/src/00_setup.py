@@ -3,6 +3,55 @@
 # embeddings, attention, the transformer block, training, and finally the real
 # pretrained GPT-2 from OpenAI, generating text with your own code.
 #
+# ## What GPT-2 is
+# GPT-2 is a **language model**: given some text, it gives a probability to every possible
+# next token, and writing text is just picking a next token again and again. It was made by
+# OpenAI and announced in February 2019 (Radford et al., *Language Models are Unsupervised
+# Multitask Learners*). Inside, it is a **decoder-only Transformer**: a stack of identical
+# blocks of causal self-attention (each token looks only at the tokens before it) and a
+# small MLP, the architecture of Vaswani et al. 2017 without its encoder half.
+#
+# It was trained on one task only, predicting the next token, on **WebText**: the text of
+# web pages linked from Reddit posts with at least 3 karma (a cheap filter for pages that
+# people found worth sharing), about 8 million documents and 40 GB of text, Wikipedia
+# removed. With no further training it could write coherent paragraphs and, posed the right
+# way, summarise, answer questions and translate a little; the paper's title is that claim.
+#
+# It comes in **four sizes**, all the same design at different depth and width:
+#
+# | name | layers | width | paper's figure | counted (part 4) |
+# | --- | --- | --- | --- | --- |
+# | `gpt2` (small) | 12 | 768 | 117M | 124M |
+# | `gpt2-medium` | 24 | 1,024 | 345M | 355M |
+# | `gpt2-large` | 36 | 1,280 | 762M | 774M |
+# | `gpt2-xl` | 48 | 1,600 | 1,542M | 1,558M |
+#
+# The paper's figures are smaller than the weights OpenAI published: counting the published
+# tensors, as part 4 does, gives 124,439,808 for the small model, and OpenAI's own later
+# posts use 124M, 355M, 774M and 1.5B. The names in the left column are the ones the
+# published weights go by.
+#
+# GPT-2's predecessor is **GPT-1** (Radford et al. 2018, *Improving Language Understanding
+# by Generative Pre-Training*): the same recipe of pretraining a Transformer decoder on
+# unlabelled text, at the size of GPT-2 small, on a corpus of books, followed by fine-tuning
+# on each task. GPT-2 made it more than ten times larger, moved LayerNorm in front of each sublayer
+# (part 4), and showed that with enough data the fine-tuning step could sometimes be
+# skipped. Part 9 follows the line on to GPT-3, ChatGPT and GPT-4.
+#
+# ## The course in one picture
+# Parts 1 to 5 build the model piece by piece; part 6 trains a small one; parts 7 and 8
+# load OpenAI's weights into your code and fine-tune them; part 9 looks at what separates
+# GPT-2 from ChatGPT.
+
+# %%
+import matplotlib.pyplot as plt
+
+from gpt2course.figures import roadmap_figure
+
+roadmap_figure()
+plt.show()
+
+# %% [markdown]
 # ## How the course works
 #
 # Every notebook comes in three versions, all made from one source:
@@ -57,7 +106,9 @@ import torch
 from gpt2course.device import in_colab, pick_device, pick_dtype
 
 device = pick_device()
-print(f"torch {torch.__version__}, device {device}, dtype {pick_dtype(device)}, Colab: {in_colab()}")
+print(
+    f"torch {torch.__version__}, device {device}, dtype {pick_dtype(device)}, Colab: {in_colab()}"
+)
 
 # %% [markdown]
 # ## The downloads

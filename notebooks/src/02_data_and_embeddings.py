@@ -264,7 +264,7 @@ print(f"wte holds {wte.weight.numel():,} numbers, wpe {wpe.weight.numel():,}")
 # %% [markdown]
 # The token table alone holds 38.6 million numbers, almost a third of GPT-2 small's 124
 # million parameters. (GPT-2 reuses the same table at the very end to turn vectors back
-# into next-token scores; part 5 shows that *weight tying*.)
+# into next-token scores; part 4 shows that *weight tying*.)
 #
 # Two checks that the sum means what we think: the same token at two positions gets two
 # different vectors, and the same position carries the same position vector in every window.

@@ -263,7 +263,9 @@ print()
 # when every row is done.
 #
 # Our random model does not know when a text is finished, so to watch the mechanics we
-# pretend that whatever token it picks 5th in the first row is the end token:
+# pretend that whatever token it picks 5th in the first row is the end token. Generation
+# stops the first time that token comes up, which can be earlier: a random model repeats
+# itself, and here its 4th token is the same as its 5th.
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -475,9 +475,12 @@ plt.show()
 #     data.train_bin=fineweb_train.bin data.val_bin=fineweb_val.bin --out checkpoints/gpt2-124m
 # ```
 #
-# The `gpt2-124m` preset is GPT-2 small with the published recipe: about half a million
-# tokens per step (the accumulation adapts to the number of GPUs), 6e-4 peak learning
-# rate, 715 warmup steps. Its token files are GPT-2 ids as raw `uint16`, which you make
+# The `gpt2-124m` preset is GPT-2 small's shape with the recipe of a later reproduction,
+# Karpathy's build-nanogpt, which borrows the GPT-3 paper's hyperparameters for a model of
+# this size: about half a million tokens per step (the accumulation adapts to the number of
+# GPUs), 6e-4 peak learning rate, 715 warmup steps. OpenAI's own recipe for GPT-2 is not
+# published in that detail: the paper says each size's learning rate was tuned by hand for
+# the best perplexity on held-out WebText. Its token files are GPT-2 ids as raw `uint16`, which you make
 # once from a corpus such as FineWeb-Edu; on a node of 8 recent GPUs it takes a few hours.
 #
 # ## What we have

@@ -6,7 +6,7 @@
 # 2. **LoRA** (low-rank adaptation, Hu et al. 2021), written from scratch: the base weights
 #    stay frozen and small adapter matrices learn the change;
 #
-# then compares what each costs (trainable parameters, memory) and buys (validation loss),
+# then compares what each costs (trainable parameters, memory) and buys (validation loss and perplexity),
 # saves the adapters alone (kilobytes instead of the whole model), and merges them back
 # into the weights.
 #
@@ -20,6 +20,7 @@
 
 # %%
 import copy
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -314,11 +315,15 @@ print(
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-print(f"{'':6} {'trainable':>12} {'memory (MB)':>12} {'val loss':>9} {'seconds':>8}")
-print(f"{'base':6} {'':>12} {'':>12} {base_loss:9.3f}")
+# Perplexity is exp(loss), the measure of part 7: per token of this model's tokenizer.
+print(
+    f"{'':6} {'trainable':>12} {'memory (MB)':>12} {'val loss':>9} {'perplexity':>10} {'seconds':>8}"
+)
+print(f"{'base':6} {'':>12} {'':>12} {base_loss:9.3f} {math.exp(base_loss):10.2f}")
 for name, r in results.items():
     print(
-        f"{name:6} {r['trainable']:12,} {r['memory_MB']:12.2f} {r['val_loss']:9.3f} {r['seconds']:8.1f}"
+        f"{name:6} {r['trainable']:12,} {r['memory_MB']:12.2f} {r['val_loss']:9.3f} "
+        f"{math.exp(r['val_loss']):10.2f} {r['seconds']:8.1f}"
     )
 if device.type == "cuda":
     print(
@@ -351,6 +356,8 @@ plt.show()
 #   memory. For GPT-2 124M in fp32: 0.5 GB of weights, 1.5 GB more to train all of them;
 #   rank-8 adapters on `c_attn` and the MLP are 1.0M parameters (0.8%), about 16 MB to
 #   train. Activations (not counted here) are much the same for both.
+# - **Perplexity**, part 7's measure, is the exponential of the loss: on a byte-level base
+#   it counts bytes, not GPT-2 tokens, so compare it only within this table.
 # - **Loss**: full fine-tuning usually ends a little lower: it can change everything. LoRA
 #   gets most of the way at a fraction of the cost, and the better the base model, the
 #   closer it gets: the LoRA paper matched full fine-tuning of GPT-2 medium and large on its
