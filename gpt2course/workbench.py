@@ -40,6 +40,7 @@ class Piece:
     name: str
     part: str  # the notebook that teaches it, "03"
     check: str  # its check in gpt2course.checks; the check's fallback is the reference
+    uses: tuple[str, ...] = ()  # earlier pieces the check builds its reference from
 
 
 # In course order: a piece may use any piece above it.
@@ -55,7 +56,7 @@ PIECES: dict[str, Piece] = {
         Piece("gelu", "04", "check_gelu"),
         Piece("MLP", "04", "check_mlp"),
         Piece("Block", "04", "check_block"),
-        Piece("GPT", "05", "check_gpt"),
+        Piece("GPT", "05", "check_gpt", uses=("Block",)),
         Piece("sample_next_token", "05", "check_sample_next_token"),
         Piece("lm_loss", "06", "check_lm_loss"),
         Piece("lr_schedule", "06", "check_lr_schedule"),
@@ -83,11 +84,13 @@ def _not_done(*args: Any, **kwargs: Any) -> Any:
     raise NotImplementedError
 
 
-def _reference(piece: Piece) -> Any:
-    """The reference with the exercise's interface: what the check hands back for a stub."""
+def _reference(piece: Piece, namespace: dict) -> Any:
+    """The reference with the exercise's interface: what the check hands back for a stub
+    (built from the pieces in ``namespace``: a fallback GPT keeps your Block)."""
     from . import checks
 
-    return _quiet(lambda: getattr(checks, piece.check)(_not_done))
+    uses = [namespace[n] for n in piece.uses]
+    return _quiet(lambda: getattr(checks, piece.check)(_not_done, *uses))
 
 
 def source_of(obj: Any) -> str:
@@ -167,7 +170,9 @@ def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
     """Your piece from its saved source, if it is there and still passes its check."""
     path = folder() / f"{piece.name}.py"
     if not path.is_file():
-        return _Loaded(_reference(piece), False, f"not saved yet (run part {piece.part}'s check)")
+        return _Loaded(
+            _reference(piece, namespace), False, f"not saved yet (run part {piece.part}'s check)"
+        )
     source = path.read_text(encoding="utf-8")
     filename = f"<your {piece.name} from part {piece.part}>"
     # Registered so that a traceback through your code shows your lines.
@@ -177,7 +182,9 @@ def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
         exec(compile(source, filename, "exec"), ns)
         obj = ns[piece.name]
     except Exception as e:  # the saved code no longer runs: say so, use the reference
-        return _Loaded(_reference(piece), False, f"your saved code failed: {type(e).__name__}: {e}")
+        return _Loaded(
+            _reference(piece, namespace), False, f"your saved code failed: {type(e).__name__}: {e}"
+        )
     from . import checks
 
     global _rebuilding
@@ -186,9 +193,12 @@ def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
     os.environ["GPT2COURSE_STRICT_CHECKS"] = "1"
     _rebuilding = True
     try:
-        passed = _quiet(lambda: check(obj)) is obj
+        uses = [namespace[n] for n in piece.uses]
+        passed = _quiet(lambda: check(obj, *uses)) is obj
     except Exception as e:
-        return _Loaded(_reference(piece), False, f"no longer passes its check ({str(e)[:80]})")
+        return _Loaded(
+            _reference(piece, namespace), False, f"no longer passes its check ({str(e)[:80]})"
+        )
     finally:
         _rebuilding = False
         if old is None:
@@ -196,7 +206,7 @@ def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
         else:
             os.environ["GPT2COURSE_STRICT_CHECKS"] = old
     if not passed:
-        return _Loaded(_reference(piece), False, "no longer passes its check")
+        return _Loaded(_reference(piece, namespace), False, "no longer passes its check")
     try:
         obj.__workbench__ = "yours"
     except (AttributeError, TypeError):

@@ -20,8 +20,8 @@
 # %% [markdown] instructor
 # ⏱ About 45 minutes. The exercises are short; spend the time on why residuals and pre-LN
 # matter (the gradient-norm cell) and on the parameter count, which learners enjoy doing
-# on paper first. Where they stall: `unbiased=False` in the variance, and remembering that
-# `self.attn(...)` returns a tuple.
+# on paper first. Where they stall: `unbiased=False` in the variance, and the order of the
+# residual additions in the block.
 
 # %%
 import math
@@ -31,11 +31,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gpt2course import checks
-from gpt2course.attention import CausalSelfAttention
+from gpt2course import checks, workbench
 from gpt2course.model import GPT, MODEL_NAMES, GPTConfig, count_parameters
 
-# A small block for the experiments; the full setting is GPT-2 small's width.
+# A small block for the checks and experiments; the blocks you build here are the ones
+# part 5 stacks into GPT-2 (at GPT-2 small's width there).
 config = GPTConfig(n_embd=64, n_head=4, n_layer=2, n_positions=64, vocab_size=100)
 DEPTH = 48  # sublayers in the residual experiment, as many as GPT-2's largest size
 torch.manual_seed(0)
@@ -212,8 +212,14 @@ plt.show()
 #
 # ## The block
 # Now assemble it: `ln_1`, `attn`, `ln_2`, `mlp`, with the two residual additions.
-# `CausalSelfAttention` is part 3's module; it returns a tuple `(y, (k, v))`, where the
-# keys and values are for the cache of part 5, so take `[0]`.
+# `CausalSelfAttention` is your module from part 3 (`forward(x)` returns `y`, `(B, T, C)`),
+# taken from your workbench: every check that passes keeps your code there, and
+# `workbench.use` rebuilds it, checks it again, and falls back to the reference if it is
+# missing or wrong. Which one you got, the line below says.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+CausalSelfAttention = workbench.use("CausalSelfAttention")
 
 
 # %%
@@ -233,15 +239,15 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, T, C)."""
         # BEGIN SOLUTION
-        # HINT: x = x + self.attn(self.ln_1(x))[0]; then the same with ln_2 and mlp.
-        x = x + self.attn(self.ln_1(x))[0]  # tokens exchange information
+        # HINT: each sublayer reads a normalised x and adds its output back to x.
+        x = x + self.attn(self.ln_1(x))  # tokens exchange information
         x = x + self.mlp(self.ln_2(x))  # each token processes it on its own
         return x
         # END SOLUTION
 
 
 # %%
-Block = checks.check_block(Block)
+Block = checks.check_block(Block)  # kept on your workbench for part 5 when it passes
 
 # %%
 block = Block(config)

@@ -31,13 +31,16 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from gpt2course import checks
+from gpt2course import checks, workbench
 from gpt2course.assets import tiktoken_gpt2
 from gpt2course.device import quick_mode
 from gpt2course.generation import filter_top_k, generate, next_token_probs, stream
-from gpt2course.model import GPT, GPTConfig
+from gpt2course.model import GPT as PackageGPT
+from gpt2course.model import GPTConfig
+from gpt2course.train import lm_loss
 from gpt2course.widgets.sampling import sampling_playground
 
 # Quick mode: a narrow GPT with GPT-2's vocabulary and a 128-token context, so every cell
@@ -53,13 +56,82 @@ torch.manual_seed(0)
 
 # %% [markdown]
 # ## Assembling GPT-2
-# `gpt2course.model.GPT` is the stack, with Hugging Face's module names so that OpenAI's
-# weights load straight into it in part 7. Built from a config, it starts with **random
-# weights**:
+# Your `Block` from part 4 is on your workbench: every check that passed kept your code,
+# and `workbench.use` rebuilds it here (with your attention and MLP inside), checks it
+# again, and falls back to the reference for any piece that is missing, each on its own.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
+Block = workbench.use("Block")
+
+# %% [markdown]
+# ### Exercise: the GPT module
+# Stack the blocks between the embeddings of part 2 and the tied head of part 4:
+#
+# - `wte`: an `nn.Embedding` with a vector per token (`vocab_size × n_embd`), and `wpe` one
+#   per position (`n_positions × n_embd`); the input of the first block is their sum;
+# - `h`: an `nn.ModuleList` of `n_layer` blocks (a plain list would hide their parameters
+#   from the optimiser); `ln_f`: the final LayerNorm; `lm_head`: `nn.Linear(n_embd,
+#   vocab_size, bias=False)` whose weight **is** `wte.weight`;
+# - GPT-2's initialisation: every linear and embedding weight from $N(0, 0.02)$, biases 0,
+#   and the two residual projections of each block (`c_proj`) scaled by $1/\sqrt{2 \cdot
+#   n\_layer}$, so that the residual stream's variance does not grow with depth.
+#
+# `forward(idx)` takes token ids `(B, T)` and returns logits `(B, T, vocab)`. The names are
+# GPT-2's checkpoint names: in part 7 OpenAI's weights load into *this* class.
+
+
+# %%
+class GPT(nn.Module):
+    """GPT-2: token and position embeddings, n_layer blocks, ln_f, and a head tied to wte."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        # BEGIN SOLUTION
+        # HINT: the same names as in GPT-2's checkpoint: wte, wpe, h, ln_f, lm_head.
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.h = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied: one matrix reads tokens in and out
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        # END SOLUTION
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, T) token ids -> (B, T, vocab) logits."""
+        # BEGIN SOLUTION
+        # HINT: the positions are torch.arange(T, device=idx.device).
+        T = idx.size(1)
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))  # (B, T, C)
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))  # (B, T, vocab)
+        # END SOLUTION
+
+
+# %%
+GPT = checks.check_gpt(GPT, Block)
+
+# %% [markdown]
+# Built from a config, it starts with **random weights**. Which of its parts are your code?
+
+# %%
+# NBVAL_IGNORE_OUTPUT
 model = GPT(config).eval()
-print(f"{model.num_params():,} parameters, {config.n_layer} blocks, width {config.n_embd}, "
+print(workbench.describe(model))
+
+# %%
+n_params = sum(p.numel() for p in model.parameters())  # the tied matrix counts once
+print(f"{n_params:,} parameters, {config.n_layer} blocks, width {config.n_embd}, "
       f"context {config.n_positions}")  # fmt: skip
 idx = torch.tensor([enc.encode("The meaning of life is")])  # (1, T)
 logits = model(idx)  # (1, T, vocab): a prediction after every prefix
@@ -70,14 +142,14 @@ print("idx", tuple(idx.shape), "-> logits", tuple(logits.shape))
 # seen tokens `0..t` only (the causal mask). Training uses all the rows at once; generation
 # needs only the last.
 #
-# How good are random weights? Given the right next tokens as `targets`, the model also
-# returns the cross-entropy loss. A model that knows nothing spreads its bets evenly over
+# How good are random weights? The cross-entropy loss against the right next tokens
+# (part 6 writes it; here the package's `lm_loss`) measures it. A model that knows nothing spreads its bets evenly over
 # the 50,257 tokens, and its loss is $\ln 50257 \approx 10.8$:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 text = torch.tensor([enc.encode("To be, or not to be, that is the question.")])
-_, loss = model(text[:, :-1], targets=text[:, 1:])
+loss = lm_loss(model(text[:, :-1]), text[:, 1:])
 print(f"loss {loss.item():.2f}   vs ln(vocab) = {math.log(config.vocab_size):.2f}")
 
 # %% [markdown]
@@ -270,12 +342,23 @@ print()
 # %%
 # NBVAL_IGNORE_OUTPUT
 prompts = torch.tensor([enc.encode(" Once upon a"), enc.encode(" The best way to")[:3]])  # (2, 3)
-free = generate(model, prompts, 12, temperature=0)
+free = generate(model, prompts, 12, temperature=0, sampler=sample_next_token)
 pretend_eos = free[0, 3 + 4].item()
-one = generate(model, prompts[:1], 12, temperature=0, eos_token=pretend_eos)
+one = generate(model, prompts[:1], 12, temperature=0, eos_token=pretend_eos, sampler=sample_next_token)
 print(f"one prompt: {one.shape[1] - 3} new tokens instead of 12, the last one the end token")
-both = generate(model, prompts, 12, temperature=0, eos_token=pretend_eos)
+both = generate(model, prompts, 12, temperature=0, eos_token=pretend_eos, sampler=sample_next_token)
 print("two prompts:", tuple(both.shape), "- row 0 after its end:", both[0, one.shape[1] :].tolist())
+
+# %% [markdown]
+# ## The package's GPT
+# From here on the notebook uses `gpt2course.model.GPT`: the same model as yours, plus the
+# KV cache of the last section and errors that say what to do. Because your model uses
+# GPT-2's names, its weights load into it as they are:
+
+# %%
+cached = PackageGPT(config).eval()
+cached.load_state_dict(model.state_dict())
+print("same logits:", torch.allclose(cached(idx), model(idx), atol=1e-5))
 
 # %% [markdown]
 # ## Past the context window
@@ -285,7 +368,7 @@ print("two prompts:", tuple(both.shape), "- row 0 after its end:", both[0, one.s
 # %%
 too_long = torch.randint(0, config.vocab_size, (1, config.n_positions + 1))
 try:
-    model(too_long)
+    cached(too_long)
 except ValueError as e:
     print("ValueError:", e)
 
@@ -297,7 +380,7 @@ except ValueError as e:
 
 # %%
 long_prompt = torch.randint(0, config.vocab_size, (1, config.n_positions - 10))
-out = generate(model, long_prompt, 25, temperature=0)
+out = generate(cached, long_prompt, 25, temperature=0)
 print(f"prompt {long_prompt.shape[1]} tokens + 25 new = {out.shape[1]} tokens "
       f"(context {config.n_positions})")  # fmt: skip
 
@@ -313,18 +396,18 @@ print(f"prompt {long_prompt.shape[1]} tokens + 25 new = {out.shape[1]} tokens "
 # the next step feeds **only the new token**, whose query attends to the stored keys plus
 # its own. Per step the work drops from the whole sequence to one token. In our `GPT`:
 #
-# - `logits, cache = model(idx, return_cache=True)` runs the prompt and returns the cache,
+# - `logits, cache = cached(idx, return_cache=True)` runs the prompt and returns the cache,
 #   one `(k, v)` pair per layer;
-# - `logits, cache = model(new_ids, kv_cache=cache, return_cache=True)` runs only `new_ids`,
+# - `logits, cache = cached(new_ids, kv_cache=cache, return_cache=True)` runs only `new_ids`,
 #   at the positions after the cached ones, and returns the cache grown by them.
 
 # %%
-logits, cache = model(idx, return_cache=True)
+logits, cache = cached(idx, return_cache=True)
 print(
     f"{len(cache)} layers; layer 0 keys {tuple(cache[0][0].shape)}, values {tuple(cache[0][1].shape)}"
 )
 next_id = logits[:, -1:].argmax(-1)  # (1, 1)
-logits2, cache = model(next_id, kv_cache=cache, return_cache=True)
+logits2, cache = cached(next_id, kv_cache=cache, return_cache=True)
 print("after one more token: logits", tuple(logits2.shape), "keys", tuple(cache[0][0].shape))
 
 # %% [markdown]
@@ -363,24 +446,24 @@ generate_with_cache = checks.check_generate_with_cache(generate_with_cache)
 prompt = torch.tensor([enc.encode("The meaning of life is"), enc.encode("Hello, my name is")[:5]])
 for kw in [dict(temperature=0), dict(temperature=1.0, top_k=40)]:
     a = generate(
-        model, prompt, N_NEW, use_cache=True, generator=torch.Generator().manual_seed(0), **kw
+        cached, prompt, N_NEW, use_cache=True, generator=torch.Generator().manual_seed(0), **kw
     )
     b = generate(
-        model, prompt, N_NEW, use_cache=False, generator=torch.Generator().manual_seed(0), **kw
+        cached, prompt, N_NEW, use_cache=False, generator=torch.Generator().manual_seed(0), **kw
     )
     print(kw, "same ids with and without the cache:", torch.equal(a, b))
     assert torch.equal(a, b)
-mine = generate_with_cache(model, prompt, N_NEW)
+mine = generate_with_cache(cached, prompt, N_NEW)
 print(
-    "generate_with_cache agrees:", torch.equal(mine, generate(model, prompt, N_NEW, temperature=0))
+    "generate_with_cache agrees:", torch.equal(mine, generate(cached, prompt, N_NEW, temperature=0))
 )
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 seq = a
-full = model(seq)  # (B, T, vocab): everything recomputed
-_, cache = model(seq[:, :-1], return_cache=True)
-step = model(seq[:, -1:], kv_cache=cache)  # (B, 1, vocab): the last token only
+full = cached(seq)  # (B, T, vocab): everything recomputed
+_, cache = cached(seq[:, :-1], return_cache=True)
+step = cached(seq[:, -1:], kv_cache=cache)  # (B, 1, vocab): the last token only
 print("largest logit difference:", f"{(full[:, -1:] - step).abs().max().item():.1e}")
 assert torch.allclose(full[:, -1:], step, atol=1e-4)
 
@@ -394,7 +477,7 @@ assert torch.allclose(full[:, -1:], step, atol=1e-4)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-def running_time(timed_model: GPT, use_cache: bool, n: int) -> list[float]:
+def running_time(timed_model: PackageGPT, use_cache: bool, n: int) -> list[float]:
     """Seconds elapsed after each generated token."""
     times, t0 = [], time.perf_counter()
     start = torch.tensor([[0]])
@@ -404,10 +487,10 @@ def running_time(timed_model: GPT, use_cache: bool, n: int) -> list[float]:
 
 
 if quick_mode():
-    timed = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=256, n_positions=256, vocab_size=1000))
+    timed = PackageGPT(GPTConfig(n_layer=4, n_head=4, n_embd=256, n_positions=256, vocab_size=1000))
     n = 150
 else:
-    timed, n = model, 100  # GPT-2 small on a laptop CPU: about a minute without the cache
+    timed, n = cached, 100  # GPT-2 small on a laptop CPU: about a minute without the cache
 with_cache, without = running_time(timed, True, n), running_time(timed, False, n)
 fig, ax = plt.subplots(figsize=(6, 2.8))
 ax.plot(range(1, n + 1), without, label="without cache")
@@ -431,8 +514,8 @@ print(f"{n} tokens: {without[-1]:.2f} s without the cache, {with_cache[-1]:.2f} 
 
 # %%
 start = torch.randint(0, config.vocab_size, (1, config.n_positions - 5))
-a = generate(model, start, 15, temperature=0, use_cache=True)
-b = generate(model, start, 15, temperature=0, use_cache=False)
+a = generate(cached, start, 15, temperature=0, use_cache=True)
+b = generate(cached, start, 15, temperature=0, use_cache=False)
 print(
     f"{a.shape[1]} tokens, past the context of {config.n_positions}; same ids:", torch.equal(a, b)
 )

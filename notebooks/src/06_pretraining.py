@@ -29,10 +29,10 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from gpt2course import checks
+from gpt2course import checks, workbench
 from gpt2course.checkpoint import load_checkpoint, save_checkpoint
 from gpt2course.device import pick_device, quick_mode
-from gpt2course.model import GPT, GPTConfig
+from gpt2course.model import GPTConfig
 from gpt2course.train import (
     Callback,
     LivePlot,
@@ -57,6 +57,14 @@ N_LAYER, N_HEAD, N_EMBD = (2, 2, 64) if QUICK else (4, 4, 128)
 BLOCK_SIZE, BATCH_SIZE = (64, 8) if QUICK else (128, 16)
 MAX_STEPS = 60 if QUICK else 1200
 print("device:", device)
+
+# %% [markdown]
+# The model is yours: part 5's `GPT`, built from your blocks, from your workbench (the
+# reference stands in for any piece that is missing or wrong, and the line says which).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+GPT = workbench.use("GPT")
 
 # %% [markdown]
 # ## The data, as bytes
@@ -169,7 +177,7 @@ config = GPTConfig(
     vocab_size=256, n_positions=BLOCK_SIZE, n_embd=N_EMBD, n_layer=N_LAYER, n_head=N_HEAD
 )
 model = GPT(config).to(device)
-print(f"{model.num_params() / 1e6:.2f}M parameters")
+print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 for step in range(21):
     x, y = train_batches.batch(step)
@@ -283,7 +291,7 @@ def train_step(model, optimizer, micro_batches, lr: float, grad_clip: float = 1.
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
     for x, y in micro_batches:
-        _, loss = model(x, y)
+        loss = lm_loss(model(x), y)  # your loss, on the model's logits
         (loss / len(micro_batches)).backward()
         total += loss.item()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -306,10 +314,10 @@ x, y = x.to(device), y.to(device)
 half = len(x) // 2
 model.zero_grad()
 for xs, ys in [(x[:half], y[:half]), (x[half:], y[half:])]:
-    (model(xs, ys)[1] / 2).backward()
+    (lm_loss(model(xs), ys) / 2).backward()
 accumulated = model.lm_head.weight.grad.clone()
 model.zero_grad()
-model(x, y)[1].backward()
+lm_loss(model(x), y).backward()
 difference = (accumulated - model.lm_head.weight.grad).abs().max().item()
 print("equal within 1e-6:", difference < 1e-6)
 
@@ -326,12 +334,12 @@ print(f"after 21 steps: validation loss {val_loss:.3f}, perplexity {math.exp(val
 
 # %% [markdown]
 # ## The real run
-# `gpt2course.train.train` is the loop above with all the pieces: AdamW, the schedule, a
-# `train_step` like yours (plus mixed precision on GPUs), clipping, accumulation, a
-# validation loss every `eval_interval` steps, a progress bar, and **callbacks**: here a
-# loss plot that redraws while it trains, and a sample of text at every evaluation, so
-# you can watch Shakespeare's layout appear: first spaces and line breaks, then speaker
-# names in capitals followed by a colon, then words.
+# `gpt2course.train.train` is the loop above with all the pieces, and here it runs yours:
+# your model, your `lm_loss`, your `lr_schedule` and your `train_step`. Around them it adds
+# AdamW with weight decay, a validation loss every `eval_interval` steps, a progress bar,
+# checkpoints, and **callbacks**: here a loss plot that redraws while it trains, and a
+# sample of text at every evaluation, so you can watch Shakespeare's layout appear: first
+# spaces and line breaks, then speaker names in capitals followed by a colon, then words.
 #
 # Full run: about 3 minutes on a 2-core laptop CPU, well under one on a GPU.
 
@@ -351,7 +359,16 @@ run = TrainConfig(
     eval_batches=20,
 )
 t0 = time.perf_counter()
-history = train(model, train_batches, val_batches, run, callbacks=[LivePlot(), PrintSamples(tok)])
+history = train(
+    model,
+    train_batches,
+    val_batches,
+    run,
+    callbacks=[LivePlot(), PrintSamples(tok)],
+    loss_fn=lm_loss,  # yours
+    step_fn=train_step,  # yours
+    lr_fn=lr_schedule,  # yours
+)
 minutes = (time.perf_counter() - t0) / 60
 
 # %%

@@ -34,11 +34,12 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from gpt2course import checks, pretrained
+from gpt2course import checks, pretrained, workbench
 from gpt2course.assets import fetch, tiktoken_gpt2
 from gpt2course.device import pick_device, pick_dtype, quick_mode
 from gpt2course.generation import generate
-from gpt2course.model import GPT, GPTConfig
+from gpt2course.model import GPT as PackageGPT
+from gpt2course.model import GPTConfig
 from gpt2course.widgets.attention import attention_viewer
 from gpt2course.widgets.sampling import sampling_playground
 
@@ -67,9 +68,11 @@ print("device:", device)
 # %%
 # NBVAL_IGNORE_OUTPUT
 weights_path, is_standin = pretrained.course_checkpoint()
+# Printed in every cell whose output comes from these weights, so no screenshot misleads.
+STANDIN = "[STAND-IN: random weights in GPT-2's format, not OpenAI's: noise, not GPT-2] "
+note = STANDIN if is_standin else ""
 # Where the file lies differs from machine to machine (the hub's cache): show its name and size.
-label = "  (STAND-IN: random weights in GPT-2's format, not OpenAI's)" if is_standin else ""
-print(f"{weights_path.name}: {weights_path.stat().st_size / 1e6:,.0f} MB{label}")
+print(f"{note}{weights_path.name}: {weights_path.stat().st_size / 1e6:,.0f} MB")
 
 # %% [markdown]
 # Reading the header costs nothing, so let us list what is inside. For the real gpt2 you
@@ -89,8 +92,13 @@ for key, shape, dtype in entries:
     print(f"{key:<36} {str(shape):<22} {dtype}")
 
 # %% [markdown]
-# Now the same list from our model's side. Build an empty `GPT` of the checkpoint's shape and
-# compare shapes name by name:
+# Now the same list from the model's side: yours, part 5's `GPT`, from your workbench (the
+# line below says which of its parts are yours). Build an empty one of the checkpoint's
+# shape and compare shapes name by name:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+GPT = workbench.use("GPT")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -149,7 +157,7 @@ convert_hf_state_dict = checks.check_convert_hf_state_dict(convert_hf_state_dict
 
 # %% [markdown]
 # ## Loading, and proving it exact
-# Read every tensor, convert, load into a fresh `GPT`. `load_state_dict` complains about any
+# Read every tensor, convert with your converter, load into a fresh `GPT` (yours). `load_state_dict` complains about any
 # name it does not know or cannot find; only the tied `lm_head.weight` may be "missing".
 
 # %%
@@ -160,6 +168,10 @@ result = model.load_state_dict(convert_hf_state_dict(hf_sd), strict=False)
 print("missing:", result.missing_keys, " unexpected:", result.unexpected_keys)
 model = model.to(device).eval()
 del hf_sd
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(workbench.describe(model))
 
 # %% [markdown]
 # "It loaded" is not "it is right". The independent reference is Hugging Face `transformers`,
@@ -185,10 +197,54 @@ assert diff < 1e-4 * max(1.0, scale), "the models disagree: is every Conv1D weig
 del hf_model
 
 # %% [markdown]
-# In practice use `pretrained.load_pretrained("gpt2", device=..., dtype=...)`, which does the
-# same with little memory: it allocates the model once, directly on the device and in the
-# dtype you ask for, and reads the tensors one at a time. Loading gpt2-xl (6.2 GB in float32)
-# peaks at 1.06x the model's size in RAM (`docs/benchmarks.md`).
+# In practice, `pretrained.load_weights(model, "gpt2")` does all of this for any module with
+# GPT-2's names, yours included: it reads the tensors one at a time (so the peak memory is
+# the model plus one tensor), transposes the Conv1D weights for `nn.Linear` layers, and
+# names the first tensor that does not fit, with the likely cause (`load_pretrained` does
+# the same for the package's own `GPT`, built directly on the device and in the dtype you
+# ask for: gpt2-xl, 6.2 GB in float32, peaks at 1.06x its size in RAM, `docs/benchmarks.md`).
+
+# %%
+again = pretrained.load_weights(GPT(config), weights_path.parent).to(device).eval()
+with torch.no_grad():
+    print("load_weights gives the same logits as your converter:", torch.equal(again(ids), model(ids)))
+del again
+
+# %% [markdown]
+# ## Is it really GPT-2?
+# Agreeing with `transformers` proves the loading; whether the weights are OpenAI's is a
+# fact recorded outside this course. Hugging Face's own test suite for GPT-2
+# (`tests/models/gpt2/test_modeling_gpt2.py` in the transformers repository) records what
+# the real `gpt2` writes after "The dog" under greedy decoding: 18 tokens,
+# " was found in a field near the intersection of West and West Streets.\n\nThe dog".
+# Your model, with the weights it just took, must write exactly those.
+
+# %%
+from gpt2course.weights import PUBLISHED_GREEDY, PUBLISHED_PROMPT, greedy_ids
+
+if is_standin:
+    print(
+        "Cannot check here: these are the random stand-in weights, not OpenAI's. With the "
+        "real gpt2 (Colab, or any machine that reaches the hub) this cell compares your "
+        f"model's 18 greedy tokens after 'The dog' with the recorded {PUBLISHED_GREEDY[:4]}..."
+    )
+else:
+    got = greedy_ids(model, PUBLISHED_PROMPT, len(PUBLISHED_GREEDY))
+    print(repr(enc.decode(PUBLISHED_PROMPT + got)))
+    print("✓ your GPT-2 writes the recorded text" if got == PUBLISHED_GREEDY else
+          "✗ not the recorded text: the weights are not gpt2's, or a piece differs")  # fmt: skip
+
+# %% [markdown]
+# One more copy of the same weights, in the package's `GPT`: it adds what the rest of this
+# notebook uses beside your model: the attention weights for the viewer, a KV cache, and
+# the CUDA-graph decoder at the end.
+
+# %%
+reference = PackageGPT(config).to(device).eval()
+reference.load_state_dict(model.state_dict())
+print("same logits:", torch.allclose(reference(ids), model(ids), atol=1e-4))
+
+# %% [markdown]
 #
 # ## Generating
 # First **greedy** decoding: always the most likely token. With the real gpt2 this is fluent
@@ -199,8 +255,8 @@ del hf_model
 # NBVAL_IGNORE_OUTPUT
 prompt = "In a shocking finding, scientists discovered a herd of unicorns"
 idx = torch.tensor([enc.encode(prompt)], device=device)
-greedy = generate(model, idx, NEW_TOKENS, temperature=0)
-print(enc.decode(greedy[0].tolist()))
+greedy = generate(model, idx, NEW_TOKENS, temperature=0)  # your model
+print(note + enc.decode(greedy[0].tolist()))
 
 # %% [markdown]
 # Then **sampling** with temperature 0.8 and top-k 40. Top-k with k = 40 is what the GPT-2
@@ -213,7 +269,7 @@ print(enc.decode(greedy[0].tolist()))
 for seed in range(2):
     g = torch.Generator().manual_seed(seed)
     out = generate(model, idx, NEW_TOKENS, temperature=0.8, top_k=40, generator=g)
-    print(f"--- seed {seed}\n{enc.decode(out[0].tolist())}\n")
+    print(f"--- {note}seed {seed}\n{enc.decode(out[0].tolist())}\n")
 
 # %% [markdown]
 # How repetitive is each? A simple measure: the share of 3-token sequences (trigrams) that
@@ -233,8 +289,8 @@ def repeated_trigrams(ids: list[int]) -> float:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-print(f"greedy:  {repeated_trigrams(greedy[0].tolist()):.2f}")
-print(f"sampled: {repeated_trigrams(out[0].tolist()):.2f}")
+print(f"{note}greedy:  {repeated_trigrams(greedy[0].tolist()):.2f}")
+print(f"{note}sampled: {repeated_trigrams(out[0].tolist()):.2f}")
 
 # %% [markdown]
 # ## Four sizes
@@ -245,7 +301,7 @@ print(f"sampled: {repeated_trigrams(out[0].tolist()):.2f}")
 for name in pretrained.HUB_REPOS:
     c = GPTConfig.from_name(name)
     with torch.device("meta"):
-        n = GPT(c).num_params()
+        n = PackageGPT(c).num_params()
     print(
         f"{name:<12} {c.n_layer:>2} layers {c.n_head:>2} heads width {c.n_embd:>4}: "
         f"{n / 1e6:>5.0f}M parameters, {4 * n / 2**30:.2f} GiB in fp32, {2 * n / 2**30:.2f} in fp16"
@@ -290,7 +346,7 @@ for name in COMPARE:
 # %%
 # NBVAL_IGNORE_OUTPUT
 title = "STAND-IN (random weights)" if is_standin else "GPT-2, trained weights"
-attention_viewer(model, enc, "The cat sat on the mat because it was tired. The cat", title=title)
+attention_viewer(reference, enc, "The cat sat on the mat because it was tired. The cat", title=title)
 
 # %% [markdown]
 # And the model's whole output at one step: the probability of each possible next token.
@@ -300,7 +356,7 @@ attention_viewer(model, enc, "The cat sat on the mat because it was tired. The c
 
 
 # %%
-def top_next_tokens(model: GPT, text: str, k: int = 10) -> list[tuple[str, float]]:
+def top_next_tokens(model: torch.nn.Module, text: str, k: int = 10) -> list[tuple[str, float]]:
     """The k likeliest next tokens after ``text``, with their probabilities."""
     x = torch.tensor([enc.encode(text)], device=next(model.parameters()).device)
     with torch.no_grad():
@@ -342,7 +398,7 @@ sampling_playground(model, enc, prompt="The capital of France is")
 
 # %%
 @torch.no_grad()
-def perplexity(model: GPT, ids: list[int], window: int = 1024) -> float:
+def perplexity(model: torch.nn.Module, ids: list[int], window: int = 1024) -> float:
     """exp(mean next-token cross-entropy) over ``ids``, in half-overlapping windows."""
     window = min(window, model.config.n_positions)
     stride = window // 2
@@ -365,7 +421,7 @@ def perplexity(model: GPT, ids: list[int], window: int = 1024) -> float:
 # NBVAL_IGNORE_OUTPUT
 text = fetch("tinyshakespeare.txt").read_text(encoding="utf-8")
 held_out = enc.encode(text[int(0.9 * len(text)) :])[:PPL_TOKENS]
-print(f"perplexity on {len(held_out):,} held-out tokens: {perplexity(model, held_out):.1f}")
+print(f"{note}perplexity on {len(held_out):,} held-out tokens: {perplexity(model, held_out):.1f}")
 
 # %% [markdown]
 # What to make of the real figure: GPT-2 never trained on Tiny Shakespeare and its web text
@@ -405,7 +461,7 @@ TASKS = {
 }
 
 
-def complete(model: GPT, prompt: str, n: int = TASK_TOKENS) -> str:
+def complete(model: torch.nn.Module, prompt: str, n: int = TASK_TOKENS) -> str:
     """The greedy continuation of ``prompt``, up to the first blank line."""
     x = torch.tensor([enc.encode(prompt)], device=next(model.parameters()).device)
     new = generate(model, x, n, temperature=0)[0, x.size(1) :].tolist()
@@ -414,8 +470,7 @@ def complete(model: GPT, prompt: str, n: int = TASK_TOKENS) -> str:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-if is_standin:
-    print("(STAND-IN: the completions below are noise.)\n")
+print(note)
 for task, p in TASKS.items():
     print(f"{task:>12}: {complete(model, p)!r}")
 
@@ -433,13 +488,14 @@ for task, p in TASKS.items():
 #   at the cost of drifting and contradicting itself.
 # - **Made-up facts**: the model continues text plausibly, not truthfully. Ask it about a
 #   person or a paper and it will invent dates, titles and quotes with the same fluency.
-# - **The 1,024-token window**: the model cannot see further back. Our `GPT` refuses longer
-#   inputs outright, and `generate` slides the window, forgetting the start:
+# - **The 1,024-token window**: the model cannot see further back. The package's `GPT`
+#   refuses longer inputs outright (yours fails in `wpe`, which has no vector for position
+#   1,025), and `generate` slides the window, forgetting the start:
 
 # %%
 too_long = torch.zeros(1, config.n_positions + 1, dtype=torch.long, device=device)
 try:
-    model(too_long)
+    reference(too_long)
 except ValueError as e:
     print("ValueError:", e)
 
@@ -456,11 +512,11 @@ except ValueError as e:
 # NBVAL_IGNORE_OUTPUT
 from gpt2course.fastgen import FastGenerator
 
-fast = FastGenerator(model)
+fast = FastGenerator(reference)
 g = torch.Generator().manual_seed(0)
 t0 = time.perf_counter()
 out = fast.generate(idx, NEW_TOKENS, temperature=0.8, top_k=40, generator=g)
-print(f"{NEW_TOKENS / (time.perf_counter() - t0):.0f} tokens/s on {device.type}")
+print(f"{note}{NEW_TOKENS / (time.perf_counter() - t0):.0f} tokens/s on {device.type}")
 print(enc.decode(out[0].tolist()))
 
 # %% [markdown]

@@ -20,6 +20,7 @@
 
 # %%
 import copy
+import json
 import math
 import tempfile
 import time
@@ -31,10 +32,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import gpt2course
-from gpt2course import checks, lora
+from gpt2course import checks, lora, workbench
 from gpt2course.checkpoint import save_checkpoint
 from gpt2course.device import pick_device, quick_mode
-from gpt2course.model import GPT, GPTConfig
+from gpt2course.model import GPTConfig
 from gpt2course.train import RandomBatches, TrainConfig, evaluate, get_tokenizer, sample, train
 
 device = pick_device()
@@ -49,6 +50,14 @@ BASE_STEPS = 150 if QUICK else 1000  # pretraining of the tiny base
 FT_STEPS = 40 if QUICK else 200  # each fine-tuning run
 RANK, ALPHA = 8, 16
 print("device:", device, "| base:", BASE)
+
+# %% [markdown]
+# The model to fine-tune is yours: part 5's `GPT` from your workbench (with OpenAI's
+# weights loaded into it when `BASE = "gpt2"`, as in part 7).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+GPT = workbench.use("GPT")
 
 # %% [markdown]
 # ## Your text
@@ -93,7 +102,8 @@ if BASE == "gpt2":
     from gpt2course import pretrained
 
     weights, _ = pretrained.course_checkpoint("gpt2")
-    base = pretrained.load_pretrained(weights, device=device)
+    config = pretrained.config_from_hf(json.loads((weights.parent / "config.json").read_text()))
+    base = pretrained.load_weights(GPT(config), weights).to(device)
     tok = get_tokenizer("gpt2")
     BLOCK_SIZE, BATCH_SIZE, LR = 256, 8, 1e-4
 else:
@@ -121,7 +131,7 @@ else:
             device=str(device),
         ),
     )
-print(f"base model: {base.num_params():,} parameters")
+print(f"base model: {sum(p.numel() for p in base.parameters()):,} parameters")
 
 # %% [markdown]
 # The held-out split and a first measurement: the base model's loss on your text, and what
