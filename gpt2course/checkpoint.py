@@ -17,22 +17,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .assets import sha256_of
+from .files import CheckpointError, atomic_path, atomic_write_text, make_temp_dir, sha256_of
 from .model import GPT, GPTConfig
 
 FORMAT = "gpt2course-checkpoint"
 VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint folder is missing, incomplete, damaged or of another format."""
 
 
 @dataclass
@@ -133,11 +128,14 @@ def save_checkpoint(
     if path.is_file():
         raise CheckpointError(f"{path} is a file; give a folder name for the checkpoint")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    tmp = make_temp_dir(path)
     try:
-        (tmp / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-        # save_model stores tied weights (wte / lm_head) once; save_file would refuse them.
-        save_model(model, str(tmp / "model.safetensors"))
+        # Every file goes through atomic_path too: it fsyncs, so the folder renamed into
+        # place below holds complete files even after a power cut.
+        atomic_write_text(tmp / "config.json", json.dumps(model.config.to_dict(), indent=2) + "\n")
+        with atomic_path(tmp / "model.safetensors") as f:
+            # save_model stores tied weights (wte / lm_head) once; save_file would refuse them.
+            save_model(model, str(f))
         meta: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
@@ -151,14 +149,16 @@ def save_checkpoint(
         rng = _rng_tensors()
         if optimizer is not None:
             tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-            save_file({**tensors, **rng}, str(tmp / "optimizer.safetensors"))
+            with atomic_path(tmp / "optimizer.safetensors") as f:
+                save_file({**tensors, **rng}, str(f))
             meta["optimizer"] = opt_meta
         else:
-            save_file(rng, str(tmp / "rng.safetensors"))
+            with atomic_path(tmp / "rng.safetensors") as f:
+                save_file(rng, str(f))
         meta["files"] = {
             f.name: sha256_of(f) for f in sorted(tmp.iterdir()) if f.name != "checkpoint.json"
         }
-        (tmp / "checkpoint.json").write_text(json.dumps(meta, indent=1) + "\n")
+        atomic_write_text(tmp / "checkpoint.json", json.dumps(meta, indent=1) + "\n")
         if path.exists():
             old = path.parent / f".{path.name}.old"
             shutil.rmtree(old, ignore_errors=True)

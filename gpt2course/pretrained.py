@@ -20,13 +20,13 @@ import os
 import re
 import shutil
 import struct
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .files import CheckpointError, atomic_copy, atomic_path, atomic_write_text, sha256_of
 from .model import GPT, GPTConfig
 
 # The hub names of the four sizes; the short names are what the course uses.
@@ -65,10 +65,6 @@ OFFLINE_HELP = (
     "`python -m gpt2course assets seed --from DIR` and set HF_HUB_OFFLINE=1; "
     "or pass a local folder / .safetensors file instead of a name."
 )
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt, truncated or does not fit the model."""
 
 
 # ----------------------------------------------------------------------------- names, shapes
@@ -442,18 +438,12 @@ def write_safetensors(
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(
             {k: v.contiguous() for k, v in tensors.items()},
-            tmp,
+            str(tmp),
             metadata=dict(metadata or {"format": "pt"}),
         )
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 
@@ -465,7 +455,7 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     write_safetensors(to_hf_state_dict(model), folder / WEIGHTS_FILE)
     cfg = hf_config_dict(model.config) | dict(extra_config or {})
-    (folder / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(folder / CONFIG_FILE, json.dumps(cfg, indent=2) + "\n")
     return folder
 
 
@@ -637,8 +627,6 @@ def load_pretrained(
 
 
 def _manifest_entry(folder: Path) -> dict[str, str]:
-    from .assets import sha256_of
-
     return {f: sha256_of(folder / f) for f in (WEIGHTS_FILE, CONFIG_FILE)}
 
 
@@ -657,15 +645,12 @@ def bundle_models(names: list[str], dest: Path) -> list[Path]:
         out = dest / key
         out.mkdir(parents=True, exist_ok=True)
         for src, fname in ((weights, WEIGHTS_FILE), (config, CONFIG_FILE)):
-            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{fname}.", suffix=".part")
-            os.close(fd)
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, out / fname)
-            written.append(out / fname)
+            written.append(atomic_copy(src, out / fname))
         revision = weights.parent.name  # the snapshot folder is named by the commit
         manifest = {"repo": HUB_REPOS[key], "revision": revision, "sha256": _manifest_entry(out)}
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        written.append(out / "manifest.json")
+        written.append(
+            atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+        )
     return written
 
 
@@ -714,10 +699,7 @@ def _place_in_hub_cache(repo: str, revision: str, folder: Path, sha: Mapping[str
     for fname, digest in sha.items():
         blob = root / "blobs" / digest
         if not blob.is_file():
-            fd, tmp = tempfile.mkstemp(dir=blob.parent, prefix=f".{digest}.", suffix=".incomplete")
-            os.close(fd)
-            shutil.copyfile(folder / fname, tmp)
-            os.replace(tmp, blob)
+            atomic_copy(folder / fname, blob)
         link = snap / fname
         link.unlink(missing_ok=True)
         try:
@@ -725,7 +707,7 @@ def _place_in_hub_cache(repo: str, revision: str, folder: Path, sha: Mapping[str
         except OSError:  # no symlinks (some Windows setups): a copy works the same
             shutil.copyfile(blob, link)
     (root / "refs").mkdir(exist_ok=True)
-    (root / "refs" / "main").write_text(revision, encoding="utf-8")
+    atomic_write_text(root / "refs" / "main", revision)
 
 
 def iter_checkpoint(name_or_path: str | Path) -> Iterator[tuple[str, tuple[int, ...], str]]:
