@@ -51,6 +51,9 @@ CONV1D_WEIGHTS = (
 # its mask on the fly. (``attn.c_attn.bias`` is a real parameter and must not match.)
 _MASK_BUFFER = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
 
+# config.json key holding our full GPTConfig (dropout, bias) beside transformers' own keys.
+OUR_CONFIG_KEY = "gpt2course_config"
+
 # Marks a checkpoint made by write_standin_checkpoint(), so nobody mistakes its text for GPT-2's.
 STANDIN_KEY = "gpt2course_standin"
 STANDIN_BANNER = (
@@ -177,6 +180,8 @@ def checkpoint_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
             p + "mlp.c_proj.bias": (C,),
         }
     shapes |= {"ln_f.weight": (C,), "ln_f.bias": (C,)}
+    if not config.bias:  # our own models may be trained without biases; GPT-2 has them
+        shapes = {k: v for k, v in shapes.items() if not k.endswith(".bias")}
     return shapes
 
 
@@ -447,16 +452,30 @@ def write_safetensors(
     return path
 
 
-def save_checkpoint(
+def write_model(
     model: GPT, folder: str | Path, extra_config: Mapping[str, Any] | None = None
 ) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` in the layout ``save_pretrained`` uses."""
+    """Write ``config.json`` + ``model.safetensors`` in the layout ``save_pretrained`` uses.
+
+    This is the weights part of the one checkpoint format: transformers, ``load_pretrained``
+    and ``checkpoint.load_checkpoint`` all read it. ``config.json`` also carries our whole
+    ``GPTConfig`` (under ``gpt2course_config``), so dropout and bias survive a round trip.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_safetensors(to_hf_state_dict(model), folder / WEIGHTS_FILE)
-    cfg = hf_config_dict(model.config) | dict(extra_config or {})
+    cfg = hf_config_dict(model.config) | {OUR_CONFIG_KEY: model.config.to_dict()}
+    cfg |= dict(extra_config or {})
     atomic_write_text(folder / CONFIG_FILE, json.dumps(cfg, indent=2) + "\n")
     return folder
+
+
+def save_checkpoint(
+    model: GPT, folder: str | Path, extra_config: Mapping[str, Any] | None = None
+) -> Path:
+    """Old name of ``write_model``; note the order (model, folder). To save training state
+    too, use ``checkpoint.save_checkpoint(path, model, ...)``, which writes the same layout."""
+    return write_model(model, folder, extra_config)
 
 
 def write_standin_checkpoint(
@@ -466,7 +485,7 @@ def write_standin_checkpoint(
     GPT-2's: GPT-2's vocabulary and context, but its text is noise. Marked as a stand-in."""
     torch.manual_seed(seed)
     model = GPT(GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd))
-    return save_checkpoint(model, path, extra_config={STANDIN_KEY: True})
+    return write_model(model, path, extra_config={STANDIN_KEY: True})
 
 
 # ----------------------------------------------------------------------------- loading
@@ -610,7 +629,12 @@ def load_pretrained(
             raw_config = json.loads(config_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{config_path} is not valid JSON ({e})") from None
-        config = config_from_hf(raw_config)
+        if _is_legacy_config(raw_config):
+            return _load_legacy(weights, raw_config, device, dtype)
+        if OUR_CONFIG_KEY in raw_config:
+            config = _our_config(raw_config[OUR_CONFIG_KEY], config_path)
+        else:
+            config = config_from_hf(raw_config)
     elif hub_name is not None:
         config = GPTConfig.from_name(hub_name)
     else:
@@ -620,6 +644,32 @@ def load_pretrained(
     _load_tensors(model, config, {k: st.entries[k][1] for k in order}, st.read)
     model.source = hub_name or str(weights)
     model.is_standin = bool(raw_config.get(STANDIN_KEY, False))
+    return model.eval()
+
+
+def _our_config(d: Any, where: Path) -> GPTConfig:
+    try:
+        return GPTConfig(**d)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: {OUR_CONFIG_KEY} is not a valid GPTConfig ({e})") from None
+
+
+def _is_legacy_config(raw: Mapping[str, Any]) -> bool:
+    """A ``config.json`` written by gpt2course before 0.2: a bare GPTConfig, our weight names."""
+    return "model_type" not in raw and "n_positions" in raw and "bias" in raw
+
+
+def _load_legacy(weights: Path, raw: Mapping[str, Any], device, dtype) -> GPT:
+    """Read the first checkpoint format (our parameter names, no transposes)."""
+    from safetensors.torch import load_model
+
+    model = GPT(_our_config(raw, weights.parent / CONFIG_FILE))
+    try:
+        load_model(model, str(weights), strict=True, device=str(device))
+    except (OSError, RuntimeError) as e:
+        raise CheckpointError(f"could not read the tensors in {weights}: {e}") from e
+    model.to(device=device, dtype=dtype)
+    model.source, model.is_standin = str(weights), False
     return model.eval()
 
 

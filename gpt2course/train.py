@@ -31,7 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import Checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, restore_rng, run_settings, save_checkpoint
+from .files import CheckpointError
 from .model import GPT, GPTConfig
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -817,10 +818,17 @@ def _parse_value(text: str) -> Any:
 
 
 def resolve_config(
-    preset: str | None = None, config_file: str | None = None, overrides: Sequence[str] = ()
+    preset: str | None = None,
+    config_file: str | None = None,
+    overrides: Sequence[str] = (),
+    base: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The run's {"model", "data", "train"} settings: preset, then the JSON file, then KEY=VALUE."""
+    """The run's {"model", "data", "train"} settings: preset (or ``base``, e.g. a checkpoint's
+    own settings), then the JSON file, then KEY=VALUE."""
     cfg: dict[str, dict[str, Any]] = {"model": {}, "data": dict(DATA_DEFAULTS), "train": {}}
+    if base is not None:
+        for section in cfg:
+            cfg[section].update(base.get(section, {}))
 
     def merge(src: dict, where: str) -> None:
         for section, values in src.items():
@@ -838,7 +846,8 @@ def resolve_config(
             raise FileNotFoundError(f"no config file {config_file}") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{config_file} is not valid JSON: {e}") from e
-    preset = preset or file_cfg.get("preset") or ("shakespeare-bytes" if not config_file else None)
+    default = "shakespeare-bytes" if not config_file and base is None else None
+    preset = preset or file_cfg.get("preset") or default
     if preset:
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -913,7 +922,10 @@ def main(argv: list[str] | None = None) -> int:
         "--preset", help=f"start from one of: {', '.join(PRESETS)} (default shakespeare-bytes)"
     )
     p.add_argument("--out", help="checkpoint folder to write (safetensors + JSON)")
-    p.add_argument("--resume", help="checkpoint folder to carry on from")
+    p.add_argument(
+        "--resume",
+        help="checkpoint folder to carry on from (its own settings, unless --config/--preset)",
+    )
     p.add_argument("--samples", action="store_true", help="print a sample at every evaluation")
     p.add_argument(
         "--print-config", action="store_true", help="print the resolved settings and exit"
@@ -923,10 +935,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     try:
-        cfg = resolve_config(args.preset, args.config, args.overrides)
+        base = None
+        if args.resume and not (args.config or args.preset):
+            base = run_settings(args.resume)
+        cfg = resolve_config(args.preset, args.config, args.overrides, base=base)
         tcfg = TrainConfig.from_dict(cfg["train"])
         mcfg = GPTConfig(**cfg["model"])
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.print_config:
