@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import torch
-from safetensors.torch import save_model
+from safetensors.torch import save_file, save_model
 
 from gpt2course.checkpoint import load_checkpoint
 from gpt2course.files import sha256_of
@@ -23,7 +23,9 @@ def test_first_format_checkpoints_still_load(tmp_path):
     files = {f: sha256_of(tmp_path / f) for f in ("config.json", "model.safetensors")}
     meta = {"format": "gpt2course-checkpoint", "version": 1, "step": 4, "files": files}
     (tmp_path / "checkpoint.json").write_text(json.dumps(meta))
-    (tmp_path / "rng.safetensors").write_bytes(b"")
+    save_file({"rng.cpu": torch.get_rng_state()}, str(tmp_path / "rng.safetensors"))
     x = torch.randint(0, 32, (1, 8))
     want = model.eval()(x)
     assert torch.equal(load_pretrained(tmp_path)(x), want)
+    ck = load_checkpoint(tmp_path)
+    assert ck.step == 4 and torch.equal(ck.model.eval()(x), want)
