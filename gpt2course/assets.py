@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import atomic_copy, atomic_path, sha256_of
+from .files import atomic_path, sha256_of
 
 
 @dataclass(frozen=True)
@@ -206,44 +206,11 @@ def tiktoken_gpt2():
     return tiktoken.get_encoding("gpt2")
 
 
-def bundle(dest: str | Path, models: tuple[str, ...] | list[str] = ()) -> list[Path]:
-    """Write every asset (and, on request, pretrained models) to ``dest`` for an offline room."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in ASSETS:
-        written.append(atomic_copy(fetch(name), dest / name))
-    if models:
-        from . import pretrained
+def __getattr__(name: str):
+    # bundle and seed moved to gpt2course.offline (they also carry models, which this
+    # module must not know about); the old names still work, imported when first used.
+    if name in ("bundle", "seed"):
+        from . import offline
 
-        written += pretrained.bundle_models(list(models), dest / "models")
-    return written
-
-
-def seed(src: str | Path) -> list[str]:
-    """Import an offline bundle: verify every file's hash, copy it into the cache, and place
-    the tokenizer files for tiktoken. Raises ``AssetError`` naming any bad or missing file."""
-    src = Path(src)
-    if not src.is_dir():
-        raise AssetError(f"{src} is not a folder; pass the folder that `assets bundle` wrote")
-    missing = [n for n in ASSETS if not (src / n).is_file()]
-    bad = [n for n in ASSETS if (src / n).is_file() and sha256_of(src / n) != ASSETS[n].sha256]
-    if missing or bad:
-        parts = []
-        if missing:
-            parts.append("missing: " + ", ".join(missing))
-        if bad:
-            parts.append("wrong sha256 (corrupt copy?): " + ", ".join(bad))
-        raise AssetError(
-            f"the bundle in {src} is incomplete; {'; '.join(parts)}. Nothing was imported."
-        )
-    imported = []
-    for name in ASSETS:
-        _install_copy(src / name, path_of(name), ASSETS[name].sha256)
-        imported.append(name)
-    ensure_tiktoken_files()
-    if (src / "models").is_dir():
-        from . import pretrained
-
-        imported += pretrained.seed_models(src / "models")
-    return imported
+        return getattr(offline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
