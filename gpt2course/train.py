@@ -10,6 +10,9 @@ The pieces around the loop live in their own modules and are re-exported here, s
 notebooks import them from ``gpt2course.train``: the tokenizers (``tokenizer.named``), the
 data (``data``), the callbacks and plots (``callbacks``), and the command line
 (``cli.train``: ``PRESETS``, ``resolve_config``, ``main``).
+
+About 500 lines, over the package's ~450, on purpose: what is left is one idea, the pieces
+notebook 06 has the learner write and the loop that runs them, read top to bottom.
 """
 
 from __future__ import annotations
