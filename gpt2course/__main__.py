@@ -17,7 +17,7 @@ VERBS = {
     "notebooks": ("gpt2course.cli_notebooks", "main", "generate the notebooks from notebooks/src"),
     "bench": ("gpt2course.bench", "main", "run a benchmark: tokenizer, generate, train"),
     "generate": ("gpt2course.cli_generate", "main", "generate text from a model, streamed"),
-    "train": ("gpt2course.train", "main", "train a GPT (torchrun for several processes)"),
+    "train": ("gpt2course.cli.train", "main", "train a GPT (torchrun for several processes)"),
 }
 
 

@@ -18,6 +18,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import atomic_path, sha256_of
+
 
 @dataclass(frozen=True)
 class Asset:
@@ -92,15 +94,6 @@ def tiktoken_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / "data-gym-cache"
 
 
-def sha256_of(path: Path) -> str:
-    """The sha256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _get(name: str) -> Asset:
     try:
         return ASSETS[name]
@@ -119,18 +112,27 @@ def is_present(name: str) -> bool:
     return p.is_file() and sha256_of(p) == _get(name).sha256
 
 
-def _install_verified(src_bytes_path: Path, dest: Path, expected: str, origin: str) -> None:
-    """Move a file into place only if its hash is right; never leave a bad file behind."""
-    got = sha256_of(src_bytes_path)
+def _check_hash(path: Path, dest: Path, expected: str, origin: str) -> None:
+    """Raise ``AssetError`` unless ``path`` has the published hash (inside ``atomic_path``,
+    so a bad file is never moved into place)."""
+    got = sha256_of(path)
     if got != expected:
-        src_bytes_path.unlink(missing_ok=True)
         raise AssetError(
             f"{dest.name} from {origin} is corrupt or not the expected file "
             f"(sha256 {got[:12]}…, expected {expected[:12]}…); nothing was saved. "
             "Download it again, or use a fresh offline bundle."
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src_bytes_path, dest)  # atomic on one filesystem
+
+
+def _install_copy(src: Path, dest: Path, expected: str) -> None:
+    """Copy ``src`` to ``dest`` atomically, only if the copy has the published hash."""
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+        _check_hash(tmp, dest, expected, str(src))
+
+
+class _CutShort(Exception):
+    """A body shorter than its Content-Length: retried."""
 
 
 def download(url: str, dest: Path, sha256: str, retries: int = 3, timeout: float = 10.0) -> Path:
@@ -155,22 +157,21 @@ def download(url: str, dest: Path, sha256: str, retries: int = 3, timeout: float
         except (OSError, urllib.error.URLError) as e:
             reason = getattr(e, "reason", e)
             raise AssetError(f"could not reach {url} ({reason}). {OFFLINE_HINT}") from None
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out, response:
-                shutil.copyfileobj(response, out)
-                got, want = out.tell(), response.headers.get("Content-Length")
-            # http.client returns a body cut short as if it were whole: count the bytes.
-            if want is not None and want.isdigit() and got != int(want):
-                last = f"the transfer broke after {got} of {want} bytes"
-                continue
-            _install_verified(tmp, dest, sha256, url)
+            with atomic_path(dest) as tmp:
+                with open(tmp, "xb") as out, response:
+                    shutil.copyfileobj(response, out)
+                    got, want = out.tell(), response.headers.get("Content-Length")
+                # http.client returns a body cut short as if it were whole: count the bytes.
+                # Raising (not `continue`) leaves the with block so the part file is dropped.
+                if want is not None and want.isdigit() and got != int(want):
+                    raise _CutShort(f"the transfer broke after {got} of {want} bytes")
+                _check_hash(tmp, dest, sha256, url)
             return dest
+        except _CutShort as e:
+            last = str(e)
         except (OSError, http.client.HTTPException) as e:
             last = f"the transfer broke: {type(e).__name__}: {e}"
-        finally:
-            tmp.unlink(missing_ok=True)
     raise AssetError(f"could not download {url} after {attempt + 1} tries ({last}). {OFFLINE_HINT}")
 
 
@@ -194,11 +195,7 @@ def ensure_tiktoken_files() -> None:
         dest = tdir / asset.tiktoken_cache_name
         if dest.is_file() and sha256_of(dest) == asset.sha256:
             continue
-        src = fetch(name)
-        fd, tmp = tempfile.mkstemp(dir=tdir, prefix=f".{dest.name}.", suffix=".part")
-        os.close(fd)
-        shutil.copyfile(src, tmp)
-        _install_verified(Path(tmp), dest, asset.sha256, str(src))
+        _install_copy(fetch(name), dest, asset.sha256)
 
 
 def tiktoken_gpt2():
@@ -209,51 +206,11 @@ def tiktoken_gpt2():
     return tiktoken.get_encoding("gpt2")
 
 
-def bundle(dest: str | Path, models: tuple[str, ...] | list[str] = ()) -> list[Path]:
-    """Write every asset (and, on request, pretrained models) to ``dest`` for an offline room."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in ASSETS:
-        src = fetch(name)
-        shutil.copyfile(src, dest / name)
-        written.append(dest / name)
-    if models:
-        from . import pretrained
+def __getattr__(name: str):
+    # bundle and seed moved to gpt2course.offline (they also carry models, which this
+    # module must not know about); the old names still work, imported when first used.
+    if name in ("bundle", "seed"):
+        from . import offline
 
-        written += pretrained.bundle_models(list(models), dest / "models")
-    return written
-
-
-def seed(src: str | Path) -> list[str]:
-    """Import an offline bundle: verify every file's hash, copy it into the cache, and place
-    the tokenizer files for tiktoken. Raises ``AssetError`` naming any bad or missing file."""
-    src = Path(src)
-    if not src.is_dir():
-        raise AssetError(f"{src} is not a folder; pass the folder that `assets bundle` wrote")
-    missing = [n for n in ASSETS if not (src / n).is_file()]
-    bad = [n for n in ASSETS if (src / n).is_file() and sha256_of(src / n) != ASSETS[n].sha256]
-    if missing or bad:
-        parts = []
-        if missing:
-            parts.append("missing: " + ", ".join(missing))
-        if bad:
-            parts.append("wrong sha256 (corrupt copy?): " + ", ".join(bad))
-        raise AssetError(
-            f"the bundle in {src} is incomplete; {'; '.join(parts)}. Nothing was imported."
-        )
-    imported = []
-    for name in ASSETS:
-        dest = path_of(name)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{name}.", suffix=".part")
-        os.close(fd)
-        shutil.copyfile(src / name, tmp)
-        _install_verified(Path(tmp), dest, ASSETS[name].sha256, str(src / name))
-        imported.append(name)
-    ensure_tiktoken_files()
-    if (src / "models").is_dir():
-        from . import pretrained
-
-        imported += pretrained.seed_models(src / "models")
-    return imported
+        return getattr(offline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,14 +6,12 @@ Masks follow torch's convention: a boolean mask, ``True`` where a query may atte
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from .model import GPTConfig
+from .config import GPTConfig
 
 __all__ = [
     "CausalSelfAttention",

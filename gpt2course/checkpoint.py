@@ -1,9 +1,10 @@
 """Checkpoints as safetensors + JSON, never pickle: weights, AdamW state, step and data position.
 
-A checkpoint is a folder::
+A checkpoint is a folder, and the one format every command reads (``generate --model``,
+``train --resume``, ``load_pretrained``, transformers' ``from_pretrained``)::
 
-    config.json            the model's GPTConfig
-    model.safetensors      the weights (the tied lm_head is stored once)
+    config.json            GPT-2's config.json keys, plus our whole GPTConfig
+    model.safetensors      the weights in GPT-2's layout (``save_pretrained``'s names)
     optimizer.safetensors  AdamW's moments and step counts, one tensor each (optional)
     checkpoint.json        step, data position, loss history, train config, the optimizer's
                            param groups, RNG states' names, and the sha256 of every file
@@ -17,22 +18,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .assets import sha256_of
+from .files import CheckpointError, atomic_path, atomic_write_text, make_temp_dir, sha256_of
 from .model import GPT, GPTConfig
+from .pretrained import load_pretrained, write_model
 
 FORMAT = "gpt2course-checkpoint"
-VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint folder is missing, incomplete, damaged or of another format."""
+# 1: config.json a bare GPTConfig, weights under our names; still read.
+# 2: weights and config.json in GPT-2's (transformers') layout, written by pretrained.write_model.
+VERSION = 2
 
 
 @dataclass
@@ -116,7 +115,7 @@ def save_checkpoint(
     extra: dict | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically (a crash mid-save leaves the old one intact)."""
-    from safetensors.torch import save_file, save_model
+    from safetensors.torch import save_file
 
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
@@ -133,11 +132,11 @@ def save_checkpoint(
     if path.is_file():
         raise CheckpointError(f"{path} is a file; give a folder name for the checkpoint")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    tmp = make_temp_dir(path)
     try:
-        (tmp / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-        # save_model stores tied weights (wte / lm_head) once; save_file would refuse them.
-        save_model(model, str(tmp / "model.safetensors"))
+        # Every file goes through atomic_path too: it fsyncs, so the folder renamed into
+        # place below holds complete files even after a power cut.
+        write_model(model, tmp)
         meta: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
@@ -151,14 +150,16 @@ def save_checkpoint(
         rng = _rng_tensors()
         if optimizer is not None:
             tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-            save_file({**tensors, **rng}, str(tmp / "optimizer.safetensors"))
+            with atomic_path(tmp / "optimizer.safetensors") as f:
+                save_file({**tensors, **rng}, str(f))
             meta["optimizer"] = opt_meta
         else:
-            save_file(rng, str(tmp / "rng.safetensors"))
+            with atomic_path(tmp / "rng.safetensors") as f:
+                save_file(rng, str(f))
         meta["files"] = {
             f.name: sha256_of(f) for f in sorted(tmp.iterdir()) if f.name != "checkpoint.json"
         }
-        (tmp / "checkpoint.json").write_text(json.dumps(meta, indent=1) + "\n")
+        atomic_write_text(tmp / "checkpoint.json", json.dumps(meta, indent=1) + "\n")
         if path.exists():
             old = path.parent / f".{path.name}.old"
             shutil.rmtree(old, ignore_errors=True)
@@ -208,7 +209,7 @@ def load_checkpoint(
     file raises ``CheckpointError`` naming it.
     """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, load_model
+    from safetensors.torch import load_file
 
     path = Path(path)
     meta = _read_meta(path)
@@ -221,18 +222,14 @@ def load_checkpoint(
                 f"{f} is damaged or truncated (its sha256 does not match checkpoint.json); "
                 "re-save it or use an earlier checkpoint"
             )
+    model = load_pretrained(path, device=device)
+    model.train()  # ready to carry on training, as GPT(config) would be
+    config = model.config
     try:
-        config = GPTConfig(**json.loads((path / "config.json").read_text()))
-    except (json.JSONDecodeError, TypeError) as e:
-        raise CheckpointError(f"{path / 'config.json'} is not a valid GPTConfig: {e}") from e
-    model = GPT(config)
-    try:
-        load_model(model, str(path / "model.safetensors"), strict=True, device=str(device))
         opt_file = path / "optimizer.safetensors"
         extra_tensors = load_file(str(opt_file if opt_file.is_file() else path / "rng.safetensors"))
     except (SafetensorError, OSError, RuntimeError) as e:
         raise CheckpointError(f"could not read the tensors in {path}: {e}") from e
-    model.to(device)
     rng = {k: v for k, v in extra_tensors.items() if k.startswith("rng.")}
     optimizer_state = None
     if "optimizer" in meta:
@@ -251,3 +248,32 @@ def load_checkpoint(
         extra=meta.get("extra", {}),
         path=path,
     )
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a folder written by ``save_checkpoint`` (``train --out``)."""
+    return (Path(path) / "checkpoint.json").is_file()
+
+
+def tokenizer_name(path: str | Path) -> str:
+    """The tokenizer a checkpoint was trained with (``"bytes"`` or ``"gpt2"``); ``"gpt2"``
+    for a model folder that is not a training checkpoint (GPT-2's own)."""
+    if not is_checkpoint(path):
+        return "gpt2"
+    return _read_meta(Path(path)).get("extra", {}).get("tokenizer") or "gpt2"
+
+
+def run_settings(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The ``{"model", "data", "train"}`` settings a checkpoint was trained with, so that
+    ``train --resume DIR`` needs no ``--config``."""
+    path = Path(path)
+    meta = _read_meta(path)
+    raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    model = raw.get("gpt2course_config", raw)  # version 1 stored the bare GPTConfig
+    train = dict(meta.get("train_config") or {})
+    train.pop("checkpoint_dir", None)  # --out says where this run saves
+    return {
+        "model": {k: model[k] for k in GPTConfig.__dataclass_fields__ if k in model},
+        "data": dict(meta.get("extra", {}).get("data") or {}),
+        "train": train,
+    }

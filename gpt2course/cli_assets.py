@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import assets
+from . import assets, offline
 
 
 def main(argv: list[str]) -> int:
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
             return 0
         if args.cmd == "bundle":
             models = [m for m in args.models.split(",") if m]
-            for path in assets.bundle(args.dir, models=models):
+            for path in offline.bundle(args.dir, models=models):
                 print(path)
             print(
                 f"bundle ready: copy {args.dir} to each machine, then run "
@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
             )
             return 0
         if args.cmd == "seed":
-            for name in assets.seed(args.src):
+            for name in offline.seed(args.src):
                 print(f"imported {name}")
             print(f"cache: {assets.cache_dir()}; tiktoken files in {assets.tiktoken_cache_dir()}")
             return 0

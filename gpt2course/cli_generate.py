@@ -67,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from . import pretrained
+    from . import checkpoint, pretrained
     from .assets import tiktoken_gpt2
     from .device import pick_device, pick_dtype
     from .fastgen import FastGenerator
+    from .files import CheckpointError
     from .generation import check_sampling_args, stream
 
     top_k = args.top_k or None
@@ -83,17 +84,25 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    enc = tiktoken_gpt2()
-    ids = enc.encode(args.prompt) if args.prompt else [enc.eot_token]
     try:
         model = pretrained.load_pretrained(args.model, device=device, dtype=dtype)
-    except pretrained.CheckpointError as e:
+        # A folder from `train --out` names its tokenizer; GPT-2's own folders use GPT-2's.
+        tok_name = checkpoint.tokenizer_name(args.model)
+    except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if tok_name == "bytes":
+        ids = list(args.prompt.encode("utf-8")) or [ord("\n")]
+        n_vocab, token_bytes = 256, lambda i: bytes([i])
+    else:
+        enc = tiktoken_gpt2()
+        ids = enc.encode(args.prompt) if args.prompt else [enc.eot_token]
+        n_vocab, token_bytes = enc.n_vocab, enc.decode_single_token_bytes
     n_ctx = model.config.n_positions
-    if model.config.vocab_size != enc.n_vocab:
+    if model.config.vocab_size != n_vocab:
         print(
-            f"error: the model has {model.config.vocab_size} tokens, GPT-2's tokenizer {enc.n_vocab}",
+            f"error: the model has {model.config.vocab_size} tokens, its tokenizer "
+            f"({tok_name}) {n_vocab}",
             file=sys.stderr,
         )
         return 1
@@ -132,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     out.flush()
     try:
         for tok in tokens:
-            out.write(utf8.decode(enc.decode_single_token_bytes(int(tok[0]))))
+            out.write(utf8.decode(token_bytes(int(tok[0]))))
             out.flush()
     except KeyboardInterrupt:
         pass

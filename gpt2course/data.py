@@ -8,9 +8,11 @@ position t is trained to predict token t + 1.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -18,6 +20,8 @@ from . import assets
 
 __all__ = [
     "TEXTS",
+    "RandomBatches",
+    "split_tokens",
     "TokenWindowDataset",
     "embed",
     "load_text",
@@ -34,11 +38,27 @@ class Tokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
 
-def load_text(name: str) -> str:
-    """A text of the course by name (``"tinyshakespeare"``), from the course cache."""
-    if name not in TEXTS:
-        raise KeyError(f"unknown text {name!r}; known: {', '.join(sorted(TEXTS))}")
-    return assets.fetch(TEXTS[name]).read_text(encoding="utf-8")
+class UnknownTextError(KeyError, FileNotFoundError):
+    """Neither a course text nor a file: a KeyError to ``data`` callers, a missing file to
+    the training command's."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def load_text(name_or_path: str = "shakespeare") -> str:
+    """A course text by name (``"tinyshakespeare"``, or ``"shakespeare"``) from the course
+    cache, or the contents of a UTF-8 text file."""
+    name = "tinyshakespeare" if name_or_path == "shakespeare" else name_or_path
+    if name in TEXTS:
+        return assets.fetch(TEXTS[name]).read_text(encoding="utf-8")
+    p = Path(name_or_path)
+    if not p.is_file():
+        raise UnknownTextError(
+            f"unknown text {name_or_path!r}: not a text file, nor one of the course's texts "
+            f"({', '.join(sorted(TEXTS))}, or 'shakespeare'); pass one of those or a file's path"
+        )
+    return p.read_text(encoding="utf-8")
 
 
 def _as_ids(ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
@@ -176,3 +196,74 @@ def embed(idx: torch.Tensor, wte: torch.nn.Embedding, wpe: torch.nn.Embedding) -
     pos = torch.arange(T, device=idx.device)  # (T,)
     # (B, T, C) + (T, C): the same position vectors are added to every sequence in the batch.
     return wte(idx) + wpe(pos)
+
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def split_tokens(
+    ids: Sequence[int] | torch.Tensor, val_fraction: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split token ids into (train, val): the last ``val_fraction`` is validation, unseen in training."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    t = torch.as_tensor(ids, dtype=torch.long)
+    n = int(len(t) * (1 - val_fraction))
+    return t[:n], t[n:]
+
+
+class RandomBatches:
+    """An endless, reproducible stream of ``(x, y)`` batches of random windows of a token array.
+
+    Batch ``n`` depends only on ``(seed, n)``, so a run can resume at any position. Under
+    data parallelism rank ``r`` of ``W`` takes global batches ``r, W + r, 2W + r, ...``: the
+    ranks see disjoint shards of each step's data, and together exactly what one process
+    with ``W`` times the gradient accumulation would see.
+    """
+
+    def __init__(
+        self,
+        tokens: torch.Tensor | np.ndarray,
+        batch_size: int,
+        block_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if len(tokens) < block_size + 2:
+            raise ValueError(
+                f"only {len(tokens)} tokens: a window needs block_size + 1 = {block_size + 1}; "
+                "use a smaller block_size or more text"
+            )
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        self.tokens = tokens
+        self.batch_size = batch_size
+        self.block_size = block_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+
+    def batch(self, n: int) -> Batch:
+        """The ``n``-th batch of this rank: x and y, each (batch_size, block_size)."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + n * self.world_size + self.rank)
+        starts = torch.randint(
+            len(self.tokens) - self.block_size - 1, (self.batch_size, 1), generator=g
+        )
+        idx = starts + torch.arange(self.block_size)  # (B, T)
+        return self._gather(idx), self._gather(idx + 1)  # y is x shifted by one token
+
+    def _gather(self, idx: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.tokens, np.ndarray):  # e.g. a np.memmap of a large .bin file
+            return torch.from_numpy(self.tokens[idx.numpy()].astype(np.int64))
+        return self.tokens[idx]
+
+    def stream(self, start: int = 0) -> Iterator[Batch]:
+        """Batches ``start``, ``start + 1``, ... forever."""
+        n = start
+        while True:
+            yield self.batch(n)
+            n += 1
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.stream(0)

@@ -22,9 +22,10 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from .generation import check_sampling_args, sample_next_token
 from .model import GPT
 
-__all__ = ["FastGenerator", "fast_generate"]
+__all__ = ["FastGenerator"]
 
 
 def _round_up(n: int, m: int) -> int:
@@ -141,21 +142,21 @@ class FastGenerator:
         top_k: int | None = None,
         top_p: float | None = None,
         generator: torch.Generator | None = None,
+        eos_token: int | None = None,
     ) -> Iterator[torch.Tensor]:
-        """Yield each new token (B,) as soon as it is chosen; temperature 0 is greedy."""
-        from .generation import check_sampling_args, sample_next_token
+        """Yield each new token (B,) as soon as it is chosen; temperature 0 is greedy.
 
+        Same arguments and behaviour as ``generation.stream``: a prompt longer than the
+        context is cropped to its last ``n_positions`` tokens, and with ``eos_token`` a row
+        that has produced it keeps producing it until every row has, then the stream stops.
+        """
         check_sampling_args(temperature, top_k, top_p)
         n_ctx = self.config.n_positions
         if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.size(1) == 0:
             raise ValueError(
                 "idx must be a non-empty (batch, time) tensor of token ids; for one prompt use idx[None]"
             )
-        if idx.size(1) > n_ctx:
-            raise ValueError(
-                f"the prompt has {idx.size(1)} tokens; the model sees at most {n_ctx}: shorten it"
-            )
-        idx = idx.to(self.device)
+        idx = idx[:, -n_ctx:].to(self.device)  # the model cannot see further back
         B, T = idx.shape
         want = min(n_ctx, T + max_new_tokens)
         # Round the cache up so that nearby lengths share one cache and one graph.
@@ -166,10 +167,14 @@ class FastGenerator:
         # The prompt goes through eagerly and uncompiled: its length varies from call to call.
         logits = self._forward(idx, torch.arange(T, device=self.device))
         new: list[torch.Tensor] = []  # only needed once the text outgrows the context
+        finished = torch.zeros(B, dtype=torch.bool, device=self.device)
         for n in range(max_new_tokens):
             tok = sample_next_token(logits.float(), temperature, top_k, top_p, generator)  # (B, 1)
+            if eos_token is not None:
+                tok = tok.masked_fill(finished[:, None], eos_token)
+                finished |= tok[:, 0] == eos_token
             yield tok[:, 0]
-            if n + 1 == max_new_tokens:
+            if n + 1 == max_new_tokens or (eos_token is not None and bool(finished.all())):
                 return
             new.append(tok)
             pos = T + n
@@ -187,8 +192,3 @@ class FastGenerator:
         if not new:
             return idx.clone()
         return torch.cat([idx.to(self.device), torch.stack(new, dim=1)], dim=1)
-
-
-def fast_generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, **sampling) -> torch.Tensor:
-    """One-off ``FastGenerator(model).generate(...)``; keep a FastGenerator to reuse its graph."""
-    return FastGenerator(model).generate(idx, max_new_tokens, **sampling)

@@ -23,6 +23,7 @@ __all__ = [
     "generate",
     "stream",
     "check_sampling_args",
+    "sample_text",
 ]
 
 
@@ -306,3 +307,33 @@ def generate(
     if not new:
         return idx.clone()
     return torch.cat([idx, torch.stack(new, dim=1)], dim=1)  # (B, T + new)
+
+
+def sample_text(
+    model,
+    tokenizer,
+    prompt: str = "\n",
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    seed: int = 0,
+) -> str:
+    """Text the model writes after ``prompt`` (seeded, so the same model gives the same text).
+
+    Recomputes the whole window each step (no cache): during training the model is small
+    and this keeps the draws identical to part 6's own loop.
+    """
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise ValueError("the prompt is empty; give at least one character, e.g. '\\n'")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(seed)
+    idx = torch.tensor([ids], device=device)  # (1, T)
+    try:
+        for _ in range(max_new_tokens):
+            idx = generate_step(model, idx, max(temperature, 1e-6), top_k, None, g)
+    finally:
+        model.train(was_training)
+    return tokenizer.decode(idx[0, len(ids) :].tolist())

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .tokenizer.named import ByteTokenizer
+
 __all__ = [
     "INSTRUCTION_MARKER",
     "RESPONSE_MARKER",
@@ -47,25 +49,6 @@ class Example:
     instruction: str
     response: str
     task: str
-
-
-class ByteTokenizer:
-    """UTF-8 bytes as tokens 0..255, the tokenizer of part 6's byte-level models.
-
-    Those models have no special end token, so a newline ends an answer (no answer in the
-    task set spans two lines). GPT-2's tokenizer has ``<|endoftext|>`` for this.
-    """
-
-    eot_token = ord("\n")
-    n_vocab = 256
-
-    def encode(self, text: str) -> list[int]:
-        """Text -> byte ids."""
-        return list(text.encode("utf-8"))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Byte ids -> text; broken UTF-8 becomes the replacement character."""
-        return bytes(ids).decode("utf-8", errors="replace")
 
 
 def format_prompt(instruction: str) -> str:

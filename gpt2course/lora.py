@@ -93,10 +93,6 @@ class LoRALinear(nn.Linear):
             layer.bias.requires_grad_(False)
         return layer
 
-    def delta_weight(self) -> torch.Tensor:
-        """The update the adapter adds to ``weight``: (alpha / r) B A, shape (out, in)."""
-        return (self.lora_B @ self.lora_A) * self.scaling
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         base = F.linear(x, self.weight, self.bias)  # (..., out)
         # Two thin matmuls through the rank-r bottleneck; never form the (out, in) update.

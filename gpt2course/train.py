@@ -6,37 +6,59 @@ In a notebook::
     history = train(model, train_batches, val_batches, TrainConfig(max_steps=500),
                     callbacks=[LivePlot(), PrintSamples(tokenizer)])
 
-From the shell (``torchrun --standalone --nproc_per_node=N -m gpt2course train ...`` for N
-processes)::
+The pieces around the loop live in their own modules and are re-exported here, since the
+notebooks import them from ``gpt2course.train``: the tokenizers (``tokenizer.named``), the
+data (``data``), the callbacks and plots (``callbacks``), and the command line
+(``cli.train``: ``PRESETS``, ``resolve_config``, ``main``).
 
-    python -m gpt2course train --preset shakespeare-bytes --out checkpoints/shakespeare
+About 500 lines, over the package's ~450, on purpose: what is left is one idea, the pieces
+notebook 06 has the learner write and the loop that runs them, read top to bottom.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .callbacks import Callback, LivePlot, PrintSamples, TrainState, plot_history
 from .checkpoint import Checkpoint, load_checkpoint, restore_rng, save_checkpoint
-from .model import GPT, GPTConfig
+from .data import Batch, RandomBatches, load_text, split_tokens
+from .device import has_native_bf16, pick_device
+from .generation import sample_text as sample
+from .tokenizer.named import Tokenizer, get_tokenizer
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+__all__ = [
+    "Callback",
+    "History",
+    "LivePlot",
+    "PrintSamples",
+    "RandomBatches",
+    "TrainConfig",
+    "TrainState",
+    "Tokenizer",
+    "configure_optimizer",
+    "evaluate",
+    "get_tokenizer",
+    "lm_loss",
+    "load_text",
+    "lr_schedule",
+    "plot_history",
+    "sample",
+    "split_tokens",
+    "train",
+    "train_step",
+]
 
-# ----------------------------------------------------------------------------------------
 # The pieces a learner writes in notebook 06
 
 
@@ -157,121 +179,6 @@ def evaluate(
     return sum(losses) / len(losses)
 
 
-# ----------------------------------------------------------------------------------------
-# Tokenizers and data
-
-
-@dataclass(frozen=True)
-class Tokenizer:
-    """The two tokenizers training uses: raw UTF-8 bytes (256 ids) or GPT-2's BPE (50257)."""
-
-    name: str
-    vocab_size: int
-    encode: Callable[[str], list[int]]
-    decode: Callable[[list[int]], str]
-
-
-def get_tokenizer(name: str) -> Tokenizer:
-    """``"bytes"`` (UTF-8 bytes, vocab 256) or ``"gpt2"`` (tiktoken's GPT-2 BPE, vocab 50257)."""
-    if name == "bytes":
-        return Tokenizer(
-            "bytes",
-            256,
-            lambda s: list(s.encode("utf-8")),
-            lambda ids: bytes(ids).decode("utf-8", errors="replace"),
-        )
-    if name == "gpt2":
-        from .assets import tiktoken_gpt2
-
-        enc = tiktoken_gpt2()
-        return Tokenizer("gpt2", enc.n_vocab, enc.encode_ordinary, enc.decode)
-    raise ValueError(f"unknown tokenizer {name!r}; choose 'bytes' or 'gpt2'")
-
-
-def load_text(name_or_path: str = "shakespeare") -> str:
-    """The text of ``"shakespeare"`` (Tiny Shakespeare), another course text, or a UTF-8 file."""
-    from . import data
-
-    name = "tinyshakespeare" if name_or_path == "shakespeare" else name_or_path
-    if name in data.TEXTS:
-        return data.load_text(name)
-    p = Path(name_or_path)
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"no text file {p}; pass 'shakespeare', one of {sorted(data.TEXTS)}, "
-            "or the path of a UTF-8 text file"
-        )
-    return p.read_text(encoding="utf-8")
-
-
-def split_tokens(
-    ids: Sequence[int] | torch.Tensor, val_fraction: float = 0.1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split token ids into (train, val): the last ``val_fraction`` is validation, unseen in training."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    t = torch.as_tensor(ids, dtype=torch.long)
-    n = int(len(t) * (1 - val_fraction))
-    return t[:n], t[n:]
-
-
-class RandomBatches:
-    """An endless, reproducible stream of ``(x, y)`` batches of random windows of a token array.
-
-    Batch ``n`` depends only on ``(seed, n)``, so a run can resume at any position. Under
-    data parallelism rank ``r`` of ``W`` takes global batches ``r, W + r, 2W + r, ...``: the
-    ranks see disjoint shards of each step's data, and together exactly what one process
-    with ``W`` times the gradient accumulation would see.
-    """
-
-    def __init__(
-        self,
-        tokens: torch.Tensor | np.ndarray,
-        batch_size: int,
-        block_size: int,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ):
-        if len(tokens) < block_size + 2:
-            raise ValueError(
-                f"only {len(tokens)} tokens: a window needs block_size + 1 = {block_size + 1}; "
-                "use a smaller block_size or more text"
-            )
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
-        self.tokens = tokens
-        self.batch_size = batch_size
-        self.block_size = block_size
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-
-    def batch(self, n: int) -> Batch:
-        """The ``n``-th batch of this rank: x and y, each (batch_size, block_size)."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + n * self.world_size + self.rank)
-        starts = torch.randint(
-            len(self.tokens) - self.block_size - 1, (self.batch_size, 1), generator=g
-        )
-        idx = starts + torch.arange(self.block_size)  # (B, T)
-        return self._gather(idx), self._gather(idx + 1)  # y is x shifted by one token
-
-    def _gather(self, idx: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.tokens, np.ndarray):  # e.g. a np.memmap of a large .bin file
-            return torch.from_numpy(self.tokens[idx.numpy()].astype(np.int64))
-        return self.tokens[idx]
-
-    def stream(self, start: int = 0) -> Iterator[Batch]:
-        """Batches ``start``, ``start + 1``, ... forever."""
-        n = start
-        while True:
-            yield self.batch(n)
-            n += 1
-
-    def __iter__(self) -> Iterator[Batch]:
-        return self.stream(0)
-
-
 def _stream(loader: Iterable[Batch], start: int) -> Iterator[Batch]:
     """Batches from ``start`` on; loaders without ``stream`` are replayed epoch after epoch."""
     if hasattr(loader, "stream"):
@@ -289,7 +196,6 @@ def _stream(loader: Iterable[Batch], start: int) -> Iterator[Batch]:
             raise ValueError("the training loader gave no batches")
 
 
-# ----------------------------------------------------------------------------------------
 # The training loop
 
 
@@ -386,34 +292,6 @@ class History:
         return cls(**{f.name: list(d.get(f.name, [])) for f in fields(cls)})
 
 
-@dataclass
-class TrainState:
-    """What callbacks see: the run so far."""
-
-    step: int
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    config: TrainConfig
-    history: History
-    is_main: bool = True  # rank 0 (callbacks that print or plot act only there)
-
-
-class Callback:
-    """Hooks that ``train`` calls; override the ones you need."""
-
-    def on_train_start(self, state: TrainState) -> None:
-        """Before the first step."""
-
-    def on_step(self, state: TrainState) -> None:
-        """After every optimizer step."""
-
-    def on_eval(self, state: TrainState) -> None:
-        """After each validation loss is added to ``state.history``."""
-
-    def on_train_end(self, state: TrainState) -> None:
-        """After the last step."""
-
-
 def _check_batch(batch: Batch, model: nn.Module) -> None:
     """Fail early, and clearly, on batches the model cannot take."""
     x, y = batch
@@ -442,7 +320,6 @@ def _distributed() -> tuple[int, int, int]:
 
 def _precision(device: torch.device, precision: str) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype or None, whether a GradScaler is needed)."""
-    from .device import has_native_bf16
 
     if precision == "auto":
         if device.type != "cuda":
@@ -480,8 +357,6 @@ def train(
     ``lr_schedule``), used in place of the package's. ``model(x)`` must give the logits.
     """
     from tqdm import tqdm
-
-    from .device import pick_device
 
     config.validate()
     rank, local_rank, world = _distributed()
@@ -650,372 +525,11 @@ def train(
     return history
 
 
-# ----------------------------------------------------------------------------------------
-# Callbacks for notebooks
+def __getattr__(name: str):
+    # The command line moved to cli.train, which imports this module; its old names here
+    # resolve when first used, so importing the loop no longer loads presets and torchrun set-up.
+    if name in ("PRESETS", "DATA_DEFAULTS", "resolve_config", "build_data", "main"):
+        from .cli import train as cli_train
 
-
-@torch.no_grad()
-def sample(
-    model: nn.Module,
-    tokenizer: Tokenizer,
-    prompt: str = "\n",
-    max_new_tokens: int = 200,
-    temperature: float = 0.8,
-    top_k: int | None = None,
-    seed: int = 0,
-) -> str:
-    """Text the model writes after ``prompt`` (seeded, so the same model gives the same text)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    ctx = model.config.n_positions
-    g = torch.Generator(device=device).manual_seed(seed)
-    ids = tokenizer.encode(prompt)
-    if not ids:
-        raise ValueError("the prompt is empty; give at least one character, e.g. '\\n'")
-    idx = torch.tensor([ids], device=device)  # (1, T)
-    for _ in range(max_new_tokens):
-        logits = model(idx[:, -ctx:])[:, -1, :].float() / max(temperature, 1e-6)  # (1, V)
-        if top_k is not None:
-            kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        nxt = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=g)  # (1, 1)
-        idx = torch.cat([idx, nxt], dim=1)
-    model.train(was_training)
-    return tokenizer.decode(idx[0, len(ids) :].tolist())
-
-
-class PrintSamples(Callback):
-    """Print a short seeded sample at every evaluation, to watch the model learn."""
-
-    def __init__(
-        self, tokenizer: Tokenizer, prompt: str = "\n", max_new_tokens: int = 120, seed: int = 0
-    ):
-        self.tokenizer = tokenizer
-        self.prompt = prompt
-        self.max_new_tokens = max_new_tokens
-        self.seed = seed
-
-    def on_eval(self, state: TrainState) -> None:
-        if not state.is_main:
-            return
-        text = sample(state.model, self.tokenizer, self.prompt, self.max_new_tokens, seed=self.seed)
-        val = state.history.val_loss[-1]
-        print(f"--- step {state.step}, val loss {val:.3f} ---\n{text.strip()}\n", flush=True)
-
-
-def plot_history(history: History, ax_loss=None, ax_lr=None):
-    """Train and validation loss against step (and the learning rate, given a second axis)."""
-    import matplotlib.pyplot as plt
-
-    if ax_loss is None:
-        fig, ax_loss = plt.subplots(figsize=(5, 3))
-    ax_loss.plot(history.step, history.train_loss, lw=0.8, alpha=0.6, label="train")
-    if history.val_loss:
-        ax_loss.plot(history.val_step, history.val_loss, "o-", ms=3, label="validation")
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("loss (nats/token)")
-    ax_loss.legend(loc="upper right")
-    ax_loss.grid(alpha=0.3)
-    if ax_lr is not None:
-        ax_lr.plot(history.step, history.lr, color="tab:green")
-        ax_lr.set_xlabel("step")
-        ax_lr.set_ylabel("learning rate")
-        ax_lr.grid(alpha=0.3)
-    return ax_loss.figure
-
-
-class LivePlot(Callback):
-    """A loss plot that redraws in place while training runs (Jupyter/Colab); silent elsewhere."""
-
-    def __init__(self, every_seconds: float = 2.0, figsize: tuple[float, float] = (9, 3)):
-        self.every_seconds = every_seconds
-        self.figsize = figsize
-        self._handle = None
-        self._last = 0.0
-
-    def _draw(self, state: TrainState) -> None:
-        import matplotlib.pyplot as plt
-
-        fig, (a, b) = plt.subplots(1, 2, figsize=self.figsize, gridspec_kw={"width_ratios": [2, 1]})
-        plot_history(state.history, a, b)
-        a.set_title(f"step {state.step} / {state.config.max_steps}")
-        fig.tight_layout()
-        plt.close(fig)  # shown through the display handle only, not again at the cell's end
-        if self._handle is None:
-            from IPython.display import display
-
-            self._handle = display(fig, display_id=True)
-        else:
-            self._handle.update(fig)
-        self._last = time.perf_counter()
-
-    def _active(self, state: TrainState) -> bool:
-        try:
-            from IPython import get_ipython
-        except ImportError:
-            return False
-        return state.is_main and get_ipython() is not None
-
-    def on_step(self, state: TrainState) -> None:
-        if self._active(state) and time.perf_counter() - self._last >= self.every_seconds:
-            self._draw(state)
-
-    def on_train_end(self, state: TrainState) -> None:
-        if self._active(state) and state.history.step:
-            self._draw(state)
-
-
-# ----------------------------------------------------------------------------------------
-# The command line: python -m gpt2course train
-
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # The notebook's default run: bytes, a 0.8M-parameter GPT; val 1.84 in under 2 minutes on
-    # 2 CPU cores (docs/benchmarks.md).
-    "shakespeare-bytes": {
-        "model": dict(vocab_size=256, n_positions=128, n_embd=128, n_layer=4, n_head=4),
-        "data": dict(text="shakespeare", tokenizer="bytes", batch_size=16, block_size=128),
-        "train": dict(
-            max_steps=1200,
-            learning_rate=2e-3,
-            min_lr=2e-4,
-            warmup_steps=50,
-            eval_interval=200,
-            eval_batches=20,
-            weight_decay=0.1,
-        ),
-    },
-    # The catch-up checkpoint for later parts: GPT-2's tokenizer, so tiktoken reads its ids.
-    # 338k tokens overfit fast: a 1500-step run on an H200 bottomed out at val 4.80 near
-    # step 750 and rose to 5.13; hence 800 steps, with dropout.
-    "shakespeare-gpt2": {
-        "model": dict(
-            vocab_size=50257, n_positions=256, n_embd=256, n_layer=4, n_head=4, dropout=0.1
-        ),
-        "data": dict(text="shakespeare", tokenizer="gpt2", batch_size=16, block_size=256),
-        "train": dict(
-            max_steps=800,
-            learning_rate=1e-3,
-            min_lr=1e-4,
-            warmup_steps=100,
-            eval_interval=200,
-            eval_batches=20,
-            weight_decay=0.1,
-        ),
-    },
-    # GPT-2 124M with the GPT-3 paper's recipe for its size (as in Karpathy's build-nanogpt):
-    # ~0.5M tokens per step whatever the GPU count.
-    # Needs token files made beforehand (uint16 .bin, e.g. from FineWeb-Edu): data.train_bin.
-    "gpt2-124m": {
-        "model": dict(vocab_size=50304, n_positions=1024, n_embd=768, n_layer=12, n_head=12),
-        "data": dict(
-            text=None, tokenizer="gpt2", batch_size=16, block_size=1024, total_batch_tokens=524288
-        ),
-        "train": dict(
-            max_steps=19073,
-            learning_rate=6e-4,
-            min_lr=6e-5,
-            warmup_steps=715,
-            eval_interval=250,
-            eval_batches=20,
-            weight_decay=0.1,
-            compile=True,
-        ),
-    },
-}
-
-DATA_DEFAULTS: dict[str, Any] = dict(
-    text="shakespeare",  # "shakespeare" or a path to a UTF-8 text file
-    tokenizer="bytes",
-    val_fraction=0.1,
-    batch_size=16,  # sequences per micro-batch, per process
-    block_size=128,
-    train_bin=None,  # pre-tokenized uint16 files instead of text (large corpora)
-    val_bin=None,
-    total_batch_tokens=None,  # if set, grad_accum_steps = this / (batch * block * processes)
-)
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text  # a bare string such as a path
-
-
-def resolve_config(
-    preset: str | None = None, config_file: str | None = None, overrides: Sequence[str] = ()
-) -> dict[str, dict[str, Any]]:
-    """The run's {"model", "data", "train"} settings: preset, then the JSON file, then KEY=VALUE."""
-    cfg: dict[str, dict[str, Any]] = {"model": {}, "data": dict(DATA_DEFAULTS), "train": {}}
-
-    def merge(src: dict, where: str) -> None:
-        for section, values in src.items():
-            if section == "preset":
-                continue
-            if section not in cfg or not isinstance(values, dict):
-                raise ValueError(f"{where}: unknown section {section!r}; use model, data and train")
-            cfg[section].update(values)
-
-    file_cfg: dict = {}
-    if config_file:
-        try:
-            file_cfg = json.loads(Path(config_file).read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no config file {config_file}") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{config_file} is not valid JSON: {e}") from e
-    preset = preset or file_cfg.get("preset") or ("shakespeare-bytes" if not config_file else None)
-    if preset:
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        merge(PRESETS[preset], f"preset {preset}")
-    merge(file_cfg, config_file or "")
-    for ov in overrides:
-        key, eq, value = ov.partition("=")
-        section, dot, name = key.partition(".")
-        if not eq or not dot or section not in cfg:
-            raise ValueError(
-                f"override {ov!r} should look like train.max_steps=100 (model., data. or train.)"
-            )
-        cfg[section][name] = _parse_value(value)
-    unknown = set(cfg["data"]) - set(DATA_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown data keys {sorted(unknown)}; known: {sorted(DATA_DEFAULTS)}")
-    return cfg
-
-
-def build_data(
-    data: dict[str, Any], seed: int, rank: int = 0, world_size: int = 1
-) -> tuple[RandomBatches, RandomBatches, Tokenizer]:
-    """Train and validation batch streams (this rank's shard) and the tokenizer, from data settings."""
-    tok = get_tokenizer(data["tokenizer"])
-    if data.get("train_bin"):
-        train_ids = np.memmap(data["train_bin"], dtype=np.uint16, mode="r")
-        if not data.get("val_bin"):
-            raise ValueError("data.train_bin needs data.val_bin too (a held-out token file)")
-        val_ids = np.memmap(data["val_bin"], dtype=np.uint16, mode="r")
-    elif data.get("text"):
-        train_ids, val_ids = split_tokens(tok.encode(load_text(data["text"])), data["val_fraction"])
-    else:
-        raise ValueError(
-            "no data: set data.text (a text file, or 'shakespeare') or data.train_bin and "
-            "data.val_bin (GPT-2 token ids as raw uint16, e.g. made from FineWeb-Edu)"
-        )
-    B, T = data["batch_size"], data["block_size"]
-    train_batches = RandomBatches(train_ids, B, T, seed=seed, rank=rank, world_size=world_size)
-    # Every process evaluates the same validation batches, so all report the same val loss.
-    val_batches = RandomBatches(val_ids, B, T, seed=seed + 1)
-    return train_batches, val_batches, tok
-
-
-def _init_distributed() -> tuple[int, int, int]:
-    """Join the process group when launched by torchrun: nccl on GPUs, gloo on CPUs."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 or dist.is_initialized():
-        return _distributed()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    want = os.environ.get("GPT2COURSE_DEVICE", "")
-    if torch.cuda.is_available() and want != "cpu":
-        torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl")
-    else:
-        dist.init_process_group("gloo")
-    return _distributed()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m gpt2course train``: train from a preset or a JSON config, save a checkpoint."""
-    p = argparse.ArgumentParser(
-        prog="python -m gpt2course train",
-        description="Train a GPT. Under `torchrun --standalone --nproc_per_node=N -m gpt2course "
-        "train ...` it trains data-parallel on N processes.",
-    )
-    p.add_argument(
-        "--config", help='JSON file: {"preset": ..., "model": {...}, "data": {...}, "train": {...}}'
-    )
-    p.add_argument(
-        "--preset", help=f"start from one of: {', '.join(PRESETS)} (default shakespeare-bytes)"
-    )
-    p.add_argument("--out", help="checkpoint folder to write (safetensors + JSON)")
-    p.add_argument("--resume", help="checkpoint folder to carry on from")
-    p.add_argument("--samples", action="store_true", help="print a sample at every evaluation")
-    p.add_argument(
-        "--print-config", action="store_true", help="print the resolved settings and exit"
-    )
-    p.add_argument(
-        "overrides", nargs="*", help="section.key=value, e.g. train.max_steps=200 model.n_layer=2"
-    )
-    args = p.parse_args(argv)
-    try:
-        cfg = resolve_config(args.preset, args.config, args.overrides)
-        tcfg = TrainConfig.from_dict(cfg["train"])
-        mcfg = GPTConfig(**cfg["model"])
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        print(json.dumps(cfg, indent=2))
-        return 0
-    rank, _, world = _init_distributed()
-    try:
-        data = cfg["data"]
-        if data["total_batch_tokens"]:
-            per = data["batch_size"] * data["block_size"] * world
-            if data["total_batch_tokens"] % per:
-                raise ValueError(
-                    f"data.total_batch_tokens ({data['total_batch_tokens']}) must be a multiple of "
-                    f"batch_size * block_size * processes = {per}"
-                )
-            tcfg.grad_accum_steps = data["total_batch_tokens"] // per
-        if data["block_size"] > mcfg.n_positions:
-            raise ValueError(
-                f"data.block_size ({data['block_size']}) is longer than model.n_positions ({mcfg.n_positions})"
-            )
-        train_b, val_b, tok = build_data(data, tcfg.seed, rank, world)
-        if tok.vocab_size > mcfg.vocab_size:
-            raise ValueError(
-                f"the {tok.name} tokenizer has {tok.vocab_size} ids but model.vocab_size is {mcfg.vocab_size}"
-            )
-        if args.out:
-            tcfg.checkpoint_dir = args.out
-        torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
-        model = GPT(mcfg)
-        if rank == 0:
-            n = model.num_params()
-            print(
-                f"training a {n / 1e6:.2f}M-parameter GPT on {world} process(es), "
-                f"{tcfg.grad_accum_steps} micro-batch(es) of {data['batch_size']}x{data['block_size']} "
-                f"tokens each per step, for {tcfg.max_steps} steps",
-                file=sys.stderr,
-            )
-        callbacks = [PrintSamples(tok)] if args.samples else []
-        history = train(
-            model,
-            train_b,
-            val_b,
-            tcfg,
-            callbacks,
-            resume=args.resume,
-            extra={"tokenizer": tok.name, "data": data},
-        )
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    finally:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    if rank == 0 and history.step:
-        summary = {
-            "steps": history.step[-1],
-            "train_loss": round(history.train_loss[-1], 4),
-            "val_loss": round(history.val_loss[-1], 4) if history.val_loss else None,
-            "seconds": round(history.seconds[-1], 1),
-            "checkpoint": args.out,
-        }
-        print(json.dumps(summary))
-    return 0
+        return getattr(cli_train, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -338,12 +338,19 @@ def test_fastgen_slides_past_the_context_like_full_recompute():
     assert torch.equal(gen.generate(idx, 20, temperature=0), hf_greedy(hf, idx, 20))
 
 
-def test_fastgen_rejects_a_prompt_longer_than_the_context():
+def test_fastgen_crops_a_long_prompt_and_stops_at_eos_like_generate():
     from gpt2course.fastgen import FastGenerator
+    from gpt2course.generation import generate
 
-    gen = FastGenerator(pretrained.from_transformers(hf_model(n_positions=16)))
-    with pytest.raises(ValueError, match="17 tokens.*at most 16"):
-        gen.generate(torch.zeros(1, 17, dtype=torch.long), 1)
+    model = pretrained.from_transformers(hf_model(n_positions=16))
+    idx = torch.randint(0, TINY["vocab_size"], (2, 20), generator=torch.Generator().manual_seed(0))
+    want = generate(model, idx, 6, temperature=0)
+    got = FastGenerator(model).generate(idx, 6, temperature=0)
+    assert torch.equal(got[:, -6:], want[:, -6:])
+    eos = int(want[0, 21])  # row 0 produces it second; the rows stop once both have
+    want = generate(model, idx, 6, temperature=0, eos_token=eos)
+    got = FastGenerator(model).generate(idx, 6, temperature=0, eos_token=eos)
+    assert torch.equal(got[:, 20:], want[:, 20:])
 
 
 # ---------------------------------------------------------------- the generate command

@@ -257,7 +257,8 @@ def test_damaged_checkpoints_give_clear_errors(tmp_path):
     weights.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="damaged or truncated"):
         load_checkpoint(path)
-    with pytest.raises(CheckpointError, match="could not read"):
+    # Without the hashes, the safetensors reader still sees the cut (its header's sizes).
+    with pytest.raises(CheckpointError, match="model.safetensors is truncated"):
         load_checkpoint(path, verify=False)
     (path / "checkpoint.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="damaged or truncated"):

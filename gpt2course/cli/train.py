@@ -1,0 +1,297 @@
+"""``python -m gpt2course train``: presets, JSON configs and overrides, ``torchrun`` set-up.
+
+From the shell (``torchrun --standalone --nproc_per_node=N -m gpt2course train ...`` for N
+processes)::
+
+    python -m gpt2course train --preset shakespeare-bytes --out checkpoints/shakespeare
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..callbacks import PrintSamples
+from ..checkpoint import run_settings
+from ..config import GPTConfig
+from ..data import RandomBatches, load_text, split_tokens
+from ..files import CheckpointError
+from ..model import GPT
+from ..tokenizer.named import Tokenizer, get_tokenizer
+from ..train import TrainConfig, _distributed, train
+
+# The command line: python -m gpt2course train
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # The notebook's default run: bytes, a 0.8M-parameter GPT; val 1.84 in under 2 minutes on
+    # 2 CPU cores (docs/benchmarks.md).
+    "shakespeare-bytes": {
+        "model": dict(vocab_size=256, n_positions=128, n_embd=128, n_layer=4, n_head=4),
+        "data": dict(text="shakespeare", tokenizer="bytes", batch_size=16, block_size=128),
+        "train": dict(
+            max_steps=1200,
+            learning_rate=2e-3,
+            min_lr=2e-4,
+            warmup_steps=50,
+            eval_interval=200,
+            eval_batches=20,
+            weight_decay=0.1,
+        ),
+    },
+    # The catch-up checkpoint for later parts: GPT-2's tokenizer, so tiktoken reads its ids.
+    # 338k tokens overfit fast: a 1500-step run on an H200 bottomed out at val 4.80 near
+    # step 750 and rose to 5.13; hence 800 steps, with dropout.
+    "shakespeare-gpt2": {
+        "model": dict(
+            vocab_size=50257, n_positions=256, n_embd=256, n_layer=4, n_head=4, dropout=0.1
+        ),
+        "data": dict(text="shakespeare", tokenizer="gpt2", batch_size=16, block_size=256),
+        "train": dict(
+            max_steps=800,
+            learning_rate=1e-3,
+            min_lr=1e-4,
+            warmup_steps=100,
+            eval_interval=200,
+            eval_batches=20,
+            weight_decay=0.1,
+        ),
+    },
+    # GPT-2 124M with the GPT-3 paper's recipe for its size (as in Karpathy's build-nanogpt):
+    # ~0.5M tokens per step whatever the GPU count.
+    # Needs token files made beforehand (uint16 .bin, e.g. from FineWeb-Edu): data.train_bin.
+    "gpt2-124m": {
+        "model": dict(vocab_size=50304, n_positions=1024, n_embd=768, n_layer=12, n_head=12),
+        "data": dict(
+            text=None, tokenizer="gpt2", batch_size=16, block_size=1024, total_batch_tokens=524288
+        ),
+        "train": dict(
+            max_steps=19073,
+            learning_rate=6e-4,
+            min_lr=6e-5,
+            warmup_steps=715,
+            eval_interval=250,
+            eval_batches=20,
+            weight_decay=0.1,
+            compile=True,
+        ),
+    },
+}
+
+
+DATA_DEFAULTS: dict[str, Any] = dict(
+    text="shakespeare",  # "shakespeare" or a path to a UTF-8 text file
+    tokenizer="bytes",
+    val_fraction=0.1,
+    batch_size=16,  # sequences per micro-batch, per process
+    block_size=128,
+    train_bin=None,  # pre-tokenized uint16 files instead of text (large corpora)
+    val_bin=None,
+    total_batch_tokens=None,  # if set, grad_accum_steps = this / (batch * block * processes)
+)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # a bare string such as a path
+
+
+def resolve_config(
+    preset: str | None = None,
+    config_file: str | None = None,
+    overrides: Sequence[str] = (),
+    base: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The run's {"model", "data", "train"} settings: preset (or ``base``, e.g. a checkpoint's
+    own settings), then the JSON file, then KEY=VALUE."""
+    cfg: dict[str, dict[str, Any]] = {"model": {}, "data": dict(DATA_DEFAULTS), "train": {}}
+    if base is not None:
+        for section in cfg:
+            cfg[section].update(base.get(section, {}))
+
+    def merge(src: dict, where: str) -> None:
+        for section, values in src.items():
+            if section == "preset":
+                continue
+            if section not in cfg or not isinstance(values, dict):
+                raise ValueError(f"{where}: unknown section {section!r}; use model, data and train")
+            cfg[section].update(values)
+
+    file_cfg: dict = {}
+    if config_file:
+        try:
+            file_cfg = json.loads(Path(config_file).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no config file {config_file}") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{config_file} is not valid JSON: {e}") from e
+    default = "shakespeare-bytes" if not config_file and base is None else None
+    preset = preset or file_cfg.get("preset") or default
+    if preset:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        merge(PRESETS[preset], f"preset {preset}")
+    merge(file_cfg, config_file or "")
+    for ov in overrides:
+        key, eq, value = ov.partition("=")
+        section, dot, name = key.partition(".")
+        if not eq or not dot or section not in cfg:
+            raise ValueError(
+                f"override {ov!r} should look like train.max_steps=100 (model., data. or train.)"
+            )
+        cfg[section][name] = _parse_value(value)
+    unknown = set(cfg["data"]) - set(DATA_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown data keys {sorted(unknown)}; known: {sorted(DATA_DEFAULTS)}")
+    return cfg
+
+
+def build_data(
+    data: dict[str, Any], seed: int, rank: int = 0, world_size: int = 1
+) -> tuple[RandomBatches, RandomBatches, Tokenizer]:
+    """Train and validation batch streams (this rank's shard) and the tokenizer, from data settings."""
+    tok = get_tokenizer(data["tokenizer"])
+    if data.get("train_bin"):
+        train_ids = np.memmap(data["train_bin"], dtype=np.uint16, mode="r")
+        if not data.get("val_bin"):
+            raise ValueError("data.train_bin needs data.val_bin too (a held-out token file)")
+        val_ids = np.memmap(data["val_bin"], dtype=np.uint16, mode="r")
+    elif data.get("text"):
+        train_ids, val_ids = split_tokens(tok.encode(load_text(data["text"])), data["val_fraction"])
+    else:
+        raise ValueError(
+            "no data: set data.text (a text file, or 'shakespeare') or data.train_bin and "
+            "data.val_bin (GPT-2 token ids as raw uint16, e.g. made from FineWeb-Edu)"
+        )
+    B, T = data["batch_size"], data["block_size"]
+    train_batches = RandomBatches(train_ids, B, T, seed=seed, rank=rank, world_size=world_size)
+    # Every process evaluates the same validation batches, so all report the same val loss.
+    val_batches = RandomBatches(val_ids, B, T, seed=seed + 1)
+    return train_batches, val_batches, tok
+
+
+def _init_distributed() -> tuple[int, int, int]:
+    """Join the process group when launched by torchrun: nccl on GPUs, gloo on CPUs."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or dist.is_initialized():
+        return _distributed()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    want = os.environ.get("GPT2COURSE_DEVICE", "")
+    if torch.cuda.is_available() and want != "cpu":
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+    return _distributed()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gpt2course train``: train from a preset or a JSON config, save a checkpoint."""
+    p = argparse.ArgumentParser(
+        prog="python -m gpt2course train",
+        description="Train a GPT. Under `torchrun --standalone --nproc_per_node=N -m gpt2course "
+        "train ...` it trains data-parallel on N processes.",
+    )
+    p.add_argument(
+        "--config", help='JSON file: {"preset": ..., "model": {...}, "data": {...}, "train": {...}}'
+    )
+    p.add_argument(
+        "--preset", help=f"start from one of: {', '.join(PRESETS)} (default shakespeare-bytes)"
+    )
+    p.add_argument("--out", help="checkpoint folder to write (safetensors + JSON)")
+    p.add_argument(
+        "--resume",
+        help="checkpoint folder to carry on from (its own settings, unless --config/--preset)",
+    )
+    p.add_argument("--samples", action="store_true", help="print a sample at every evaluation")
+    p.add_argument(
+        "--print-config", action="store_true", help="print the resolved settings and exit"
+    )
+    p.add_argument(
+        "overrides", nargs="*", help="section.key=value, e.g. train.max_steps=200 model.n_layer=2"
+    )
+    args = p.parse_args(argv)
+    try:
+        base = None
+        if args.resume and not (args.config or args.preset):
+            base = run_settings(args.resume)
+        cfg = resolve_config(args.preset, args.config, args.overrides, base=base)
+        tcfg = TrainConfig.from_dict(cfg["train"])
+        mcfg = GPTConfig(**cfg["model"])
+    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(json.dumps(cfg, indent=2))
+        return 0
+    rank, _, world = _init_distributed()
+    try:
+        data = cfg["data"]
+        if data["total_batch_tokens"]:
+            per = data["batch_size"] * data["block_size"] * world
+            if data["total_batch_tokens"] % per:
+                raise ValueError(
+                    f"data.total_batch_tokens ({data['total_batch_tokens']}) must be a multiple of "
+                    f"batch_size * block_size * processes = {per}"
+                )
+            tcfg.grad_accum_steps = data["total_batch_tokens"] // per
+        if data["block_size"] > mcfg.n_positions:
+            raise ValueError(
+                f"data.block_size ({data['block_size']}) is longer than model.n_positions ({mcfg.n_positions})"
+            )
+        train_b, val_b, tok = build_data(data, tcfg.seed, rank, world)
+        if tok.vocab_size > mcfg.vocab_size:
+            raise ValueError(
+                f"the {tok.name} tokenizer has {tok.vocab_size} ids but model.vocab_size is {mcfg.vocab_size}"
+            )
+        if args.out:
+            tcfg.checkpoint_dir = args.out
+        torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
+        model = GPT(mcfg)
+        if rank == 0:
+            n = model.num_params()
+            print(
+                f"training a {n / 1e6:.2f}M-parameter GPT on {world} process(es), "
+                f"{tcfg.grad_accum_steps} micro-batch(es) of {data['batch_size']}x{data['block_size']} "
+                f"tokens each per step, for {tcfg.max_steps} steps",
+                file=sys.stderr,
+            )
+        callbacks = [PrintSamples(tok)] if args.samples else []
+        history = train(
+            model,
+            train_b,
+            val_b,
+            tcfg,
+            callbacks,
+            resume=args.resume,
+            extra={"tokenizer": tok.name, "data": data},
+        )
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if rank == 0 and history.step:
+        summary = {
+            "steps": history.step[-1],
+            "train_loss": round(history.train_loss[-1], 4),
+            "val_loss": round(history.val_loss[-1], 4) if history.val_loss else None,
+            "seconds": round(history.seconds[-1], 1),
+            "checkpoint": args.out,
+        }
+        print(json.dumps(summary))
+    return 0
