@@ -37,7 +37,9 @@ LAYER_OF = {
     "instruct": "training",
     "preference": "training",
     "offline": "training",
+    "experiments": "training",  # the notebooks' experiments: small trainings, measurements
     "checks": "learner",
+    "figures": "learner",
     "widgets": "learner",
     "doctor": "learner",
     "workbench": "learner",

@@ -108,6 +108,7 @@ def _stream(text: str, name: str = "stdout") -> dict:
         "traceback",
         "raw-float",
         "raw-float-result",
+        "widget-without-picture",
     ],
 )
 def test_the_scan_refuses_what_it_is_for(output: dict) -> None:
