@@ -171,7 +171,7 @@ def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
     path = folder() / f"{piece.name}.py"
     if not path.is_file():
         return _Loaded(
-            _reference(piece, namespace), False, f"not saved yet (run part {piece.part}'s check)"
+            _reference(piece, namespace), False, f"not saved yet: run part {piece.part}'s check"
         )
     source = path.read_text(encoding="utf-8")
     filename = f"<your {piece.name} from part {piece.part}>"
@@ -183,7 +183,7 @@ def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
         obj = ns[piece.name]
     except Exception as e:  # the saved code no longer runs: say so, use the reference
         return _Loaded(
-            _reference(piece, namespace), False, f"your saved code failed: {type(e).__name__}: {e}"
+            _reference(piece, namespace), False, f"your saved code failed, {type(e).__name__}: {e}"
         )
     from . import checks
 
@@ -197,7 +197,7 @@ def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
         passed = _quiet(lambda: check(obj, *uses)) is obj
     except Exception as e:
         return _Loaded(
-            _reference(piece, namespace), False, f"no longer passes its check ({str(e)[:80]})"
+            _reference(piece, namespace), False, f"no longer passes its check: {str(e)[:80]}"
         )
     finally:
         _rebuilding = False
@@ -260,7 +260,9 @@ def describe(model: Any) -> str:
         cls = type(module)
         if cls.__module__.startswith("torch."):
             continue
-        seen.setdefault(cls.__name__, getattr(cls, "__workbench__", None) == "yours")
+        # Yours: rebuilt from your workbench, or defined in this notebook (module __main__).
+        mine = getattr(cls, "__workbench__", None) == "yours" or cls.__module__ == "__main__"
+        seen.setdefault(cls.__name__, mine)
     yours = [n for n, y in seen.items() if y]
     ref = [n for n, y in seen.items() if not y]
     return (

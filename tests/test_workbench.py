@@ -171,7 +171,7 @@ def test_saved_code_that_crashes_is_reported_not_raised(bench, capsys) -> None:
     bench.mkdir(parents=True)
     (bench / "gelu.py").write_text("def gelu(x):\n    return x +\n")
     workbench.use("gelu")
-    assert "your saved code failed: SyntaxError" in capsys.readouterr().out
+    assert "your saved code failed, SyntaxError" in capsys.readouterr().out
 
 
 def test_unknown_piece_lists_the_pieces(bench) -> None:
