@@ -129,7 +129,7 @@ GPT = checks.check_gpt(GPT, Block)
 model = GPT(config).eval()
 print(workbench.describe(model))
 
-# %%
+# %% record:shape
 n_params = sum(p.numel() for p in model.parameters())  # the tied matrix counts once
 print(f"{n_params:,} parameters, {config.n_layer} blocks, width {config.n_embd}, "
       f"context {config.n_positions}")  # fmt: skip

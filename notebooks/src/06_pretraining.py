@@ -343,7 +343,7 @@ print(f"after 21 steps: validation loss {val_loss:.3f}, perplexity {math.exp(val
 #
 # Full run: about 3 minutes on a 2-core laptop CPU, well under one on a GPU.
 
-# %%
+# %% record:run
 # NBVAL_IGNORE_OUTPUT
 torch.manual_seed(1337)
 model = GPT(config)
@@ -371,7 +371,7 @@ history = train(
 )
 minutes = (time.perf_counter() - t0) / 60
 
-# %%
+# %% record:final
 # NBVAL_IGNORE_OUTPUT
 final = history.val_loss[-1]
 print(
@@ -387,7 +387,7 @@ else:
 # sample repeatable. (In quick mode the model is too small and too short-trained to say
 # much.)
 
-# %%
+# %% record:sample
 # NBVAL_IGNORE_OUTPUT
 print(sample(model, tok, prompt="ROMEO:\n", max_new_tokens=400, temperature=0.8, seed=0))
 

@@ -323,7 +323,7 @@ print(
 # %% [markdown]
 # ## Full fine-tuning against LoRA
 
-# %%
+# %% record:table
 # NBVAL_IGNORE_OUTPUT
 # Perplexity is exp(loss), the measure of part 7: per token of this model's tokenizer.
 print(
@@ -436,7 +436,7 @@ print("max |merged - adapters| logit difference below 1e-4:", diff < 1e-4)
 # %% [markdown]
 # And what the fine-tuned models write now, from the same prompt as the base model above:
 
-# %%
+# %% record:samples
 # NBVAL_IGNORE_OUTPUT
 for name, model in [("full fine-tuning", full), ("LoRA, merged", merged)]:
     print(f"--- {name}")

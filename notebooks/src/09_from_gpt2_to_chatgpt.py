@@ -197,7 +197,7 @@ print(
     f"{SFT_STEPS} steps in {time.perf_counter() - start:.0f} s, last loss {history.train_loss[-1]:.3f}"
 )
 
-# %%
+# %% record:tuned
 # NBVAL_IGNORE_OUTPUT
 after = instruct.evaluate(model, held_out, tok)
 print(
@@ -357,7 +357,7 @@ for p in pairs[:3]:
 # plain DPO.
 
 
-# %%
+# %% record:preference
 # NBVAL_IGNORE_OUTPUT
 CHOSEN_NLL = 0.1
 reference = copy.deepcopy(model).eval().requires_grad_(False)
