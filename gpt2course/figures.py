@@ -1,4 +1,5 @@
-"""Figures the notebooks draw: the course roadmap (part 0) and the GPT timeline (part 9).
+"""Figures the notebooks draw: the course roadmap (part 0), the model, its heads and the KV
+cache (parts 3-5), and the GPT timeline (part 9).
 
 Functions returning a new matplotlib ``Figure`` (made with pyplot, so a notebook's
 ``plt.show()`` displays it); the data they draw is public here, so the tests can check it
@@ -12,7 +13,16 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["ROADMAP", "TIMELINE", "Milestone", "roadmap_figure", "timeline_figure"]
+__all__ = [
+    "ROADMAP",
+    "TIMELINE",
+    "Milestone",
+    "heads_figure",
+    "kv_cache_figure",
+    "model_figure",
+    "roadmap_figure",
+    "timeline_figure",
+]
 
 # (part, short title, stage): the stages colour the roadmap.
 ROADMAP: list[tuple[str, str, str]] = [
@@ -133,5 +143,143 @@ def timeline_figure() -> Figure:
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     ax.set_title("From GPT-1 to GPT-4", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- the model's parts
+# Parts 3-5 draw the model: data flow with shapes, the heads, the KV cache. Each takes the
+# config whose shapes it writes on the picture, so the numbers are the notebook's own.
+
+
+def _flow(ax, y: float, text: str, colour: str, width: float = 2.6, x: float = 0.0) -> None:
+    ax.add_patch(_box(x - width / 2, y - 0.3, width, 0.6, colour))
+    ax.text(x, y, text, ha="center", va="center", fontsize=8)
+
+
+def _arrow(ax, x0: float, y0: float, x1: float, y1: float, **kw) -> None:
+    ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", lw=1, **kw))
+
+
+def model_figure(config=None) -> Figure:
+    """GPT-2 as data flow with shapes (left) and one pre-LN block with its residuals (right)."""
+    from .config import GPTConfig
+
+    c = config or GPTConfig.from_name("gpt2")
+    C, V, L = c.n_embd, c.vocab_size, c.n_layer
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 5.2))
+    steps = [
+        ("idx: token ids (B, T)", "#eceff1"),
+        (f"wte[idx] + wpe[0..T-1]\n(B, T, {C})", "#90caf9"),
+        (f"Block x {L}\n(B, T, {C}) -> (B, T, {C})", "#ffcc80"),
+        (f"ln_f\n(B, T, {C})", "#a5d6a7"),
+        (f"lm_head = wte (tied)\n{C} -> {V:,}", "#90caf9"),
+        (f"logits (B, T, {V:,})", "#eceff1"),
+    ]
+    for i, (text, colour) in enumerate(steps):
+        y = 5 - i
+        _flow(left, y, text, colour)
+        if i:
+            _arrow(left, 0, y + 0.7, 0, y + 0.3)
+    left.annotate(
+        "", (1.55, 1.0), (1.55, 4.0), arrowprops=dict(arrowstyle="<->", ls="--", color="#1e88e5")
+    )
+    left.text(
+        1.65, 3.0, "one matrix,\nread in and\nwritten out", fontsize=7, color="#1e88e5", va="center"
+    )
+    left.set_xlim(-1.6, 2.6)
+    left.set_ylim(-0.5, 5.5)
+    left.axis("off")
+    left.set_title(f"The whole model ({c.n_layer} layers, {c.n_head} heads, width {C})", fontsize=9)
+
+    # The block: the residual stream runs straight up; each sublayer reads a normalised copy.
+    right.plot([0, 0], [0, 5.4], color="#455a64", lw=3)
+    right.text(0.1, 5.45, f"residual stream x (B, T, {C})", fontsize=8)
+    for y0, ln, sub, colour, note in [
+        (0.6, "ln_1", "attn (causal,\nmulti-head)", "#ce93d8", "tokens exchange\ninformation"),
+        (3.0, "ln_2", f"mlp\n{C} -> {4 * C} -> {C}", "#ffab91", "each token\non its own"),
+    ]:
+        _arrow(right, 0, y0, 1.0, y0 + 0.3)
+        _flow(right, y0 + 0.5, ln, "#a5d6a7", width=0.8, x=1.4)
+        _flow(right, y0 + 1.3, sub, colour, width=1.4, x=1.4)
+        _arrow(right, 1.4, y0 + 0.8, 1.4, y0 + 1.0)
+        _arrow(right, 1.4, y0 + 1.6, 0.12, y0 + 1.9)
+        right.text(0, y0 + 1.95, "+", ha="center", va="center", fontsize=14, weight="bold",
+                   bbox=dict(boxstyle="circle", fc="white", ec="#455a64"))  # fmt: skip
+        right.text(2.3, y0 + 1.3, note, fontsize=7, va="center", color="#546e7a")
+    right.set_xlim(-0.6, 3.4)
+    right.set_ylim(-0.3, 5.8)
+    right.axis("off")
+    right.set_title("One block (pre-LN): x + attn(ln_1(x)), then x + mlp(ln_2(x))", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def heads_figure(n_head: int = 4, T: int = 5, n_embd: int = 12) -> Figure:
+    """c_attn's output split into q, k, v, and each split into heads: (B, T, C) -> (B, nh, T, hd)."""
+    from matplotlib.patches import Rectangle
+
+    hd = n_embd // n_head
+    colours = plt.get_cmap("tab10").colors
+    cell = 0.25
+    fig, ax = plt.subplots(figsize=(11, 2.6))
+
+    def grid(x0: float, cols: int, colour_of, label: str) -> float:
+        for r in range(T):
+            for col in range(cols):
+                ax.add_patch(Rectangle((x0 + col * cell, -r * cell), cell, cell,
+                                       fc=colour_of(col), ec="white", lw=0.6))  # fmt: skip
+        ax.text(x0 + cols * cell / 2, 0.45, label, ha="center", fontsize=8)
+        return x0 + cols * cell
+
+    def arrow(x0: float, text: str) -> float:
+        ax.annotate("", (x0 + 1.1, -0.5), (x0 + 0.15, -0.5), arrowprops=dict(arrowstyle="->"))
+        ax.text(x0 + 0.62, -0.3, text, ha="center", fontsize=7.5)
+        return x0 + 1.25
+
+    x = grid(0, n_embd, lambda col: "#b0bec5", f"x  (T={T}, C={n_embd})")
+    x = arrow(x, "c_attn")
+    for name in "qkv":
+        x = grid(x, n_embd, lambda col: colours[col // hd], f"{name}  (T, C)") + 0.3
+    x = arrow(x - 0.3, "split_heads(q)")
+    for h in range(n_head):  # head h owns channels h*hd .. (h+1)*hd - 1
+        x = grid(x, hd, lambda col, h=h: colours[h], f"head {h}") + 0.35
+    ax.text(x / 2, -T * cell - 0.35,
+            f"each head: its own slice of {hd} channels (head_dim = C / n_head = {n_embd} / "
+            f"{n_head}); shape (n_head={n_head}, T, head_dim={hd}). k and v split the same way.",
+            ha="center", fontsize=8)  # fmt: skip
+    ax.set_xlim(-0.2, x)
+    ax.set_ylim(-T * cell - 0.6, 0.8)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title("q, k and v from one matrix product, then the head split", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def kv_cache_figure(prompt: int = 4, steps: int = 3) -> Figure:
+    """The KV cache during generation: each step adds one key/value row and one query."""
+    from matplotlib.patches import Rectangle
+
+    fig, axes = plt.subplots(1, steps, figsize=(10, 3.0), sharey=True)
+    for s, ax in enumerate(axes):
+        n = prompt + s  # keys and values held after this step
+        for j in range(n):
+            new = j == n - 1 and s > 0
+            ax.add_patch(
+                Rectangle((j, 1.2), 0.9, 0.9, fc="#ffcc80" if new else "#cfd8dc", ec="#455a64")
+            )
+            ax.text(j + 0.45, 1.65, f"k{j}\nv{j}", ha="center", va="center", fontsize=7)
+        ax.add_patch(Rectangle((n - 1, 0), 0.9, 0.9, fc="#90caf9", ec="#455a64"))
+        ax.text(n - 0.55, 0.45, f"q{n - 1}", ha="center", va="center", fontsize=8)
+        for j in range(n):
+            ax.plot([n - 0.55, j + 0.45], [0.9, 1.2], color="#1e88e5", lw=0.6, alpha=0.7)
+        what = "prompt: every position computed once" if s == 0 else f"step {s}: one new token"
+        ax.set_title(f"{what}\ncache holds {n} keys and values", fontsize=8)
+        ax.set_xlim(-0.2, prompt + steps)
+        ax.set_ylim(-0.2, 2.4)
+        ax.axis("off")
+    fig.suptitle("The newest query attends to every cached key; old queries are never needed again",
+                 fontsize=9)  # fmt: skip
     fig.tight_layout()
     return fig

@@ -30,3 +30,34 @@ def test_figures_render():
         fig.savefig(buf, format="png")
         assert buf.tell() > 1000
         plt.close(fig)
+
+
+def _texts(fig) -> str:
+    return " ".join(t.get_text() for ax in fig.axes for t in ax.texts) + " ".join(
+        ax.get_title() for ax in fig.axes
+    )
+
+
+def test_model_figure_writes_the_configs_own_shapes():
+    """The shapes on the picture are the ones GPT-2 small has (Radford et al. 2019, table 2)."""
+    text = _texts(figures.model_figure(GPTConfig.from_name("gpt2")))
+    assert "(B, T, 768)" in text and "Block x 12" in text and "50,257" in text
+    assert "768 -> 3072 -> 768" in text, "the MLP expands 4x"
+    small = _texts(figures.model_figure(GPTConfig(n_layer=2, n_embd=64, n_head=4)))
+    assert "Block x 2" in small and "(B, T, 64)" in small
+    plt.close("all")
+
+
+def test_heads_figure_gives_each_head_its_slice():
+    fig = figures.heads_figure(n_head=3, T=4, n_embd=9)
+    text = _texts(fig)
+    assert [f"head {h}" in text for h in range(3)] == [True] * 3 and "head 3" not in text
+    assert "head_dim=3" in text
+    plt.close("all")
+
+
+def test_kv_cache_figure_grows_by_one_key_per_step():
+    text = _texts(figures.kv_cache_figure(prompt=4, steps=3))
+    for held in (4, 5, 6):
+        assert f"cache holds {held} keys and values" in text
+    plt.close("all")

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from gpt2course import checks
 from gpt2course.assets import tiktoken_gpt2
 from gpt2course.device import quick_mode
+from gpt2course.figures import heads_figure
 from gpt2course.model import GPT, GPTConfig
 from gpt2course.widgets.attention import attention_viewer, heatmap_html
 
@@ -265,8 +266,14 @@ print(tuple(y.shape))
 #
 # The trick is a reshape: `(B, T, C)` → `(B, T, n_head, head_dim)` → transpose to
 # `(B, n_head, T, head_dim)`, so the heads become a batch axis that attention broadcasts
-# over. Afterwards the heads are merged back the opposite way.
-#
+# over. Afterwards the heads are merged back the opposite way. In a picture, for a toy
+# width of 12 channels and 4 heads (GPT-2 small: 768 channels, 12 heads of 64):
+
+# %%
+heads_figure(n_head=4, T=5, n_embd=12)
+plt.show()
+
+# %% [markdown]
 # ### Exercise: split and merge heads
 
 
