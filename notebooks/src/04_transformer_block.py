@@ -32,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gpt2course import checks, workbench
+from gpt2course.figures import model_figure
 from gpt2course.model import GPT, MODEL_NAMES, GPTConfig, count_parameters
 
 # A small block for the checks and experiments; the blocks you build here are the ones
@@ -211,6 +212,15 @@ plt.show()
 # normalised.
 #
 # ## The block
+# Where the pieces go: the residual stream runs straight through the block, and each
+# sublayer reads a normalised copy of it and adds its result back (right). Part 5 stacks
+# `n_layer` blocks between the embeddings and the head (left; the shapes are GPT-2 small's).
+
+# %%
+model_figure(GPTConfig.from_name("gpt2"))
+plt.show()
+
+# %% [markdown]
 # Now assemble it: `ln_1`, `attn`, `ln_2`, `mlp`, with the two residual additions.
 # `CausalSelfAttention` is your module from part 3 (`forward(x)` returns `y`, `(B, T, C)`),
 # taken from your workbench: every check that passes keeps your code there, and

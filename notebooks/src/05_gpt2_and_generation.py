@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from gpt2course import checks, workbench
 from gpt2course.assets import tiktoken_gpt2
 from gpt2course.device import quick_mode
+from gpt2course.figures import kv_cache_figure, model_figure
 from gpt2course.generation import filter_top_k, generate, next_token_probs, stream
 from gpt2course.model import GPT as PackageGPT
 from gpt2course.model import GPTConfig
@@ -63,6 +64,13 @@ torch.manual_seed(0)
 # %%
 # NBVAL_IGNORE_OUTPUT
 Block = workbench.use("Block")
+
+# %% [markdown]
+# The whole model, with the shapes of this notebook's config:
+
+# %%
+model_figure(config)
+plt.show()
 
 # %% [markdown]
 # ### Exercise: the GPT module
@@ -400,6 +408,10 @@ print(f"prompt {long_prompt.shape[1]} tokens + 25 new = {out.shape[1]} tokens "
 #   one `(k, v)` pair per layer;
 # - `logits, cache = cached(new_ids, kv_cache=cache, return_cache=True)` runs only `new_ids`,
 #   at the positions after the cached ones, and returns the cache grown by them.
+
+# %%
+kv_cache_figure(prompt=4, steps=3)
+plt.show()
 
 # %%
 logits, cache = cached(idx, return_cache=True)
