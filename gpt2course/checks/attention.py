@@ -53,7 +53,9 @@ def _attend(q, k, v, mask=None, *, scale=None, mask_after_softmax=False, softmax
     return w @ v
 
 
-def check_scaled_dot_product_attention(scaled_dot_product_attention: Callable) -> Callable:
+def check_scaled_dot_product_attention(
+    scaled_dot_product_attention: Callable, hint: int = 1
+) -> Callable:
     """Check ``scaled_dot_product_attention(q, k, v, mask=None)`` against the reference."""
 
     def test(f):
@@ -107,10 +109,11 @@ def check_scaled_dot_product_attention(scaled_dot_product_attention: Callable) -
         scaled_dot_product_attention,
         reference.scaled_dot_product_attention,
         test,
+        hint=hint,
     )
 
 
-def check_causal_mask(causal_mask: Callable) -> Callable:
+def check_causal_mask(causal_mask: Callable, hint: int = 1) -> Callable:
     """Check ``causal_mask(T)``: a boolean (T, T) tensor, True where i may attend to j."""
 
     def test(f):
@@ -139,14 +142,14 @@ def check_causal_mask(causal_mask: Callable) -> Callable:
                 ],
             )
 
-    return run_check("causal_mask", causal_mask, reference.causal_mask, test)
+    return run_check("causal_mask", causal_mask, reference.causal_mask, test, hint=hint)
 
 
 def _heads_input(B=2, T=5, C=12, seed=0):
     return torch.randn(B, T, C, generator=torch.Generator().manual_seed(seed))
 
 
-def check_split_heads(split_heads: Callable) -> Callable:
+def check_split_heads(split_heads: Callable, hint: int = 1) -> Callable:
     """Check ``split_heads(x, n_head)``: (B, T, C) -> (B, n_head, T, C // n_head)."""
 
     def test(f):
@@ -176,10 +179,10 @@ def check_split_heads(split_heads: Callable) -> Callable:
             ],
         )
 
-    return run_check("split_heads", split_heads, reference.split_heads, test)
+    return run_check("split_heads", split_heads, reference.split_heads, test, hint=hint)
 
 
-def check_merge_heads(merge_heads: Callable) -> Callable:
+def check_merge_heads(merge_heads: Callable, hint: int = 1) -> Callable:
     """Check ``merge_heads(x)``: (B, n_head, T, head_dim) -> (B, T, n_head * head_dim)."""
 
     def test(f):
@@ -205,7 +208,7 @@ def check_merge_heads(merge_heads: Callable) -> Callable:
             ],
         )
 
-    return run_check("merge_heads", merge_heads, reference.merge_heads, test)
+    return run_check("merge_heads", merge_heads, reference.merge_heads, test, hint=hint)
 
 
 class _ReferenceSelfAttention(reference.CausalSelfAttention):
@@ -235,7 +238,7 @@ def _module_variant(
     return F.linear(y, sd["c_proj.weight"], sd.get("c_proj.bias")) if proj else y
 
 
-def check_causal_self_attention(CausalSelfAttention: type) -> type:
+def check_causal_self_attention(CausalSelfAttention: type, hint: int = 1) -> type:
     """Check a ``CausalSelfAttention(config)`` module whose ``forward(x)`` returns y (B, T, C)."""
     from ..model import GPTConfig
 
@@ -298,4 +301,6 @@ def check_causal_self_attention(CausalSelfAttention: type) -> type:
             ]
             compare_tensors(got, ref(x), what="output", likely_bugs=bugs)
 
-    return run_check("CausalSelfAttention", CausalSelfAttention, _ReferenceSelfAttention, test)
+    return run_check(
+        "CausalSelfAttention", CausalSelfAttention, _ReferenceSelfAttention, test, hint=hint
+    )

@@ -35,7 +35,7 @@ def _windows_by_slicing(ids, context_length, stride, *, drop_last=False, step=No
     return torch.tensor(xs), torch.tensor(ys)
 
 
-def check_make_windows(make_windows: Callable) -> Callable:
+def check_make_windows(make_windows: Callable, hint: int = 1) -> Callable:
     """Check ``make_windows(ids, context_length, stride) -> (inputs, targets)``."""
 
     def test(f):
@@ -83,10 +83,10 @@ def check_make_windows(make_windows: Callable) -> Callable:
                 ],
             )
 
-    return run_check("make_windows", make_windows, reference.make_windows, test)
+    return run_check("make_windows", make_windows, reference.make_windows, test, hint=hint)
 
 
-def check_embed(embed: Callable) -> Callable:
+def check_embed(embed: Callable, hint: int = 1) -> Callable:
     """Check ``embed(idx, wte, wpe) -> (B, T, C)``: token plus position embeddings."""
 
     def test(f):
@@ -122,4 +122,4 @@ def check_embed(embed: Callable) -> Callable:
             ]
         compare_tensors(got, expected, what="embedding sum", likely_bugs=bugs)
 
-    return run_check("embed", embed, reference.embed, test)
+    return run_check("embed", embed, reference.embed, test, hint=hint)

@@ -25,7 +25,7 @@ def _fill(layer: nn.Module, seed: int = 0) -> None:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
 
 
-def check_lora_linear(lora_linear_cls):
+def check_lora_linear(lora_linear_cls, hint: int = 1):
     """Check a LoRA layer class built as ``cls(in_features, out_features, rank, alpha)``."""
 
     def test(cls):
@@ -96,7 +96,7 @@ def check_lora_linear(lora_linear_cls):
             ]
         compare_tensors(got, expected, what="layer output", likely_bugs=bugs)
 
-    return run_check("LoRALinear", lora_linear_cls, reference.LoRALinear, test)
+    return run_check("LoRALinear", lora_linear_cls, reference.LoRALinear, test, hint=hint)
 
 
 def _tiny_model() -> nn.Module:
@@ -110,7 +110,7 @@ def _tiny_model() -> nn.Module:
     return model
 
 
-def check_mark_only_lora_trainable(mark_only_lora_trainable):
+def check_mark_only_lora_trainable(mark_only_lora_trainable, hint: int = 1):
     """Check that ``mark_only_lora_trainable(model)`` leaves exactly the adapters trainable."""
 
     def test(f):
@@ -145,10 +145,11 @@ def check_mark_only_lora_trainable(mark_only_lora_trainable):
         mark_only_lora_trainable,
         reference.mark_only_lora_trainable,
         test,
+        hint=hint,
     )
 
 
-def check_merged_weight(merged_weight):
+def check_merged_weight(merged_weight, hint: int = 1):
     """Check ``merged_weight(layer)``: the single weight equal to base plus adapter."""
 
     def test(f):
@@ -179,4 +180,4 @@ def check_merged_weight(merged_weight):
                 F.linear(x, got, layer.bias), layer(x), what="output of the merged layer"
             )
 
-    return run_check("merged_weight", merged_weight, reference.merged_weight, test)
+    return run_check("merged_weight", merged_weight, reference.merged_weight, test, hint=hint)

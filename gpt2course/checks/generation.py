@@ -27,7 +27,7 @@ def _frequencies(ids: torch.Tensor, vocab: int) -> torch.Tensor:
     return torch.bincount(ids.flatten(), minlength=vocab).double() / ids.numel()
 
 
-def check_sample_next_token(sample_next_token: Callable) -> Callable:
+def check_sample_next_token(sample_next_token: Callable, hint: int = 1) -> Callable:
     """Check ``sample_next_token(logits, temperature=1.0, top_k=None, generator=None)`` -> (B, 1)."""
 
     def test(f):
@@ -110,10 +110,10 @@ def check_sample_next_token(sample_next_token: Callable) -> Callable:
     def ref(logits, temperature=1.0, top_k=None, generator=None):
         return reference.sample_next_token(logits, temperature, top_k, None, generator)
 
-    return run_check("sample_next_token", sample_next_token, ref, test)
+    return run_check("sample_next_token", sample_next_token, ref, test, hint=hint)
 
 
-def check_generate_step(generate_step: Callable) -> Callable:
+def check_generate_step(generate_step: Callable, hint: int = 1) -> Callable:
     """Check ``generate_step(model, idx, temperature=1.0, top_k=None, generator=None)`` -> (B, T+1)."""
 
     def test(f):
@@ -155,7 +155,7 @@ def check_generate_step(generate_step: Callable) -> Callable:
             likely_bugs=[("the crop dropped the earlier tokens from the result: crop only what the model sees, return all of idx plus the new token", reference.generate_step(model, long[:, -n_ctx:], temperature=0.0))],
         )  # fmt: skip
 
-    return run_check("generate_step", generate_step, reference.generate_step, test)
+    return run_check("generate_step", generate_step, reference.generate_step, test, hint=hint)
 
 
 class _Counting(torch.nn.Module):
@@ -172,7 +172,7 @@ class _Counting(torch.nn.Module):
         return self.model(idx, *args, **kwargs)
 
 
-def check_generate_with_cache(generate_with_cache: Callable) -> Callable:
+def check_generate_with_cache(generate_with_cache: Callable, hint: int = 1) -> Callable:
     """Check ``generate_with_cache(model, idx, max_new_tokens)`` (greedy, KV cache)."""
 
     def test(f):
@@ -215,4 +215,4 @@ def check_generate_with_cache(generate_with_cache: Callable) -> Callable:
     def ref(model, idx, max_new_tokens):
         return reference.generate(model, idx, max_new_tokens, temperature=0)
 
-    return run_check("generate_with_cache", generate_with_cache, ref, test)
+    return run_check("generate_with_cache", generate_with_cache, ref, test, hint=hint)

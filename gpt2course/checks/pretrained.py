@@ -75,7 +75,7 @@ def _key_problems(got: dict, expected: dict) -> None:
     raise CheckFailure("the names differ from our GPT's: " + "; ".join(parts))
 
 
-def check_convert_hf_state_dict(convert_hf_state_dict: Callable) -> Callable:
+def check_convert_hf_state_dict(convert_hf_state_dict: Callable, hint: int = 1) -> Callable:
     """Check ``convert_hf_state_dict(hf_sd) -> dict`` (rename, skip buffers, transpose Conv1D)."""
 
     def test(f):
@@ -113,5 +113,9 @@ def check_convert_hf_state_dict(convert_hf_state_dict: Callable) -> Callable:
                 )
 
     return run_check(
-        "convert_hf_state_dict", convert_hf_state_dict, reference.convert_state_dict, test
+        "convert_hf_state_dict",
+        convert_hf_state_dict,
+        reference.convert_state_dict,
+        test,
+        hint=hint,
     )

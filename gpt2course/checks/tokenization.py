@@ -42,7 +42,7 @@ def _pairs_not_overlapping(ids):
     return counts
 
 
-def check_count_pairs(count_pairs: Callable[[list[int]], dict[Pair, int]]):
+def check_count_pairs(count_pairs: Callable[[list[int]], dict[Pair, int]], hint: int = 1):
     """Check ``count_pairs(ids) -> {(a, b): count}`` against the reference."""
 
     def test(f):
@@ -66,7 +66,7 @@ def check_count_pairs(count_pairs: Callable[[list[int]], dict[Pair, int]]):
                 ],
             )
 
-    return run_check("count_pairs", count_pairs, ref.count_pairs, test)
+    return run_check("count_pairs", count_pairs, ref.count_pairs, test, hint=hint)
 
 
 # --- merge ------------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def _merge_drops_last(ids, pair, new_id):
     return out
 
 
-def check_merge(merge: Callable[[list[int], Pair, int], list[int]]):
+def check_merge(merge: Callable[[list[int], Pair, int], list[int]], hint: int = 1):
     """Check ``merge(ids, pair, new_id) -> new ids`` against the reference."""
 
     def test(f):
@@ -138,13 +138,13 @@ def check_merge(merge: Callable[[list[int], Pair, int], list[int]]):
                 ],
             )
 
-    return run_check("merge", merge, ref.merge, test)
+    return run_check("merge", merge, ref.merge, test, hint=hint)
 
 
 # --- the training loop ------------------------------------------------------------------
 
 
-def check_train(train: Callable[[list[int], int], dict[Pair, int]]):
+def check_train(train: Callable[[list[int], int], dict[Pair, int]], hint: int = 1):
     """Check ``train(ids, num_merges) -> {pair: new_id}``: each merge must be a most
     frequent pair at its step (any tie rule is fine) and new ids count up from 256."""
 
@@ -194,7 +194,7 @@ def check_train(train: Callable[[list[int], int], dict[Pair, int]]):
                 )
             current = ref.merge(current, pair, new_id)
 
-    return run_check("train", train, ref.train_merges, test)
+    return run_check("train", train, ref.train_merges, test, hint=hint)
 
 
 # --- encode and decode ------------------------------------------------------------------
@@ -228,7 +228,7 @@ def _encode_by_frequency(text, merges):
     return ids
 
 
-def check_encode(encode: Callable[[str, dict[Pair, int]], list[int]]):
+def check_encode(encode: Callable[[str, dict[Pair, int]], list[int]], hint: int = 1):
     """Check ``encode(text, merges) -> ids`` against the reference."""
 
     def test(f):
@@ -269,14 +269,14 @@ def check_encode(encode: Callable[[str, dict[Pair, int]], list[int]]):
                 ],
             )
 
-    return run_check("encode", encode, ref.encode, test)
+    return run_check("encode", encode, ref.encode, test, hint=hint)
 
 
 def _decode_each(ids, vocab):
     return "".join(vocab[i].decode("utf-8", errors="replace") for i in ids)
 
 
-def check_decode(decode: Callable[[list[int], dict[int, bytes]], str]):
+def check_decode(decode: Callable[[list[int], dict[int, bytes]], str], hint: int = 1):
     """Check ``decode(ids, vocab) -> str`` against the reference, partial UTF-8 included."""
 
     def test(f):
@@ -316,4 +316,4 @@ def check_decode(decode: Callable[[list[int], dict[int, bytes]], str]):
             ) from None
         compare_values(got, ref.decode(partial, vocab), what=f"decode({partial})")
 
-    return run_check("decode", decode, ref.decode, test)
+    return run_check("decode", decode, ref.decode, test, hint=hint)

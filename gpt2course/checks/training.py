@@ -13,7 +13,7 @@ from ._core import CheckFailure, compare_tensors, run_check
 __all__ = ["check_lm_loss", "check_lr_schedule", "check_train_step"]
 
 
-def check_lm_loss(lm_loss):
+def check_lm_loss(lm_loss, hint: int = 1):
     """Check ``lm_loss(logits, targets)`` against cross-entropy written out by torch."""
 
     def test(f):
@@ -62,7 +62,7 @@ def check_lm_loss(lm_loss):
         ]
         compare_tensors(got, expected, what="loss", likely_bugs=bugs)
 
-    return run_check("lm_loss", lm_loss, reference.lm_loss, test)
+    return run_check("lm_loss", lm_loss, reference.lm_loss, test, hint=hint)
 
 
 def _schedule_variant(step, *, max_lr, min_lr, warmup_steps, max_steps, bug):
@@ -113,7 +113,7 @@ _SCHEDULE_BUGS = [
 ]
 
 
-def check_lr_schedule(lr_schedule):
+def check_lr_schedule(lr_schedule, hint: int = 1):
     """Check ``lr_schedule(step, max_lr=, min_lr=, warmup_steps=, max_steps=)`` over a whole run."""
 
     def test(f):
@@ -141,7 +141,7 @@ def check_lr_schedule(lr_schedule):
             likely_bugs=bugs,
         )
 
-    return run_check("lr_schedule", lr_schedule, reference.lr_schedule, test)
+    return run_check("lr_schedule", lr_schedule, reference.lr_schedule, test, hint=hint)
 
 
 def _tiny_setup(seed: int):
@@ -211,7 +211,7 @@ _STEP_BUGS = [
 ]
 
 
-def check_train_step(train_step):
+def check_train_step(train_step, hint: int = 1):
     """Check ``train_step(model, optimizer, micro_batches, lr, grad_clip)`` on a tiny GPT."""
 
     def test(f):
@@ -251,4 +251,4 @@ def check_train_step(train_step):
                 likely_bugs=loss_bugs,
             )
 
-    return run_check("train_step", train_step, reference.train_step, test)
+    return run_check("train_step", train_step, reference.train_step, test, hint=hint)

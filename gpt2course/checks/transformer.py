@@ -19,7 +19,7 @@ def _config() -> reference.GPTConfig:
     return reference.GPTConfig(vocab_size=50, n_positions=16, n_embd=12, n_layer=1, n_head=3)
 
 
-def check_layer_norm(layer_norm: Callable) -> Callable:
+def check_layer_norm(layer_norm: Callable, hint: int = 1) -> Callable:
     """Check ``layer_norm(x, weight, bias, eps=1e-5)`` against ``torch.nn.functional.layer_norm``."""
 
     def ref(x, weight, bias, eps=1e-5):
@@ -60,14 +60,14 @@ def check_layer_norm(layer_norm: Callable) -> Callable:
             got, ref(x, w, b, eps), what="normalised output", atol=1e-4, likely_bugs=bugs
         )
 
-    return run_check("layer_norm", layer_norm, ref, test)
+    return run_check("layer_norm", layer_norm, ref, test, hint=hint)
 
 
 def _gelu_tanh(x: torch.Tensor, c: float = math.sqrt(2 / math.pi), cube: float = 0.044715):
     return 0.5 * x * (1 + torch.tanh(c * (x + cube * x**3)))
 
 
-def check_gelu(gelu: Callable) -> Callable:
+def check_gelu(gelu: Callable, hint: int = 1) -> Callable:
     """Check ``gelu(x)`` against torch's GELU in the tanh form GPT-2 uses."""
 
     def ref(x):
@@ -92,7 +92,7 @@ def check_gelu(gelu: Callable) -> Callable:
         ]
         compare_tensors(got, ref(x), what="GELU output", atol=1e-6, rtol=1e-6, likely_bugs=bugs)
 
-    return run_check("gelu", gelu, ref, test)
+    return run_check("gelu", gelu, ref, test, hint=hint)
 
 
 def _instance(cls: type, config, names: tuple[str, ...]) -> nn.Module:
@@ -129,7 +129,7 @@ def _random_biases(module: nn.Module, seed: int) -> None:
                 p.add_(0.1 * torch.randn(p.shape, generator=g))
 
 
-def check_mlp(mlp_class: type) -> type:
+def check_mlp(mlp_class: type, hint: int = 1) -> type:
     """Check an ``MLP(config)`` class (``c_fc``, GELU, ``c_proj``) against the reference."""
 
     def test(cls):
@@ -158,7 +158,7 @@ def check_mlp(mlp_class: type) -> type:
             ]
             compare_tensors(got, ref(x), what="MLP output", atol=1e-5, likely_bugs=bugs)
 
-    return run_check("MLP", mlp_class, reference.MLP, test)
+    return run_check("MLP", mlp_class, reference.MLP, test, hint=hint)
 
 
 class ReferenceBlock(reference.Block):
@@ -168,7 +168,7 @@ class ReferenceBlock(reference.Block):
         return super().forward(x)[0]
 
 
-def check_block(block_class: type) -> type:
+def check_block(block_class: type, hint: int = 1) -> type:
     """Check a ``Block(config)`` class (pre-LN: attention then MLP, each with a residual)."""
 
     def test(cls):
@@ -220,4 +220,4 @@ def check_block(block_class: type) -> type:
             ]
             compare_tensors(got, ref(x), what="block output", atol=1e-5, likely_bugs=bugs)
 
-    return run_check("Block", block_class, ReferenceBlock, test)
+    return run_check("Block", block_class, ReferenceBlock, test, hint=hint)
