@@ -383,3 +383,22 @@ def compare_values(
 def _short(x: Any, n: int = 120) -> str:
     s = repr(x)
     return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def compare_value_cases(
+    got: Sequence[Any],
+    expected: Sequence[Any],
+    whats: Sequence[str],
+    likely_bugs: Iterable[tuple[Hint, Sequence[Any]]] = (),
+) -> None:
+    """``compare_values`` over several cases; the hint named is the bug that explains the
+    most cases, so that two bugs agreeing on one case do not hide the right one."""
+    likely_bugs = list(likely_bugs)
+    for i, (g, e, what) in enumerate(zip(got, expected, whats, strict=True)):
+        if _equal(g, e):
+            continue
+        ranked = sorted(
+            likely_bugs,
+            key=lambda b: -sum(_equal(x, y) for x, y in zip(got, b[1], strict=True)),
+        )
+        compare_values(g, e, what=what, likely_bugs=[(h, outs[i]) for h, outs in ranked])
