@@ -17,7 +17,7 @@ def cp_last_missing(ids):
 
 
 def cp_once_each(ids):
-    return {pair: 1 for pair in zip(ids, ids[1:])}
+    return {pair: 1 for pair in zip(ids, ids[1:], strict=False)}
 
 
 def cp_step_two(ids):
@@ -29,7 +29,7 @@ def cp_step_two(ids):
 
 def cp_sum_keys(ids):
     counts = {}
-    for a, b in zip(ids, ids[1:]):
+    for a, b in zip(ids, ids[1:], strict=False):
         counts[a + b] = counts.get(a + b, 0) + 1
     return counts
 
@@ -43,12 +43,12 @@ def cp_pops_the_input(ids):
 
 
 def cp_most_common_list(ids):
-    return Counter(zip(ids, ids[1:])).most_common()
+    return Counter(zip(ids, ids[1:], strict=False)).most_common()
 
 
 def cp_by_digits(ids):  # pairs of digits: right while every id is below 10
     s = "".join(map(str, ids))
-    return dict(Counter((int(a), int(b)) for a, b in zip(s, s[1:])))
+    return dict(Counter((int(a), int(b)) for a, b in zip(s, s[1:], strict=False)))
 
 
 # --- merge ---------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def tr_list(ids, num_merges):
 def tr_counter(ids, num_merges):  # right: another tie rule, written with Counter
     merges = {}
     for k in range(num_merges):
-        (pair, _), *_ = Counter(zip(ids, ids[1:])).most_common(1)
+        (pair, _), *_ = Counter(zip(ids, ids[1:], strict=False)).most_common(1)
         ids = basic.merge(ids, pair, 256 + k)
         merges[pair] = 256 + k
     return merges
@@ -307,7 +307,7 @@ def test_wrong_solutions_are_named(check, wrong, expect):
 
 
 RIGHT = [
-    (checks.check_count_pairs, lambda ids: Counter(zip(ids, ids[1:]))),
+    (checks.check_count_pairs, lambda ids: Counter(zip(ids, ids[1:], strict=False))),
     (checks.check_merge, lambda ids, p, n: basic.merge(list(ids), p, n)),
     (checks.check_train_merges, tr_counter),
     (checks.check_encode, en_in_order),
