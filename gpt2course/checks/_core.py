@@ -217,10 +217,21 @@ def _snapshot(x: Any) -> Any:
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Whether ``a`` still equals its snapshot ``b`` (tensors inside lists and dicts too)."""
     import torch
 
     if isinstance(a, torch.Tensor):
-        return a.shape == b.shape and bool(torch.equal(a.detach(), b))
+        return (
+            isinstance(b, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a.detach(), b))
+        )
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return (
+            isinstance(b, list | tuple)
+            and len(a) == len(b)
+            and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        )
     try:
         return bool(a == b)
     except Exception:

@@ -9,7 +9,7 @@ import torch
 
 from .. import pretrained as reference
 from ..model import GPT, GPTConfig
-from ._core import CheckFailure, compare_tensors, run_check
+from ._core import CheckFailure, call, compare_tensors, run_check
 
 __all__ = ["check_convert_hf_state_dict"]
 
@@ -84,7 +84,7 @@ def check_convert_hf_state_dict(convert_hf_state_dict: Callable, hint: int = 1) 
             ("", "the hub file's layout"),
         ):
             sd = _sample_checkpoint(prefix)
-            got = f(dict(sd))
+            got = call(f, sd, names=["hf_sd"])
             if not isinstance(got, dict):
                 raise CheckFailure(f"return a dict of name -> tensor, got {type(got).__name__}")
             expected = reference.convert_state_dict(sd)
