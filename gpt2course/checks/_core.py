@@ -128,22 +128,28 @@ def _is_learner_frame(filename: str) -> bool:
     return not any(s.startswith(lib) for lib in _LIBRARY)
 
 
-def _explain_crash(name: str, e: BaseException, meanings: Iterable[tuple[str, str]]) -> str:
-    frames = traceback.extract_tb(e.__traceback__)
-    mine = [f for f in frames if _is_learner_frame(f.filename)]
+def _explain_crash(e: BaseException, test: Callable, meanings: Iterable[tuple[str, str]]) -> str:
+    """Whose crash it is (the learner's line, or the check's own), and what it usually means."""
+    test_code = getattr(test, "__code__", None)
+    frames = []  # (filename, lineno, line, is_learners)
+    for frame, lineno in traceback.walk_tb(e.__traceback__):
+        filename = frame.f_code.co_filename
+        mine = frame.f_code is not test_code and _is_learner_frame(filename)
+        frames.append((filename, lineno, frame.f_code.co_name, mine))
+    summary = traceback.extract_tb(e.__traceback__)
     text = f"{type(e).__name__}: {e}"
-    if not mine:
-        where = frames[-1] if frames else None
-        at = f" ({Path(where.filename).name}, line {where.lineno})" if where else ""
+    learner = [i for i, f in enumerate(frames) if f[3]]
+    if not learner:
+        at = f" ({Path(frames[-1][0]).name}, line {frames[-1][1]})" if frames else ""
         return (
             f"the check itself crashed{at} with {text}. This is a bug in the check, not in "
             "your code; please report it (your answer was not judged)"
         )
-    last = mine[-1]
+    last = summary[learner[-1]]
     line = f" at line {last.lineno}: `{last.line.strip()}`" if last.line else ""
     meaning = ""
     for pattern, why in [*meanings, *_MEANINGS]:
-        if re.search(pattern, f"{type(e).__name__}: {e}"):
+        if re.search(pattern, text):
             meaning = f"\n  This usually means {why}."
             break
     return f"your code raised {text}{line}{meaning}"
@@ -182,7 +188,7 @@ def run_check(
         print(f"✗ {name}: {e}\n  Carrying on with the reference implementation for now.")
         return _hand_back(reference)
     except Exception as e:  # a crash: the learner's (say where) or the check's (say so)
-        message = _explain_crash(name, e, crash_meanings)
+        message = _explain_crash(e, test, crash_meanings)
         if strict():
             if message.startswith("the check itself"):
                 raise CheckBug(message) from e
