@@ -15,6 +15,7 @@ from ._core import (  # noqa: F401
     say,
 )
 from .attention import *  # noqa: F403
+from .chat import *  # noqa: F403
 from .embeddings import *  # noqa: F403
 from .finetuning import *  # noqa: F403
 from .generation import *  # noqa: F403

@@ -1,17 +1,22 @@
-"""Checks for part 7: mapping a GPT-2 checkpoint's tensors onto our modules."""
+"""Checks for part 7: mapping a GPT-2 checkpoint's tensors onto our modules, perplexity.
+
+``perplexity`` is the reference of notebook 07's perplexity exercise (the package had none).
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from .. import pretrained as reference
 from ..model import GPT, GPTConfig
 from ._core import CheckFailure, call, compare_tensors, run_check
 
-__all__ = ["check_convert_hf_state_dict"]
+__all__ = ["check_convert_hf_state_dict", "check_perplexity"]
 
 _TRANSPOSE_HINT = (
     "{name} comes from a Conv1D layer, which stores its weight as (in, out); nn.Linear "
@@ -118,4 +123,130 @@ def check_convert_hf_state_dict(convert_hf_state_dict: Callable, hint: int = 1) 
         reference.convert_state_dict,
         test,
         hint=hint,
+    )
+
+
+# --- perplexity ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def perplexity(model: GPT, ids: list[int], window: int = 1024) -> float:
+    """exp(mean next-token cross-entropy) over ``ids``, in half-overlapping windows.
+
+    Each window after the first scores only its second half, so that every token is scored
+    once and, past the first window, with at least ``window // 2`` tokens of context.
+    """
+    if len(ids) < 2:
+        raise ValueError(f"perplexity needs at least 2 ids (one prediction), got {len(ids)}")
+    window = min(window, model.config.n_positions)
+    stride = window // 2
+    dev = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, max(1, len(ids) - 1), stride):
+        chunk = torch.tensor([ids[start : start + window + 1]], device=dev)
+        x, y = chunk[:, :-1], chunk[:, 1:].clone()  # (1, T), targets shifted by one
+        if start > 0:
+            y[:, : window - stride] = -100  # scored already, by the previous window
+        loss = F.cross_entropy(model(x)[0].float(), y[0], ignore_index=-100, reduction="sum")
+        total += loss.item()
+        count += int((y != -100).sum())
+        if start + window + 1 >= len(ids):
+            break
+    return math.exp(total / count)
+
+
+def _token_losses(model: GPT, ids: list[int], window: int, stride: int, *, score_all=False):
+    """Every scored token's loss under a windowing scheme (the reference's, or a bug's)."""
+    losses = []
+    for start in range(0, max(1, len(ids) - 1), stride):
+        chunk = torch.tensor([ids[start : start + window + 1]])
+        with torch.no_grad():
+            logp = model(chunk[:, :-1])[0].log_softmax(-1)
+        y = chunk[0, 1:]
+        first = 0 if (start == 0 or score_all) else window - stride
+        losses += [-logp[t, y[t]].item() for t in range(first, y.numel())]
+        if start + window + 1 >= len(ids):
+            break
+    return losses
+
+
+def check_perplexity(perplexity_fn: Callable, hint: int = 1) -> Callable:
+    """Check ``perplexity(model, ids, window=1024) -> float`` on a tiny GPT."""
+
+    def test(f):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(10.0)  # a confident model: the bugs move the figure a lot
+        model.eval()
+        g = torch.Generator().manual_seed(1)
+        short = torch.randint(0, 50, (12,), generator=g).tolist()
+        long = torch.randint(0, 50, (45,), generator=g).tolist()
+        for ids, label in ((short, "12 ids (one window)"), (long, "45 ids, n_positions 16")):
+            got = call(f, model, ids, names=["model", "ids"])
+            if isinstance(got, torch.Tensor):
+                raise CheckFailure(
+                    "perplexity returned a tensor; return a Python float (.item() or math.exp "
+                    "of a float)"
+                )
+            if not isinstance(got, float | int):
+                raise CheckFailure(f"perplexity returned a {type(got).__name__}; return a float")
+            W = min(1024, model.config.n_positions)
+            nll = _token_losses(model, ids, W, W // 2)
+            mean = sum(nll) / len(nll)
+            with torch.no_grad():
+                x = torch.tensor([ids[: W + 1][:-1]])
+                unshifted = F.cross_entropy(model(x)[0], x[0]).item()
+            every = _token_losses(model, ids, W, W // 2, score_all=True)
+            apart = _token_losses(model, ids, W, W)
+            bugs = [
+                ("this is the mean cross-entropy; the perplexity is its exponential", mean),
+                (
+                    "the exponential of the summed loss; average over the tokens first",
+                    math.exp(min(sum(nll), 700.0)),
+                ),
+                (
+                    "each position is scored against itself; the target is the next token "
+                    "(the ids shifted by one)",
+                    math.exp(unshifted),
+                ),
+                (
+                    "the windows' overlapping halves are scored twice; after the first "
+                    "window, score only the second half (targets of the rest = -100)",
+                    math.exp(sum(every) / len(every)),
+                ),
+                (
+                    "the windows do not overlap, so the first tokens of each window are "
+                    "scored with almost no context; step by half a window",
+                    math.exp(sum(apart) / len(apart)),
+                ),
+                ("a base-2 exponential; perplexity is exp() of a loss in nats", 2.0**mean),
+            ]
+            if len(ids) > W + 1:
+                first_only = _token_losses(model, ids[: W + 1], W, W // 2)
+                bugs.append(
+                    (
+                        "only the first window is scored: walk windows to the end of ids",
+                        math.exp(sum(first_only) / len(first_only)),
+                    )
+                )
+            compare_tensors(
+                torch.tensor(float(got), dtype=torch.float64),
+                torch.tensor(math.exp(mean), dtype=torch.float64),
+                what=f"perplexity of {label}",
+                rtol=1e-4,
+                atol=1e-6,
+                likely_bugs=[(h, torch.tensor(v, dtype=torch.float64)) for h, v in bugs],
+            )
+
+    meanings = [
+        (
+            r"longer than the model's context|index out of range in self",
+            "a window longer than the model's n_positions: cap the window with "
+            "min(window, model.config.n_positions)",
+        )
+    ]
+    return run_check(
+        "perplexity", perplexity_fn, perplexity, test, hint=hint, crash_meanings=meanings
     )

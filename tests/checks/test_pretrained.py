@@ -65,3 +65,96 @@ def test_stub_is_not_done_yet():
         raise NotImplementedError
 
     assert_stub(checks.check_convert_hf_state_dict, convert_hf_state_dict)
+
+
+# --- perplexity -------------------------------------------------------------------------------
+
+import math  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from gpt2course.checks.pretrained import perplexity as ref_perplexity  # noqa: E402
+from gpt2course.model import GPT, GPTConfig  # noqa: E402
+
+
+@torch.no_grad()
+def ppl(model, ids, window=1024, bug=None):
+    window = min(window, model.config.n_positions) if bug != "no_cap" else window
+    stride = window if bug == "apart" else window // 2
+    total, count = 0.0, 0
+    for start in range(0, max(1, len(ids) - 1), stride):
+        chunk = torch.tensor([ids[start : start + window + 1]])
+        x, y = chunk[:, :-1], chunk[:, 1:].clone()
+        if bug == "unshifted":
+            y = x.clone()
+        if start > 0 and bug not in ("every", "apart"):
+            y[:, : window - stride] = -100
+        loss = F.cross_entropy(model(x)[0], y[0], ignore_index=-100, reduction="sum")
+        total += loss.item()
+        count += int((y != -100).sum())
+        if start + window + 1 >= len(ids) or bug == "first_only":
+            break
+    if bug == "no_exp":
+        return total / count
+    if bug == "base2":
+        return 2 ** (total / count)
+    if bug == "tensor":
+        return torch.tensor(total / count).exp()
+    if bug == "exp_sum":
+        return math.exp(min(total, 700.0))
+    return math.exp(total / count)
+
+
+PPL_WRONG = [
+    ("no_exp", "this is the mean cross-entropy"),
+    ("base2", "base-2"),
+    ("tensor", "return a Python float"),
+    ("exp_sum", "the exponential of the summed loss"),
+    ("unshifted", "scored against itself"),
+    ("every", "scored twice"),
+    ("apart", "the windows do not overlap"),
+    ("first_only", "only the first window is scored"),
+    ("no_cap", "cap the window"),
+]
+
+
+@pytest.mark.parametrize("bug, expect", PPL_WRONG, ids=[b for b, _ in PPL_WRONG])
+def test_perplexity_wrong_solutions_are_named(bug, expect):
+    assert_wrong(checks.check_perplexity, lambda m, i, window=1024: ppl(m, i, window, bug), expect)
+
+
+def ppl_token_by_token(model, ids, window=1024):
+    """Right, another way: each token's loss with exactly the context the windows give it."""
+    W = min(window, model.config.n_positions)
+    S, nll = W // 2, []
+    for t in range(1, len(ids)):
+        # the window that scores target t: the first, or the one whose second half holds it
+        start = 0 if t <= W else ((t - W - 1) // S + 1) * S
+        ctx = torch.tensor([ids[start:t]])
+        with torch.no_grad():
+            nll.append(-model(ctx)[0, -1].log_softmax(-1)[ids[t]].item())
+    return math.exp(sum(nll) / len(nll))
+
+
+@pytest.mark.parametrize("right", [ppl, ppl_token_by_token])
+def test_perplexity_right_solutions_pass(right):
+    assert_right(checks.check_perplexity, right)
+
+
+def test_perplexity_reference_is_exp_of_torchs_cross_entropy():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=30, n_positions=8, n_embd=8, n_layer=1, n_head=2)).eval()
+    ids = torch.randint(0, 30, (9,)).tolist()  # one window
+    with torch.no_grad():
+        want = math.exp(F.cross_entropy(model(torch.tensor([ids[:-1]]))[0], torch.tensor(ids[1:])))
+    assert math.isclose(ref_perplexity(model, ids), want, rel_tol=1e-5)
+    long = torch.randint(0, 30, (40,)).tolist()
+    assert math.isclose(ref_perplexity(model, long), ppl_token_by_token(model, long), rel_tol=1e-5)
+
+
+def test_perplexity_stub_is_not_done_yet():
+    def perplexity(model, ids, window=1024):
+        raise NotImplementedError
+
+    assert_stub(checks.check_perplexity, perplexity)
