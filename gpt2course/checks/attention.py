@@ -26,8 +26,8 @@ _VIEW_HINT = (
 
 
 _INVERTED_HINT = (
-    "the mask is inverted: True means 'may attend', so fill the scores where the mask is "
-    "False: scores.masked_fill(~mask, float('-inf'))"
+    "the mask is inverted: True means 'may attend', so the scores to fill with -inf are "
+    "those where the mask is False"
 )
 
 

@@ -122,8 +122,8 @@ def check_embed(embed: Callable, hint: int = 1) -> Callable:
                 ("the position embeddings are missing: add wpe(positions) to wte(idx)", tok),
                 ("only the position embeddings are there: add wte(idx) too", pos.expand_as(tok)),
                 (
-                    "the positions are looked up with the token ids; positions are 0..T-1: "
-                    "wpe(torch.arange(T))",
+                    "the positions are looked up with the token ids; wpe takes the positions "
+                    "0..T-1, whatever the tokens are",
                     tok + wpe(idx),
                 ),
                 (

@@ -190,8 +190,8 @@ def check_mlp(mlp_class: type, hint: int = 1) -> type:
                     F.gelu(ref.c_proj(F.gelu(h, approximate="tanh")), approximate="tanh"),
                 ),
                 (
-                    "the activation is the exact (erf) GELU; GPT-2 uses the tanh form: "
-                    "F.gelu(x, approximate='tanh')",
+                    "the activation is the exact (erf) GELU; GPT-2 uses the tanh form "
+                    "(F.gelu has an approximate= option)",
                     ref.c_proj(F.gelu(h)),
                 ),
                 ("the activation is ReLU; GPT-2 uses GELU (tanh form)", ref.c_proj(torch.relu(h))),

@@ -150,7 +150,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, T, C)."""
         # BEGIN SOLUTION
-        # HINT: self.c_proj(gelu(self.c_fc(x))).
+        # HINT: c_fc, then the activation, then c_proj.
         return self.c_proj(gelu(self.c_fc(x)))  # (B, T, 4C) in the middle
         # END SOLUTION
 
@@ -225,7 +225,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, T, C)."""
         # BEGIN SOLUTION
-        # HINT: x = x + self.attn(self.ln_1(x))[0]; then the same with ln_2 and mlp.
+        # HINT: each sublayer reads a normalised x and adds its output back to x; attn returns a tuple.
         x = x + self.attn(self.ln_1(x))[0]  # tokens exchange information
         x = x + self.mlp(self.ln_2(x))  # each token processes it on its own
         return x

@@ -334,12 +334,18 @@ sampling_playground(model, enc, prompt="The capital of France is")
 # random stand-in is near that. Text longer than 1,024 tokens is cut into windows; each
 # window overlaps the previous one by half, and only its second half is scored, so every
 # scored token sees at least 512 tokens of context.
+#
+# ### Exercise: the perplexity
+# Write `perplexity(model, ids, window)` as just described; it returns a Python float.
 
 
 # %%
 @torch.no_grad()
 def perplexity(model: GPT, ids: list[int], window: int = 1024) -> float:
     """exp(mean next-token cross-entropy) over ``ids``, in half-overlapping windows."""
+    # BEGIN SOLUTION
+    # HINT: the window can be no longer than model.config.n_positions; step by window // 2.
+    # HINT: in every window after the first, set the targets of its first half to -100.
     window = min(window, model.config.n_positions)
     stride = window // 2
     dev = next(model.parameters()).device
@@ -355,7 +361,11 @@ def perplexity(model: GPT, ids: list[int], window: int = 1024) -> float:
         if start + window + 1 >= len(ids):
             break
     return math.exp(total / count)
+    # END SOLUTION
 
+
+# %%
+perplexity = checks.check_perplexity(perplexity)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
