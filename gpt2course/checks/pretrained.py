@@ -1,6 +1,7 @@
 """Checks for part 7: mapping a GPT-2 checkpoint's tensors onto our modules, perplexity.
 
-``perplexity`` is the reference of notebook 07's perplexity exercise (the package had none).
+``perplexity`` and ``linear_from_conv1d`` are the references of two of notebook 07's
+exercises (the package had none).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from .. import pretrained as reference
 from ..model import GPT, GPTConfig
 from ._core import CheckFailure, call, compare_tensors, run_check
 
-__all__ = ["check_convert_hf_state_dict", "check_perplexity"]
+__all__ = ["check_convert_hf_state_dict", "check_linear_from_conv1d", "check_perplexity"]
 
 _TRANSPOSE_HINT = (
     "{name} comes from a Conv1D layer, which stores its weight as (in, out); nn.Linear "
@@ -249,4 +250,71 @@ def check_perplexity(perplexity_fn: Callable, hint: int = 1) -> Callable:
     ]
     return run_check(
         "perplexity", perplexity_fn, perplexity, test, hint=hint, crash_meanings=meanings
+    )
+
+
+# --- a Conv1D layer as an nn.Linear ----------------------------------------------------------
+
+
+def linear_from_conv1d(weight: torch.Tensor, bias: torch.Tensor) -> torch.nn.Linear:
+    """An ``nn.Linear`` computing what GPT-2's Conv1D does: ``x @ weight + bias``, weight (in, out)."""
+    n_in, n_out = weight.shape
+    layer = torch.nn.Linear(n_in, n_out)
+    with torch.no_grad():
+        layer.weight.copy_(weight.t())  # nn.Linear keeps (out, in)
+        layer.bias.copy_(bias)
+    return layer
+
+
+def check_linear_from_conv1d(linear_from_conv1d_fn: Callable, hint: int = 1) -> Callable:
+    """Check ``linear_from_conv1d(weight, bias) -> nn.Linear`` against Conv1D's x @ W + b."""
+
+    def test(f):
+        g = torch.Generator().manual_seed(0)
+        # Not square (like c_attn: 768 -> 2304), then square (like attn.c_proj: 768 -> 768).
+        for n_in, n_out in ((6, 18), (8, 8)):
+            w = torch.randn(n_in, n_out, generator=g)
+            b = torch.randn(n_out, generator=g)
+            layer = call(f, w, b, names=["weight", "bias"])
+            if not isinstance(layer, torch.nn.Linear):
+                raise CheckFailure(f"return an nn.Linear, got {type(layer).__name__}")
+            kind = "square " if n_in == n_out else ""
+            if tuple(layer.weight.shape) != (n_out, n_in):
+                raise CheckFailure(
+                    f"for a {kind}Conv1D weight of shape ({n_in}, {n_out}) the nn.Linear's weight "
+                    f"has shape {tuple(layer.weight.shape)}, expected ({n_out}, {n_in}): "
+                    "nn.Linear keeps (out_features, in_features)"
+                )
+            x = torch.randn(2, 3, n_in, generator=g)
+            with torch.no_grad():
+                got = layer(x)
+            want = x @ w + b  # what Conv1D computes
+            bugs = [("the bias is missing (or left at its random start)", x @ w)]
+            if n_in != n_out:
+                bugs.append(
+                    (
+                        "the weight is reshaped (or viewed) to (out, in), which keeps the "
+                        "numbers in memory order and mixes them up; a transpose swaps the axes",
+                        x @ w.reshape(n_out, n_in).t() + b,
+                    )
+                )
+            else:  # only a square weight can be left untransposed and still fit
+                bugs.append(
+                    (
+                        "the weight is not transposed: a square Conv1D weight fits nn.Linear's "
+                        "shape, but Conv1D computes x @ W and nn.Linear x @ W.T",
+                        x @ w.t() + b,
+                    )
+                )
+            if layer.bias is not None and not torch.equal(layer.bias.detach(), b):
+                bugs.append(
+                    (
+                        "the bias is left at nn.Linear's random start: copy it in",
+                        x @ w + layer.bias.detach(),
+                    )
+                )
+            compare_tensors(got, want, what=f"output of the {kind}layer", likely_bugs=bugs)
+
+    return run_check(
+        "linear_from_conv1d", linear_from_conv1d_fn, linear_from_conv1d, test, hint=hint
     )

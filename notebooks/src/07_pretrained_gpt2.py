@@ -116,6 +116,29 @@ for key, shape, _ in entries:
 # tokens into vectors at the bottom and vectors into token scores at the top, so the
 # checkpoint stores it once.)
 #
+# ### Exercise: a Conv1D layer as an `nn.Linear`
+# Write `linear_from_conv1d(weight, bias)`: given a Conv1D layer's weight `(in, out)` and
+# bias `(out,)`, return an `nn.Linear` that computes the same `x @ weight + bias`.
+
+
+# %%
+def linear_from_conv1d(weight: torch.Tensor, bias: torch.Tensor) -> torch.nn.Linear:
+    """An nn.Linear computing GPT-2's Conv1D: x @ weight + bias, with weight (in, out)."""
+    # BEGIN SOLUTION
+    # HINT: nn.Linear(in, out).weight has shape (out, in); copy into it under torch.no_grad().
+    n_in, n_out = weight.shape
+    layer = torch.nn.Linear(n_in, n_out)
+    with torch.no_grad():
+        layer.weight.copy_(weight.t())
+        layer.bias.copy_(bias)
+    return layer
+    # END SOLUTION
+
+
+# %%
+linear_from_conv1d = checks.check_linear_from_conv1d(linear_from_conv1d)
+
+# %% [markdown]
 # ### Exercise: convert the checkpoint's tensors
 # Write `convert_hf_state_dict(hf_sd)`, taking a dict of the checkpoint's tensors and
 # returning a dict with our names as keys, ready for `model.load_state_dict`. It must work for

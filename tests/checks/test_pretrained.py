@@ -158,3 +158,85 @@ def test_perplexity_stub_is_not_done_yet():
         raise NotImplementedError
 
     assert_stub(checks.check_perplexity, perplexity)
+
+
+# --- linear_from_conv1d -----------------------------------------------------------------------
+
+import torch.nn as nn  # noqa: E402
+from transformers.pytorch_utils import Conv1D  # noqa: E402
+
+from gpt2course.checks.pretrained import linear_from_conv1d as ref_linear  # noqa: E402
+
+
+def linear(weight, bias, bug=None):
+    n_in, n_out = weight.shape
+    layer = nn.Linear(n_in, n_out, bias=bug != "no_bias")
+    with torch.no_grad():
+        if bug == "in_place":
+            layer.weight.copy_(weight.t_())
+        elif bug == "no_transpose":
+            layer.weight.copy_(weight.reshape(n_out, n_in))
+        elif bug == "square_only":
+            layer.weight.copy_(weight if n_in == n_out else weight.t())
+        else:
+            layer.weight.copy_(weight.t())
+        if bug not in ("no_bias", "bias_not_copied"):
+            layer.bias.copy_(bias)
+    return layer
+
+
+def linear_swapped(weight, bias):
+    layer = nn.Linear(weight.shape[1], weight.shape[0])
+    layer.weight = nn.Parameter(weight)
+    layer.bias = nn.Parameter(bias)
+    return layer
+
+
+LINEAR_WRONG = [
+    ("no_transpose", "a transpose swaps the axes"),
+    ("square_only", "a square Conv1D weight fits"),
+    ("no_bias", "the bias is missing"),
+    ("bias_not_copied", "random start"),
+    ("in_place", "changed its input `weight` in place"),
+]
+
+
+@pytest.mark.parametrize("bug, expect", LINEAR_WRONG, ids=[b for b, _ in LINEAR_WRONG])
+def test_linear_from_conv1d_wrong_solutions_are_named(bug, expect):
+    assert_wrong(checks.check_linear_from_conv1d, lambda w, b: linear(w, b, bug), expect)
+
+
+def test_linear_from_conv1d_other_wrong_ones():
+    assert_wrong(checks.check_linear_from_conv1d, linear_swapped, "nn.Linear keeps (out_features")
+    assert_wrong(
+        checks.check_linear_from_conv1d, lambda w, b: lambda x: x @ w + b, "return an nn.Linear"
+    )
+
+
+def linear_by_parameters(weight, bias):
+    """Right, another way: new Parameters holding the transposed weight."""
+    layer = nn.Linear(*weight.shape)
+    layer.weight = nn.Parameter(weight.t().contiguous())
+    layer.bias = nn.Parameter(bias.clone())
+    return layer
+
+
+@pytest.mark.parametrize("right", [linear, linear_by_parameters])
+def test_linear_from_conv1d_right_solutions_pass(right):
+    assert_right(checks.check_linear_from_conv1d, right)
+
+
+def test_linear_from_conv1d_reference_matches_transformers_conv1d():
+    conv = Conv1D(nf=10, nx=4)  # transformers' own layer: weight (nx, nf) = (in, out)
+    nn.init.normal_(conv.weight)
+    nn.init.normal_(conv.bias)
+    x = torch.randn(2, 3, 4)
+    with torch.no_grad():
+        assert torch.allclose(ref_linear(conv.weight, conv.bias)(x), conv(x), atol=1e-6)
+
+
+def test_linear_from_conv1d_stub_is_not_done_yet():
+    def linear_from_conv1d(weight, bias):
+        raise NotImplementedError
+
+    assert_stub(checks.check_linear_from_conv1d, linear_from_conv1d)
