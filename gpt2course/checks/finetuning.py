@@ -29,11 +29,14 @@ def check_lora_linear(lora_linear_cls, hint: int = 1):
     """Check a LoRA layer class built as ``cls(in_features, out_features, rank, alpha)``."""
 
     def test(cls):
-        torch.manual_seed(0)
-        # Freed NaN memory of A's size first: torch.empty without an init then shows as NaN.
-        junk = torch.full((RANK, IN), float("nan"))
-        del junk
-        layer = cls(IN, OUT, RANK, ALPHA)
+        def build(seed: int, junk: float):
+            # Freed memory of A's size, filled with junk: torch.empty then picks it up.
+            filler = torch.full((RANK, IN), junk)
+            del filler
+            torch.manual_seed(seed)
+            return cls(IN, OUT, RANK, ALPHA)
+
+        layer = build(0, 1e30)
         for name in ("lora_A", "lora_B"):
             if not isinstance(getattr(layer, name, None), nn.Parameter):
                 raise CheckFailure(f"the layer has no nn.Parameter called {name}")
@@ -53,11 +56,17 @@ def check_lora_linear(lora_linear_cls, hint: int = 1):
                 "lora_B does not start at zero: B = 0 makes B A = 0, so the adapted model "
                 "starts out exactly as the base model (use nn.init.zeros_ or torch.zeros)"
             )
-        A0 = layer.lora_A.detach()
-        if not torch.isfinite(A0).all() or A0.abs().max() > 100 or (A0.std() < 1e-4 and A0.any()):
+        A0 = layer.lora_A.detach().clone()
+        # A random init repeats under the same seed and changes with it; torch.empty's
+        # leftovers do neither.
+        again = build(0, -1e30).lora_A.detach()
+        other = build(1, 1e30).lora_A.detach()
+        seeded = torch.equal(A0, again) and not torch.equal(A0, other)
+        if A0.any() and (not seeded or not torch.isfinite(A0).all() or A0.abs().max() > 100):
             raise CheckFailure(
-                "lora_A holds NaN, huge or identical values: torch.empty leaves whatever was "
-                "in memory, so initialise A (as nn.Linear initialises its weight)"
+                "lora_A is not randomly initialised (it does not follow the seed, or holds "
+                "NaN or huge values): torch.empty leaves whatever was in memory, so "
+                "initialise A (as nn.Linear initialises its weight)"
             )
         if torch.all(A0 == 0):
             raise CheckFailure(
