@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from gpt2course import checks
-from gpt2course.attention import CausalSelfAttention
 from gpt2course.model import GPT, MODEL_NAMES, GPTConfig, count_parameters
 from gpt2course.pretrained import from_transformers as from_hf
 
@@ -172,136 +167,7 @@ def test_bad_inputs_are_clear_errors():
         GPTConfig.from_name("gpt3")
 
 
-# ---------------------------------------------------------------- the notebook's checks
-
-
-def ln_right(x, weight, bias, eps=1e-5):
-    mean = x.mean(-1, keepdim=True)
-    var = ((x - mean) ** 2).mean(-1, keepdim=True)
-    return (x - mean) / torch.sqrt(var + eps) * weight + bias
-
-
-@pytest.mark.parametrize(
-    "wrong,hint",
-    [
-        (
-            lambda x, w, b, eps=1e-5: (
-                (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, keepdim=True) + eps) * w + b
-            ),
-            "unbiased",
-        ),
-        (
-            lambda x, w, b, eps=1e-5: (
-                (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True, unbiased=False) + eps) * w
-                + b
-            ),
-            "inside the square root",
-        ),
-        (lambda x, w, b, eps=1e-5: ln_right(x, w, b, eps) - b, "bias is not added"),
-    ],
-)
-def test_check_layer_norm_names_the_bug(capsys, wrong, hint):
-    assert checks.check_layer_norm(wrong) is not wrong
-    assert hint in capsys.readouterr().out
-
-
-def test_checks_say_not_done_for_a_stub(capsys):
-    def stub(*args, **kwargs):
-        raise NotImplementedError("Exercise not done yet")
-
-    for check in (checks.check_layer_norm, checks.check_gelu, checks.check_mlp, checks.check_block):
-        check(stub)
-    assert capsys.readouterr().out.count("not done yet") == 4
-
-
-def test_check_layer_norm_passes_a_right_one(capsys):
-    assert checks.check_layer_norm(ln_right) is ln_right
-    assert "✓" in capsys.readouterr().out
-
-
-def gelu_right(x):
-    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
-
-
-@pytest.mark.parametrize(
-    "wrong,hint",
-    [
-        (lambda x: F.gelu(x), "erf"),
-        (lambda x: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * x)), "cubic term"),
-        (lambda x: x.clamp(min=0), "ReLU"),
-    ],
-)
-def test_check_gelu_names_the_bug(capsys, wrong, hint):
-    assert checks.check_gelu(wrong) is not wrong
-    assert hint in capsys.readouterr().out
-
-
-def test_check_gelu_passes_a_right_one(capsys):
-    assert checks.check_gelu(gelu_right) is gelu_right
-    assert "✓" in capsys.readouterr().out
-
-
-def make_mlp(act):
-    class MLP(nn.Module):
-        def __init__(self, config):
-            super().__init__()
-            self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
-            self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
-
-        def forward(self, x):
-            return self.c_proj(act(self.c_fc(x)))
-
-    return MLP
-
-
-def test_check_mlp(capsys):
-    right = make_mlp(gelu_right)
-    assert checks.check_mlp(right) is right
-    assert "✓" in capsys.readouterr().out
-    assert checks.check_mlp(make_mlp(torch.relu)) is not right
-    assert "ReLU" in capsys.readouterr().out
-    checks.check_mlp(make_mlp(F.gelu))
-    assert "tanh form" in capsys.readouterr().out
-
-
-def make_block(kind):
-    class Block(nn.Module):
-        def __init__(self, config):
-            super().__init__()
-            self.ln_1 = nn.LayerNorm(config.n_embd)
-            self.attn = CausalSelfAttention(config)
-            self.ln_2 = nn.LayerNorm(config.n_embd)
-            self.mlp = make_mlp(gelu_right)(config)
-
-        def forward(self, x):
-            if kind == "post-LN":
-                x = self.ln_1(x + self.attn(x)[0])
-                return self.ln_2(x + self.mlp(x))
-            if kind == "no residual":
-                x = self.attn(self.ln_1(x))[0]
-                return self.mlp(self.ln_2(x))
-            if kind == "ln_1 twice":
-                x = x + self.attn(self.ln_1(x))[0]
-                return x + self.mlp(self.ln_1(x))
-            x = x + self.attn(self.ln_1(x))[0]
-            return x + self.mlp(self.ln_2(x))
-
-    return Block
-
-
-@pytest.mark.parametrize(
-    "kind,hint",
-    [("post-LN", "post-LN"), ("no residual", "residual connections"), ("ln_1 twice", "ln_2(x)")],
-)
-def test_check_block_names_the_bug(capsys, kind, hint):
-    assert checks.check_block(make_block(kind)) is checks.transformer.ReferenceBlock
-    assert hint in capsys.readouterr().out
-
-
-def test_check_block_passes_a_right_one(capsys):
-    right = make_block("right")
-    assert checks.check_block(right) is right
-    assert "✓" in capsys.readouterr().out
+# The notebook's checks are tried in tests/checks/test_transformer.py.
 
 
 def test_reference_block_fallback_returns_a_tensor():

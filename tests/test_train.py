@@ -8,9 +8,7 @@ import warnings
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from gpt2course import checks
 from gpt2course import train as T
 from gpt2course.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gpt2course.model import GPT, GPTConfig
@@ -335,129 +333,7 @@ def test_sample_is_seeded_and_decodes():
     assert isinstance(a, str)
 
 
-# --- the checks name the bug ------------------------------------------------------------
-
-
-@pytest.fixture
-def lenient(monkeypatch):
-    monkeypatch.delenv("GPT2COURSE_STRICT_CHECKS", raising=False)
-
-
-def test_checks_pass_the_reference(lenient, capsys):
-    assert checks.check_lm_loss(T.lm_loss) is T.lm_loss
-    assert checks.check_lr_schedule(T.lr_schedule) is T.lr_schedule
-    assert checks.check_train_step(T.train_step) is T.train_step
-    assert capsys.readouterr().out.count("✓") == 3
-
-
-@pytest.mark.parametrize(
-    "wrong,hint",
-    [
-        (
-            lambda lo, t: F.cross_entropy(
-                lo.reshape(-1, lo.size(-1)), t.reshape(-1), reduction="sum"
-            ),
-            "sum over positions",
-        ),
-        (
-            lambda lo, t: F.cross_entropy(lo.softmax(-1).reshape(-1, lo.size(-1)), t.reshape(-1)),
-            "softmax before",
-        ),
-        (
-            lambda lo, t: F.cross_entropy(
-                lo[:, :-1].reshape(-1, lo.size(-1)), t[:, 1:].reshape(-1)
-            ),
-            "shifted a second time",
-        ),
-        (lambda lo, t: F.cross_entropy(lo, t), "flatten them"),
-    ],
-)
-def test_check_lm_loss_names_the_bug(lenient, capsys, wrong, hint):
-    assert checks.check_lm_loss(wrong) is T.lm_loss
-    assert hint in capsys.readouterr().out
-
-
-def _warmup_from_zero(step, *, max_lr, min_lr, warmup_steps, max_steps):
-    if step < warmup_steps:
-        return max_lr * step / warmup_steps
-    return T.lr_schedule(
-        step, max_lr=max_lr, min_lr=min_lr, warmup_steps=warmup_steps, max_steps=max_steps
-    )
-
-
-def _cosine_over_max_steps(step, *, max_lr, min_lr, warmup_steps, max_steps):
-    if step < warmup_steps:
-        return max_lr * (step + 1) / warmup_steps
-    if step >= max_steps:
-        return min_lr
-    progress = (step - warmup_steps) / max_steps
-    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
-
-
-@pytest.mark.parametrize(
-    "wrong,hint",
-    [
-        (_warmup_from_zero, "warmup starts at lr = 0"),
-        (_cosine_over_max_steps, "off by the warmup"),
-    ],
-)
-def test_check_lr_schedule_names_the_bug(lenient, capsys, wrong, hint):
-    assert checks.check_lr_schedule(wrong) is T.lr_schedule
-    assert hint in capsys.readouterr().out
-
-
-def _step_without_zero_grad(model, optimizer, micro_batches, lr, grad_clip):
-    for g in optimizer.param_groups:
-        g["lr"] = lr
-    losses = []
-    for x, y in micro_batches:
-        _, loss = model(x, y)
-        (loss / len(micro_batches)).backward()
-        losses.append(loss.item())
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    return sum(losses) / len(losses)
-
-
-def _step_without_scaling(model, optimizer, micro_batches, lr, grad_clip):
-    for g in optimizer.param_groups:
-        g["lr"] = lr
-    optimizer.zero_grad()
-    losses = []
-    for x, y in micro_batches:
-        _, loss = model(x, y)
-        loss.backward()
-        losses.append(loss.item())
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    return sum(losses) / len(losses)
-
-
-def _step_clipping_after_update(model, optimizer, micro_batches, lr, grad_clip):
-    for g in optimizer.param_groups:
-        g["lr"] = lr
-    optimizer.zero_grad()
-    losses = []
-    for x, y in micro_batches:
-        _, loss = model(x, y)
-        (loss / len(micro_batches)).backward()
-        losses.append(loss.item())
-    optimizer.step()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    return sum(losses) / len(losses)
-
-
-@pytest.mark.parametrize(
-    "wrong,hint",
-    [
-        (_step_without_zero_grad, "zero_grad"),
-        (_step_without_scaling, "divided by the number of micro-batches"),
-        (_step_clipping_after_update, "before optimizer.step()"),
-    ],
-)
-def test_check_train_step_names_the_bug(lenient, capsys, wrong, hint):
-    assert checks.check_train_step(wrong) is T.train_step
-    assert hint in capsys.readouterr().out
+# The notebook's checks are tried in tests/checks/test_training.py.
 
 
 def test_train_rejects_ids_beyond_the_vocabulary():

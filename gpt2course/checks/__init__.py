@@ -4,8 +4,18 @@ Each check compares the learner's code with the reference on random inputs, prin
 line, names the likely bug when it fails, and returns what the notebook should use next.
 """
 
-from ._core import CheckFailure, compare_tensors, compare_values, run_check  # noqa: F401
+from ._core import (  # noqa: F401
+    CheckBug,
+    CheckFailure,
+    call,
+    compare_tensors,
+    compare_values,
+    require_tensor,
+    run_check,
+    say,
+)
 from .attention import *  # noqa: F403
+from .chat import *  # noqa: F403
 from .embeddings import *  # noqa: F403
 from .finetuning import *  # noqa: F403
 from .generation import *  # noqa: F403

@@ -3,19 +3,45 @@
 A check is called as ``my_fn = check_thing(my_fn)``. It returns the function the rest of
 the notebook should use: the learner's when it is right, else the reference, so that an
 unfinished or wrong exercise never stops the notebook.
+
+Hints come in levels: a likely bug's hint is a string, or a tuple of strings from "names
+the bug" to "a bigger step"; ``check_thing(fn, hint=2)`` shows the second. No level is the
+solution line itself.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
-from collections.abc import Callable, Iterable
+import re
+import sysconfig
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 F = TypeVar("F")
+Hint = str | Sequence[str]
+
+_LEVEL: contextvars.ContextVar[int] = contextvars.ContextVar("hint_level", default=1)
+_NAME: contextvars.ContextVar[str] = contextvars.ContextVar("check_name", default="check")
+# What the checks handed back as fallbacks: a learner who re-runs `f = check_f(f)` passes
+# one of these again, and must be told that their own definition did not run.
+_HANDED_BACK: list[Any] = []
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+_LIBRARY = tuple(
+    str(Path(p).resolve())
+    for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+)
 
 
 class CheckFailure(AssertionError):
     """The learner's code ran but gave a wrong answer; the message says what and why."""
+
+
+class CheckBug(RuntimeError):
+    """The check's own code crashed: a bug of the check, not of the learner's code."""
 
 
 def strict() -> bool:
@@ -23,29 +49,155 @@ def strict() -> bool:
     return os.environ.get("GPT2COURSE_STRICT_CHECKS", "") not in ("", "0")
 
 
-def run_check(name: str, learner: F, reference: F, test: Callable[[F], Any]) -> F:
+def say(hint: Hint) -> str:
+    """The text of ``hint`` at the level the learner asked for, and how to ask for more."""
+    if isinstance(hint, str):
+        return hint
+    levels = list(hint)
+    level = max(1, min(_LEVEL.get(), len(levels)))
+    text = levels[level - 1]
+    if level < len(levels):
+        text += f" (still stuck? run the check again with hint={level + 1})"
+    return text
+
+
+def is_handed_back(obj: Any) -> bool:
+    """Whether ``obj`` is a reference that an earlier check handed back."""
+    return any(obj is r for r in _HANDED_BACK)
+
+
+def _hand_back(reference: F) -> F:
+    if not is_handed_back(reference):
+        _HANDED_BACK.append(reference)
+    return reference
+
+
+# What an error usually means, for the crashes learners hit most.
+_MEANINGS: list[tuple[str, str]] = [
+    (
+        r"view size is not compatible|view\(\) .*contiguous",
+        "a .view() on a tensor that is not contiguous (after a transpose or a slice): use "
+        ".reshape(), or .contiguous() before .view()",
+    ),
+    (
+        r"Boolean value of Tensor with more than one value is ambiguous",
+        "an `if tensor:` (or `and`/`or` on a tensor): to test whether an optional argument "
+        "was given, write `if mask is not None:`",
+    ),
+    (
+        r"mat1 and mat2 shapes cannot be multiplied|size mismatch|shapes cannot be multiplied",
+        "a matrix product whose inner sizes differ: print the shapes; a weight may need .T",
+    ),
+    (
+        r"must match the size of tensor b",
+        "two tensors that cannot broadcast: print their shapes; an axis is missing "
+        "(keepdim=True) or in the wrong place",
+    ),
+    (
+        r"Dimension out of range|IndexError: too many indices",
+        "an axis that does not exist: the code assumes a different number of dimensions; "
+        "count axes from the end (dim=-1) so that any batch shape works",
+    ),
+    (
+        r"Expected tensor for argument .* indices|expected scalar type Long|Long but found|"
+        r"tensors used as indices must be long",
+        "ids or indices that are not integers: token ids must be torch.long",
+    ),
+    (
+        r"does not require grad and does not have a grad_fn",
+        "a tensor cut off from the graph (.item(), .detach(), torch.tensor(...)): keep the "
+        "computation in torch so that backward() can reach the parameters",
+    ),
+    (
+        r"object has no attribute|not subscriptable|cannot unpack|values to unpack",
+        "a value of another type than the code expects: a module may return a tuple "
+        "(take [0]), or a function returns nothing (a missing return)",
+    ),
+    (r"division by zero|ZeroDivisionError", "a division by zero: which argument can be 0 here?"),
+]
+
+
+def _is_learner_frame(filename: str) -> bool:
+    try:
+        path = Path(filename).resolve()
+    except (OSError, ValueError):
+        return True
+    s = str(path)
+    if s.startswith(str(_PACKAGE)) or filename.startswith("<frozen"):
+        return False
+    return not any(s.startswith(lib) for lib in _LIBRARY)
+
+
+def _explain_crash(e: BaseException, test: Callable, meanings: Iterable[tuple[str, str]]) -> str:
+    """Whose crash it is (the learner's line, or the check's own), and what it usually means."""
+    test_code = getattr(test, "__code__", None)
+    frames = []  # (filename, lineno, line, is_learners)
+    for frame, lineno in traceback.walk_tb(e.__traceback__):
+        filename = frame.f_code.co_filename
+        mine = frame.f_code is not test_code and _is_learner_frame(filename)
+        frames.append((filename, lineno, frame.f_code.co_name, mine))
+    summary = traceback.extract_tb(e.__traceback__)
+    text = f"{type(e).__name__}: {e}"
+    learner = [i for i, f in enumerate(frames) if f[3]]
+    if not learner:
+        at = f" ({Path(frames[-1][0]).name}, line {frames[-1][1]})" if frames else ""
+        return (
+            f"the check itself crashed{at} with {text}. This is a bug in the check, not in "
+            "your code; please report it (your answer was not judged)"
+        )
+    last = summary[learner[-1]]
+    line = f" at line {last.lineno}: `{last.line.strip()}`" if last.line else ""
+    meaning = ""
+    for pattern, why in [*meanings, *_MEANINGS]:
+        if re.search(pattern, text):
+            meaning = f"\n  This usually means {why}."
+            break
+    return f"your code raised {text}{line}{meaning}"
+
+
+def run_check(
+    name: str,
+    learner: F,
+    reference: F,
+    test: Callable[[F], Any],
+    *,
+    hint: int = 1,
+    crash_meanings: Iterable[tuple[str, str]] = (),
+) -> F:
     """Run ``test(learner)``, print one line that says how it went, return what to use next.
 
     ``test`` raises ``CheckFailure`` with a helpful message when the learner's code is wrong.
+    ``hint`` is the hint level the learner asked for; ``crash_meanings`` adds
+    ``(regex, what it usually means)`` pairs for this exercise's crashes.
     """
+    if is_handed_back(learner):
+        print(
+            f"↺ {name}: this is the reference the last check handed back, not your code. "
+            f"Run the cell that defines {name} again, then this cell."
+        )
+        return learner
+    t_level, t_name = _LEVEL.set(int(hint)), _NAME.set(name)
     try:
         test(learner)
     except NotImplementedError:
         print(f"… {name}: not done yet. Carrying on with the reference implementation.")
-        return reference
+        return _hand_back(reference)
     except CheckFailure as e:
         if strict():
             raise
         print(f"✗ {name}: {e}\n  Carrying on with the reference implementation for now.")
-        return reference
-    except Exception as e:  # the learner's code crashed: say where, do not stop the notebook
+        return _hand_back(reference)
+    except Exception as e:  # a crash: the learner's (say where) or the check's (say so)
+        message = _explain_crash(e, test, crash_meanings)
         if strict():
+            if message.startswith("the check itself"):
+                raise CheckBug(message) from e
             raise
-        print(
-            f"✗ {name}: your code raised {type(e).__name__}: {e}\n"
-            "  Carrying on with the reference implementation for now."
-        )
-        return reference
+        print(f"✗ {name}: {message}\n  Carrying on with the reference implementation for now.")
+        return _hand_back(reference)
+    finally:
+        _LEVEL.reset(t_level)
+        _NAME.reset(t_name)
     print(f"✓ {name}: matches the reference.")
     from .. import workbench  # imported here: workbench rebuilds pieces through the checks
 
@@ -61,6 +213,114 @@ def _describe(x: Any) -> str:
     return f"{type(x).__name__} {x!r}"[:200]
 
 
+def _snapshot(x: Any) -> Any:
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x.detach().clone()
+    if isinstance(x, list | dict):
+        import copy
+
+        return copy.deepcopy(x)
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether ``a`` still equals its snapshot ``b`` (tensors inside lists and dicts too)."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        return (
+            isinstance(b, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a.detach(), b))
+        )
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return (
+            isinstance(b, list | tuple)
+            and len(a) == len(b)
+            and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        )
+    try:
+        return bool(a == b)
+    except Exception:
+        return True
+
+
+def call(f: Callable, *args: Any, names: Sequence[str] = (), **kwargs: Any) -> Any:
+    """Call learner code and fail if it changed a tensor, list or dict argument in place."""
+    values = [*args, *kwargs.values()]
+    labels = [*names, *(f"argument {i + 1}" for i in range(len(names), len(args)))]
+    labels += list(kwargs)
+    before = [_snapshot(v) for v in values]
+    out = f(*args, **kwargs)
+    for label, v, b in zip(labels, values, before, strict=True):
+        if b is not None and not _same(v, b):
+            raise CheckFailure(
+                say(
+                    (
+                        f"your code changed its input `{label}` in place, so the caller's "
+                        "value is overwritten",
+                        "in-place operations (x /= ..., x[...] = ..., masked_fill_, "
+                        "list.append on the argument) write into the caller's object; compute "
+                        "a new tensor or list instead",
+                    )
+                )
+            )
+    return out
+
+
+def require_tensor(got: Any, what: str, *, dtype: Any = None, grad: bool = False) -> None:
+    """Fail unless ``got`` is a tensor (of ``dtype``; attached to the graph when ``grad``)."""
+    import torch
+
+    if not isinstance(got, torch.Tensor):
+        extra = ""
+        if isinstance(got, float | int):
+            extra = (
+                ": a Python number has no graph, so loss.backward() would fail; "
+                "return the tensor, without .item()"
+                if grad
+                else ": return a tensor"
+            )
+        elif isinstance(got, tuple):
+            extra = ": a tuple; is a [0] missing, or a trailing comma after the return value?"
+        raise CheckFailure(f"the {what} should be a tensor, got {_describe(got)}{extra}")
+    if dtype is not None and got.dtype != dtype:
+        extra = ""
+        if dtype == torch.long and got.is_floating_point():
+            extra = (
+                "; token ids must be integers (nn.Embedding and torch.cat with idx need torch.long)"
+            )
+        raise CheckFailure(f"the {what} has dtype {got.dtype}, expected {dtype}{extra}")
+    if grad and not got.requires_grad:
+        raise CheckFailure(
+            f"the {what} is cut off from the graph (requires_grad is False): backward() "
+            "would reach no parameter. Was it made with .item(), .detach() or torch.tensor()?"
+        )
+
+
+def _max_error(g: Any, w: Any) -> float:
+    return (g - w).abs().nan_to_num(float("inf")).max().item() if g.numel() else 0.0
+
+
+def _closest(got: Any, likely_bugs: Iterable[tuple[Hint, Any]], atol: float, rtol: float):
+    """The hint of the likely bug whose output ``got`` matches best, or None."""
+    import torch
+
+    g = got.detach().double().cpu()
+    best, best_err = None, float("inf")
+    for hint, wrong in likely_bugs:
+        if not isinstance(wrong, torch.Tensor) or wrong.shape != got.shape:
+            continue
+        w = wrong.detach().double().cpu()
+        if torch.allclose(g, w, atol=atol, rtol=rtol, equal_nan=True):
+            err = _max_error(g, w)
+            if err < best_err:
+                best, best_err = hint, err
+    return best
+
+
 def compare_tensors(
     got: Any,
     expected: Any,
@@ -68,60 +328,97 @@ def compare_tensors(
     what: str = "output",
     atol: float = 1e-5,
     rtol: float = 1e-4,
-    likely_bugs: Iterable[tuple[str, Any]] = (),
+    likely_bugs: Iterable[tuple[Hint, Any]] = (),
+    check_dtype: bool = True,
 ) -> None:
-    """Raise ``CheckFailure`` unless ``got`` matches ``expected``.
+    """Raise ``CheckFailure`` unless ``got`` matches ``expected`` (shape, dtype, values).
 
     ``likely_bugs`` pairs a diagnosis ("is the mask applied before the softmax?") with the
-    output that bug would produce; when ``got`` matches one of them, the message names it.
+    output that bug would produce; when ``got`` matches some, the message names the closest.
+    ``got`` is never cast: a wrong dtype is a wrong answer.
     """
     import torch
 
+    likely_bugs = list(likely_bugs)
     if not isinstance(got, torch.Tensor):
-        raise CheckFailure(f"the {what} should be a tensor, got {_describe(got)}")
+        require_tensor(got, what)
     if got.shape != expected.shape:
-        for hint, wrong in likely_bugs:
-            if isinstance(wrong, torch.Tensor) and got.shape == wrong.shape:
-                if torch.allclose(got.double(), wrong.double(), atol=atol, rtol=rtol):
-                    raise CheckFailure(
-                        f"the {what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}. "
-                        f"Likely bug: {hint}"
-                    )
-        raise CheckFailure(
-            f"the {what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
-        )
+        hint = _closest(got, likely_bugs, atol, rtol)
+        msg = f"the {what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+        raise CheckFailure(msg + (f". Likely bug: {say(hint)}" if hint else ""))
+    if check_dtype and got.dtype != expected.dtype:
+        require_tensor(got, what, dtype=expected.dtype)
     g, e = got.detach().double().cpu(), expected.detach().double().cpu()
     if torch.isnan(g).any() and not torch.isnan(e).any():
-        raise CheckFailure(f"the {what} contains NaN ({int(torch.isnan(g).sum())} values)")
+        hint = _closest(got, likely_bugs, atol, rtol)
+        raise CheckFailure(
+            f"the {what} contains NaN ({int(torch.isnan(g).sum())} values)"
+            + (f". Likely bug: {say(hint)}" if hint else "")
+        )
     close = torch.isclose(g, e, atol=atol, rtol=rtol, equal_nan=True)
     if bool(close.all()):
         return
-    err = (g - e).abs().nan_to_num(float("inf")).max().item()
+    err = _max_error(g, e)
     pct = 100.0 * (1 - close.double().mean().item())
     msg = f"the {what} differs from the reference: max error {err:.3g}, {pct:.1f}% of values wrong"
-    for hint, wrong in likely_bugs:
-        if isinstance(wrong, torch.Tensor) and wrong.shape == got.shape:
-            if torch.allclose(
-                g, wrong.detach().double().cpu(), atol=atol, rtol=rtol, equal_nan=True
-            ):
-                raise CheckFailure(f"{msg}. Likely bug: {hint}")
-    raise CheckFailure(msg)
+    hint = _closest(got, likely_bugs, atol, rtol)
+    raise CheckFailure(msg + (f". Likely bug: {say(hint)}" if hint else ""))
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Plain-value equality that never lets a tensor or an odd type crash the check."""
+    if type(a) is not type(b) and not (isinstance(a, dict) and isinstance(b, dict)):
+        if not (isinstance(a, int | float) and isinstance(b, int | float)):
+            return False
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
 
 
 def compare_values(
-    got: Any, expected: Any, *, what: str = "result", likely_bugs: Iterable[tuple[str, Any]] = ()
+    got: Any, expected: Any, *, what: str = "result", likely_bugs: Iterable[tuple[Hint, Any]] = ()
 ) -> None:
-    """Raise ``CheckFailure`` unless ``got == expected`` (plain Python values)."""
-    if got == expected:
+    """Raise ``CheckFailure`` unless ``got == expected`` (plain Python values, same types)."""
+    if _equal(got, expected):
         return
     for hint, wrong in likely_bugs:
-        if got == wrong:
+        if _equal(got, wrong):
             raise CheckFailure(
-                f"the {what} is {_short(got)}, expected {_short(expected)}. Likely bug: {hint}"
+                f"the {what} is {_short(got)}, expected {_short(expected)}. Likely bug: {say(hint)}"
             )
-    raise CheckFailure(f"the {what} is {_short(got)}, expected {_short(expected)}")
+    extra = ""
+    if type(got) is not type(expected) and not isinstance(got, dict):
+        extra = f" (a {type(got).__name__}, expected a {type(expected).__name__})"
+    elif isinstance(got, list) and any(type(x) is not int for x in got):
+        bad = next(x for x in got if type(x) is not int)
+        extra = f" (it holds a {type(bad).__name__}; ids are plain Python ints)"
+    raise CheckFailure(f"the {what} is {_short(got)}, expected {_short(expected)}{extra}")
 
 
 def _short(x: Any, n: int = 120) -> str:
     s = repr(x)
     return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def compare_value_cases(
+    got: Sequence[Any],
+    expected: Sequence[Any],
+    whats: Sequence[str],
+    likely_bugs: Iterable[tuple[Hint, Sequence[Any]]] = (),
+) -> None:
+    """``compare_values`` over several cases; the hint named is the bug that explains the
+    most cases, so that two bugs agreeing on one case do not hide the right one."""
+    likely_bugs = list(likely_bugs)
+    for i, (g, e, what) in enumerate(zip(got, expected, whats, strict=True)):
+        if _equal(g, e):
+            continue
+        ranked = sorted(
+            likely_bugs,
+            key=lambda b: -sum(_equal(x, y) for x, y in zip(got, b[1], strict=True)),
+        )
+        compare_values(g, e, what=what, likely_bugs=[(h, outs[i]) for h, outs in ranked])

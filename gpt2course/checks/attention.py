@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import attention as reference
-from ._core import CheckFailure, compare_tensors, run_check
+from ._core import CheckFailure, call, compare_tensors, run_check
 
 __all__ = [
     "check_causal_mask",
@@ -26,15 +26,15 @@ _VIEW_HINT = (
 
 
 _INVERTED_HINT = (
-    "the mask is inverted: True means 'may attend', so fill the scores where the mask is "
-    "False: scores.masked_fill(~mask, float('-inf'))"
+    "the mask is inverted: True means 'may attend', so the scores to fill with -inf are "
+    "those where the mask is False"
 )
 
 
-def _call(f: Callable, *args, **kwargs):
-    """Call learner code, turning torch's cryptic view error into advice."""
+def _call(f: Callable, *args, names=(), **kwargs):
+    """Call learner code (inputs must stay unchanged), turning torch's view error into advice."""
     try:
-        return f(*args, **kwargs)
+        return call(f, *args, names=names, **kwargs)
     except RuntimeError as e:
         if "view size is not compatible" in str(e):
             raise CheckFailure(_VIEW_HINT) from None
@@ -53,16 +53,45 @@ def _attend(q, k, v, mask=None, *, scale=None, mask_after_softmax=False, softmax
     return w @ v
 
 
-def check_scaled_dot_product_attention(scaled_dot_product_attention: Callable) -> Callable:
-    """Check ``scaled_dot_product_attention(q, k, v, mask=None)`` against the reference."""
+def _sdpa_cases():
+    """(label, q, k, v, mask): 4-D with no mask, causal and a padding-like mask, then 3-D."""
+    g = torch.Generator().manual_seed(0)
+    B, H, T, d = 2, 3, 6, 16
+    q, k, v = (torch.randn(B, H, T, d, generator=g) for _ in range(3))
+    causal = reference.causal_mask(T)
+    # Not the causal mask: each row keeps a different set of keys (at least one).
+    other = torch.rand(B, 1, T, T, generator=g) > 0.4
+    other[..., 0] = True
+    q3, k3, v3 = (torch.randn(4, 5, 8, generator=g) for _ in range(3))
+    return [
+        ("(B, H, T, d) inputs without a mask", q, k, v, None),
+        ("(B, H, T, d) inputs with the causal mask", q, k, v, causal),
+        ("(B, H, T, d) inputs with a (B, 1, T, T) mask that is not causal", q, k, v, other),
+        (
+            "(B, T, d) inputs (no head axis) with the causal mask",
+            q3,
+            k3,
+            v3,
+            reference.causal_mask(5),
+        ),
+    ]
+
+
+def check_scaled_dot_product_attention(
+    scaled_dot_product_attention: Callable, hint: int = 1
+) -> Callable:
+    """Check ``scaled_dot_product_attention(q, k, v, mask=None)``: any batch shape, any mask."""
 
     def test(f):
-        g = torch.Generator().manual_seed(0)
-        B, H, T, d = 2, 3, 6, 16
-        q, k, v = (torch.randn(B, H, T, d, generator=g) for _ in range(3))
-        mask = reference.causal_mask(T)
-        for what, m in (("output without a mask", None), ("output with a causal mask", mask)):
-            got = _call(f, q, k, v) if m is None else _call(f, q, k, v, mask=m)
+        names = ["q", "k", "v"]
+        for what, q, k, v, m in _sdpa_cases():
+            d = q.size(-1)
+            got = (
+                _call(f, q, k, v, names=names)
+                if m is None
+                else _call(f, q, k, v, mask=m, names=names)
+            )
+            what = f"output for {what}"
             bugs = [
                 ("unscaled scores: did you divide by sqrt(d_k)?", _attend(q, k, v, m, scale=1.0)),
                 (
@@ -70,11 +99,32 @@ def check_scaled_dot_product_attention(scaled_dot_product_attention: Callable) -
                     _attend(q, k, v, m, scale=1 / d),
                 ),
                 (
-                    "the softmax runs over the wrong axis; each query's weights over the keys "
-                    "must sum to 1: softmax(dim=-1)",
+                    (
+                        "the softmax runs over the wrong axis; each query's weights over the "
+                        "keys must sum to 1",
+                        "the keys are the last axis of the scores (..., T_q, T_k): count from "
+                        "the end, so that 3-D and 4-D inputs both work",
+                    ),
                     _attend(q, k, v, m, softmax_dim=-2),
                 ),
             ]
+            if q.dim() == 4:
+                bugs.append(
+                    (
+                        "the softmax runs over the heads axis (dim=1) of the 4-D scores; the "
+                        "keys are the last axis: count from the end",
+                        _attend(q, k, v, m, softmax_dim=1),
+                    )
+                )
+            causal = reference.causal_mask(q.size(-2))
+            if m is None:
+                bugs.append(
+                    (
+                        "the causal mask is applied although mask=None; apply only the mask "
+                        "you are given (None means every key may be attended to)",
+                        _attend(q, k, v, causal),
+                    )
+                )
             if m is not None:
                 bugs += [
                     (
@@ -88,9 +138,21 @@ def check_scaled_dot_product_attention(scaled_dot_product_attention: Callable) -
                         (q @ k.transpose(-2, -1) / math.sqrt(d)).masked_fill(~m, 0.0).softmax(-1)
                         @ v,
                     ),
+                    (
+                        "the mask argument is ignored: apply the mask you are given",
+                        _attend(q, k, v, None),
+                    ),
                 ]
+                if not torch.equal(m, causal):
+                    bugs.append(
+                        (
+                            "the causal mask is used instead of the mask you are given; the "
+                            "caller's mask can be any pattern (padding, a prefix, ...)",
+                            _attend(q, k, v, causal),
+                        )
+                    )
             if m is not None and isinstance(got, torch.Tensor) and got.isnan().any():
-                # An inverted mask blocks everything in the last row: its softmax is NaN.
+                # An inverted mask blocks everything in some rows: their softmax is NaN.
                 if got.shape == q.shape and torch.allclose(
                     got, _attend(q, k, v, ~m), equal_nan=True
                 ):
@@ -99,6 +161,8 @@ def check_scaled_dot_product_attention(scaled_dot_product_attention: Callable) -
                     f"the {what} contains NaN: a row whose scores are all -inf has no softmax. "
                     "Is the mask inverted? True means 'may attend'."
                 )
+            if m is not None:
+                bugs.append((_INVERTED_HINT, _attend(q, k, v, ~m).nan_to_num(0.0)))
             expected = reference.scaled_dot_product_attention(q, k, v, mask=m)
             compare_tensors(got, expected, what=what, likely_bugs=bugs)
 
@@ -107,15 +171,33 @@ def check_scaled_dot_product_attention(scaled_dot_product_attention: Callable) -
         scaled_dot_product_attention,
         reference.scaled_dot_product_attention,
         test,
+        hint=hint,
+        crash_meanings=[
+            (
+                r"Dimension out of range|must match the size of tensor",
+                "a transpose of fixed axes (transpose(2, 3) or (1, 2)): the keys' last two "
+                "axes are -2 and -1 whatever the batch shape: k.transpose(-2, -1)",
+            )
+        ],
     )
 
 
-def check_causal_mask(causal_mask: Callable) -> Callable:
+def check_causal_mask(causal_mask: Callable, hint: int = 1) -> Callable:
     """Check ``causal_mask(T)``: a boolean (T, T) tensor, True where i may attend to j."""
 
     def test(f):
-        for T in (5, 1):
+        for T in (5, 1, 7):
             got = f(T)
+            if isinstance(got, torch.Tensor) and got.shape != (T, T):
+                extra = (
+                    "; return (T, T): broadcasting adds the batch and head axes where the "
+                    "mask is used"
+                    if got.dim() > 2 and got.shape[-2:] == (T, T)
+                    else "; build it from the argument T, not a fixed size"
+                )
+                raise CheckFailure(
+                    f"the mask for T={T} has shape {tuple(got.shape)}, expected ({T}, {T}){extra}"
+                )
             if isinstance(got, torch.Tensor) and got.dtype != torch.bool:
                 raise CheckFailure(
                     f"the mask should be boolean (True = may attend), got dtype {got.dtype}; "
@@ -139,54 +221,61 @@ def check_causal_mask(causal_mask: Callable) -> Callable:
                 ],
             )
 
-    return run_check("causal_mask", causal_mask, reference.causal_mask, test)
+    return run_check("causal_mask", causal_mask, reference.causal_mask, test, hint=hint)
 
 
 def _heads_input(B=2, T=5, C=12, seed=0):
     return torch.randn(B, T, C, generator=torch.Generator().manual_seed(seed))
 
 
-def check_split_heads(split_heads: Callable) -> Callable:
+def check_split_heads(split_heads: Callable, hint: int = 1) -> Callable:
     """Check ``split_heads(x, n_head)``: (B, T, C) -> (B, n_head, T, C // n_head)."""
 
     def test(f):
-        x, n_head = _heads_input(), 3
-        B, T, C = x.shape
-        hd = C // n_head
-        got = _call(f, x, n_head)
-        compare_tensors(
-            got,
-            reference.split_heads(x, n_head),
-            what="split heads",
-            likely_bugs=[
-                (
-                    "the view goes straight to (B, n_head, T, head_dim), which mixes positions "
-                    "and channels; view as (B, T, n_head, head_dim), then transpose(1, 2)",
-                    x.reshape(B, n_head, T, hd),
-                ),
-                (
-                    "each head takes every n_head-th channel; a head owns a contiguous slice: "
-                    "view as (B, T, n_head, head_dim), not (B, T, head_dim, n_head)",
-                    x.view(B, T, hd, n_head).permute(0, 3, 1, 2),
-                ),
-                (
-                    "the head axis is not moved in front of the time axis: transpose(1, 2)",
-                    x.view(B, T, n_head, hd),
-                ),
-            ],
-        )
+        # Two head counts, so that a fixed number of heads does not pass.
+        for n_head in (3, 4):
+            x = _heads_input()
+            B, T, C = x.shape
+            hd = C // n_head
+            got = _call(f, x, n_head, names=["x"])
+            compare_tensors(
+                got,
+                reference.split_heads(x, n_head),
+                likely_bugs=[
+                    (
+                        "the view goes straight to (B, n_head, T, head_dim), which mixes positions "
+                        "and channels; view as (B, T, n_head, head_dim), then transpose(1, 2)",
+                        x.reshape(B, n_head, T, hd),
+                    ),
+                    (
+                        "each head takes every n_head-th channel; a head owns a contiguous slice: "
+                        "view as (B, T, n_head, head_dim), not (B, T, head_dim, n_head)",
+                        x.view(B, T, hd, n_head).permute(0, 3, 1, 2),
+                    ),
+                    (
+                        "the head axis is not moved in front of the time axis: transpose(1, 2)",
+                        x.view(B, T, n_head, hd),
+                    ),
+                    (
+                        "n_head and head_dim are swapped: there are n_head heads of C // n_head "
+                        "channels each",
+                        x.view(B, T, hd, n_head).transpose(1, 2),
+                    ),
+                ],
+                what=f"split heads (n_head={n_head})",
+            )
 
-    return run_check("split_heads", split_heads, reference.split_heads, test)
+    return run_check("split_heads", split_heads, reference.split_heads, test, hint=hint)
 
 
-def check_merge_heads(merge_heads: Callable) -> Callable:
+def check_merge_heads(merge_heads: Callable, hint: int = 1) -> Callable:
     """Check ``merge_heads(x)``: (B, n_head, T, head_dim) -> (B, T, n_head * head_dim)."""
 
     def test(f):
         # contiguous, like attention's output, so that a missing .contiguous() shows up
         x = reference.split_heads(_heads_input(seed=1), 3).contiguous()  # (B, nh, T, hd)
         B, H, T, D = x.shape
-        got = _call(f, x)
+        got = _call(f, x, names=["x"])
         compare_tensors(
             got,
             reference.merge_heads(x),
@@ -202,10 +291,19 @@ def check_merge_heads(merge_heads: Callable) -> Callable:
                     "transpose(1, 2), not a permute that puts head_dim first",
                     x.permute(0, 2, 3, 1).reshape(B, T, H * D),
                 ),
+                (
+                    "the last two axes are not flattened: the result is (B, T, n_head * head_dim)",
+                    x.transpose(1, 2),
+                ),
+                (
+                    "transpose(1, 3) swaps the heads with head_dim; move T back next to B "
+                    "with transpose(1, 2)",
+                    x.transpose(1, 3).reshape(B, T, H * D),
+                ),
             ],
         )
 
-    return run_check("merge_heads", merge_heads, reference.merge_heads, test)
+    return run_check("merge_heads", merge_heads, reference.merge_heads, test, hint=hint)
 
 
 class _ReferenceSelfAttention(reference.CausalSelfAttention):
@@ -216,7 +314,7 @@ class _ReferenceSelfAttention(reference.CausalSelfAttention):
 
 
 def _module_variant(
-    sd, x, n_head, *, order="qkv", scale=True, causal=True, merge="right", proj=True
+    sd, x, n_head, *, order="qkv", scale=True, causal=True, merge="right", proj=True, sm=-1
 ):
     """The module's forward from a state dict, with knobs that reproduce the usual mistakes."""
     B, T, C = x.shape
@@ -230,12 +328,13 @@ def _module_variant(
         v,
         reference.causal_mask(T) if causal else None,
         scale=1 / math.sqrt(hd) if scale is True else scale,
+        softmax_dim=sm,
     )  # (B, nh, T, hd)
     y = reference.merge_heads(y) if merge == "right" else y.reshape(B, T, C)
     return F.linear(y, sd["c_proj.weight"], sd.get("c_proj.bias")) if proj else y
 
 
-def check_causal_self_attention(CausalSelfAttention: type) -> type:
+def check_causal_self_attention(CausalSelfAttention: type, hint: int = 1) -> type:
     """Check a ``CausalSelfAttention(config)`` module whose ``forward(x)`` returns y (B, T, C)."""
     from ..model import GPTConfig
 
@@ -259,8 +358,8 @@ def check_causal_self_attention(CausalSelfAttention: type) -> type:
             ) from None
         x = torch.randn(2, 7, config.n_embd, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
-            got = _call(mine, x)
-            if isinstance(got, tuple):
+            got = _call(mine, x, names=["x"])
+            if isinstance(got, tuple) and got and isinstance(got[0], torch.Tensor):
                 got = got[0]
             sd, nh = ref.state_dict(), config.n_head
             bugs = [
@@ -295,7 +394,18 @@ def check_causal_self_attention(CausalSelfAttention: type) -> type:
                     "c_proj is not applied: project the merged heads with self.c_proj",
                     _module_variant(sd, x, nh, proj=False),
                 ),
+                (
+                    "the softmax runs over the wrong axis of the (B, n_head, T, T) scores; "
+                    "each query's weights over the keys (the last axis) sum to 1",
+                    _module_variant(sd, x, nh, sm=-2),
+                ),
+                (
+                    "the softmax runs over the heads axis (dim=1); the keys are the last axis",
+                    _module_variant(sd, x, nh, sm=1),
+                ),
             ]
             compare_tensors(got, ref(x), what="output", likely_bugs=bugs)
 
-    return run_check("CausalSelfAttention", CausalSelfAttention, _ReferenceSelfAttention, test)
+    return run_check(
+        "CausalSelfAttention", CausalSelfAttention, _ReferenceSelfAttention, test, hint=hint
+    )

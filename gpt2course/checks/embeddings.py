@@ -7,21 +7,12 @@ from collections.abc import Callable
 import torch
 
 from .. import data as reference
-from ._core import CheckFailure, compare_tensors, run_check
+from ._core import CheckFailure, call, compare_tensors, require_tensor, run_check
 
 __all__ = ["check_embed", "check_make_windows"]
 
 # (n_ids, context_length, stride): overlapping, non-overlapping, and a stride that leaves a tail.
 _WINDOW_CASES = [(23, 4, 3), (20, 5, 5), (12, 3, 1), (9, 8, 2)]
-
-
-def _as_long(x, what: str) -> torch.Tensor:
-    try:
-        return torch.as_tensor(x, dtype=torch.long)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise CheckFailure(
-            f"the {what} should be a (n_windows, context_length) tensor of ids, got {type(x).__name__} ({e})"
-        ) from None
 
 
 def _windows_by_slicing(ids, context_length, stride, *, drop_last=False, step=None):
@@ -35,19 +26,24 @@ def _windows_by_slicing(ids, context_length, stride, *, drop_last=False, step=No
     return torch.tensor(xs), torch.tensor(ys)
 
 
-def check_make_windows(make_windows: Callable) -> Callable:
+def check_make_windows(make_windows: Callable, hint: int = 1) -> Callable:
     """Check ``make_windows(ids, context_length, stride) -> (inputs, targets)``."""
 
     def test(f):
         for n, ctx, stride in _WINDOW_CASES:
-            ids = list(range(100, 100 + n))
-            got = f(ids, ctx, stride)
+            # Random ids, not a sorted run: with ids = 100, 101, ... "targets = inputs + 1"
+            # would pass.
+            g = torch.Generator().manual_seed(n)
+            ids = torch.randint(0, 50257, (n,), generator=g).tolist()
+            got = call(f, ids, ctx, stride, names=["ids"])
             if not (isinstance(got, tuple | list) and len(got) == 2):
                 raise CheckFailure(
                     "make_windows should return two tensors, (inputs, targets); "
                     f"got {type(got).__name__}"
                 )
-            inputs, targets = _as_long(got[0], "inputs"), _as_long(got[1], "targets")
+            inputs, targets = got
+            require_tensor(inputs, "inputs", dtype=torch.long)
+            require_tensor(targets, "targets", dtype=torch.long)
             x_ref, y_ref = reference.make_windows(ids, ctx, stride)
             case = f"with {n} ids, context_length={ctx}, stride={stride}"
             window_bugs = [
@@ -79,14 +75,33 @@ def check_make_windows(make_windows: Callable) -> Callable:
                         "the target is the input itself; it should be the input shifted by one "
                         "(ids[start + 1 : start + context_length + 1]), the next token at each position",
                         x_ref,
-                    )
+                    ),
+                    (
+                        "the targets are the inputs plus one; they are the next ids in the text "
+                        "(the window shifted by one position), not the ids' values plus one",
+                        x_ref + 1,
+                    ),
                 ],
             )
 
-    return run_check("make_windows", make_windows, reference.make_windows, test)
+    meanings = [
+        (
+            r"expected sequence of length",
+            "the windows have different lengths: the last one ran past the end of ids; the "
+            "last start must leave room for context_length + 1 ids",
+        )
+    ]
+    return run_check(
+        "make_windows",
+        make_windows,
+        reference.make_windows,
+        test,
+        hint=hint,
+        crash_meanings=meanings,
+    )
 
 
-def check_embed(embed: Callable) -> Callable:
+def check_embed(embed: Callable, hint: int = 1) -> Callable:
     """Check ``embed(idx, wte, wpe) -> (B, T, C)``: token plus position embeddings."""
 
     def test(f):
@@ -100,15 +115,15 @@ def check_embed(embed: Callable) -> Callable:
         idx[:, 0] = torch.tensor([3, 7])
         T = idx.size(1)
         with torch.no_grad():
-            got = f(idx, wte, wpe)
+            got = call(f, idx, wte, wpe, names=["idx", "wte", "wpe"])
             expected = reference.embed(idx, wte, wpe)
             tok, pos = wte(idx), wpe(torch.arange(T))
             bugs = [
                 ("the position embeddings are missing: add wpe(positions) to wte(idx)", tok),
                 ("only the position embeddings are there: add wte(idx) too", pos.expand_as(tok)),
                 (
-                    "the positions are looked up with the token ids; positions are 0..T-1: "
-                    "wpe(torch.arange(T))",
+                    "the positions are looked up with the token ids; wpe takes the positions "
+                    "0..T-1, whatever the tokens are",
                     tok + wpe(idx),
                 ),
                 (
@@ -119,7 +134,12 @@ def check_embed(embed: Callable) -> Callable:
                     "the embeddings are concatenated; GPT-2 adds them, so the width stays n_embd",
                     torch.cat([tok, pos.expand_as(tok)], dim=-1),
                 ),
+                (
+                    "the token embeddings are scaled by sqrt(n_embd), as in the original "
+                    "Transformer; GPT-2 adds them unscaled",
+                    tok * 8**0.5 + pos,
+                ),
             ]
         compare_tensors(got, expected, what="embedding sum", likely_bugs=bugs)
 
-    return run_check("embed", embed, reference.embed, test)
+    return run_check("embed", embed, reference.embed, test, hint=hint)

@@ -8,7 +8,7 @@ import torch
 
 from .. import generation as reference
 from ..model import GPT, GPTConfig
-from ._core import CheckFailure, compare_tensors, run_check
+from ._core import CheckFailure, call, compare_tensors, require_tensor, run_check
 
 __all__ = ["check_generate_step", "check_generate_with_cache", "check_sample_next_token"]
 
@@ -27,20 +27,47 @@ def _frequencies(ids: torch.Tensor, vocab: int) -> torch.Tensor:
     return torch.bincount(ids.flatten(), minlength=vocab).double() / ids.numel()
 
 
-def check_sample_next_token(sample_next_token: Callable) -> Callable:
+# Two different rows: a bug that uses the first row's numbers for every row shows, and the
+# second row is all negative, so cut logits set to 0 (not -inf) would win there.
+# Logits close together, so that every wrong number of kept tokens shows in the frequencies.
+_ROWS = torch.tensor(
+    [
+        [3.0, 2.8, 2.6, 2.4, 2.2, 2.2, 2.1, -1.0],
+        [-5.0, -1.0, -4.0, -1.3, -1.9, -1.6, -2.0, -2.1],
+    ]
+)
+
+
+def _probs(rows: torch.Tensor, keep: int | None, *, cut=float("-inf"), kth_from_row0=False):
+    if keep is not None:
+        kth = torch.topk(rows, keep, dim=-1).values[..., -1:]
+        if kth_from_row0:
+            kth = kth[:1].expand_as(kth)
+        rows = rows.masked_fill(rows < kth, cut)
+    return rows.softmax(-1).double()
+
+
+def _row_frequencies(got: torch.Tensor, n_rows: int, vocab: int) -> torch.Tensor:
+    ids = got.reshape(-1)
+    return torch.stack(
+        [torch.bincount(ids[r::n_rows], minlength=vocab)[:vocab].double() for r in range(n_rows)]
+    ) / (ids.numel() // n_rows)
+
+
+def check_sample_next_token(sample_next_token: Callable, hint: int = 1) -> Callable:
     """Check ``sample_next_token(logits, temperature=1.0, top_k=None, generator=None)`` -> (B, 1)."""
 
     def test(f):
         # Greedy first: temperature 0 must not divide by zero.
         logits = torch.randn(4, 10, generator=torch.Generator().manual_seed(0))
         try:
-            got = f(logits, temperature=0.0)
-        except NotImplementedError:  # a RuntimeError too, but it means "not done yet"
+            got = call(f, logits, temperature=0.0, names=["logits"])
+        except (NotImplementedError, CheckFailure):  # a RuntimeError too, but "not done yet"
             raise
         except (RuntimeError, ZeroDivisionError) as e:
             raise CheckFailure(
                 f"temperature 0 raised {type(e).__name__}; temperature 0 means greedy: "
-                "return logits.argmax(dim=-1, keepdim=True) before dividing by the temperature"
+                "the most likely token, before any division by the temperature"
             ) from None
         if isinstance(got, torch.Tensor) and got.dim() == 1:
             raise CheckFailure(
@@ -50,57 +77,59 @@ def check_sample_next_token(sample_next_token: Callable) -> Callable:
             )
         compare_tensors(got, logits.argmax(-1, keepdim=True), what="greedy choice (temperature 0)")
 
-        # Then the distribution, measured on many rows of the same logits.
-        row = torch.tensor([3.0, 2.5, 2.2, 1.0, 0.0, -1.0])
-        V, N, T, k = row.numel(), 4000, 0.5, 2
-        many = row.repeat(N, 1)
-        got = f(many, temperature=T, top_k=k, generator=torch.Generator().manual_seed(0))
-        if not isinstance(got, torch.Tensor) or got.shape != (N, 1):
+        # Then the distribution, measured on many copies of two different rows.
+        R, V = _ROWS.shape
+        N, T, k = 3000, 0.5, 3
+        many = _ROWS.repeat(N, 1)  # rows alternate: 0, 1, 0, 1, ...
+        got = call(f, many, temperature=T, top_k=k, generator=torch.Generator().manual_seed(0),
+                   names=["logits"])  # fmt: skip
+        if not isinstance(got, torch.Tensor) or got.shape != (N * R, 1):
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
             raise CheckFailure(
-                f"for logits of shape ({N}, {V}) the result should be ({N}, 1), got {shape}"
+                f"for logits of shape ({N * R}, {V}) the result should be ({N * R}, 1), got {shape}"
             )
-        if got.dtype != torch.long:
-            raise CheckFailure(f"the token ids should be torch.long, got {got.dtype}")
-        freq = _frequencies(got, V)
-
-        def probs(scaled: torch.Tensor, keep: int | None) -> torch.Tensor:
-            if keep is not None:
-                scaled = reference.filter_top_k(scaled, keep)
-            return scaled.softmax(-1).double()
-
+        require_tensor(got, "token ids", dtype=torch.long)
+        freq = _row_frequencies(got, R, V)
+        scaled = _ROWS / T
+        greedy = torch.zeros(R, V, dtype=torch.float64)
+        greedy[torch.arange(R), _ROWS.argmax(-1)] = 1.0
         bugs = [
             (
                 "the logits are multiplied by the temperature; divide them: logits / temperature",
-                probs(row * T, k),
+                _probs(_ROWS * T, k),
             ),
             (
                 "the temperature has no effect: divide the logits before the softmax (dividing "
                 "the probabilities changes nothing once they are renormalised)",
-                probs(row, k),
+                _probs(_ROWS, k),
             ),
-            (
-                "top-k keeps no fewer tokens than before; keep only the k largest logits",
-                probs(row / T, None),
-            ),
+            ("top-k is not applied: keep only the k largest logits", _probs(scaled, None)),
             (
                 "top-k keeps k + 1 tokens: keep logits >= the k-th largest, not >= the (k+1)-th",
-                probs(row / T, k + 1),
+                _probs(scaled, k + 1),
+            ),
+            ("top-k keeps k - 1 tokens: keep logits >= the k-th largest", _probs(scaled, k - 1)),
+            (
+                "the cut logits are set to 0, which still leaves them a share (and more than "
+                "the kept ones in a row of negative logits); set them to float('-inf')",
+                _probs(scaled, k, cut=0.0),
             ),
             (
-                "top-k keeps k - 1 tokens: keep logits >= the k-th largest (topk(...).values[..., -1])",
-                probs(row / T, k - 1),
+                "the first row's k-th largest logit is used for every row; each row keeps its "
+                "own k largest (keep the row axis: values[:, -1:])",
+                _probs(scaled, k, kth_from_row0=True),
             ),
+            ("the choice is always greedy: at temperature > 0, sample", greedy),
         ]
         compare_tensors(
-            freq, probs(row / T, k), what=f"frequency of each token over {N} draws",
+            freq, _probs(scaled, k), what=f"frequency of each token in each row over {N} draws",
             atol=0.03, rtol=0.0, likely_bugs=bugs,
         )  # fmt: skip
 
         # Same seed, same draws: the generator must be passed on to torch.multinomial.
-        a = f(many[:200], temperature=1.0, generator=torch.Generator().manual_seed(7))
+        a = call(f, many[:200], temperature=1.0, generator=torch.Generator().manual_seed(7))
         torch.manual_seed(1)
-        b = f(many[:200], temperature=1.0, generator=torch.Generator().manual_seed(7))
+        b = call(f, many[:200], temperature=1.0, generator=torch.Generator().manual_seed(7))
         if not torch.equal(a, b):
             raise CheckFailure(
                 "two calls with equally seeded generators gave different tokens; pass "
@@ -110,30 +139,41 @@ def check_sample_next_token(sample_next_token: Callable) -> Callable:
     def ref(logits, temperature=1.0, top_k=None, generator=None):
         return reference.sample_next_token(logits, temperature, top_k, None, generator)
 
-    return run_check("sample_next_token", sample_next_token, ref, test)
+    meanings = [
+        (
+            r"probability tensor contains|invalid multinomial distribution",
+            "a row whose logits are all -inf (or NaN) after top-k: each row's threshold is its "
+            "own k-th largest logit",
+        )
+    ]
+    return run_check(
+        "sample_next_token", sample_next_token, ref, test, hint=hint, crash_meanings=meanings
+    )
 
 
-def check_generate_step(generate_step: Callable) -> Callable:
+def check_generate_step(generate_step: Callable, hint: int = 1) -> Callable:
     """Check ``generate_step(model, idx, temperature=1.0, top_k=None, generator=None)`` -> (B, T+1)."""
 
     def test(f):
         model = _tiny_model()
         n_ctx = model.config.n_positions
         idx = torch.randint(0, 60, (2, 7), generator=torch.Generator().manual_seed(0))
-        got = f(model, idx, temperature=0.0)
+        got = call(f, model, idx, temperature=0.0, names=["model", "idx"])
         with torch.no_grad():
             logits = model(idx)
         first = logits[:, 0].argmax(-1, keepdim=True)
         bugs = [
             (
-                "only the new token is returned; append it: torch.cat([idx, next_id], dim=1)",
+                "only the new token is returned; append it to idx (the result is (B, T + 1))",
                 logits[:, -1].argmax(-1, keepdim=True),
             ),
             (
-                "the new token comes from the first position's logits; use the last: logits[:, -1, :]",
+                "the new token comes from the first position's logits; the prediction for "
+                "the next token is at the last position",
                 torch.cat([idx, first], 1),
             ),
         ]
+        require_tensor(got, "result", dtype=torch.long)
         compare_tensors(
             got, reference.generate_step(model, idx, temperature=0.0), what="idx after one greedy step",
             atol=0, rtol=0, likely_bugs=bugs,
@@ -141,46 +181,103 @@ def check_generate_step(generate_step: Callable) -> Callable:
         # Longer than the context: the model sees only the last n_positions tokens.
         long = torch.randint(0, 60, (1, n_ctx + 5), generator=torch.Generator().manual_seed(1))
         try:
-            got = f(model, long, temperature=0.0)
+            got = call(f, model, long, temperature=0.0, names=["model", "idx"])
         except ValueError as e:
             if "longer than the model's context" in str(e):
                 raise CheckFailure(
-                    f"an input of {n_ctx + 5} tokens made the model fail; crop it to the last "
-                    f"n_positions tokens first: idx[:, -model.config.n_positions:]"
+                    f"an input of {n_ctx + 5} tokens made the model fail; the model reads at "
+                    "most n_positions tokens, so feed it only the last ones"
                 ) from None
             raise
+        step = reference.generate_step
         compare_tensors(
-            got, reference.generate_step(model, long, temperature=0.0),
+            got, step(model, long, temperature=0.0),
             what=f"idx after a step from {n_ctx + 5} tokens (context {n_ctx})", atol=0, rtol=0,
-            likely_bugs=[("the crop dropped the earlier tokens from the result: crop only what the model sees, return all of idx plus the new token", reference.generate_step(model, long[:, -n_ctx:], temperature=0.0))],
+            likely_bugs=[
+                ("the crop dropped the earlier tokens from the result: crop only what the model sees, return all of idx plus the new token", step(model, long[:, -n_ctx:], temperature=0.0)),
+                ("the crop keeps the first n_positions tokens; the model must see the last ones", torch.cat([long, step(model, long[:, :n_ctx], temperature=0.0)[:, -1:]], 1)),
+            ],
         )  # fmt: skip
+        # Sampling, on many copies of one prompt: temperature, top_k and the generator count.
+        # A high temperature: the tiny model is so sure of itself that top-k would not show.
+        N, T, k = 3000, 8.0, 3
+        many = idx[:1].repeat(N, 1)
+        gen = torch.Generator().manual_seed(0)
+        got = call(f, model, many, temperature=T, top_k=k, generator=gen, names=["model", "idx"])
+        require_tensor(got, "result", dtype=torch.long)
+        if got.shape != (N, idx.size(1) + 1):
+            raise CheckFailure(f"for idx of shape ({N}, {idx.size(1)}) the result should be "
+                               f"({N}, {idx.size(1) + 1}), got {tuple(got.shape)}")  # fmt: skip
+        last = logits[0, -1]
+        V = last.numel()
+        freq = torch.bincount(got[:, -1], minlength=V)[:V].double() / N
+        greedy = torch.zeros(V, dtype=torch.float64)
+        greedy[last.argmax()] = 1.0
+        compare_tensors(
+            freq, _probs(last / T, k), what=f"frequency of the new token over {N} sampled steps (temperature {T}, top_k {k})",
+            atol=0.03, rtol=0.0,
+            likely_bugs=[
+                ("the step is always greedy: pass temperature, top_k and generator on to the sampling", greedy),
+                ("top_k is not passed on: the sampling keeps every token", _probs(last / T, None)),
+            ],
+        )  # fmt: skip
+        again = call(
+            f, model, many[:100], temperature=T, generator=torch.Generator().manual_seed(3)
+        )
+        torch.manual_seed(5)
+        other = call(
+            f, model, many[:100], temperature=T, generator=torch.Generator().manual_seed(3)
+        )
+        if not torch.equal(again, other):
+            raise CheckFailure(
+                "two steps with equally seeded generators gave different tokens: pass "
+                "generator on to the sampling"
+            )
 
-    return run_check("generate_step", generate_step, reference.generate_step, test)
+    meanings = [
+        (
+            r"Tensors must have same number of dimensions",
+            "the new id has shape (B,) and idx (B, T): make it a column, (B, 1), before appending",
+        ),
+        (
+            r"Sizes of tensors must match except in dimension 0",
+            "torch.cat along the batch axis: append along the time axis (dim=1)",
+        ),
+    ]
+    return run_check(
+        "generate_step",
+        generate_step,
+        reference.generate_step,
+        test,
+        hint=hint,
+        crash_meanings=meanings,
+    )
 
 
-class _Counting(torch.nn.Module):
-    """Wraps a GPT and counts the token positions it is asked to process."""
+def _count_positions(model: GPT) -> list[int]:
+    """Count the token positions ``model`` is asked to process, without wrapping it (a
+    wrapper would hide the model's attributes from the learner's code)."""
+    seen = [0]
 
-    def __init__(self, model: GPT):
-        super().__init__()
-        self.model = model
-        self.config = model.config
-        self.positions = 0
+    def hook(module, args, kwargs):
+        idx = args[0] if args else kwargs.get("idx")
+        if isinstance(idx, torch.Tensor):
+            seen[0] += idx.size(-1)
 
-    def forward(self, idx, *args, **kwargs):
-        self.positions += idx.size(1)
-        return self.model(idx, *args, **kwargs)
+    model.register_forward_pre_hook(hook, with_kwargs=True)
+    return seen
 
 
-def check_generate_with_cache(generate_with_cache: Callable) -> Callable:
+def check_generate_with_cache(generate_with_cache: Callable, hint: int = 1) -> Callable:
     """Check ``generate_with_cache(model, idx, max_new_tokens)`` (greedy, KV cache)."""
 
     def test(f):
         model = _tiny_model(1)
         T, n = 4, 8
         idx = torch.randint(0, 60, (2, T), generator=torch.Generator().manual_seed(2))
-        counting = _Counting(model)
-        got = f(counting, idx, n)
+        counted = _count_positions(model)
+        got = call(f, model, idx, n, names=["model", "idx"])
+        positions = counted[0]
         want = reference.generate(model, idx, n, temperature=0, use_cache=False)
         # The usual mistakes, replayed on the real model.
         with torch.no_grad():
@@ -201,12 +298,15 @@ def check_generate_with_cache(generate_with_cache: Callable) -> Callable:
             likely_bugs=[
                 ("the cache is not updated: keep the cache each call returns (logits, cache = model(..., kv_cache=cache, return_cache=True))", stale),
                 ("the newest token is fed without the cache, so it sees nothing before it: pass kv_cache=cache", nocache),
+                ("one token too few: the result has max_new_tokens new ids", want[:, :-1]),
+                ("one token too many: the result has max_new_tokens new ids", reference.generate(model, idx, n + 1, temperature=0, use_cache=False)),
+                ("only the new tokens are returned; return the prompt followed by them", want[:, T:]),
             ],
         )  # fmt: skip
         # The prompt once, then one token per step (a last, unused step is fine).
-        if counting.positions > T + n:
+        if positions > T + n:
             raise CheckFailure(
-                f"the model processed {counting.positions} token positions for a {T}-token "
+                f"the model processed {positions} token positions for a {T}-token "
                 f"prompt and {n} new tokens, expected {T + n - 1}: the whole sequence is fed "
                 "at every step, which is the loop without a cache; feed only the newest token "
                 "with kv_cache=cache"
@@ -215,4 +315,4 @@ def check_generate_with_cache(generate_with_cache: Callable) -> Callable:
     def ref(model, idx, max_new_tokens):
         return reference.generate(model, idx, max_new_tokens, temperature=0)
 
-    return run_check("generate_with_cache", generate_with_cache, ref, test)
+    return run_check("generate_with_cache", generate_with_cache, ref, test, hint=hint)

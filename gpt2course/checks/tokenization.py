@@ -7,9 +7,16 @@ from collections.abc import Callable
 from itertools import pairwise
 
 from ..tokenizer import basic as ref
-from ._core import CheckFailure, compare_values, run_check
+from ._core import CheckFailure, call, compare_value_cases, compare_values, run_check
 
-__all__ = ["check_count_pairs", "check_merge", "check_train", "check_encode", "check_decode"]
+__all__ = [
+    "check_count_pairs",
+    "check_merge",
+    "check_train_merges",
+    "check_train",
+    "check_encode",
+    "check_decode",
+]
 
 Pair = tuple[int, int]
 
@@ -29,6 +36,11 @@ def _pairs_without_last(ids):
     return ref.count_pairs(ids[:-1])
 
 
+def _pairs_of_digits(ids):
+    s = "".join(map(str, ids))
+    return ref.count_pairs([int(c) for c in s])
+
+
 def _pairs_once_each(ids):
     return dict.fromkeys(pairwise(ids), 1)
 
@@ -42,13 +54,20 @@ def _pairs_not_overlapping(ids):
     return counts
 
 
-def check_count_pairs(count_pairs: Callable[[list[int]], dict[Pair, int]]):
+def check_count_pairs(count_pairs: Callable[[list[int]], dict[Pair, int]], hint: int = 1):
     """Check ``count_pairs(ids) -> {(a, b): count}`` against the reference."""
 
     def test(f):
-        cases = [[5, 5, 5, 5, 1], [1, 2, 3, 1, 2], [7], [], list(b"hello hello")]
+        # Ids above 9 too, so that tricks on the ids' digits do not pass.
+        cases = [[5, 5, 5, 5, 1], [1, 2, 3, 1, 2], [7], [], list(b"hello hello"), [11, 2, 11, 2]]
         for ids in cases:
-            got = _dict_of(f(list(ids)), f"count_pairs({ids})")
+            got = _dict_of(call(f, list(ids), names=["ids"]), f"count_pairs({ids})")
+            bad = next((k for k in got if not (isinstance(k, tuple) and len(k) == 2)), None)
+            if bad is not None:
+                raise CheckFailure(
+                    f"count_pairs({ids}) has the key {bad!r}; each key is a pair, the tuple "
+                    "(ids[i], ids[i + 1]), so that merge() can look it up"
+                )
             compare_values(
                 dict(got),
                 ref.count_pairs(ids),
@@ -63,10 +82,15 @@ def check_count_pairs(count_pairs: Callable[[list[int]], dict[Pair, int]]):
                         _pairs_not_overlapping(ids),
                     ),
                     ("each pair counts once: add 1 every time it occurs", _pairs_once_each(ids)),
+                    (
+                        "the pairs are of digits, not of ids: ids go up to 255 (and beyond "
+                        "after merges), so work on the list, not on its text",
+                        _pairs_of_digits(ids),
+                    ),
                 ],
             )
 
-    return run_check("count_pairs", count_pairs, ref.count_pairs, test)
+    return run_check("count_pairs", count_pairs, ref.count_pairs, test, hint=hint)
 
 
 # --- merge ------------------------------------------------------------------------------
@@ -98,7 +122,12 @@ def _merge_drops_last(ids, pair, new_id):
     return out
 
 
-def check_merge(merge: Callable[[list[int], Pair, int], list[int]]):
+def _merge_by_string(ids, pair, new_id):
+    text = " ".join(map(str, ids)).replace(f"{pair[0]} {pair[1]}", str(new_id))
+    return [int(t) for t in text.split()]
+
+
+def check_merge(merge: Callable[[list[int], Pair, int], list[int]], hint: int = 1):
     """Check ``merge(ids, pair, new_id) -> new ids`` against the reference."""
 
     def test(f):
@@ -110,14 +139,10 @@ def check_merge(merge: Callable[[list[int], Pair, int], list[int]]):
             ([5, 5, 5, 5], (5, 5), 256),
             ([4, 1, 2, 1, 2, 9], (2, 1), 300),
             ([], (1, 2), 99),
+            ([11, 2, 1, 21, 2, 1, 2], (1, 2), 256),  # "1 2" also occurs inside "11 2" and "21 2"
         ]
         for ids, pair, new_id in cases:
-            before = list(ids)
-            got = f(ids, pair, new_id)
-            if ids != before:
-                raise CheckFailure(
-                    "merge changed the list it was given; build and return a new list"
-                )
+            got = call(f, list(ids), pair, new_id, names=["ids", "pair", "new_id"])
             compare_values(
                 got,
                 ref.merge(ids, pair, new_id),
@@ -135,24 +160,29 @@ def check_merge(merge: Callable[[list[int], Pair, int], list[int]]):
                         "the last id is dropped: when the loop ends, keep the id it has not looked at",
                         _merge_drops_last(ids, pair, new_id),
                     ),
+                    (
+                        "a string replace on the ids also matches inside larger numbers "
+                        "('1 2' inside '11 2'); walk the list and compare whole ids",
+                        _merge_by_string(ids, pair, new_id),
+                    ),
                 ],
             )
 
-    return run_check("merge", merge, ref.merge, test)
+    return run_check("merge", merge, ref.merge, test, hint=hint)
 
 
 # --- the training loop ------------------------------------------------------------------
 
 
-def check_train(train: Callable[[list[int], int], dict[Pair, int]]):
-    """Check ``train(ids, num_merges) -> {pair: new_id}``: each merge must be a most
-    frequent pair at its step (any tie rule is fine) and new ids count up from 256."""
+def check_train_merges(train: Callable[[list[int], int], dict[Pair, int]], hint: int = 1):
+    """Check the BPE trainer ``train(ids, num_merges) -> {pair: new_id}``: each merge must be
+    a most frequent pair at its step (any tie rule is fine) and new ids count up from 256."""
 
     def test(f):
         text = "aaabdaaabac, the theme then thee, " * 2 + "éé"
         ids = list(text.encode("utf-8"))
         num_merges = 8
-        merges = _dict_of(f(list(ids), num_merges), "train's result")
+        merges = _dict_of(call(f, list(ids), num_merges, names=["ids"]), "train's result")
         if len(merges) != num_merges:
             hint = ""
             if len(merges) < num_merges:
@@ -168,6 +198,8 @@ def check_train(train: Callable[[list[int], int], dict[Pair, int]]):
             hint = ""
             if new_ids and new_ids[0] < 256:
                 hint = " Ids 0-255 are the bytes; the first new token is 256."
+            elif len(set(new_ids)) < len(new_ids):
+                hint = " Every merge needs its own new id: the k-th merge gets 256 + k."
             raise CheckFailure(f"the new ids are {new_ids}, expected 256, 257, ... in order.{hint}")
         current = list(ids)
         for step, (pair, new_id) in enumerate(merges.items()):
@@ -194,7 +226,10 @@ def check_train(train: Callable[[list[int], int], dict[Pair, int]]):
                 )
             current = ref.merge(current, pair, new_id)
 
-    return run_check("train", train, ref.train_merges, test)
+    return run_check("train", train, ref.train_merges, test, hint=hint)
+
+
+check_train = check_train_merges  # the old name, kept for notebooks saved before the rename
 
 
 # --- encode and decode ------------------------------------------------------------------
@@ -228,15 +263,15 @@ def _encode_by_frequency(text, merges):
     return ids
 
 
-def check_encode(encode: Callable[[str, dict[Pair, int]], list[int]]):
+def check_encode(encode: Callable[[str, dict[Pair, int]], list[int]], hint: int = 1):
     """Check ``encode(text, merges) -> ids`` against the reference."""
 
     def test(f):
         merges = _sample_merges()
         for text in ["a", ""]:
             try:
-                got = f(text, merges)
-            except NotImplementedError:
+                got = call(f, text, merges, names=["text", "merges"])
+            except (NotImplementedError, CheckFailure):
                 raise
             except Exception as e:
                 raise CheckFailure(
@@ -248,35 +283,52 @@ def check_encode(encode: Callable[[str, dict[Pair, int]], list[int]]):
         order_matters = {(98, 99): 256, (97, 98): 257, (256, 257): 258}
         cases = [(t, merges) for t in ["the theme", "thirty thistles then", "héé 漢 😀", "zzz"]]
         cases += [(t, order_matters) for t in ["abcab", "bcbcabc", "abc"]]
-        for text, m in cases:
-            compare_values(
-                f(text, m),
-                ref.encode(text, m),
-                what=f"encode({text!r}, merges)",
-                likely_bugs=[
-                    (
-                        "start from text.encode('utf-8') bytes, not ord() of each character",
-                        [ord(c) for c in text],
-                    ),
-                    (
-                        "merges apply in the order learned: pick the pair with the smallest merge id, not the largest",
-                        _encode_latest_first(text, m),
-                    ),
-                    (
-                        "pick the pair with the smallest merge id (the earliest learned), not the most frequent pair",
-                        _encode_by_frequency(text, m),
-                    ),
-                ],
-            )
+        outs = [call(f, text, m, names=["text", "merges"]) for text, m in cases]
+        compare_value_cases(
+            outs,
+            [ref.encode(text, m) for text, m in cases],
+            [f"encode({text!r}, merges)" for text, _ in cases],
+            likely_bugs=[
+                (
+                    "start from text.encode('utf-8') bytes, not ord() of each character",
+                    [[ord(c) for c in text] for text, _ in cases],
+                ),
+                (
+                    "merges apply in the order learned: pick the pair with the smallest "
+                    "merge id, not the largest",
+                    [_encode_latest_first(text, m) for text, m in cases],
+                ),
+                (
+                    "pick the pair with the smallest merge id (the earliest learned), not the "
+                    "most frequent pair",
+                    [_encode_by_frequency(text, m) for text, m in cases],
+                ),
+            ],
+        )
 
-    return run_check("encode", encode, ref.encode, test)
+    meanings = [
+        (
+            r"^KeyError",
+            "the pair picked is not a learned merge; when even the best pair is not in "
+            "merges, nothing more can be merged: stop the loop",
+        )
+    ]
+    return run_check("encode", encode, ref.encode, test, hint=hint, crash_meanings=meanings)
 
 
 def _decode_each(ids, vocab):
     return "".join(vocab[i].decode("utf-8", errors="replace") for i in ids)
 
 
-def check_decode(decode: Callable[[list[int], dict[int, bytes]], str]):
+def _decode_chr(ids, vocab):
+    return "".join(chr(i) for i in ids)
+
+
+def _decode_as(ids, vocab, encoding="utf-8", errors="replace"):
+    return b"".join(vocab[i] for i in ids).decode(encoding, errors=errors)
+
+
+def check_decode(decode: Callable[[list[int], dict[int, bytes]], str], hint: int = 1):
     """Check ``decode(ids, vocab) -> str`` against the reference, partial UTF-8 included."""
 
     def test(f):
@@ -290,7 +342,7 @@ def check_decode(decode: Callable[[list[int], dict[int, bytes]], str]):
             [],
         ]
         for ids in cases:
-            got = f(list(ids), vocab)
+            got = call(f, list(ids), vocab, names=["ids", "vocab"])
             if isinstance(got, bytes | bytearray):
                 raise CheckFailure(
                     "decode returned bytes; turn them into text with .decode('utf-8', errors='replace')"
@@ -304,6 +356,15 @@ def check_decode(decode: Callable[[list[int], dict[int, bytes]], str]):
                         "join all the bytes first, then decode once: a character's bytes can be split over two tokens",
                         _decode_each(ids, vocab),
                     ),
+                    (
+                        "the bytes are decoded as Latin-1; GPT-2's bytes are UTF-8",
+                        _decode_as(ids, vocab, "latin-1"),
+                    ),
+                    (
+                        "chr(id) is not the token's text: look each id up in vocab (ids above "
+                        "255 are merged tokens), join the bytes, then decode",
+                        _decode_chr(ids, vocab),
+                    ),
                 ],
             )
         partial = [104, 0xF0, 0x9F]  # "h" and the first half of an emoji
@@ -314,6 +375,17 @@ def check_decode(decode: Callable[[list[int], dict[int, bytes]], str]):
                 f"decode({partial}) raised UnicodeDecodeError: ids can end in the middle of a "
                 "character (a model can generate that); use .decode('utf-8', errors='replace')"
             ) from None
-        compare_values(got, ref.decode(partial, vocab), what=f"decode({partial})")
+        compare_values(
+            got,
+            ref.decode(partial, vocab),
+            what=f"decode({partial})",
+            likely_bugs=[
+                (
+                    "errors='ignore' drops the broken character silently; errors='replace' "
+                    "shows it as \ufffd, so the learner (and you) see that something was cut",
+                    _decode_as(partial, vocab, errors="ignore"),
+                ),
+            ],
+        )
 
-    return run_check("decode", decode, ref.decode, test)
+    return run_check("decode", decode, ref.decode, test, hint=hint)

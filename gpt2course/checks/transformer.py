@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import model as reference
-from ._core import CheckFailure, compare_tensors, run_check
+from ._core import CheckFailure, call, compare_tensors, run_check
 
 __all__ = ["check_block", "check_gelu", "check_layer_norm", "check_mlp"]
 
@@ -19,7 +19,7 @@ def _config() -> reference.GPTConfig:
     return reference.GPTConfig(vocab_size=50, n_positions=16, n_embd=12, n_layer=1, n_head=3)
 
 
-def check_layer_norm(layer_norm: Callable) -> Callable:
+def check_layer_norm(layer_norm: Callable, hint: int = 1) -> Callable:
     """Check ``layer_norm(x, weight, bias, eps=1e-5)`` against ``torch.nn.functional.layer_norm``."""
 
     def ref(x, weight, bias, eps=1e-5):
@@ -32,42 +32,59 @@ def check_layer_norm(layer_norm: Callable) -> Callable:
         x = torch.randn(2, 4, C, generator=g) * torch.tensor([1e-3, 0.5, 3.0, 20.0])[:, None]
         x = x + 5.0
         w, b = torch.randn(C, generator=g), torch.randn(C, generator=g)
-        eps = 1e-5
-        got = f(x, w, b, eps)
-        mean = x.mean(-1, keepdim=True)
-        var = x.var(-1, keepdim=True, unbiased=False)
-        bugs = [
-            (
-                "the variance is the unbiased one (divides by C - 1); LayerNorm divides by C: "
-                "x.var(-1, unbiased=False) or ((x - mean) ** 2).mean(-1)",
-                (x - mean) / torch.sqrt(x.var(-1, keepdim=True) + eps) * w + b,
-            ),
-            (
-                "eps is added to the standard deviation; it goes inside the square root: "
-                "(x - mean) / sqrt(var + eps)",
-                (x - mean) / (var.sqrt() + eps) * w + b,
-            ),
-            ("the weight (gain) and bias are not applied", (x - mean) / torch.sqrt(var + eps)),
-            ("the bias is not added", (x - mean) / torch.sqrt(var + eps) * w),
-            (
-                "the statistics are taken over the wrong axis; normalise each position's "
-                "vector: mean and variance over the last dimension (dim=-1)",
-                ref(x.transpose(-1, -2).contiguous(), None, None, eps).transpose(-1, -2) * w + b,
-            ),
-            ("the mean is not subtracted", x / torch.sqrt(var + eps) * w + b),
-        ]
-        compare_tensors(
-            got, ref(x, w, b, eps), what="normalised output", atol=1e-4, likely_bugs=bugs
-        )
+        # Two eps values, so that one written into the function does not pass.
+        for eps in (1e-5, 1e-2):
+            got = call(f, x, w, b, eps, names=["x", "weight", "bias"])
+            mean = x.mean(-1, keepdim=True)
+            var = x.var(-1, keepdim=True, unbiased=False)
+            bugs = [
+                (
+                    "the variance is the unbiased one (divides by C - 1); LayerNorm divides by C",
+                    (x - mean) / torch.sqrt(x.var(-1, keepdim=True) + eps) * w + b,
+                ),
+                (
+                    "eps is added to the standard deviation; it goes inside the square root",
+                    (x - mean) / (var.sqrt() + eps) * w + b,
+                ),
+                (
+                    "eps is missing: without it a row of (almost) equal values divides by "
+                    "(almost) zero",
+                    (x - mean) / var.sqrt() * w + b,
+                ),
+                ("the weight (gain) and bias are not applied", (x - mean) / torch.sqrt(var + eps)),
+                ("the bias is not added", (x - mean) / torch.sqrt(var + eps) * w),
+                (
+                    "the statistics are taken over the wrong axis; normalise each position's "
+                    "vector: mean and variance over the last dimension (dim=-1)",
+                    ref(x.transpose(-1, -2).contiguous(), None, None, eps).transpose(-1, -2) * w
+                    + b,
+                ),
+                ("the mean is not subtracted", x / torch.sqrt(var + eps) * w + b),
+            ]
+            if eps != 1e-5:
+                bugs.append(
+                    (
+                        "the eps argument is ignored (a fixed 1e-5 is used); use the eps you "
+                        "are given",
+                        ref(x, w, b, 1e-5),
+                    )
+                )
+            compare_tensors(
+                got,
+                ref(x, w, b, eps),
+                what=f"normalised output (eps={eps:g})",
+                atol=1e-4,
+                likely_bugs=bugs,
+            )
 
-    return run_check("layer_norm", layer_norm, ref, test)
+    return run_check("layer_norm", layer_norm, ref, test, hint=hint)
 
 
 def _gelu_tanh(x: torch.Tensor, c: float = math.sqrt(2 / math.pi), cube: float = 0.044715):
     return 0.5 * x * (1 + torch.tanh(c * (x + cube * x**3)))
 
 
-def check_gelu(gelu: Callable) -> Callable:
+def check_gelu(gelu: Callable, hint: int = 1) -> Callable:
     """Check ``gelu(x)`` against torch's GELU in the tanh form GPT-2 uses."""
 
     def ref(x):
@@ -75,8 +92,17 @@ def check_gelu(gelu: Callable) -> Callable:
 
     def test(f):
         x = torch.linspace(-6, 6, 240, dtype=torch.float64).reshape(3, 80, 1).expand(3, 80, 2)
-        got = f(x)
+        got = call(f, x, names=["x"])
         bugs = [
+            (
+                "this is the sigmoid approximation x * sigmoid(1.702 x); GPT-2 uses the tanh "
+                "form, and its weights expect it",
+                x * torch.sigmoid(1.702 * x),
+            ),
+            (
+                "the cubic term uses x ** 2; it is 0.044715 x ** 3",
+                0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**2))),
+            ),
             (
                 "this is the exact (erf) GELU; GPT-2 was trained with the tanh approximation "
                 "0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), and its weights expect it",
@@ -92,7 +118,7 @@ def check_gelu(gelu: Callable) -> Callable:
         ]
         compare_tensors(got, ref(x), what="GELU output", atol=1e-6, rtol=1e-6, likely_bugs=bugs)
 
-    return run_check("gelu", gelu, ref, test)
+    return run_check("gelu", gelu, ref, test, hint=hint)
 
 
 def _instance(cls: type, config, names: tuple[str, ...]) -> nn.Module:
@@ -109,9 +135,20 @@ def _instance(cls: type, config, names: tuple[str, ...]) -> nn.Module:
 def _copy_weights(ref: nn.Module, mine: nn.Module) -> None:
     """Give the learner's module the reference's weights (by name, as a checkpoint would)."""
     theirs = mine.state_dict()
+    for k, v in theirs.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckFailure(
+                f"{k} holds NaN or inf before any input: is a parameter left uninitialised "
+                "(torch.empty without an init)?"
+            )
     for k, v in ref.state_dict().items():
         if k not in theirs:
-            raise CheckFailure(f"the module has no parameter {k!r}; name the layers as GPT-2 does")
+            extra = (
+                " GPT-2's layers have biases: leave bias=True (the default)"
+                if k.endswith(".bias")
+                else " Name the layers as GPT-2 does."
+            )
+            raise CheckFailure(f"the module has no parameter {k!r}.{extra}")
         if theirs[k].shape != v.shape:
             raise CheckFailure(
                 f"{k} has shape {tuple(theirs[k].shape)}, expected {tuple(v.shape)}; "
@@ -129,7 +166,7 @@ def _random_biases(module: nn.Module, seed: int) -> None:
                 p.add_(0.1 * torch.randn(p.shape, generator=g))
 
 
-def check_mlp(mlp_class: type) -> type:
+def check_mlp(mlp_class: type, hint: int = 1) -> type:
     """Check an ``MLP(config)`` class (``c_fc``, GELU, ``c_proj``) against the reference."""
 
     def test(cls):
@@ -141,12 +178,20 @@ def check_mlp(mlp_class: type) -> type:
         _copy_weights(ref, mine)
         x = torch.randn(2, 5, config.n_embd, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
-            got = mine(x)
+            got = call(mine, x, names=["x"])
             h = ref.c_fc(x)
             bugs = [
                 (
-                    "the activation is the exact (erf) GELU; GPT-2 uses the tanh form: "
-                    "F.gelu(x, approximate='tanh')",
+                    "the activation is the sigmoid approximation of GELU; GPT-2 uses the tanh form",
+                    ref.c_proj(h * torch.sigmoid(1.702 * h)),
+                ),
+                (
+                    "the activation is applied after c_proj too; GPT-2's MLP is c_fc, GELU, c_proj",
+                    F.gelu(ref.c_proj(F.gelu(h, approximate="tanh")), approximate="tanh"),
+                ),
+                (
+                    "the activation is the exact (erf) GELU; GPT-2 uses the tanh form "
+                    "(F.gelu has an approximate= option)",
                     ref.c_proj(F.gelu(h)),
                 ),
                 ("the activation is ReLU; GPT-2 uses GELU (tanh form)", ref.c_proj(torch.relu(h))),
@@ -158,7 +203,7 @@ def check_mlp(mlp_class: type) -> type:
             ]
             compare_tensors(got, ref(x), what="MLP output", atol=1e-5, likely_bugs=bugs)
 
-    return run_check("MLP", mlp_class, reference.MLP, test)
+    return run_check("MLP", mlp_class, reference.MLP, test, hint=hint)
 
 
 class ReferenceBlock(reference.Block):
@@ -168,7 +213,7 @@ class ReferenceBlock(reference.Block):
         return super().forward(x)[0]
 
 
-def check_block(block_class: type) -> type:
+def check_block(block_class: type, hint: int = 1) -> type:
     """Check a ``Block(config)`` class (pre-LN: attention then MLP, each with a residual)."""
 
     def test(cls):
@@ -180,8 +225,8 @@ def check_block(block_class: type) -> type:
         _copy_weights(ref, mine)
         x = torch.randn(2, 6, config.n_embd, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
-            got = mine(x)
-            if isinstance(got, tuple):
+            got = call(mine, x, names=["x"])
+            if isinstance(got, tuple) and got and isinstance(got[0], torch.Tensor):
                 got = got[0]
 
             def attn(h):
@@ -189,28 +234,44 @@ def check_block(block_class: type) -> type:
 
             bugs = [
                 (
-                    "this is a post-LN block (normalise after adding); GPT-2 is pre-LN: "
-                    "x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))",
+                    (
+                        "this is a post-LN block (it normalises after adding); GPT-2 is pre-LN",
+                        "in a pre-LN block each sublayer reads a normalised copy of x, and its "
+                        "output is added to x itself: the residual stream is never normalised "
+                        "inside the block",
+                    ),
                     (lambda a: ref.ln_2(a + ref.mlp(a)))(ref.ln_1(x + attn(x))),
                 ),
                 (
-                    "the residual connections are missing: add each sublayer's output to x",
+                    (
+                        "the residual connections are missing: x should carry on past each "
+                        "sublayer",
+                        "each sublayer's output is added to its input x (x plus what the "
+                        "sublayer computed), it does not replace x",
+                    ),
                     ref.mlp(ref.ln_2(attn(ref.ln_1(x)))),
                 ),
                 (
-                    "the MLP's residual is missing: x = x + self.mlp(self.ln_2(x))",
+                    (
+                        "the MLP's residual is missing",
+                        "the MLP's output is added to the x it was computed from, as the "
+                        "attention's is",
+                    ),
                     ref.mlp(ref.ln_2(x + attn(ref.ln_1(x)))),
                 ),
                 (
-                    "the attention's residual is missing: x = x + self.attn(self.ln_1(x))[0]",
+                    (
+                        "the attention's residual is missing",
+                        "the attention's output is added to the block's input x, as the MLP's is",
+                    ),
                     (lambda a: a + ref.mlp(ref.ln_2(a)))(attn(ref.ln_1(x))),
                 ),
                 (
-                    "ln_1 is used before the MLP too; the MLP reads ln_2(x)",
+                    "ln_1 is used before the MLP too; each sublayer has its own LayerNorm",
                     (lambda a: a + ref.mlp(ref.ln_1(a)))(x + attn(ref.ln_1(x))),
                 ),
                 (
-                    "the sublayers read x without normalising it; apply ln_1 / ln_2 first",
+                    "the sublayers read x without normalising it; each reads its LayerNorm's output",
                     (lambda a: a + ref.mlp(a))(x + attn(x)),
                 ),
                 (
@@ -220,4 +281,10 @@ def check_block(block_class: type) -> type:
             ]
             compare_tensors(got, ref(x), what="block output", atol=1e-5, likely_bugs=bugs)
 
-    return run_check("Block", block_class, ReferenceBlock, test)
+    meanings = [
+        (
+            r"unsupported operand type.*tuple|tuple.*unsupported operand",
+            "a tuple in a sum: the attention returns (y, cache), so take its [0]",
+        )
+    ]
+    return run_check("Block", block_class, ReferenceBlock, test, hint=hint, crash_meanings=meanings)

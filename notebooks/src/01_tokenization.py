@@ -210,7 +210,7 @@ def train(ids: list[int], num_merges: int) -> dict[tuple[int, int], int]:
 
 
 # %%
-train = checks.check_train(train)
+train = checks.check_train_merges(train)
 
 # %% [markdown]
 # To read the merges we need the **vocabulary**: the bytes each id stands for. The first

@@ -150,7 +150,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, T, C)."""
         # BEGIN SOLUTION
-        # HINT: self.c_proj(gelu(self.c_fc(x))).
+        # HINT: c_fc, then the activation, then c_proj.
         return self.c_proj(gelu(self.c_fc(x)))  # (B, T, 4C) in the middle
         # END SOLUTION
 

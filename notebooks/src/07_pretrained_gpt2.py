@@ -126,6 +126,29 @@ for key, shape, _ in entries:
 # tokens into vectors at the bottom and vectors into token scores at the top, so the
 # checkpoint stores it once.)
 #
+# ### Exercise: a Conv1D layer as an `nn.Linear`
+# Write `linear_from_conv1d(weight, bias)`: given a Conv1D layer's weight `(in, out)` and
+# bias `(out,)`, return an `nn.Linear` that computes the same `x @ weight + bias`.
+
+
+# %%
+def linear_from_conv1d(weight: torch.Tensor, bias: torch.Tensor) -> torch.nn.Linear:
+    """An nn.Linear computing GPT-2's Conv1D: x @ weight + bias, with weight (in, out)."""
+    # BEGIN SOLUTION
+    # HINT: nn.Linear(in, out).weight has shape (out, in); copy into it under torch.no_grad().
+    n_in, n_out = weight.shape
+    layer = torch.nn.Linear(n_in, n_out)
+    with torch.no_grad():
+        layer.weight.copy_(weight.t())
+        layer.bias.copy_(bias)
+    return layer
+    # END SOLUTION
+
+
+# %%
+linear_from_conv1d = checks.check_linear_from_conv1d(linear_from_conv1d)
+
+# %% [markdown]
 # ### Exercise: convert the checkpoint's tensors
 # Write `convert_hf_state_dict(hf_sd)`, taking a dict of the checkpoint's tensors and
 # returning a dict with our names as keys, ready for `model.load_state_dict`. It must work for
@@ -394,12 +417,18 @@ sampling_playground(model, enc, prompt="The capital of France is")
 # random stand-in is near that. Text longer than 1,024 tokens is cut into windows; each
 # window overlaps the previous one by half, and only its second half is scored, so every
 # scored token sees at least 512 tokens of context.
+#
+# ### Exercise: the perplexity
+# Write `perplexity(model, ids, window)` as just described; it returns a Python float.
 
 
 # %%
 @torch.no_grad()
 def perplexity(model: torch.nn.Module, ids: list[int], window: int = 1024) -> float:
     """exp(mean next-token cross-entropy) over ``ids``, in half-overlapping windows."""
+    # BEGIN SOLUTION
+    # HINT: the window can be no longer than model.config.n_positions; step by window // 2.
+    # HINT: in every window after the first, set the targets of its first half to -100.
     window = min(window, model.config.n_positions)
     stride = window // 2
     dev = next(model.parameters()).device
@@ -415,7 +444,11 @@ def perplexity(model: torch.nn.Module, ids: list[int], window: int = 1024) -> fl
         if start + window + 1 >= len(ids):
             break
     return math.exp(total / count)
+    # END SOLUTION
 
+
+# %%
+perplexity = checks.check_perplexity(perplexity)
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -85,9 +85,10 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from gpt2course import instruct, preference
+from gpt2course import checks, instruct, preference
 from gpt2course.device import pick_device, quick_mode
 from gpt2course.experiments import mistake_pairs, preference_rate, shakespeare_base
 from gpt2course.model import count_parameters
@@ -140,12 +141,43 @@ for e in examples:
 #
 # **The masked loss.** Each training sequence is prompt + answer. We want the model to learn
 # to write answers, not to predict the instructions, so the labels of prompt positions are
-# -100, which `cross_entropy` skips. `instruct.collate` builds both tensors:
+# -100, which `cross_entropy` skips.
+#
+# ### Exercise: the masked collate
+# Write `collate(batch, pad_id)`: `batch` is a list of `(prompt_ids, response_ids)`. Each
+# sequence is prompt + response; `x` is the sequence without its last token, `y` the same
+# sequence shifted left by one (the next token at each position). Labels whose next token
+# is a prompt token are -100, and so is the padding of `y`; `x` is padded with `pad_id`,
+# on the right, to the longest sequence. Both are `long` tensors of shape (B, T).
+
+
+# %%
+def collate(batch, pad_id=0):
+    """(prompt_ids, response_ids) pairs -> inputs x and labels y, both (B, T)."""
+    # BEGIN SOLUTION
+    # HINT: position i predicts ids[i + 1], so the first len(prompt) - 1 labels are prompt tokens.
+    xs, ys = [], []
+    for prompt, response in batch:
+        ids = list(prompt) + list(response)
+        xs.append(ids[:-1])
+        ys.append([-100] * (len(prompt) - 1) + list(response))
+    T = max(len(s) for s in xs)
+    x = torch.full((len(batch), T), pad_id, dtype=torch.long)
+    y = torch.full((len(batch), T), -100, dtype=torch.long)
+    for i, (s, lab) in enumerate(zip(xs, ys, strict=True)):
+        x[i, : len(s)] = torch.tensor(s)
+        y[i, : len(lab)] = torch.tensor(lab)
+    return x, y
+    # END SOLUTION
+
+
+# %%
+collate = checks.check_collate(collate)
 
 # %%
 tok = instruct.ByteTokenizer()
 encoded = [instruct.encode_example(e, tok) for e in train_set]
-x, y = instruct.collate(encoded[:2])
+x, y = collate(encoded[:2])
 print("input ", repr(tok.decode(x[0].tolist())))
 # · marks a masked label (-100), ⏎ the newline that ends the answer.
 shown = [
@@ -182,7 +214,7 @@ print(
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-loader = DataLoader(encoded, batch_size=BATCH_SIZE, shuffle=True, collate_fn=instruct.collate)
+loader = DataLoader(encoded, batch_size=BATCH_SIZE, shuffle=True, collate_fn=collate)
 config = TrainConfig(
     max_steps=SFT_STEPS,
     learning_rate=LR,
@@ -332,6 +364,26 @@ print(f"{'GPT-3':12} {175_000:7.0f}M {4 * 175e9 / 1e9:8.0f} {2 * 175e9 / 1e9:8.0
 # to the one the model gave. (An earlier version of this notebook used made-up wrong answers,
 # such as the sum off by one; the model rarely gave those, so pushing them down taught it
 # little.)
+#
+# ### Exercise: the DPO loss
+# Write `dpo_loss` from the formula: the four arguments are the summed log-probabilities of
+# each pair's answers, shape (B,), under the policy and under the frozen reference. Return
+# the loss (a tensor that can `backward()`, averaged over the pairs) and the margin, the
+# bracket without beta, one per pair.
+
+
+# %%
+def dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta=0.1):
+    """DPO's loss (a scalar) and each pair's margin (B,)."""
+    # BEGIN SOLUTION
+    # HINT: F.logsigmoid(z) is log(sigmoid(z)), without overflow for large |z|.
+    margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
+    return -F.logsigmoid(beta * margin).mean(), margin.detach()
+    # END SOLUTION
+
+
+# %%
+dpo_loss = checks.check_dpo_loss(dpo_loss)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -374,7 +426,7 @@ for step in range(1, DPO_STEPS + 1):
         rr = preference.sequence_logprobs(reference, inst, [p.rejected for p in batch], tok)
     pc = preference.sequence_logprobs(policy, inst, [p.chosen for p in batch], tok)
     pr = preference.sequence_logprobs(policy, inst, [p.rejected for p in batch], tok)
-    loss, _ = preference.dpo_loss(pc, pr, rc, rr, beta=0.1)
+    loss, _ = dpo_loss(pc, pr, rc, rr, beta=0.1)
     loss = loss - CHOSEN_NLL * pc.mean()
     opt.zero_grad()
     loss.backward()

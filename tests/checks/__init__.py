@@ -1,0 +1,1 @@
+"""Tests of gpt2course.checks: one module per checks module."""

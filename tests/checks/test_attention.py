@@ -1,0 +1,263 @@
+"""The checks of notebook 03: attention, the causal mask, heads, the module."""
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gpt2course import attention as ref
+from gpt2course import checks
+
+from .conftest import assert_right, assert_stub, assert_wrong
+
+# --- scaled_dot_product_attention ------------------------------------------------------------
+
+
+def sdpa(q, k, v, mask=None, bug=None):
+    d = q.size(-1)
+    kt = k.transpose(2, 3) if bug == "fixed_axes" else k.transpose(-2, -1)
+    scale = {"unscaled": 1.0, "by_d": 1 / d}.get(bug, 1 / math.sqrt(d))
+    scores = q @ kt * scale
+    if bug == "always_causal":
+        mask = ref.causal_mask(q.size(-2))
+    if bug == "inverted" and mask is not None:
+        mask = ~mask
+    if mask is not None and bug not in ("ignored", "after"):
+        scores = scores.masked_fill(~mask, 0.0 if bug == "zero_fill" else float("-inf"))
+    dim = {"dim_keys": -2, "dim_heads": 1}.get(bug, -1)
+    w = scores.softmax(dim=dim)
+    if bug == "after" and mask is not None:
+        w = w.masked_fill(~mask, 0.0)
+    return w @ v
+
+
+def sdpa_if_mask(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if mask:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(-1) @ v
+
+
+def sdpa_in_place(q, k, v, mask=None):
+    q /= math.sqrt(q.size(-1))
+    scores = q @ k.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(-1) @ v
+
+
+SDPA_WRONG = [
+    ("unscaled", "divide by sqrt(d_k)?"),
+    ("by_d", "divided by d_k"),
+    ("dim_keys", "wrong axis"),
+    ("dim_heads", "heads axis (dim=1)"),
+    ("after", "applied after the softmax"),
+    ("zero_fill", "set them to float('-inf')"),
+    ("inverted", "the mask is inverted"),
+    ("ignored", "the mask argument is ignored"),
+    ("always_causal", "the causal mask is"),
+    ("fixed_axes", "k.transpose(-2, -1)"),
+]
+
+
+@pytest.mark.parametrize("bug, expect", SDPA_WRONG, ids=[b for b, _ in SDPA_WRONG])
+def test_sdpa_wrong_solutions_are_named(bug, expect):
+    assert_wrong(
+        checks.check_scaled_dot_product_attention,
+        lambda q, k, v, mask=None: sdpa(q, k, v, mask, bug),
+        expect,
+    )
+
+
+def test_sdpa_crashes_and_mutations_are_explained():
+    out = assert_wrong(checks.check_scaled_dot_product_attention, sdpa_if_mask, "is not None")
+    assert "if mask:" in out  # the learner's own line is quoted
+    out = assert_wrong(checks.check_scaled_dot_product_attention, sdpa_in_place, "`q` in place")
+    assert "sqrt" not in out  # not "did you divide by sqrt(d)?": it did
+
+
+# --- causal_mask ------------------------------------------------------------------------------
+
+MASK_WRONG = [
+    (lambda T: torch.ones(T, T, dtype=torch.bool).triu(), "upside down"),
+    (lambda T: ~torch.ones(T, T, dtype=torch.bool).tril(), "the mask is inverted"),
+    (lambda T: torch.ones(T, T, dtype=torch.bool).tril(-1), "the diagonal is missing"),
+    (lambda T: torch.tril(torch.ones(T, T)), "should be boolean"),
+    (lambda T: torch.ones(5, 5, dtype=torch.bool).tril(), "not a fixed size"),
+    (lambda T: torch.ones(1, 1, T, T, dtype=torch.bool).tril(), "broadcasting adds"),
+    (lambda T: torch.ones(T, T, dtype=torch.long).tril(), "got dtype torch.int64"),
+]
+
+
+@pytest.mark.parametrize("wrong, expect", MASK_WRONG, ids=[e for _, e in MASK_WRONG])
+def test_causal_mask_wrong_solutions_are_named(wrong, expect):
+    assert_wrong(checks.check_causal_mask, wrong, expect)
+
+
+# --- split_heads / merge_heads ----------------------------------------------------------------
+
+
+def split(x, n_head, bug=None):
+    B, T, C = x.shape
+    hd = C // n_head
+    return {
+        None: lambda: x.view(B, T, n_head, hd).transpose(1, 2),
+        "straight": lambda: x.view(B, n_head, T, hd),
+        "interleaved": lambda: x.view(B, T, hd, n_head).permute(0, 3, 1, 2),
+        "no_transpose": lambda: x.view(B, T, n_head, hd),
+        "fixed_heads": lambda: x.view(B, T, 3, C // 3).transpose(1, 2),
+        "swapped": lambda: x.view(B, T, hd, n_head).transpose(1, 2),
+    }[bug]()
+
+
+SPLIT_WRONG = [
+    ("straight", "mixes positions and channels"),
+    ("interleaved", "every n_head-th channel"),
+    ("no_transpose", "not moved in front of the time axis"),
+    ("fixed_heads", "split heads (n_head=4)"),
+    ("swapped", "n_head and head_dim are swapped"),
+]
+
+
+@pytest.mark.parametrize("bug, expect", SPLIT_WRONG, ids=[b for b, _ in SPLIT_WRONG])
+def test_split_heads_wrong_solutions_are_named(bug, expect):
+    assert_wrong(checks.check_split_heads, lambda x, n: split(x, n, bug), expect)
+
+
+MERGE_WRONG = [
+    (lambda x: x.reshape(x.size(0), x.size(2), -1), "heads merged in the wrong order"),
+    (lambda x: x.permute(0, 2, 3, 1).reshape(x.size(0), x.size(2), -1), "interleaved"),
+    (lambda x: x.transpose(1, 2).view(x.size(0), x.size(2), -1), ".contiguous()"),
+    (lambda x: x.transpose(1, 2), "the last two axes are not flattened"),
+    (lambda x: x.transpose(1, 3).reshape(x.size(0), x.size(2), -1), "transpose(1, 3)"),
+]
+
+
+@pytest.mark.parametrize("wrong, expect", MERGE_WRONG, ids=[e for _, e in MERGE_WRONG])
+def test_merge_heads_wrong_solutions_are_named(wrong, expect):
+    assert_wrong(checks.check_merge_heads, wrong, expect)
+
+
+# --- CausalSelfAttention ----------------------------------------------------------------------
+
+
+def attention_module(bug=None):
+    class CausalSelfAttention(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.n_head, self.n_embd = config.n_head, config.n_embd
+            C = config.n_embd
+            if bug == "separate":
+                self.q, self.k, self.v = (nn.Linear(C, C) for _ in range(3))
+            self.c_attn = nn.Linear(C, 3 * C, bias=bug != "no_bias")
+            self.c_proj = nn.Linear(C, C)
+
+        def forward(self, x):
+            B, T, C = x.shape
+            q, k, v = self.c_attn(x).split(C, dim=2)
+            if bug == "kqv":
+                k, q, v = q, k, v
+            q, k, v = (ref.split_heads(t, self.n_head) for t in (q, k, v))
+            hd = C // self.n_head
+            scale = {"unscaled": 1.0, "sqrt_C": 1 / math.sqrt(C)}.get(bug, 1 / math.sqrt(hd))
+            scores = q @ k.transpose(-2, -1) * scale
+            if bug != "no_mask":
+                scores = scores.masked_fill(~ref.causal_mask(T), float("-inf"))
+            y = scores.softmax(dim=-2 if bug == "dim" else -1) @ v
+            y = y.reshape(B, T, C) if bug == "merge" else ref.merge_heads(y)
+            return y if bug == "no_proj" else self.c_proj(y)
+
+    return CausalSelfAttention
+
+
+MODULE_WRONG = [
+    ("no_mask", "no causal mask"),
+    ("unscaled", "unscaled scores"),
+    ("sqrt_C", "sqrt(n_embd)"),
+    ("merge", "heads merged in the wrong order"),
+    ("kqv", "split in the wrong order"),
+    ("no_proj", "c_proj is not applied"),
+    ("dim", "the softmax runs over the wrong axis"),
+    ("separate", "exactly two layers"),
+    ("no_bias", "exactly two layers"),
+]
+
+
+@pytest.mark.parametrize("bug, expect", MODULE_WRONG, ids=[b for b, _ in MODULE_WRONG])
+def test_module_wrong_solutions_are_named(bug, expect):
+    assert_wrong(checks.check_causal_self_attention, attention_module(bug), expect)
+
+
+class TorchAttention(nn.Module):
+    """Right, written with torch's fused kernel and its is_causal flag."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (
+            t.view(B, T, self.n_head, -1).transpose(1, 2) for t in self.c_attn(x).chunk(3, dim=-1)
+        )
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+def big_negative(q, k, v, mask=None):
+    scores = torch.einsum("...qd,...kd->...qk", q, k) / q.shape[-1] ** 0.5
+    if mask is not None:
+        scores = scores.masked_fill(mask == 0, -1e9)
+    return F.softmax(scores, dim=-1) @ v
+
+
+RIGHT = [
+    (checks.check_scaled_dot_product_attention, sdpa),
+    (checks.check_scaled_dot_product_attention, big_negative),
+    (
+        checks.check_scaled_dot_product_attention,
+        lambda q, k, v, mask=None: F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+    ),
+    (checks.check_causal_mask, lambda T: torch.arange(T)[:, None] >= torch.arange(T)),
+    (checks.check_split_heads, lambda x, n: x.unflatten(-1, (n, -1)).permute(0, 2, 1, 3)),
+    (checks.check_merge_heads, lambda x: x.permute(0, 2, 1, 3).flatten(2)),
+    (checks.check_causal_self_attention, attention_module()),
+    (checks.check_causal_self_attention, TorchAttention),
+]
+
+
+@pytest.mark.parametrize("check, right", RIGHT, ids=[c.__name__ for c, _ in RIGHT])
+def test_other_right_solutions_pass(check, right):
+    assert_right(check, right)
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError
+
+
+class StubAttention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+
+    def forward(self, x):
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize(
+    "check, stub",
+    [
+        (checks.check_scaled_dot_product_attention, _stub),
+        (checks.check_causal_mask, _stub),
+        (checks.check_split_heads, _stub),
+        (checks.check_merge_heads, _stub),
+        (checks.check_causal_self_attention, StubAttention),
+    ],
+)
+def test_stub_is_not_done_yet(check, stub):
+    assert_stub(check, stub)

@@ -1,0 +1,194 @@
+"""The checks of notebook 05: sampling, one generation step, the KV cache."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gpt2course import checks
+from gpt2course import generation as ref
+
+from .conftest import assert_right, assert_stub, assert_wrong
+
+# --- sample_next_token ------------------------------------------------------------------------
+
+
+def sample(logits, temperature=1.0, top_k=None, generator=None, bug=None):
+    if temperature == 0 and bug != "div_zero":
+        return logits.argmax(-1) if bug == "flat" else logits.argmax(-1, keepdim=True)
+    if bug == "greedy":
+        return logits.argmax(-1, keepdim=True)
+    if bug != "t_after":
+        logits = logits * temperature if bug == "times_t" else logits / temperature
+    if top_k is not None and bug != "no_top_k":
+        k = {"k_plus_1": top_k + 1, "k_minus_1": top_k - 1}.get(bug, top_k)
+        kth = torch.topk(logits, k).values[:, [-1]]
+        if bug == "row0":
+            kth = kth[0]
+        logits = logits.masked_fill(logits < kth, 0.0 if bug == "zero_cut" else float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    if bug == "t_after":
+        probs = probs / temperature
+        probs = probs / probs.sum(-1, keepdim=True)
+    gen = None if bug == "no_generator" else generator
+    return torch.multinomial(probs, 1, generator=gen)
+
+
+def sample_in_place(logits, temperature=1.0, top_k=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1, keepdim=True)
+    logits /= temperature
+    return torch.multinomial(F.softmax(logits, -1), 1, generator=generator)
+
+
+SAMPLE_WRONG = [
+    ("times_t", "multiplied by the temperature"),
+    ("t_after", "the temperature has no effect"),
+    ("no_top_k", "top-k is not applied"),
+    ("k_plus_1", "top-k keeps k + 1 tokens"),
+    ("k_minus_1", "top-k keeps k - 1 tokens"),
+    ("zero_cut", "set them to float('-inf')"),
+    ("row0", "its own k-th largest"),
+    ("greedy", "always greedy"),
+    ("no_generator", "pass generator=generator"),
+    ("div_zero", "temperature 0 raised"),
+    ("flat", "return (B, 1)"),
+]
+
+
+@pytest.mark.parametrize("bug, expect", SAMPLE_WRONG, ids=[b for b, _ in SAMPLE_WRONG])
+def test_sample_wrong_solutions_are_named(bug, expect):
+    assert_wrong(
+        checks.check_sample_next_token,
+        lambda logits, temperature=1.0, top_k=None, generator=None: sample(
+            logits, temperature, top_k, generator, bug
+        ),
+        expect,
+    )
+
+
+def test_sample_in_place_is_named():
+    assert_wrong(checks.check_sample_next_token, sample_in_place, "`logits` in place")
+
+
+def sample_from_topk(logits, temperature=1.0, top_k=None, generator=None):
+    """Right, another way: sample among the top-k values, then map back to ids."""
+    if temperature == 0:
+        return logits.argmax(-1, keepdim=True)
+    k = top_k or logits.size(-1)
+    values, ids = torch.topk(logits / temperature, k)
+    choice = torch.multinomial(values.softmax(-1), 1, generator=generator)
+    return ids.gather(-1, choice)
+
+
+# --- generate_step ----------------------------------------------------------------------------
+
+
+def step(model, idx, temperature=1.0, top_k=None, generator=None, bug=None):
+    n = model.config.n_positions
+    cond = {"no_crop": idx, "first": idx[:, :n]}.get(bug, idx[:, -n:])
+    if bug == "drop_earlier":
+        idx = cond
+    with torch.no_grad():
+        logits = model(cond)
+    pos = 0 if bug == "first_pos" else -1
+    if bug == "greedy":
+        temperature = 0.0
+    if bug == "no_top_k":
+        top_k = None
+    if bug == "no_generator":
+        generator = None
+    nxt = ref.sample_next_token(logits[:, pos, :], temperature, top_k, None, generator)
+    if bug == "only_new":
+        return nxt
+    if bug == "flat":
+        nxt = nxt[:, 0]
+    return torch.cat([idx, nxt], dim=0 if bug == "dim0" else 1)
+
+
+STEP_WRONG = [
+    ("only_new", "only the new token is returned"),
+    ("first_pos", "first position's logits"),
+    ("no_crop", "feed it only the last ones"),
+    ("first", "keeps the first n_positions tokens"),
+    ("drop_earlier", "dropped the earlier tokens"),
+    ("greedy", "always greedy"),
+    ("no_top_k", "top_k is not passed on"),
+    ("no_generator", "equally seeded generators"),
+    ("flat", "make it a column"),
+    ("dim0", "append along the time axis"),
+]
+
+
+@pytest.mark.parametrize("bug, expect", STEP_WRONG, ids=[b for b, _ in STEP_WRONG])
+def test_generate_step_wrong_solutions_are_named(bug, expect):
+    assert_wrong(
+        checks.check_generate_step,
+        lambda model, idx, temperature=1.0, top_k=None, generator=None: step(
+            model, idx, temperature, top_k, generator, bug
+        ),
+        expect,
+    )
+
+
+# --- generate_with_cache ----------------------------------------------------------------------
+
+
+@torch.no_grad()
+def cached(model, idx, n, bug=None):
+    logits, cache = model(idx, return_cache=True)
+    first_cache = cache
+    out = idx
+    steps = {"fewer": n - 1, "more": n + 1}.get(bug, n)
+    for _ in range(steps):
+        nxt = logits[:, -1:].argmax(-1)
+        out = torch.cat([out, nxt], 1)
+        if bug == "stale":
+            logits, _ = model(nxt, kv_cache=first_cache, return_cache=True)
+        elif bug == "no_cache":
+            logits = model(nxt)
+        elif bug == "whole":
+            logits = model(out)
+        else:
+            logits, cache = model(nxt, kv_cache=cache, return_cache=True)
+    return out[:, idx.size(1) :] if bug == "only_new" else out
+
+
+CACHE_WRONG = [
+    ("stale", "the cache is not updated"),
+    ("no_cache", "pass kv_cache=cache"),
+    ("whole", "the whole sequence is fed at every step"),
+    ("fewer", "one token too few"),
+    ("more", "one token too many"),
+    ("only_new", "only the new tokens are returned"),
+]
+
+
+@pytest.mark.parametrize("bug, expect", CACHE_WRONG, ids=[b for b, _ in CACHE_WRONG])
+def test_generate_with_cache_wrong_solutions_are_named(bug, expect):
+    assert_wrong(checks.check_generate_with_cache, lambda m, i, n: cached(m, i, n, bug), expect)
+
+
+RIGHT = [
+    (checks.check_sample_next_token, lambda lo, temperature=1.0, top_k=None, generator=None: sample(lo, temperature, top_k, generator)),
+    (checks.check_sample_next_token, sample_from_topk),
+    (checks.check_generate_step, lambda m, i, temperature=1.0, top_k=None, generator=None: step(m, i, temperature, top_k, generator)),
+    (checks.check_generate_with_cache, cached),
+    # the library's generate needs the model's attributes: the check must not hide them
+    (checks.check_generate_with_cache, lambda m, i, n: ref.generate(m, i, n, temperature=0)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("check, right", RIGHT, ids=[c.__name__ for c, _ in RIGHT])
+def test_other_right_solutions_pass(check, right):
+    assert_right(check, right)
+
+
+@pytest.mark.parametrize(
+    "check",
+    [checks.check_sample_next_token, checks.check_generate_step, checks.check_generate_with_cache],
+)
+def test_stub_is_not_done_yet(check):
+    def stub(*args, **kwargs):
+        raise NotImplementedError
+
+    assert_stub(check, stub)
