@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from .. import model as reference
-from ._core import CheckFailure, compare_tensors, run_check
+from ._core import CheckFailure, compare_tensors, run_check, say
 
 __all__ = ["check_gpt", "reference_gpt"]
 
@@ -65,8 +65,14 @@ def _instance(cls: type, config: reference.GPTConfig) -> nn.Module:
         )
     if m.lm_head.weight is not m.wte.weight:
         raise CheckFailure(
-            "the head is not tied to the token embedding: GPT-2 uses one matrix for both "
-            "(point lm_head.weight at wte.weight after creating both)"
+            say(
+                (
+                    "the head is not tied to the token embedding: GPT-2 uses one matrix for "
+                    "both reading tokens in and scoring them out",
+                    "after creating wte and lm_head, make lm_head's weight the very same "
+                    "Parameter object as wte's (an assignment, not a copy)",
+                )
+            )
         )
     if getattr(m.lm_head, "bias", None) is not None:
         raise CheckFailure("lm_head has a bias; GPT-2's head has none (bias=False)")
@@ -105,7 +111,7 @@ def _check_init(cls: type) -> None:
         raise CheckFailure("some parameters are not finite after init (torch.empty left as is?)")
 
 
-def check_gpt(gpt_class: type, block: type | None = None) -> type:
+def check_gpt(gpt_class: type, block: type | None = None, *, hint: int = 1) -> type:
     """Check a ``GPT(config)`` whose ``forward(idx)`` returns logits (B, T, vocab).
 
     ``block`` is the Block class the model is built from (yours); a wrong GPT falls back to
@@ -157,9 +163,20 @@ def check_gpt(gpt_class: type, block: type | None = None) -> type:
                 return ref.lm_head(ref.ln_f(h) if ln_f else h)
 
             bugs = [
-                ("the position embeddings are missing: x = wte(idx) + wpe(positions)", run(x)),
                 (
-                    "wpe is looked up with the token ids; it takes the positions torch.arange(T)",
+                    (
+                        "the position embeddings are missing: the blocks cannot tell the "
+                        "order of the tokens",
+                        "the first block's input is the sum of the token and the position "
+                        "embeddings",
+                    ),
+                    run(x),
+                ),
+                (
+                    (
+                        "wpe is looked up with the token ids; it takes the positions",
+                        "the positions of a (B, T) input are 0, 1, ..., T-1, on idx's device",
+                    ),
                     run(x + ref.wpe(idx)),
                 ),
                 (
@@ -191,4 +208,4 @@ def check_gpt(gpt_class: type, block: type | None = None) -> type:
             )
         _check_init(cls)
 
-    return run_check("GPT", gpt_class, Ref, test)
+    return run_check("GPT", gpt_class, Ref, test, hint=hint)
