@@ -117,7 +117,7 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """(B, T) token ids -> (B, T, vocab) logits."""
         # BEGIN SOLUTION
-        # HINT: the positions are torch.arange(T, device=idx.device).
+        # HINT: the positions of a (B, T) input are 0 .. T-1, made on idx's device.
         T = idx.size(1)
         x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))  # (B, T, C)
         for block in self.h:
@@ -260,7 +260,7 @@ plt.show()
 def sample_next_token(logits, temperature=1.0, top_k=None, generator=None):
     """One token id per row of logits (B, vocab) -> (B, 1)."""
     # BEGIN SOLUTION
-    # HINT: torch.topk(logits, k).values[:, [-1]] is each row's k-th largest logit.
+    # HINT: each row's k-th largest logit is the threshold; torch.topk finds it.
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
     logits = logits / temperature
@@ -299,7 +299,7 @@ print({w.strip(): int(c) for w, c in zip(words, counts, strict=True)})
 def generate_step(model, idx, temperature=1.0, top_k=None, generator=None):
     """(B, T) -> (B, T + 1): one token sampled from the model, appended."""
     # BEGIN SOLUTION
-    # HINT: idx[:, -model.config.n_positions:], then logits[:, -1, :], then torch.cat(..., dim=1).
+    # HINT: crop to the model's context, keep the last position's logits, sample, append.
     idx_cond = idx[:, -model.config.n_positions :]  # what the model can see
     logits = model(idx_cond)  # (B, T, vocab)
     next_id = sample_next_token(logits[:, -1, :], temperature, top_k, generator)  # (B, 1)
@@ -435,7 +435,7 @@ print("after one more token: logits", tuple(logits2.shape), "keys", tuple(cache[
 def generate_with_cache(model, idx, max_new_tokens):
     """Greedy: (B, T) -> (B, T + max_new_tokens), processing each new token once."""
     # BEGIN SOLUTION
-    # HINT: next_id = logits[:, -1:].argmax(-1) has shape (B, 1), ready to feed back in.
+    # HINT: keep each row's greedy token as shape (B, 1): that is the next step's input.
     logits, cache = model(idx, return_cache=True)  # the prompt, once
     for i in range(max_new_tokens):
         next_id = logits[:, -1:].argmax(dim=-1)  # (B, 1)

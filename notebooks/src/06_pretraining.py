@@ -112,7 +112,7 @@ print("y", tuple(y.shape), repr(tok.decode(y[0, :40].tolist())))
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of next-token logits (B, T, V) against targets (B, T)."""
     # BEGIN SOLUTION
-    # HINT: F.cross_entropy(logits of shape (B*T, V), targets of shape (B*T,))
+    # HINT: F.cross_entropy wants the classes in dimension 1: flatten batch and time first.
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
     # END SOLUTION
 
@@ -284,8 +284,8 @@ plt.show()
 def train_step(model, optimizer, micro_batches, lr: float, grad_clip: float = 1.0) -> float:
     """One optimizer step over a list of (x, y) micro-batches; returns their mean loss."""
     # BEGIN SOLUTION
-    # HINT: for group in optimizer.param_groups: group["lr"] = lr
-    # HINT: torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) goes before optimizer.step()
+    # HINT: the learning rate is a setting of each of optimizer.param_groups.
+    # HINT: clip after the last backward and before the update.
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)

@@ -32,7 +32,8 @@
 #
 # The models that followed stayed closed. GPT-3 (Brown et al. 2020) was offered only
 # through a commercial API, which let OpenAI watch and limit its use, license it (Microsoft
-# received an exclusive licence to the model itself) and fund the next models. InstructGPT
+# received an exclusive licence to the model itself in September 2020) and fund the next
+# models. InstructGPT
 # (Ouyang et al. 2022), ChatGPT (30 November 2022) and GPT-4 (2023) were served the same
 # way; the GPT-4 report withheld even the model's size and training data, citing "the
 # competitive landscape and the safety implications of large-scale models". Safety, the
