@@ -37,6 +37,7 @@ LAYER_OF = {
     "instruct": "training",
     "preference": "training",
     "offline": "training",
+    "metrics": "pieces",
     "experiments": "training",  # the notebooks' experiments: small trainings, measurements
     "checks": "learner",
     "figures": "learner",

@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import pretrained as reference
+from ..metrics import perplexity
 from ..model import GPT, GPTConfig
+from ..pretrained.convert import linear_from_conv1d
 from ._core import CheckFailure, call, compare_tensors, run_check
 
 __all__ = ["check_convert_hf_state_dict", "check_linear_from_conv1d", "check_perplexity"]
@@ -131,31 +133,6 @@ def check_convert_hf_state_dict(convert_hf_state_dict: Callable, hint: int = 1) 
 
 
 @torch.no_grad()
-def perplexity(model: GPT, ids: list[int], window: int = 1024) -> float:
-    """exp(mean next-token cross-entropy) over ``ids``, in half-overlapping windows.
-
-    Each window after the first scores only its second half, so that every token is scored
-    once and, past the first window, with at least ``window // 2`` tokens of context.
-    """
-    if len(ids) < 2:
-        raise ValueError(f"perplexity needs at least 2 ids (one prediction), got {len(ids)}")
-    window = min(window, model.config.n_positions)
-    stride = window // 2
-    dev = next(model.parameters()).device
-    total, count = 0.0, 0
-    for start in range(0, max(1, len(ids) - 1), stride):
-        chunk = torch.tensor([ids[start : start + window + 1]], device=dev)
-        x, y = chunk[:, :-1], chunk[:, 1:].clone()  # (1, T), targets shifted by one
-        if start > 0:
-            y[:, : window - stride] = -100  # scored already, by the previous window
-        loss = F.cross_entropy(model(x)[0].float(), y[0], ignore_index=-100, reduction="sum")
-        total += loss.item()
-        count += int((y != -100).sum())
-        if start + window + 1 >= len(ids):
-            break
-    return math.exp(total / count)
-
-
 def _token_losses(model: GPT, ids: list[int], window: int, stride: int, *, score_all=False):
     """Every scored token's loss under a windowing scheme (the reference's, or a bug's)."""
     losses = []
@@ -254,16 +231,6 @@ def check_perplexity(perplexity_fn: Callable, hint: int = 1) -> Callable:
 
 
 # --- a Conv1D layer as an nn.Linear ----------------------------------------------------------
-
-
-def linear_from_conv1d(weight: torch.Tensor, bias: torch.Tensor) -> torch.nn.Linear:
-    """An ``nn.Linear`` computing what GPT-2's Conv1D does: ``x @ weight + bias``, weight (in, out)."""
-    n_in, n_out = weight.shape
-    layer = torch.nn.Linear(n_in, n_out)
-    with torch.no_grad():
-        layer.weight.copy_(weight.t())  # nn.Linear keeps (out, in)
-        layer.bias.copy_(bias)
-    return layer
 
 
 def check_linear_from_conv1d(linear_from_conv1d_fn: Callable, hint: int = 1) -> Callable:

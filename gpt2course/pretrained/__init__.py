@@ -29,6 +29,7 @@ from .convert import (
     hf_config_dict,
     infer_config,
     is_conv1d,
+    linear_from_conv1d,
     our_name,
     to_hf_state_dict,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "infer_config",
     "load_weights",
     "is_conv1d",
+    "linear_from_conv1d",
     "iter_checkpoint",
     "load_pretrained",
     "our_name",

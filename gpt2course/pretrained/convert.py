@@ -311,3 +311,13 @@ def _load_tensors(
                 "the checkpoint's lm_head.weight differs from wte.weight; GPT-2 ties them and "
                 "so does our GPT, so this checkpoint cannot be loaded exactly"
             )
+
+
+def linear_from_conv1d(weight: torch.Tensor, bias: torch.Tensor) -> torch.nn.Linear:
+    """An ``nn.Linear`` computing what GPT-2's Conv1D does: ``x @ weight + bias``, weight (in, out)."""
+    n_in, n_out = weight.shape
+    layer = torch.nn.Linear(n_in, n_out)
+    with torch.no_grad():
+        layer.weight.copy_(weight.t())  # nn.Linear keeps (out, in)
+        layer.bias.copy_(bias)
+    return layer
