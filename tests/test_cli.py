@@ -59,3 +59,32 @@ def test_resume_without_config_uses_the_checkpoint_settings(trained, tmp_path, c
     assert ck.step == 5 and ck.config.n_embd == 16 and ck.config.dropout == 0.1
     assert ck.extra["data"]["block_size"] == 16
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 5
+
+
+# ---------------------------------------------------------------- train --out is checked first
+
+
+@pytest.mark.parametrize("kind", ["user folder", "file", "under a file"])
+def test_train_out_is_checked_before_the_first_step(tmp_path, capsys, monkeypatch, kind):
+    out = tmp_path / "out"
+    if kind == "user folder":
+        out.mkdir()
+        (out / "thesis.txt").write_text("months of work\n")
+    elif kind == "file":
+        out.write_text("a file\n")
+    else:
+        (tmp_path / "f").write_text("a file\n")
+        out = tmp_path / "f" / "out"
+    import gpt2course.cli.train as cli_train
+
+    def no_training(*a, **k):
+        raise AssertionError("training started before --out was checked")
+
+    monkeypatch.setattr(cli_train, "train", no_training)
+    monkeypatch.setattr(cli_train, "build_data", no_training)
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), *TINY]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err and len(err.splitlines()) == 1
+    if kind == "user folder":
+        assert (out / "thesis.txt").read_text() == "months of work\n"
