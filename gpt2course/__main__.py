@@ -29,7 +29,29 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run one verb; bad input is one line on stderr and a non-zero exit, never a traceback
+    (``--debug`` anywhere shows it)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _run(argv)
+    except SystemExit as e:  # argparse's own one-line complaints, kept as they are
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug:
+            raise
+        known = isinstance(e, (OSError, ValueError, RuntimeError, KeyError, TypeError, LookupError))
+        what = str(e).splitlines()[0] if str(e) else type(e).__name__
+        hint = "" if known else " (an unexpected error; please report it)"
+        print(f"error: {what}{hint}. Run again with --debug to see where.", file=sys.stderr)
+        return 1
+
+
+def _run(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0

@@ -15,6 +15,7 @@ clear error instead of loading garbage.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,7 +25,16 @@ from typing import Any
 
 import torch
 
-from .files import CheckpointError, atomic_path, atomic_write_text, make_temp_dir, sha256_of
+from .files import (
+    CheckpointError,
+    atomic_path,
+    atomic_write_text,
+    exchange_paths,
+    lock_dir,
+    make_temp_dir,
+    remove_stale_temps,
+    sha256_of,
+)
 from .model import GPT, GPTConfig
 from .pretrained import load_pretrained, write_model
 
@@ -123,16 +133,12 @@ def save_checkpoint(
         raise TypeError(
             "save_checkpoint expects a gpt2course GPT (a model with a GPTConfig .config)"
         )
-    path = Path(path)
-    if path.exists() and not (path / "checkpoint.json").is_file() and any(path.iterdir()):
-        # Saving replaces the whole folder: never do that to one that is not a checkpoint.
-        raise CheckpointError(
-            f"{path} exists and is not a checkpoint folder; save into a new or empty folder"
-        )
-    if path.is_file():
-        raise CheckpointError(f"{path} is a file; give a folder name for the checkpoint")
+    path = check_checkpoint_dest(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _recover(path)
+    remove_stale_temps(path)
     tmp = make_temp_dir(path)
+    lock = lock_dir(tmp)  # marks it in use, so a concurrent load does not clean it away
     try:
         # Every file goes through atomic_path too: it fsyncs, so the folder renamed into
         # place below holds complete files even after a power cut.
@@ -160,17 +166,58 @@ def save_checkpoint(
             f.name: sha256_of(f) for f in sorted(tmp.iterdir()) if f.name != "checkpoint.json"
         }
         atomic_write_text(tmp / "checkpoint.json", json.dumps(meta, indent=1) + "\n")
-        if path.exists():
-            old = path.parent / f".{path.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
+        if lock is not None:
+            os.close(lock)
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def check_checkpoint_dest(path: str | Path) -> Path:
+    """Raise ``CheckpointError`` unless a checkpoint can be saved at ``path``: a new or empty
+    folder, or an earlier checkpoint, in a place this process can write. Run before training,
+    so a run is not lost at its end for want of a place to put it."""
+    path = Path(path)
+    if path.is_file():
+        raise CheckpointError(f"{path} is a file; give a folder name for the checkpoint")
+    if path.is_dir() and not (path / "checkpoint.json").is_file() and any(path.iterdir()):
+        # Saving replaces the whole folder: never do that to one that is not a checkpoint.
+        raise CheckpointError(
+            f"{path} exists and is not a checkpoint folder; save into a new or empty folder"
+        )
+    try:  # the only sure test of writability (permissions, read-only mounts, a file on the way)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(make_temp_dir(path))
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot write a checkpoint at {path} ({e.strerror or e}); choose another folder"
+        ) from None
+    return path
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Put the finished folder ``tmp`` at ``path`` so that at every moment ``path`` holds the
+    old checkpoint or the new one: one atomic swap where the OS has it (Linux); elsewhere two
+    renames, with the old one kept at ``.<name>.old`` until the new one is in place, which
+    ``_recover`` (run by every load and save) puts back if a crash fell between them."""
+    if not path.exists():
+        os.replace(tmp, path)
+    elif exchange_paths(tmp, path):
+        pass  # tmp now holds the old checkpoint; the caller removes it
+    else:
+        old = path.parent / f".{path.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover(path: Path) -> None:
+    """Put back the previous checkpoint if a save died between its two renames (``_publish``)."""
+    old = path.parent / f".{path.name}.old"
+    if not path.exists() and (old / "checkpoint.json").is_file():
+        os.replace(old, path)
 
 
 def _read_meta(path: Path) -> dict:
@@ -212,6 +259,9 @@ def load_checkpoint(
     from safetensors.torch import load_file
 
     path = Path(path)
+    with contextlib.suppress(OSError):  # a read-only place can still be read
+        _recover(path)
+        remove_stale_temps(path)
     meta = _read_meta(path)
     for name, digest in meta.get("files", {}).items():
         f = path / name

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from . import assets, offline
+from .files import CheckpointError
 
 
 def main(argv: list[str]) -> int:
@@ -53,11 +54,17 @@ def main(argv: list[str]) -> int:
             )
             return 0
         if args.cmd == "seed":
-            for name in offline.seed(args.src):
+            names = offline.seed(args.src)
+            for name in names:
                 print(f"imported {name}")
+            for name in offline.unverified(names):
+                print(
+                    f"note: {name}'s weights are taken as the bundle gives them (checked against "
+                    "its own manifest only: the course knows no published sha256 for this size)"
+                )
             print(f"cache: {assets.cache_dir()}; tiktoken files in {assets.tiktoken_cache_dir()}")
             return 0
-    except (assets.AssetError, OSError) as e:
+    except (assets.AssetError, CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 2

@@ -169,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print("usage: python -m gpt2course doctor\nChecks Python, packages, device and assets.")
         return 0
+    if argv:
+        print(
+            f"error: doctor takes no arguments, got {' '.join(argv)!r}; run `python -m gpt2course doctor`",
+            file=sys.stderr,
+        )
+        return 2
     findings = diagnose()
     print(report(findings))
     return 0 if all(f.ok for f in findings) else 1

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from .generation import check_sampling_args, sample_next_token
+from .generation import check_prompt, check_sampling_args, sample_next_token
 from .model import GPT
 
 __all__ = ["FastGenerator"]
@@ -151,11 +151,8 @@ class FastGenerator:
         that has produced it keeps producing it until every row has, then the stream stops.
         """
         check_sampling_args(temperature, top_k, top_p)
+        check_prompt(idx, max_new_tokens, self.config.vocab_size)  # as generation's plain path
         n_ctx = self.config.n_positions
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.size(1) == 0:
-            raise ValueError(
-                "idx must be a non-empty (batch, time) tensor of token ids; for one prompt use idx[None]"
-            )
         idx = idx[:, -n_ctx:].to(self.device)  # the model cannot see further back
         B, T = idx.shape
         want = min(n_ctx, T + max_new_tokens)

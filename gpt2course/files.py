@@ -14,10 +14,13 @@ one folder shared by every user of a machine.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import secrets
 import shutil
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +29,10 @@ __all__ = [
     "atomic_copy",
     "atomic_path",
     "atomic_write_text",
+    "exchange_paths",
+    "lock_dir",
     "make_temp_dir",
+    "remove_stale_temps",
     "sha256_of",
 ]
 
@@ -131,3 +137,71 @@ def make_temp_dir(beside: str | Path) -> Path:
             return tmp
         except FileExistsError:  # pragma: no cover - 48 random bits
             continue
+
+
+def exchange_paths(a: str | Path, b: str | Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux's ``renameat2(RENAME_EXCHANGE)``).
+
+    Returns False, having changed nothing, where the OS or filesystem cannot do it.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes  # only here: a Linux-only system call, no use elsewhere
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # an old libc
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this filesystem cannot swap
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def lock_dir(path: str | Path) -> int | None:
+    """Hold an exclusive lock on a folder (released when the fd is closed or the process dies),
+    so ``remove_stale_temps`` can tell a temporary folder in use from one a killed run left.
+    Returns the fd to ``os.close``, or None where there are no such locks (Windows)."""
+    try:
+        import fcntl  # POSIX only
+    except ImportError:
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _is_abandoned(path: Path, max_age_s: float = 3600.0) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # no locks: only old enough leftovers are surely abandoned
+        return time.time() - path.stat().st_mtime > max_age_s
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:  # a live writer holds it
+        return False
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(dest: str | Path) -> list[Path]:
+    """Remove the hidden temporary folders beside ``dest`` that a killed save left
+    (``.<name>.<random>.tmp`` made by ``make_temp_dir``, ``.<name>.old``), skipping any a
+    running process still holds with ``lock_dir``. Returns what was removed."""
+    dest = Path(dest)
+    removed = []
+    if not dest.parent.is_dir():
+        return removed
+    for p in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
+        if not (p.name.endswith(".tmp") or p.name == f".{dest.name}.old") or p.is_symlink():
+            continue
+        with contextlib.suppress(OSError):
+            if p.is_dir() and _is_abandoned(p):
+                shutil.rmtree(p)
+                removed.append(p)
+    return removed

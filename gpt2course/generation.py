@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "GREEDY_BELOW",
     "apply_temperature",
+    "check_prompt",
     "filter_top_k",
     "filter_top_p",
     "next_token_probs",
@@ -25,6 +27,12 @@ __all__ = [
     "check_sampling_args",
     "sample_text",
 ]
+
+
+# Temperatures this small put all the mass on the argmax anyway, but dividing by them
+# overflows the logits to inf and the softmax to NaN (1e-40 crashed torch.multinomial):
+# below it, sampling is greedy, exactly as temperature 0.
+GREEDY_BELOW = 1e-5
 
 
 def check_sampling_args(
@@ -80,7 +88,7 @@ def next_token_probs(
 ) -> torch.Tensor:
     """The distribution sampling draws from: temperature, then top-k, then top-p (as HF)."""
     check_sampling_args(temperature, top_k, top_p)
-    if temperature == 0:  # greedy: all the mass on the argmax
+    if temperature < GREEDY_BELOW:  # greedy: all the mass on the argmax
         return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).to(torch.float32)
     logits = apply_temperature(logits.float(), temperature)
     if top_k is not None:
@@ -97,9 +105,10 @@ def sample_next_token(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """One token id per row of ``logits`` (B, vocab) -> (B, 1); temperature 0 is greedy."""
+    """One token id per row of ``logits`` (B, vocab) -> (B, 1); temperature 0 (or below
+    ``GREEDY_BELOW``, 1e-5) is greedy."""
     check_sampling_args(temperature, top_k, top_p)
-    if temperature == 0:
+    if temperature < GREEDY_BELOW:  # 0, or so small that dividing by it overflows
         return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
     probs = next_token_probs(logits, temperature, top_k, top_p)  # (B, vocab)
     if generator is not None and generator.device != probs.device:
@@ -134,7 +143,9 @@ def generate_step(
     return torch.cat([idx, next_id], dim=1)
 
 
-def _validate(model, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+def check_prompt(idx: torch.Tensor, max_new_tokens: int, vocab_size: int | None = None) -> None:
+    """Raise ``ValueError`` for a prompt or length ``model(...)`` could not decode from: the
+    one check both the plain path and ``FastGenerator`` run, so they refuse the same inputs."""
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
         raise ValueError(
             "idx must be a (batch, time) tensor of token ids; for one prompt use "
@@ -148,6 +159,21 @@ def _validate(model, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         or max_new_tokens < 0
     ):
         raise ValueError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
+    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+        raise ValueError(
+            f"idx holds {str(idx.dtype).removeprefix('torch.')} values; token ids are integers "
+            "(torch.long): a float would be truncated to some other token"
+        )
+    if vocab_size is not None and idx.numel() and (idx.min() < 0 or idx.max() >= vocab_size):
+        raise ValueError(
+            f"token ids must be in [0, {vocab_size}), got ids from {int(idx.min())} to "
+            f"{int(idx.max())}; was the prompt encoded with this model's tokenizer?"
+        )
+
+
+def _validate(model, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    config = getattr(getattr(model, "module", model), "config", None)
+    check_prompt(idx, max_new_tokens, getattr(config, "vocab_size", None))
     device = next(model.parameters()).device
     return idx.to(device=device, dtype=torch.long)
 
@@ -217,6 +243,8 @@ def _sample(sampler, logits, temperature, top_k, top_p, generator) -> torch.Tens
         return sample_next_token(logits, temperature, top_k, top_p, generator)
     if top_p is not None:
         raise ValueError("your sample_next_token takes no top_p; leave top_p out to use it")
+    if temperature < GREEDY_BELOW:  # the same greedy cut-off as the package's sampler
+        temperature = 0
     next_id = sampler(logits, temperature=temperature, top_k=top_k, generator=generator)
     return next_id.reshape(logits.size(0), 1).long()
 
@@ -282,7 +310,7 @@ def generate(
 ) -> torch.Tensor:
     """Append up to ``max_new_tokens`` sampled tokens to ``idx`` (B, T) -> (B, T + new).
 
-    temperature 0 is greedy; ``top_k``/``top_p`` cut the unlikely tail; generation stops
+    temperature 0 (or below ``GREEDY_BELOW``) is greedy; ``top_k``/``top_p`` cut the unlikely tail; generation stops
     early once every row has produced ``eos_token``. The model is put in eval mode while
     it runs (and its mode restored after). ``model`` is the package's GPT (with a KV cache)
     or any module mapping ids (B, T) to logits (B, T, vocab), such as the one you write in

@@ -8,12 +8,18 @@ has to know about the other.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import assets
 from .files import CheckpointError, atomic_copy, atomic_write_text, sha256_of
 from .pretrained.convert import CONFIG_FILE, HUB_REPOS, WEIGHTS_FILE
-from .pretrained.hub import _from_hub, _place_in_hub_cache
+from .pretrained.hub import (
+    PUBLISHED_WEIGHTS_SHA256,
+    _from_hub,
+    _place_in_hub_cache,
+    check_hub_entry,
+)
 from .pretrained.safetensors_file import SafetensorsFile
 
 
@@ -45,39 +51,98 @@ def bundle_models(names: list[str], dest: Path) -> list[Path]:
     return written
 
 
+@dataclass(frozen=True)
+class ModelBundle:
+    """One model folder of a bundle, checked: what ``seed`` will place in the hub cache."""
+
+    name: str
+    folder: Path
+    repo: str
+    revision: str
+    sha256: dict[str, str]
+    published: bool  # the weights' hash is the course's published one, not only the bundle's
+
+
+def _refuse(folder: Path, why: str) -> CheckpointError:
+    return CheckpointError(
+        f"{folder}: {why}; nothing was imported. Rebuild the bundle with `assets bundle`"
+    )
+
+
+def check_model_bundle(folder: Path) -> ModelBundle:
+    """Check one ``models/<name>/`` folder without writing anything: a model the course knows,
+    a manifest naming only a commit hash and the two model files, regular files inside the
+    bundle with those hashes, and, where the course knows it, the published weights hash."""
+    key = folder.name
+    if key not in HUB_REPOS:
+        raise _refuse(folder, f"not a model the course knows ({', '.join(HUB_REPOS)})")
+    mpath = folder / "manifest.json"
+    if not mpath.is_file():
+        raise _refuse(folder, "no manifest.json")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _refuse(folder, f"manifest.json is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise _refuse(folder, "manifest.json is not a JSON object")
+    repo = manifest.get("repo", HUB_REPOS[key])
+    if repo != HUB_REPOS[key]:
+        raise _refuse(folder, f"manifest.json names repo {repo!r}, expected {HUB_REPOS[key]!r}")
+    sha = manifest.get("sha256")
+    revision = manifest.get("revision")
+    try:
+        check_hub_entry(repo, revision, sha)
+    except CheckpointError as e:
+        raise _refuse(folder, f"manifest.json: {e}") from None
+    root = folder.resolve()
+    for fname in sha:
+        f = folder / fname
+        if f.is_symlink() or not f.is_file() or f.resolve().parent != root:
+            raise _refuse(folder, f"{fname} is missing or not a regular file in the bundle")
+    got = _manifest_entry(folder)
+    bad = [f for f in sha if got[f] != sha[f]]
+    if bad:
+        raise _refuse(folder, f"{', '.join(bad)} missing or corrupt (sha256 mismatch)")
+    published = PUBLISHED_WEIGHTS_SHA256.get(key)
+    if published is not None and got[WEIGHTS_FILE] != published:
+        raise _refuse(
+            folder,
+            f"{WEIGHTS_FILE} is not {HUB_REPOS[key]}'s published file (sha256 "
+            f"{got[WEIGHTS_FILE][:12]}…, published {published[:12]}…)",
+        )
+    try:
+        SafetensorsFile(folder / WEIGHTS_FILE)
+    except CheckpointError as e:
+        raise _refuse(folder, str(e)) from None
+    return ModelBundle(key, folder, repo, revision, dict(sha), published is not None)
+
+
+def check_models(src: Path) -> list[ModelBundle]:
+    """Every model folder of ``src`` (a bundle's ``models/``), checked; raises on the first bad one."""
+    src = Path(src)
+    return [check_model_bundle(p) for p in sorted(src.iterdir()) if p.is_dir() or p.is_symlink()]
+
+
 def seed_models(src: Path) -> list[str]:
     """Place the models of an offline bundle (``src/<name>/``) in the hub cache, verified, so
-    that ``load_pretrained(name)`` works with ``HF_HUB_OFFLINE=1``. Returns the names seeded."""
-    src = Path(src)
-    seeded = []
-    for folder in sorted(p for p in src.iterdir() if p.is_dir()):
-        key = folder.name
-        if key not in HUB_REPOS:
-            raise CheckpointError(
-                f"{folder}: not a model the course knows ({', '.join(HUB_REPOS)})"
-            )
-        mpath = folder / "manifest.json"
-        if not mpath.is_file():
-            raise CheckpointError(
-                f"{folder} has no manifest.json; rebuild the bundle with `assets bundle`"
-            )
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        got = (
-            _manifest_entry(folder)
-            if all((folder / f).is_file() for f in manifest["sha256"])
-            else {}
-        )
-        if got != manifest["sha256"]:
-            bad = [f for f in manifest["sha256"] if got.get(f) != manifest["sha256"][f]]
-            raise CheckpointError(
-                f"{folder}: {', '.join(bad)} missing or corrupt (sha256 mismatch); nothing was imported"
-            )
-        SafetensorsFile(folder / WEIGHTS_FILE)
-        _place_in_hub_cache(
-            HUB_REPOS[key], manifest.get("revision") or "0" * 40, folder, manifest["sha256"]
-        )
-        seeded.append(key)
-    return seeded
+    that ``load_pretrained(name)`` works with ``HF_HUB_OFFLINE=1``. Returns the names seeded.
+
+    Every folder is checked before anything is written. The weights of a size whose published
+    hash the course does not know are taken as the bundle gives them (``unverified(names)``).
+    """
+    return _place_models(check_models(src))
+
+
+def _place_models(checked: list[ModelBundle]) -> list[str]:
+    for m in checked:
+        _place_in_hub_cache(m.repo, m.revision, m.folder, m.sha256)
+    return [m.name for m in checked]
+
+
+def unverified(names: list[str]) -> list[str]:
+    """The model names among ``names`` whose weights the course cannot check against a
+    published hash (seeded as the bundle gives them)."""
+    return [n for n in names if n in HUB_REPOS and n not in PUBLISHED_WEIGHTS_SHA256]
 
 
 def bundle(dest: str | Path, models: tuple[str, ...] | list[str] = ()) -> list[Path]:
@@ -115,11 +180,12 @@ def seed(src: str | Path) -> list[str]:
         raise assets.AssetError(
             f"the bundle in {src} is incomplete; {'; '.join(parts)}. Nothing was imported."
         )
+    # Check the models too before writing anything, so a refusal really imported nothing.
+    models = check_models(src / "models") if (src / "models").is_dir() else []
     imported = []
     for name in assets.ASSETS:
         assets._install_copy(src / name, assets.path_of(name), assets.ASSETS[name].sha256)
         imported.append(name)
     assets.ensure_tiktoken_files()
-    if (src / "models").is_dir():
-        imported += seed_models(src / "models")
+    imported += _place_models(models)
     return imported

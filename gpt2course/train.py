@@ -22,16 +22,24 @@ import math
 import os
 import sys
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .callbacks import Callback, LivePlot, PrintSamples, TrainState, plot_history
-from .checkpoint import Checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    check_checkpoint_dest,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from .data import Batch, RandomBatches, load_text, split_tokens
 from .device import has_native_bf16, pick_device
 from .generation import sample_text as sample
@@ -249,6 +257,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting that cannot work."""
+        check_field_types(self)
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
         if self.grad_accum_steps < 1:
@@ -263,6 +272,30 @@ class TrainConfig:
             raise ValueError("eval_interval and eval_batches must be at least 1")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+
+
+def check_field_types(obj: Any) -> None:
+    """Raise ``ValueError`` naming the first field of a dataclass whose value has the wrong
+    type (a JSON config's ``"max_steps": "10"``), before any arithmetic trips on it."""
+    hints = get_type_hints(type(obj))
+    for f in fields(obj):
+        value, hint = getattr(obj, f.name), hints[f.name]
+        allowed = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
+        ok = any(
+            (value is None and t is type(None))
+            or (t is bool and isinstance(value, bool))
+            or (t is int and isinstance(value, int) and not isinstance(value, bool))
+            or (t is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+            or (t is str and isinstance(value, str))
+            or t not in (bool, int, float, str, type(None))  # other types: not checked here
+            for t in allowed
+        )
+        if not ok:
+            want = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+            raise ValueError(
+                f"{type(obj).__name__}.{f.name} must be {want}, got {value!r} "
+                f"({type(value).__name__}); write it without quotes if it is a number"
+            )
 
 
 @dataclass
@@ -361,6 +394,8 @@ def train(
     config.validate()
     rank, local_rank, world = _distributed()
     is_main = rank == 0
+    if config.checkpoint_dir and is_main:
+        check_checkpoint_dest(config.checkpoint_dir)  # before the first step, not after the last
     device = pick_device(config.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)

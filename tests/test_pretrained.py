@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt2course import pretrained
+from gpt2course import offline, pretrained
 from gpt2course.pretrained import CheckpointError, load_pretrained
 
 transformers = pytest.importorskip("transformers")
@@ -258,6 +258,8 @@ def test_corrupt_cached_download_is_removed(offline_cache):
 
 
 def test_bundle_then_seed_roundtrip(offline_cache, tmp_path, monkeypatch):
+    # A tiny model stands in for gpt2 here, so the check against the published hash is off.
+    monkeypatch.setattr(offline, "PUBLISHED_WEIGHTS_SHA256", {})
     hf = hf_model(seed=7)
     fake_hub_cache(offline_cache, hf)
     written = pretrained.bundle_models(["gpt2"], tmp_path / "bundle")

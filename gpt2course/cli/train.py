@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..callbacks import PrintSamples
-from ..checkpoint import run_settings
+from ..checkpoint import check_checkpoint_dest, run_settings
 from ..config import GPTConfig
 from ..data import RandomBatches, load_text, split_tokens
 from ..files import CheckpointError
@@ -128,12 +128,19 @@ def resolve_config(
 
     file_cfg: dict = {}
     if config_file:
+        if Path(config_file).is_dir():
+            raise ValueError(f"--config {config_file} is a folder; pass a JSON file")
         try:
-            file_cfg = json.loads(Path(config_file).read_text())
+            file_cfg = json.loads(Path(config_file).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise FileNotFoundError(f"no config file {config_file}") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{config_file} is not valid JSON: {e}") from e
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{config_file} is not valid JSON: {e}") from None
+        if not isinstance(file_cfg, dict):
+            raise ValueError(
+                f"{config_file} holds a JSON {type(file_cfg).__name__}; it must be an object: "
+                '{"preset": ..., "model": {...}, "data": {...}, "train": {...}}'
+            )
     default = "shakespeare-bytes" if not config_file and base is None else None
     preset = preset or file_cfg.get("preset") or default
     if preset:
@@ -152,7 +159,25 @@ def resolve_config(
     unknown = set(cfg["data"]) - set(DATA_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown data keys {sorted(unknown)}; known: {sorted(DATA_DEFAULTS)}")
+    _check_data(cfg["data"])
     return cfg
+
+
+def _check_data(data: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming a data setting of the wrong type or range."""
+    for key in ("batch_size", "block_size"):
+        v = data[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"data.{key} must be a positive integer, got {v!r}")
+    v = data["total_batch_tokens"]
+    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+        raise ValueError(f"data.total_batch_tokens must be a positive integer or null, got {v!r}")
+    v = data["val_fraction"]
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < 1:
+        raise ValueError(f"data.val_fraction must be a number between 0 and 1, got {v!r}")
+    for key in ("text", "tokenizer", "train_bin", "val_bin"):
+        if data[key] is not None and not isinstance(data[key], str):
+            raise ValueError(f"data.{key} must be a string, got {data[key]!r}")
 
 
 def build_data(
@@ -228,8 +253,11 @@ def main(argv: list[str] | None = None) -> int:
             base = run_settings(args.resume)
         cfg = resolve_config(args.preset, args.config, args.overrides, base=base)
         tcfg = TrainConfig.from_dict(cfg["train"])
+        tcfg.validate()
         mcfg = GPTConfig(**cfg["model"])
-    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as e:
+        if args.out:
+            check_checkpoint_dest(args.out)  # before the data is read and the first step taken
+    except (ValueError, TypeError, OSError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.print_config:

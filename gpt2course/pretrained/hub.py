@@ -4,7 +4,8 @@ files in its layout (for ``offline.seed``)."""
 from __future__ import annotations
 
 import os
-import shutil
+import re
+import secrets
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -100,22 +101,79 @@ def _remove_from_hub_cache(weights: Path) -> None:
         blob.unlink(missing_ok=True)
 
 
+# A hub revision is a git commit: 40 hex digits. Anything else in a bundle's manifest (a
+# "../.." or an absolute path) would turn the snapshot folder into a path outside the cache.
+REVISION_RE = re.compile(r"[0-9a-f]{40}")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+# The sha256 of model.safetensors as published on the hub (its git-LFS pointer), for the
+# sizes where the course can cite it; a bundle's own manifest is not evidence of anything.
+# gpt2: openai-community/gpt2 at 607a30d783dfa663caf39e06633721c8d4cfcd7e, 548105171 bytes.
+PUBLISHED_WEIGHTS_SHA256 = {
+    "gpt2": "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707",
+}
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` (symlinks followed) is ``root`` or below it."""
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def check_hub_entry(repo: str, revision: str, sha: Mapping[str, str]) -> None:
+    """Raise ``CheckpointError`` unless a (repo, revision, files) entry can only name paths
+    inside the hub cache: a known repo, a commit hash, the two model files, sha256 digests."""
+    if repo not in HUB_REPOS.values():
+        raise CheckpointError(
+            f"repo {repo!r} is not one of GPT-2's ({', '.join(HUB_REPOS.values())})"
+        )
+    if not isinstance(revision, str) or not REVISION_RE.fullmatch(revision):
+        raise CheckpointError(
+            f"revision {revision!r} is not a commit hash (40 hex digits); refusing the bundle"
+        )
+    if not isinstance(sha, Mapping) or set(sha) != {WEIGHTS_FILE, CONFIG_FILE}:
+        names = sorted(sha) if isinstance(sha, Mapping) else sha
+        raise CheckpointError(
+            f"the files listed are {names!r}; a model bundle has exactly {WEIGHTS_FILE} and {CONFIG_FILE}"
+        )
+    for fname, digest in sha.items():
+        if not isinstance(digest, str) or not SHA256_RE.fullmatch(digest):
+            raise CheckpointError(f"the sha256 of {fname} is {digest!r}, not 64 hex digits")
+
+
+def _link_or_copy(blob: Path, link: Path) -> None:
+    """Make ``link`` point at ``blob`` in one step (a new link renamed over the old), so two
+    processes seeding at once never see a missing file nor copy a blob onto itself."""
+    tmp = link.parent / f".{link.name}.{secrets.token_hex(6)}.link"
+    try:
+        tmp.symlink_to(os.path.relpath(blob, link.parent))
+        os.replace(tmp, link)
+    except OSError:  # no symlinks (some Windows setups): a copy works the same
+        tmp.unlink(missing_ok=True)
+        atomic_copy(blob, link)
+
+
 def _place_in_hub_cache(repo: str, revision: str, folder: Path, sha: Mapping[str, str]) -> None:
     """Write files into huggingface_hub's layout: blobs/<sha256>, snapshots/<rev>/<file> linking
-    to them, refs/main naming the revision. Each file lands complete or not at all."""
-    root = hub_cache_dir() / ("models--" + repo.replace("/", "--"))
+    to them, refs/main naming the revision. Each file lands complete or not at all, only inside
+    the cache (the entry is checked first), and only with the hash it is listed with."""
+    check_hub_entry(repo, revision, sha)
+    cache = hub_cache_dir()
+    root = cache / ("models--" + repo.replace("/", "--"))
     snap = root / "snapshots" / revision
     (root / "blobs").mkdir(parents=True, exist_ok=True)
     snap.mkdir(parents=True, exist_ok=True)
+    (root / "refs").mkdir(exist_ok=True)
+    for sub in (root / "blobs", snap, root / "refs"):
+        if not _inside(sub, cache):  # a symlink planted in the cache earlier
+            raise CheckpointError(f"{sub} leads outside the hub cache {cache}; remove it and retry")
     for fname, digest in sha.items():
         blob = root / "blobs" / digest
-        if not blob.is_file():
-            atomic_copy(folder / fname, blob)
-        link = snap / fname
-        link.unlink(missing_ok=True)
-        try:
-            link.symlink_to(os.path.relpath(blob, snap))
-        except OSError:  # no symlinks (some Windows setups): a copy works the same
-            shutil.copyfile(blob, link)
-    (root / "refs").mkdir(exist_ok=True)
+        src = folder / fname
+        if blob.is_symlink() or not blob.is_file() or blob.stat().st_size != src.stat().st_size:
+            atomic_copy(src, blob, expected_sha256=digest)
+        _link_or_copy(blob, snap / fname)
     atomic_write_text(root / "refs" / "main", revision)

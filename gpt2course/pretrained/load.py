@@ -26,9 +26,11 @@ from .convert import (
     WEIGHTS_FILE,
     _empty_model,
     _load_tensors,
+    _plan,
     config_from_hf,
     hf_config_dict,
     infer_config,
+    our_name,
     to_hf_state_dict,
 )
 from .hub import _from_hub, _remove_from_hub_cache
@@ -133,20 +135,24 @@ def load_pretrained(
         ) from None
     raw_config: dict[str, Any] = {}
     if config_path is not None:
-        try:
-            raw_config = json.loads(config_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{config_path} is not valid JSON ({e})") from None
+        raw_config = _read_config(config_path)
         if _is_legacy_config(raw_config):
             return _load_legacy(weights, raw_config, device, dtype)
         if OUR_CONFIG_KEY in raw_config:
             config = _our_config(raw_config[OUR_CONFIG_KEY], config_path)
         else:
-            config = config_from_hf(raw_config)
+            try:
+                config = config_from_hf(raw_config)
+            except (TypeError, ValueError) as e:
+                raise CheckpointError(f"{config_path}: {e}") from None
     elif hub_name is not None:
         config = GPTConfig.from_name(hub_name)
     else:
         config = infer_config(st.shapes())
+    _check_float_weights(st)
+    # Against the file's own shapes before allocating: a config.json claiming n_embd of a
+    # million would otherwise ask for terabytes before any tensor is compared.
+    _plan(st.shapes(), config)
     model = _empty_model(config, device, dtype)
     order = st.keys_in_file_order()
     _load_tensors(model, config, {k: st.entries[k][1] for k in order}, st.read)
@@ -155,7 +161,37 @@ def load_pretrained(
     return model.eval()
 
 
+def _read_config(path: Path) -> dict[str, Any]:
+    """A config.json as a dict, or ``CheckpointError`` saying what is wrong with the file."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path} is not UTF-8 text; is it really a config.json?") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(
+            f"{path} holds a JSON {type(raw).__name__}, not an object of settings"
+        )
+    return raw
+
+
+def _check_float_weights(st: SafetensorsFile) -> None:
+    """A GPT-2 has only floating-point weights: integers or booleans would be cast silently."""
+    bad = [
+        f"{k} ({str(e[0]).removeprefix('torch.')})"
+        for k, e in st.entries.items()
+        if our_name(k) is not None and not e[0].is_floating_point
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{st.path}: a GPT-2's weights are floating point, but these are not: {', '.join(bad[:6])}"
+        )
+
+
 def _our_config(d: Any, where: Path) -> GPTConfig:
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{where}: {OUR_CONFIG_KEY} is not an object of settings")
     try:
         return GPTConfig(**d)
     except (TypeError, ValueError) as e:

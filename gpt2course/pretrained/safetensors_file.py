@@ -81,6 +81,19 @@ class SafetensorsFile:
                 f"{self.path} is truncated: its tensors need {self.data_start + end_max} bytes but the "
                 f"file has {size}. Download it again (an interrupted download?)."
             )
+        # As safetensors itself checks: the tensors tile the data exactly, in order, so no
+        # two share bytes (one would silently read the other's) and nothing is unaccounted.
+        at = 0
+        for key in sorted(self.entries, key=lambda k: self.entries[k][2:]):
+            begin, end = self.entries[key][2:]
+            if begin != at:
+                why = "overlaps the tensor before it" if begin < at else "leaves a gap before it"
+                raise CheckpointError(f"{what}: tensor {key!r} at bytes {begin}-{end} {why}")
+            at = end
+        if self.data_start + at != size:
+            raise CheckpointError(
+                f"{what}: {size - self.data_start - at} bytes after the last tensor belong to none"
+            )
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Each tensor's shape, by key."""

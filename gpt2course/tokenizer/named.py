@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -42,11 +43,69 @@ class Tokenizer:
     decode: Callable[[list[int]], str]
 
 
+# A lone newline between two non-spaces is a piece of its own for GPT-2's pre-tokenizer
+# (its optional leading space is a literal space), so cutting after it changes no token;
+# after a longer run it would ("\n\n" at a piece's end is one token, "\n" "\n" before text).
+_SAFE_CUT = re.compile(r"(?<=\S\n)(?=\S)")
+_LONG_SPACE = 10_000  # tiktoken's regex overflows Rust's stack on ~1 MB of whitespace
+_CHUNK = 100_000
+
+
+def encode_in_pieces(encode: Callable[[str], list[int]], text: str) -> list[int]:
+    """``encode(text)`` done in pieces of about 100k characters cut where GPT-2's tokens
+    cannot span, so that tiktoken never sees a huge run of whitespace: its regex crashes the
+    whole process (a Rust stack overflow) on about 1 MB of it. The ids are tiktoken's own for
+    any text whose whitespace runs are shorter than 10,000 characters; longer runs are cut
+    every 10,000 characters (where the ids may differ from one giant space token sequence)."""
+    if len(text) <= _CHUNK and not re.search(rf"\s{{{_LONG_SPACE}}}", text):
+        return encode(text)
+    ids: list[int] = []
+    chunk: list[str] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal size
+        if chunk:
+            ids.extend(encode("".join(chunk)))
+            chunk.clear()
+            size = 0
+
+    for piece in _SAFE_CUT.split(text):
+        for part in _cap_spaces(piece):
+            if size + len(part) > _CHUNK:
+                flush()
+            chunk.append(part)
+            size += len(part)
+            if len(part) >= _LONG_SPACE:  # a capped run is encoded on its own
+                flush()
+    flush()
+    return ids
+
+
+def _cap_spaces(piece: str) -> list[str]:
+    """``piece`` split so that no part holds a whitespace run longer than ``_LONG_SPACE``."""
+    out, at = [], 0
+    for m in re.finditer(rf"\s{{{_LONG_SPACE + 1},}}", piece):
+        if m.start() > at:
+            out.append(piece[at : m.start()])
+        run = m.group()
+        out += [run[i : i + _LONG_SPACE] for i in range(0, len(run), _LONG_SPACE)]
+        at = m.end()
+    if at < len(piece):
+        out.append(piece[at:])
+    return out
+
+
 def get_tokenizer(name: str) -> Tokenizer:
     """``"bytes"`` (UTF-8 bytes, vocab 256) or ``"gpt2"`` (tiktoken's GPT-2 BPE, vocab 50257)."""
     if name == "bytes":
         return ByteTokenizer()
     if name == "gpt2":
         enc = tiktoken_gpt2()
-        return Tokenizer("gpt2", enc.n_vocab, enc.encode_ordinary, enc.decode)
+        return Tokenizer(
+            "gpt2",
+            enc.n_vocab,
+            lambda text: encode_in_pieces(enc.encode_ordinary, text),
+            enc.decode,
+        )
     raise ValueError(f"unknown tokenizer {name!r}; choose 'bytes' or 'gpt2'")
