@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from . import assets
+from .tokenizer.named import encode_in_pieces
 
 __all__ = [
     "TEXTS",
@@ -156,7 +157,8 @@ def make_dataloaders(
     """
     if isinstance(data, str):
         tokenizer = tokenizer or assets.tiktoken_gpt2()
-        ids = _as_ids(tokenizer.encode(data))
+        # In pieces: tiktoken takes the whole process down on a megabyte of whitespace.
+        ids = _as_ids(encode_in_pieces(tokenizer.encode, data))
     else:
         if tokenizer is not None:
             raise ValueError("a tokenizer was given but data is already token ids; pass the text")
