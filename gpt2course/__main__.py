@@ -12,11 +12,11 @@ import sys
 
 # verb -> (module, function taking argv, one-line help)
 VERBS = {
-    "assets": ("gpt2course.cli_assets", "main", "download, bundle or seed the offline assets"),
+    "assets": ("gpt2course.cli.assets", "main", "download, bundle or seed the offline assets"),
     "doctor": ("gpt2course.doctor", "main", "check this environment and say how to fix it"),
-    "notebooks": ("gpt2course.cli_notebooks", "main", "generate the notebooks from notebooks/src"),
+    "notebooks": ("gpt2course.cli.notebooks", "main", "generate the notebooks from notebooks/src"),
     "bench": ("gpt2course.bench", "main", "run a benchmark: tokenizer, generate, train"),
-    "generate": ("gpt2course.cli_generate", "main", "generate text from a model, streamed"),
+    "generate": ("gpt2course.cli.generate", "main", "generate text from a model, streamed"),
     "train": ("gpt2course.cli.train", "main", "train a GPT (torchrun for several processes)"),
 }
 

@@ -26,3 +26,12 @@ def _workbench_in_tmp(tmp_path_factory, monkeypatch):
     """A check that passes keeps the piece (gpt2course.workbench): never in the checkout."""
     if "GPT2COURSE_WORKBENCH" not in os.environ:
         monkeypatch.setenv("GPT2COURSE_WORKBENCH", str(tmp_path_factory.mktemp("workbench")))
+
+
+@pytest.fixture
+def offline_cache(tmp_path, monkeypatch):
+    """An empty hub cache with the hub switched off: what a room without wifi has."""
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache

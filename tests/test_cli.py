@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
+from gpt2course import pretrained
 from gpt2course.__main__ import main
 from gpt2course.checkpoint import load_checkpoint
 from gpt2course.config import GPTConfig
@@ -165,3 +166,48 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
     assert main(argv) == 1 and "--debug" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown model name"):
         main([*argv, "--debug"])
+
+
+# ---------------------------------------------------------------- the generate command
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    return pretrained.write_standin_checkpoint(
+        tmp_path_factory.mktemp("standin"), n_layer=1, n_head=2, n_embd=16
+    )
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_generate_command_streams_text_with_a_banner(standin, capsys, fast):
+    from gpt2course.cli import generate as cli_generate
+
+    argv = [
+        "Once upon a time",
+        "--model",
+        str(standin),
+        "--max-new-tokens",
+        "8",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    assert cli_generate.main(argv + ([] if fast else ["--no-fast"])) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("Once upon a time") and len(out) > len("Once upon a time\n")
+    assert "STAND-IN MODEL" in err
+
+
+def test_generate_command_rejects_a_too_long_prompt(standin, capsys):
+    from gpt2course.cli import generate as cli_generate
+
+    assert cli_generate.main(["hello " * 1100, "--model", str(standin), "--device", "cpu"]) == 2
+    assert "sees at most 1024; shorten it" in capsys.readouterr().err
+
+
+def test_generate_command_offline_says_how_to_get_weights(offline_cache, capsys):
+    from gpt2course.cli import generate as cli_generate
+
+    assert cli_generate.main(["hi", "--model", "gpt2", "--device", "cpu"]) == 1
+    assert "assets seed" in capsys.readouterr().err

@@ -64,7 +64,11 @@ def run_parts_3_to_5(replace: dict[str, tuple[str, str]] | None = None) -> None:
         for cell in first + exercise_cells(slug):
             for old, new in replace.values():
                 cell = cell.replace(old, new)
-            if "generate_step" in cell or "sample_next_token" in cell or "generate_with_cache" in cell:
+            if (
+                "generate_step" in cell
+                or "sample_next_token" in cell
+                or "generate_with_cache" in cell
+            ):
                 continue  # part 5's generation exercises are not model pieces
             nb.run(cell)
 
@@ -118,7 +122,10 @@ def test_the_solutions_make_a_gpt2_of_the_learners_classes_that_takes_real_weigh
 def test_a_wrong_mlp_falls_back_alone_and_the_rest_stays_the_learners(
     bench, tmp_path, capsys
 ) -> None:
-    relu = ("return self.c_proj(gelu(self.c_fc(x)))", "return self.c_proj(torch.relu(self.c_fc(x)))")
+    relu = (
+        "return self.c_proj(gelu(self.c_fc(x)))",
+        "return self.c_proj(torch.relu(self.c_fc(x)))",
+    )
     run_parts_3_to_5({"MLP": relu})
     assert "✗ MLP" in capsys.readouterr().out
     hf, model = _their_model(tmp_path)

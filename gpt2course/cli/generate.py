@@ -1,0 +1,149 @@
+"""``python -m gpt2course generate "prompt" --model gpt2``: stream GPT-2's text to the terminal.
+
+The text goes to stdout as it is generated; what model, device and dtype were used goes to
+stderr, so that ``... > story.txt`` captures only the text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options."""
+    p = argparse.ArgumentParser(
+        prog="python -m gpt2course generate",
+        description="Generate text with GPT-2 (or a checkpoint of yours), streamed as it comes.",
+    )
+    p.add_argument(
+        "prompt", nargs="?", default="", help="text to continue (empty: start from <|endoftext|>)"
+    )
+    p.add_argument(
+        "--model",
+        default="gpt2",
+        help="gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a folder / .safetensors file (default gpt2)",
+    )
+    p.add_argument(
+        "--max-new-tokens", type=int, default=100, help="how many tokens to add (default 100)"
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=0.8,
+        help="0 is greedy; 1 the model's own distribution (default 0.8)",
+    )
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=50,
+        help="sample among the k likeliest tokens; 0 for no limit (default 50)",
+    )
+    p.add_argument(
+        "--top-p",
+        type=float,
+        default=None,
+        help="nucleus sampling: keep the likeliest tokens holding this much probability",
+    )
+    p.add_argument("--seed", type=int, default=None, help="make the sampling repeatable")
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best there is)")
+    p.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "float16", "bfloat16"],
+        default="auto",
+        help="auto: bf16 where native, fp16 on older GPUs, fp32 on a CPU",
+    )
+    p.add_argument(
+        "--no-fast",
+        action="store_true",
+        help="use part 5's generate (growing KV cache) instead of the static cache + CUDA graph",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options, load the model, stream the text; 0 on success."""
+    args = build_parser().parse_args(argv)
+    import torch
+
+    from .. import checkpoint, pretrained
+    from ..assets import tiktoken_gpt2
+    from ..device import pick_device, pick_dtype
+    from ..fastgen import FastGenerator
+    from ..files import CheckpointError
+    from ..generation import check_sampling_args, stream
+
+    top_k = args.top_k or None
+    try:
+        check_sampling_args(args.temperature, top_k, args.top_p)
+        if args.max_new_tokens < 0:
+            raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+        device = pick_device(args.device)
+        dtype = pick_dtype(device) if args.dtype == "auto" else getattr(torch, args.dtype)
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        model = pretrained.load_pretrained(args.model, device=device, dtype=dtype)
+        # A folder from `train --out` names its tokenizer; GPT-2's own folders use GPT-2's.
+        tok_name = checkpoint.tokenizer_name(args.model)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if tok_name == "bytes":
+        ids = list(args.prompt.encode("utf-8")) or [ord("\n")]
+        n_vocab, token_bytes = 256, lambda i: bytes([i])
+    else:
+        enc = tiktoken_gpt2()
+        ids = enc.encode(args.prompt) if args.prompt else [enc.eot_token]
+        n_vocab, token_bytes = enc.n_vocab, enc.decode_single_token_bytes
+    n_ctx = model.config.n_positions
+    if model.config.vocab_size != n_vocab:
+        print(
+            f"error: the model has {model.config.vocab_size} tokens, its tokenizer "
+            f"({tok_name}) {n_vocab}",
+            file=sys.stderr,
+        )
+        return 1
+    if len(ids) > n_ctx:
+        print(
+            f"error: the prompt is {len(ids)} tokens but {args.model} sees at most {n_ctx}; "
+            f"shorten it (for example keep its last {n_ctx - min(args.max_new_tokens, n_ctx // 2)} tokens)",
+            file=sys.stderr,
+        )
+        return 2
+    if getattr(model, "is_standin", False):
+        print(pretrained.STANDIN_BANNER, file=sys.stderr)
+    fast = not args.no_fast
+    print(
+        f"[{model.source}, {model.num_params() / 1e6:.0f}M parameters, {device.type}, {str(dtype).removeprefix('torch.')}, {'fast path' if fast else 'part 5 generate'}]",
+        file=sys.stderr,
+    )
+
+    generator = None
+    if args.seed is not None:
+        generator = torch.Generator().manual_seed(args.seed)
+    idx = torch.tensor([ids], device=device)
+    sampling = dict(
+        temperature=args.temperature, top_k=top_k, top_p=args.top_p, generator=generator
+    )
+    tokens = (
+        FastGenerator(model).stream(idx, args.max_new_tokens, **sampling)
+        if fast
+        else stream(model, idx, args.max_new_tokens, **sampling)
+    )
+
+    # A character can span several tokens: decode bytes incrementally, print whole characters.
+    utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    out = sys.stdout
+    out.write(args.prompt)
+    out.flush()
+    try:
+        for tok in tokens:
+            out.write(utf8.decode(token_bytes(int(tok[0]))))
+            out.flush()
+    except KeyboardInterrupt:
+        pass
+    out.write(utf8.decode(b"", final=True) + "\n")
+    return 0

@@ -1,0 +1,79 @@
+"""``python -m gpt2course notebooks build|check|portability|set-repo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .. import course
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m gpt2course notebooks")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser(
+        "build", help="write learner, solution and instructor notebooks from notebooks/src"
+    )
+    b.add_argument("slugs", nargs="*", help="notebooks to build (slug or number); all by default")
+    b.add_argument(
+        "--execute", action="store_true", help="run them (quick mode) to fill the outputs"
+    )
+    sub.add_parser("check", help="fail if a committed notebook differs from what its source makes")
+    r = sub.add_parser(
+        "record", help="run notebooks at full size and keep their record: cells' outputs"
+    )
+    r.add_argument("slugs", nargs="+", help="notebooks to record (slug or number)")
+    pt = sub.add_parser(
+        "portability",
+        help="run the notebooks under nbval with other CPUs' kernels and thread counts",
+    )
+    pt.add_argument("slugs", nargs="*", help="notebooks to run (slug or number); all by default")
+    pt.add_argument(
+        "--settings",
+        default="",
+        help="CAPABILITY:THREADS,... (e.g. default:1,avx2:2); by default default, avx2 and "
+        "this machine's best kernels, each with 1 and 2 threads",
+    )
+    s = sub.add_parser(
+        "set-repo", help="point badges, install cells and links at another repository"
+    )
+    s.add_argument("url")
+    args = p.parse_args(argv)
+    if args.cmd == "build":
+        for path in course.build(args.slugs, execute_cells=args.execute):
+            print(path.relative_to(course.repo_root()))
+        return 0
+    if args.cmd == "check":
+        stale = course.stale_notebooks()
+        for line in stale:
+            print(line)
+        if stale:
+            print("run `python -m gpt2course notebooks build --execute NAME` to regenerate them")
+        return 1 if stale else 0
+    if args.cmd == "record":
+        try:
+            for path in course.record(args.slugs):
+                print(path.relative_to(course.repo_root()))
+        except KeyError as e:
+            print(f"error: {e.args[0]}", file=sys.stderr)
+            return 2
+        print(
+            "now rebuild them: python -m gpt2course notebooks build --execute "
+            + " ".join(args.slugs)
+        )
+        return 0
+    if args.cmd == "portability":
+        from .. import portability
+
+        try:
+            settings = portability.parse_settings(args.settings) if args.settings else None
+            return portability.main(settings, args.slugs or None)
+        except (ValueError, KeyError) as e:
+            print(f"error: {e.args[0]}", file=sys.stderr)
+            return 2
+    if args.cmd == "set-repo":
+        course.set_repo(args.url)
+        print(json.dumps({"repo": args.url}))
+        return 0
+    return 2
