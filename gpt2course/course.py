@@ -100,6 +100,7 @@ def header_cells(nb: Notebook, version: str) -> list[dict]:
     # learner meets it two cells later as a ModuleNotFoundError.
     code = (
         "# Colab only: install the course package. Everything else it needs, Colab already has.\n"
+        "import os\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
@@ -113,7 +114,11 @@ def header_cells(nb: Notebook, version: str) -> list[dict]:
         f'            "could not install the course package from {REPO_URL} (pip says why above): "\n'
         '            "check that this runtime is online and that the repository URL is right, "\n'
         '            "then run this cell again"\n'
-        "        )"
+        "        )\n"
+        "    # Colab gives each notebook its own machine; with Google Drive mounted, the pieces\n"
+        "    # you write are kept on it and reach the next notebook (gpt2course.workbench).\n"
+        '    if os.path.isdir("/content/drive/MyDrive"):\n'
+        '        os.environ.setdefault("GPT2COURSE_WORKBENCH", "/content/drive/MyDrive/gpt2course-workbench")'
     )
     return [_cell("markdown", md), _cell("code", code)]
 

@@ -24,6 +24,7 @@ import inspect
 import io
 import linecache
 import os
+import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -250,7 +251,13 @@ def _summary(loaded: dict[str, _Loaded]) -> str:
         parts.append("yours: " + ", ".join(yours))
     if ref:
         parts.append("the reference's: " + "; ".join(ref))
-    return "Pieces in use, " + ". ".join(parts) + "."
+    line = "Pieces in use, " + ". ".join(parts) + "."
+    if ref and "google.colab" in sys.modules and "GPT2COURSE_WORKBENCH" not in os.environ:
+        line += (
+            " (Colab runs each notebook on its own machine: mount Google Drive, then run the "
+            "first cell again, to carry your pieces from one notebook to the next.)"
+        )
+    return line
 
 
 def describe(model: Any) -> str:

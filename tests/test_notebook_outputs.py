@@ -118,7 +118,7 @@ def test_the_scan_refuses_what_it_is_for(output: dict) -> None:
 @pytest.mark.parametrize(
     ("output", "source", "tags"),
     [
-        (_stream("see https://github.com/gpt2course/gpt2course/blob/main/x.ipynb\n"), "x", []),
+        (_stream("see https://github.com/octocat/hello/blob/main/x.ipynb\n"), "x", []),
         (_stream("h.0.attn.c_attn.weight (768, 2304)  loss 4.17\n"), "x", []),
         (_stream("12.3456789012 s\n"), "# NBVAL_IGNORE_OUTPUT\nx", []),
         (
