@@ -129,6 +129,13 @@ class GPT(nn.Module):
 # %%
 GPT = checks.check_gpt(GPT, Block)
 
+# %% [markdown] instructor
+# ⏱ 15 minutes. Where learners stall: tying the head (an assignment of the Parameter, not a
+# copy of its values), a plain list for `h` (its parameters vanish from `.parameters()`),
+# and the positions tensor on the wrong device on a GPU. `check_gpt(GPT, Block, hint=2)`
+# gives the second-level hints. A learner whose Block failed in part 4 still gets a
+# working model: the reference Block is used inside *their* GPT.
+
 # %% [markdown]
 # Built from a config, it starts with **random weights**. Which of its parts are your code?
 

@@ -98,7 +98,7 @@ for key, shape, dtype in entries:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-GPT = workbench.use("GPT")
+GPT, sample_next_token = workbench.use("GPT", "sample_next_token")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -291,7 +291,9 @@ print(note + enc.decode(greedy[0].tolist()))
 # NBVAL_IGNORE_OUTPUT
 for seed in range(2):
     g = torch.Generator().manual_seed(seed)
-    out = generate(model, idx, NEW_TOKENS, temperature=0.8, top_k=40, generator=g)
+    out = generate(  # your model, your sampler from part 5
+        model, idx, NEW_TOKENS, temperature=0.8, top_k=40, generator=g, sampler=sample_next_token
+    )
     print(f"--- {note}seed {seed}\n{enc.decode(out[0].tolist())}\n")
 
 # %% [markdown]
