@@ -337,49 +337,6 @@ def build(
     return written
 
 
-def _device_name() -> str:
-    import platform
-
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU ({cpu}, {os.cpu_count()} cores)"
-
-
-def record(slugs: list[str], timeout: int = 3600) -> list[Path]:
-    """Run each notebook's solutions at full size and keep its ``record:`` cells' outputs."""
-    import json
-    import time
-
-    from . import recorded
-
-    written = []
-    for nb in [find(s) for s in slugs]:
-        notebook = json.loads(
-            json.dumps(build_notebook(nb, "solutions", source_path(nb).read_text(encoding="utf-8")))
-        )
-        path = notebook_path(nb, "solutions")
-        print(
-            f"running {path.relative_to(repo_root())} at full size ...", file=sys.stderr, flush=True
-        )
-        t0 = time.perf_counter()
-        try:
-            done = execute(notebook, cwd=path.parent, timeout=timeout, quick=False)
-        finally:
-            os.environ["GPT2COURSE_QUICK"] = "1"
-        written.append(recorded.harvest(nb.slug, done, time.perf_counter() - t0, _device_name()))
-    return written
-
-
 def set_repo(url: str) -> None:
     """Point every badge, install cell and link at another repository URL."""
     github_slug(url)  # validate

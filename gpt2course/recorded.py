@@ -12,14 +12,17 @@ generator puts a cell after each of them that shows it, labelled as such.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from . import course
 from .device import quick_mode
 
-__all__ = ["harvest", "load", "path", "show"]
+__all__ = ["harvest", "load", "path", "record", "show"]
 
 FOLDER = Path(__file__).parent / "recorded"
 TAG = "record:"
@@ -100,3 +103,47 @@ def harvest(slug: str, notebook: dict[str, Any], seconds: float, device: str) ->
     p = path(slug)
     p.write_text(json.dumps({"meta": meta, "cells": cells}, indent=1) + "\n", encoding="utf-8")
     return p
+
+
+def _device_name() -> str:
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU ({cpu}, {os.cpu_count()} cores)"
+
+
+def record(slugs: list[str], timeout: int = 3600) -> list[Path]:
+    """Run each notebook's solutions at full size and keep its ``record:`` cells' outputs."""
+    written = []
+    for nb in [course.find(s) for s in slugs]:
+        notebook = json.loads(
+            json.dumps(
+                course.build_notebook(
+                    nb, "solutions", course.source_path(nb).read_text(encoding="utf-8")
+                )
+            )
+        )
+        path = course.notebook_path(nb, "solutions")
+        print(
+            f"running {path.relative_to(course.repo_root())} at full size ...",
+            file=sys.stderr,
+            flush=True,
+        )
+        t0 = time.perf_counter()
+        try:
+            done = course.execute(notebook, cwd=path.parent, timeout=timeout, quick=False)
+        finally:
+            os.environ["GPT2COURSE_QUICK"] = "1"
+        written.append(harvest(nb.slug, done, time.perf_counter() - t0, _device_name()))
+    return written

@@ -11,7 +11,7 @@ notebooks import them from ``gpt2course.train``: the tokenizers (``tokenizer.nam
 data (``data``), the callbacks and plots (``callbacks``), and the command line
 (``cli.train``: ``PRESETS``, ``resolve_config``, ``main``).
 
-About 500 lines, over the package's ~450, on purpose: what is left is one idea, the pieces
+About 570 lines, over the package's ~450, on purpose: what is left is one idea, the pieces
 notebook 06 has the learner write and the loop that runs them, read top to bottom.
 """
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .. import course
+from .. import course, recorded
 
 
 def main(argv: list[str]) -> int:
@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
         return 1 if stale else 0
     if args.cmd == "record":
         try:
-            for path in course.record(args.slugs):
+            for path in recorded.record(args.slugs):
                 print(path.relative_to(course.repo_root()))
         except KeyError as e:
             print(f"error: {e.args[0]}", file=sys.stderr)
