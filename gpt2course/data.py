@@ -163,11 +163,8 @@ def make_dataloaders(
         if tokenizer is not None:
             raise ValueError("a tokenizer was given but data is already token ids; pass the text")
         ids = _as_ids(data)
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     stride = context_length if stride is None else stride
-    n_val = int(len(ids) * val_fraction)
-    train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+    train_ids, val_ids = split_tokens(ids, val_fraction)  # the one split, as training's
     for part, part_ids in (("training", train_ids), ("validation", val_ids)):
         if len(part_ids) < context_length + 1:
             raise ValueError(

@@ -20,6 +20,16 @@ from .config import MODEL_NAMES, GPTConfig  # noqa: F401  (re-exported: notebook
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 
 
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of next-token ``logits`` (B, T, V) against ``targets`` (B, T).
+
+    Targets of -100 are not scored. In fp32 even under autocast: a log-softmax over 50k
+    logits loses precision in half.
+    """
+    # cross_entropy wants classes in dim 1, so flatten (B, T) into one batch of B*T predictions.
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+
+
 class NewGELU(nn.Module):
     """GELU in the tanh form GPT-2 was trained with (not the exact erf form)."""
 
@@ -150,12 +160,7 @@ class GPT(nn.Module):
         logits = x if return_hidden else self.lm_head(x)  # (B, T, vocab)
         result = [logits]
         if targets is not None:
-            # The loss in fp32 even under autocast: log-softmax over 50k logits loses
-            # precision in half.
-            loss = F.cross_entropy(
-                logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100
-            )
-            result.append(loss)
+            result.append(lm_loss(logits, targets))
         if return_cache:
             result.append(new_cache)
         if return_weights:

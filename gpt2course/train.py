@@ -30,7 +30,6 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .callbacks import Callback, LivePlot, PrintSamples, TrainState, plot_history
 from .checkpoint import (
@@ -43,6 +42,7 @@ from .checkpoint import (
 from .data import Batch, RandomBatches, load_text, split_tokens
 from .device import has_native_bf16, pick_device
 from .generation import sample_text as sample
+from .model import lm_loss  # the one loss; the learner writes it in part 6
 from .tokenizer.named import Tokenizer, get_tokenizer
 
 __all__ = [
@@ -68,12 +68,6 @@ __all__ = [
 ]
 
 # The pieces a learner writes in notebook 06
-
-
-def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of next-token ``logits`` (B, T, V) against ``targets`` (B, T)."""
-    # cross_entropy wants classes in dim 1, so flatten (B, T) into one batch of B*T predictions.
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
 
 def lr_schedule(

@@ -94,11 +94,11 @@ def test_dataloaders_split_and_shapes():
     x, y = next(iter(train))
     assert x.shape == y.shape == (4, 32) and x.dtype == torch.long
     assert torch.equal(x[:, 1:], y[:, :-1])
-    # the split is contiguous: validation is the tail of the ids, in order
-    n_val = int(len(ids) * 0.1)
+    # the split is contiguous: validation is the tail of the ids, in order (the split of
+    # training's split_tokens: the first int(0.9 * n) ids train)
+    n_train_ids = int(len(ids) * 0.9)
     vx, vy = next(iter(val))
-    assert vx[0].tolist() == ids[len(ids) - n_val :][:32]
-    n_train_ids = len(ids) - n_val
+    assert vx[0].tolist() == ids[n_train_ids:][:32]
     assert len(train.dataset) == (n_train_ids - 33) // 32 + 1
     # the same seed gives the same batches; ids give what the text gives
     train2, _ = make_dataloaders(ids, context_length=32, batch_size=4, val_fraction=0.1, seed=1)
