@@ -174,3 +174,20 @@ def test_reference_block_fallback_returns_a_tensor():
     cfg = GPTConfig(n_layer=1, n_head=2, n_embd=8, n_positions=8, vocab_size=10)
     out = checks.transformer.ReferenceBlock(cfg)(torch.randn(1, 3, 8))
     assert out.shape == (1, 3, 8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gelu_is_torchs_tanh_gelu_in_value_and_gradient(dtype):
+    from gpt2course.model import NewGELU
+
+    # x up to +-8 reaches both tails, where x * sigmoid(2z) must not lose the identity.
+    x = (torch.randn(4096, dtype=torch.float64) * 3).clamp(-8, 8)
+    ref = x.clone().requires_grad_()
+    want = torch.nn.functional.gelu(ref, approximate="tanh")
+    want.backward(torch.ones_like(want))
+    got_x = x.to(dtype).requires_grad_()
+    got = NewGELU()(got_x)
+    got.backward(torch.ones_like(got))
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(got.double(), want.detach(), atol=tol, rtol=tol)
+    torch.testing.assert_close(got_x.grad.double(), ref.grad, atol=tol, rtol=tol)
