@@ -206,7 +206,9 @@ print(workbench.describe(model))
 # %%
 # NBVAL_IGNORE_OUTPUT
 from transformers import GPT2LMHeadModel
+from transformers.utils import logging as transformers_logging
 
+transformers_logging.disable_progress_bar()  # a saved bar would read "0%" on GitHub
 hf_model = GPT2LMHeadModel.from_pretrained(weights_path.parent).to(device).eval()
 ids = torch.tensor([enc.encode("Hello, I'm a language model, and I can")], device=device)
 with torch.no_grad():
