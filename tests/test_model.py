@@ -174,4 +174,3 @@ def test_reference_block_fallback_returns_a_tensor():
     cfg = GPTConfig(n_layer=1, n_head=2, n_embd=8, n_positions=8, vocab_size=10)
     out = checks.transformer.ReferenceBlock(cfg)(torch.randn(1, 3, 8))
     assert out.shape == (1, 3, 8)
-

@@ -359,7 +359,9 @@ print()
 prompts = torch.tensor([enc.encode(" Once upon a"), enc.encode(" The best way to")[:3]])  # (2, 3)
 free = generate(model, prompts, 12, temperature=0, sampler=sample_next_token)
 pretend_eos = free[0, 3 + 4].item()
-one = generate(model, prompts[:1], 12, temperature=0, eos_token=pretend_eos, sampler=sample_next_token)
+one = generate(
+    model, prompts[:1], 12, temperature=0, eos_token=pretend_eos, sampler=sample_next_token
+)
 print(f"one prompt: {one.shape[1] - 3} new tokens instead of 12, the last one the end token")
 both = generate(model, prompts, 12, temperature=0, eos_token=pretend_eos, sampler=sample_next_token)
 print("two prompts:", tuple(both.shape), "- row 0 after its end:", both[0, one.shape[1] :].tolist())

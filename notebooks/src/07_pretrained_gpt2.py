@@ -232,7 +232,9 @@ del hf_model
 # %%
 again = pretrained.load_weights(GPT(config), weights_path.parent).to(device).eval()
 with torch.no_grad():
-    print("load_weights gives the same logits as your converter:", torch.equal(again(ids), model(ids)))
+    print(
+        "load_weights gives the same logits as your converter:", torch.equal(again(ids), model(ids))
+    )
 del again
 
 # %% [markdown]
@@ -373,7 +375,9 @@ for name in COMPARE:
 # %%
 # NBVAL_IGNORE_OUTPUT
 title = "STAND-IN (random weights)" if is_standin else "GPT-2, trained weights"
-attention_viewer(reference, enc, "The cat sat on the mat because it was tired. The cat", title=title)
+attention_viewer(
+    reference, enc, "The cat sat on the mat because it was tired. The cat", title=title
+)
 
 # %% [markdown]
 # And the model's whole output at one step: the probability of each possible next token.
