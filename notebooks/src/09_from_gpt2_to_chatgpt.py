@@ -257,11 +257,12 @@ for e, a in zip(
 # | setting | model | base | steps × batch | base model | tuned |
 # | --- | --- | --- | --- | --- | --- |
 # | quick (automatic tests; count and last word only) | 2 layers × 64 | 200 steps of Shakespeare | 200 × 16 | 0% | 35% |
+# | full (the default: all six tasks, 300 held out) | 2 layers × 128 | 600 steps of Shakespeare | 1,000 × 32 | 0% | 63.7% |
 #
 # With 60 held-out instructions one answer is 1.7 points, so the quick figure moves by ten
-# points from one setting to the next. The full setting (all six tasks, 2 × 128, 600 steps of
-# pretraining, 1,000 × 32) takes several minutes on a CPU and has not been measured from a
-# pretrained base yet: run it and see. The base model scores 0% however long it pretrained:
+# points from one setting to the next; the full run's 300 make it 0.3 points (its outputs
+# are shown, recorded, after the cell above; 19 minutes on a shared 2-core CPU). The base
+# model scores 0% however long it pretrained:
 # Shakespeare never shows it an instruction, let alone the response marker, and it answers
 # with Shakespeare-like fragments. What pretraining gives is the bytes and words of English;
 # the format and the skills come from the tuning.
@@ -400,7 +401,9 @@ for p in pairs[:3]:
 # The DPO loop: the policy starts as the instruction-tuned model; the reference is a frozen
 # copy of it. What preference tuning is *for* is the **preference rate**: on held-out
 # instructions the model got wrong, how often it now gives the preferred answer more
-# probability than its own old answer. It starts at 0%.
+# probability than its own old answer. It starts low but not at 0%: the old answers are
+# the model's greedy choices, picked token by token, and a whole answer picked that way is
+# not always the one the model gives the most probability (the full run starts at 26%).
 #
 # DPO's loss only looks at the *difference* of two log-probabilities, and the easiest way to
 # widen it is often to push *both* down, freeing probability for answers that are neither.
@@ -451,8 +454,9 @@ plt.show()
 
 # %% [markdown]
 # What the committed quick run measured: the preference rate on the 39 held-out mistakes
-# rose from 0% to 56% in 30 steps, so DPO did what it is for, on instructions it never
-# trained on. Exact match fell, from 35% to 28%. Why, honestly:
+# rose from 0% to 56% in 30 steps (the full run, recorded above: 26% to 76% in 100 steps),
+# so DPO did what it is for, on instructions it never trained on. Exact match fell, from 35%
+# to 28% (full: 63.7% to 53.7%). Why, honestly:
 # - a higher rate means the preferred answer beats the model's *old* answer, not every
 #   other answer: probability taken from one wrong answer can go to another;
 # - the log-probability of the preferred answers did not rise (-7.1 to -7.3): DPO widened
