@@ -401,9 +401,9 @@ for p in pairs[:3]:
 # The DPO loop: the policy starts as the instruction-tuned model; the reference is a frozen
 # copy of it. What preference tuning is *for* is the **preference rate**: on held-out
 # instructions the model got wrong, how often it now gives the preferred answer more
-# probability than its own old answer. It starts low but not at 0%: the old answers are
-# the model's greedy choices, picked token by token, and a whole answer picked that way is
-# not always the one the model gives the most probability (the full run starts at 26%).
+# probability than its own old answer. It starts low, though not always at 0% (the quick
+# run: 0%, the full one: 26%): the old answers are the model's greedy choices, picked token
+# by token, and a whole answer picked that way is not always the one it finds likeliest.
 #
 # DPO's loss only looks at the *difference* of two log-probabilities, and the easiest way to
 # widen it is often to push *both* down, freeing probability for answers that are neither.
