@@ -66,8 +66,13 @@ def networked(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+# The stand-in goes where the hub keeps gpt2-medium: gpt2's published hash is known to the
+# course, so a random stand-in under that name is rightly refused by `seed` (test_offline.py).
+STANDIN_NAME = "gpt2-medium"
+
+
 def _standin_gpt2_in_hub_cache(env: dict[str, str], folder: Path, monkeypatch) -> dict:
-    """Put a tiny random GPT2LMHeadModel where the hub cache keeps 'openai-community/gpt2'.
+    """Put a tiny random GPT2LMHeadModel where the hub cache keeps a published GPT-2 size.
 
     No real weights exist here; the procedure is the same, and huggingface_hub, not our
     code, finds the result on the other side. Returns the saved tensors to compare with.
@@ -83,7 +88,7 @@ def _standin_gpt2_in_hub_cache(env: dict[str, str], folder: Path, monkeypatch) -
     transformers.GPT2LMHeadModel(cfg).save_pretrained(folder, safe_serialization=True)
     monkeypatch.setenv("HF_HOME", env["HF_HOME"])
     pretrained._place_in_hub_cache(
-        pretrained.HUB_REPOS["gpt2"], "a" * 40, folder, pretrained._manifest_entry(folder)
+        pretrained.HUB_REPOS[STANDIN_NAME], "a" * 40, folder, pretrained._manifest_entry(folder)
     )
     return load_file(folder / pretrained.WEIGHTS_FILE)
 
@@ -96,7 +101,7 @@ def test_offline_room_bundle_copy_seed_doctor(
     weights = _standin_gpt2_in_hub_cache(networked, tmp_path / "standin", monkeypatch)
 
     bundle = tmp_path / "bundle"
-    r = _run(networked, "assets", "bundle", str(bundle), "--models", "gpt2")
+    r = _run(networked, "assets", "bundle", str(bundle), "--models", STANDIN_NAME)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "assets seed --from" in r.stdout, "bundle should say what to do next"
     usb = tmp_path / "usb"
@@ -126,7 +131,7 @@ def test_offline_room_bundle_copy_seed_doctor(
 
     hub = Path(learner["HF_HOME"]) / "hub"
     found = try_to_load_from_cache(
-        pretrained.HUB_REPOS["gpt2"], pretrained.WEIGHTS_FILE, cache_dir=hub
+        pretrained.HUB_REPOS[STANDIN_NAME], pretrained.WEIGHTS_FILE, cache_dir=hub
     )
     assert isinstance(found, str), f"the seeded weights are not where huggingface_hub looks ({hub})"
     seeded = load_file(found)
