@@ -110,7 +110,7 @@ def test_config_is_checked_before_allocating(folder, monkeypatch, case):
     def no_alloc(*a, **k):
         raise AssertionError("the model was allocated before the config was checked")
 
-    monkeypatch.setattr(load, "_empty_model", no_alloc)
+    monkeypatch.setattr(load, "empty_model", no_alloc)
     with pytest.raises(CheckpointError, match=match):
         load_pretrained(folder)
 

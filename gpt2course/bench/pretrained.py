@@ -98,10 +98,10 @@ def _child(folder: str, reader: str) -> None:
         cfg = pretrained.config_from_hf(
             json.loads((Path(folder) / pretrained.CONFIG_FILE).read_text())
         )
-        model = pretrained._empty_model(cfg, torch.device("cpu"), torch.float32)
+        model = pretrained.empty_model(cfg, torch.device("cpu"), torch.float32)
         with safe_open(str(Path(folder) / pretrained.WEIGHTS_FILE), "pt") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-            pretrained._load_tensors(model, cfg, shapes, f.get_tensor)
+            pretrained.load_tensors(model, cfg, shapes, f.get_tensor)
     seconds = time.perf_counter() - t0
     peak = _peak_rss_bytes()
     # A loader may map the file and read it lazily: one forward touches every weight.

@@ -265,7 +265,7 @@ def to_hf_state_dict(model: GPT, prefix: str = "transformer.") -> dict[str, torc
     return out
 
 
-def _empty_model(config: GPTConfig, device: torch.device, dtype: torch.dtype) -> GPT:
+def empty_model(config: GPTConfig, device: torch.device, dtype: torch.dtype) -> GPT:
     """A GPT whose memory is allocated once, on ``device`` in ``dtype``, and not initialised.
 
     Built on the meta device first, so no fp32 copy is made and no time is spent on a random
@@ -283,13 +283,13 @@ def from_transformers(hf_model: Any) -> GPT:
     config = config_from_hf(hf_model.config)
     sd = hf_model.state_dict()
     ref = next(iter(sd.values()))
-    model = _empty_model(config, ref.device, ref.dtype)
-    _load_tensors(model, config, {k: tuple(v.shape) for k, v in sd.items()}, lambda k: sd[k])
+    model = empty_model(config, ref.device, ref.dtype)
+    load_tensors(model, config, {k: tuple(v.shape) for k, v in sd.items()}, lambda k: sd[k])
     return model.eval()
 
 
 @torch.no_grad()
-def _load_tensors(
+def load_tensors(
     model: GPT, config: GPTConfig, keys_shapes: Mapping[str, tuple[int, ...]], read
 ) -> None:
     """Copy each checkpoint tensor (``read(key)``) into its parameter, one at a time."""
@@ -321,3 +321,8 @@ def linear_from_conv1d(weight: torch.Tensor, bias: torch.Tensor) -> torch.nn.Lin
         layer.weight.copy_(weight.t())  # nn.Linear keeps (out, in)
         layer.bias.copy_(bias)
     return layer
+
+
+# The names these had while only this package used them.
+_empty_model = empty_model
+_load_tensors = load_tensors

@@ -24,12 +24,12 @@ from .convert import (
     HUB_REPOS,
     OUR_CONFIG_KEY,
     WEIGHTS_FILE,
-    _empty_model,
-    _load_tensors,
     _plan,
     config_from_hf,
+    empty_model,
     hf_config_dict,
     infer_config,
+    load_tensors,
     our_name,
     to_hf_state_dict,
 )
@@ -153,9 +153,9 @@ def load_pretrained(
     # Against the file's own shapes before allocating: a config.json claiming n_embd of a
     # million would otherwise ask for terabytes before any tensor is compared.
     _plan(st.shapes(), config)
-    model = _empty_model(config, device, dtype)
+    model = empty_model(config, device, dtype)
     order = st.keys_in_file_order()
-    _load_tensors(model, config, {k: st.entries[k][1] for k in order}, st.read)
+    load_tensors(model, config, {k: st.entries[k][1] for k in order}, st.read)
     model.source = hub_name or str(weights)
     model.is_standin = bool(raw_config.get(STANDIN_KEY, False))
     return model.eval()
