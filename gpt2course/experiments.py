@@ -3,6 +3,8 @@
 ``residual_gradients`` (part 4): how much gradient reaches each layer of a deep stack of
 MLP sublayers with pre-LN residuals (GPT-2), post-LN residuals (the original Transformer)
 or no residuals, at GPT-2's initialisation, for a loss that depends on the input.
+``residual_training``: the same stacks trained for a hundred steps on Tiny Shakespeare at
+one learning rate without warm-up, and what then reaches the input.
 
 ``shakespeare_base`` (part 9): a small byte-level GPT pretrained on Tiny Shakespeare for a
 few hundred steps, a base that already knows some English to instruction-tune;
@@ -26,6 +28,9 @@ __all__ = [
     "RESIDUAL_SETTINGS",
     "GradientProfile",
     "residual_gradients",
+    "TrainingProfile",
+    "residual_training",
+    "byte_entropies",
     "shakespeare_base",
     "mistake_pairs",
     "preference_rate",
@@ -54,6 +59,48 @@ def _gpt2_init(sublayer: nn.Module, depth: int) -> None:
                 nn.init.zeros_(module.bias)
 
 
+class _Stack(nn.Module):
+    """``depth`` sublayers joined in one of ``RESIDUAL_SETTINGS``, at GPT-2's initialisation."""
+
+    def __init__(self, setting: str, depth: int, width: int, make_sublayer) -> None:
+        super().__init__()
+        if setting not in RESIDUAL_SETTINGS:
+            choices = ", ".join(RESIDUAL_SETTINGS)
+            raise ValueError(f"unknown setting {setting!r}; choose from {choices}")
+        if depth < 1 or width < 4:
+            raise ValueError(f"need depth >= 1 and width >= 4, got depth={depth}, width={width}")
+        config = GPTConfig(n_embd=width, n_head=1, n_layer=depth, n_positions=8, vocab_size=100)
+        self.setting = setting
+        self.sublayers = nn.ModuleList((make_sublayer or MLP)(config) for _ in range(depth))
+        for sublayer in self.sublayers:
+            _gpt2_init(sublayer, depth)
+        self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(depth))
+        self.ln_f = nn.LayerNorm(width)
+
+    def forward(self, h: torch.Tensor, sums: list[float] | None = None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C), normalised; ``sums`` collects the std of each sum."""
+        for sublayer, ln in zip(self.sublayers, self.norms, strict=True):
+            if self.setting == "pre-LN":
+                f = sublayer(ln(h))
+                out = h + f  # GPT-2
+            elif self.setting == "post-LN":
+                f = sublayer(h)
+                out = ln(h + f)  # the original Transformer
+            else:
+                f = out = sublayer(ln(h))
+            if sums is not None:  # post-LN's LayerNorm divides the sum, and its gradient, by this
+                sums.append((f if self.setting == "no residual" else h + f).std(-1).mean().item())
+            h = out
+        # Post-LN's stream is already normalised; the other two need GPT-2's ln_f.
+        return h if self.setting == "post-LN" else self.ln_f(h)
+
+    def layer_grad_norms(self) -> list[float]:
+        return [
+            torch.cat([p.grad.flatten() for p in s.parameters()]).norm().item()
+            for s in self.sublayers
+        ]
+
+
 def residual_gradients(
     setting: str,
     depth: int = 48,
@@ -67,39 +114,94 @@ def residual_gradients(
     random read-out of the final (normalised) stream against random targets, so it depends
     on the input. ``make_sublayer(config)`` builds each sublayer (default: the package's MLP).
     """
-    if setting not in RESIDUAL_SETTINGS:
-        raise ValueError(f"unknown setting {setting!r}; choose from {', '.join(RESIDUAL_SETTINGS)}")
-    if depth < 1 or width < 4:
-        raise ValueError(f"need depth >= 1 and width >= 4, got depth={depth}, width={width}")
-    make_sublayer = make_sublayer or MLP
-    config = GPTConfig(n_embd=width, n_head=1, n_layer=depth, n_positions=8, vocab_size=100)
     torch.manual_seed(seed)
-    sublayers = [make_sublayer(config) for _ in range(depth)]
-    for sublayer in sublayers:
-        _gpt2_init(sublayer, depth)
-    norms = [nn.LayerNorm(width) for _ in range(depth)]
-    ln_f = nn.LayerNorm(width)
-    read_out = torch.randn(width, config.vocab_size) / math.sqrt(width)
+    stack = _Stack(setting, depth, width, make_sublayer)
+    vocab = 100
+    read_out = torch.randn(width, vocab) / math.sqrt(width)
     x = torch.randn(4, 8, width, requires_grad=True)
-    targets = torch.randint(config.vocab_size, (4, 8))
-
-    h = x
-    for sublayer, ln in zip(sublayers, norms, strict=True):
-        if setting == "pre-LN":
-            h = h + sublayer(ln(h))  # GPT-2
-        elif setting == "post-LN":
-            h = ln(h + sublayer(h))  # the original Transformer
-        else:
-            h = sublayer(ln(h))
-    # Post-LN's stream is already normalised; the other two need GPT-2's ln_f.
-    out = h if setting == "post-LN" else ln_f(h)
-    loss = F.cross_entropy((out @ read_out).flatten(0, 1), targets.flatten())
+    targets = torch.randint(vocab, (4, 8))
+    loss = F.cross_entropy((stack(x) @ read_out).flatten(0, 1), targets.flatten())
     loss.backward()
+    return GradientProfile(setting, stack.layer_grad_norms(), x.grad.norm().item())
 
-    layer_norms = [
-        torch.cat([p.grad.flatten() for p in s.parameters()]).norm().item() for s in sublayers
-    ]
-    return GradientProfile(setting, layer_norms, x.grad.norm().item())
+
+@dataclass(frozen=True)
+class TrainingProfile:
+    """One deep stack trained from GPT-2's initialisation: what reached the input, step by step."""
+
+    setting: str
+    losses: list[float]  # one per step
+    input_grad_norms: list[float]  # gradient at the input, one per step
+    layer_grad_norms: list[float]  # per sublayer at the last step, index 0 nearest the input
+    stream_stds: list[float]  # per sublayer at the end: std of the sum it leaves, unnormalised
+
+
+def residual_training(
+    setting: str,
+    depth: int = 48,
+    width: int = 64,
+    steps: int = 100,
+    learning_rate: float = 5e-3,
+    block_size: int = 32,
+    batch_size: int = 16,
+    seed: int = 0,
+    make_sublayer: Callable[[GPTConfig], nn.Module] | None = None,
+) -> TrainingProfile:
+    """Train ``depth`` MLP sublayers in one setting to predict the next byte of Tiny Shakespeare.
+
+    AdamW at ``learning_rate`` from the first step, no warm-up. Each byte gets a learned
+    vector of unit scale (the input), the stack, then a linear head. MLP sublayers see one
+    position at a time, so the best the stack can learn is a bigram model.
+    """
+    from .data import RandomBatches, load_text
+
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    torch.manual_seed(seed)
+    stack = _Stack(setting, depth, width, make_sublayer)
+    embed = nn.Embedding(256, width)  # N(0, 1): the same scale as residual_gradients' input
+    head = nn.Linear(width, 256, bias=False)
+    nn.init.normal_(head.weight, std=0.02)
+    params = [*stack.parameters(), *embed.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    ids = torch.tensor(list(load_text("shakespeare").encode("utf-8")))
+    batches = RandomBatches(ids, batch_size, block_size, seed=seed).stream()
+
+    losses, input_grads = [], []
+    for _ in range(steps):
+        xb, yb = next(batches)
+        x = embed(xb)  # (B, T, C)
+        x.retain_grad()
+        loss = F.cross_entropy(head(stack(x)).flatten(0, 1), yb.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        input_grads.append(x.grad.norm().item())
+    layer_grads = stack.layer_grad_norms()  # from the last step's backward
+    stds: list[float] = []
+    with torch.no_grad():
+        stack(embed(xb), stds)
+    return TrainingProfile(setting, losses, input_grads, layer_grads, stds)
+
+
+def byte_entropies(text: str) -> tuple[float, float]:
+    """In nats: the entropy of ``text``'s bytes, and of each byte given the one before it.
+
+    The losses of a model that knows only how common each byte is, and of the best model
+    that sees one byte at a time (a bigram table), on this text.
+    """
+    b = torch.tensor(list(text.encode("utf-8")))
+    if len(b) < 2:
+        raise ValueError("need a text of at least 2 bytes")
+    counts = torch.bincount(b, minlength=256).double()
+    p = counts[counts > 0] / counts.sum()
+    pairs = torch.bincount(b[:-1] * 256 + b[1:], minlength=256 * 256).double().view(256, 256)
+    seen = pairs > 0
+    given = pairs / pairs.sum(1, keepdim=True).clamp(min=1)  # P(next | this)
+    joint = pairs / pairs.sum()
+    bigram = -(joint[seen] * given[seen].log()).sum().item() + 0.0  # + 0.0: no -0.0
+    return -(p * p.log()).sum().item(), bigram
 
 
 def shakespeare_base(

@@ -1,10 +1,16 @@
-"""Part 4's residual experiment: the ordering notebook 04 states must hold, whatever the seed."""
+"""Part 4's residual experiments: the orderings notebook 04 states must hold, whatever the seed."""
+
+import math
 
 import pytest
+import torch
 import torch.nn as nn
 
-from gpt2course.experiments import RESIDUAL_SETTINGS, residual_gradients
+from gpt2course.experiments import RESIDUAL_SETTINGS, residual_gradients, residual_training
 from gpt2course.model import MLP
+
+# The notebook's quick-mode size; the default size is checked once below.
+QUICK = dict(width=32, block_size=16, batch_size=8)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -31,6 +37,101 @@ def test_pre_and_post_ln_pass_the_same_gradient_at_initialisation():
     pre = residual_gradients("pre-LN", seed=0).input_grad_norm
     post = residual_gradients("post-LN", seed=0).input_grad_norm
     assert 0.5 < pre / post < 2
+
+
+def _entropies() -> tuple[float, float]:
+    """Tiny Shakespeare's byte entropy and next-byte entropy given the byte, by counting."""
+    from gpt2course.data import load_text
+
+    b = torch.tensor(list(load_text("shakespeare").encode("utf-8")))
+    p = torch.bincount(b, minlength=256).double()
+    p = p[p > 0] / p.sum()
+    pairs = torch.zeros(256, 256, dtype=torch.double)
+    pairs.index_put_((b[:-1], b[1:]), torch.ones(len(b) - 1, dtype=torch.double), accumulate=True)
+    joint, cond = pairs / pairs.sum(), pairs / pairs.sum(1, keepdim=True).clamp(min=1)
+    m = pairs > 0
+    return -(p * p.log()).sum().item(), -(joint[m] * cond[m].log()).sum().item()
+
+
+@pytest.fixture(scope="module")
+def trained_quick():
+    return {
+        seed: {s: residual_training(s, seed=seed, **QUICK) for s in RESIDUAL_SETTINGS}
+        for seed in (0, 1)
+    }
+
+
+def test_training_starts_where_the_gradient_experiment_starts(trained_quick):
+    # Step 0 is the at-initialisation picture: no residual far below, pre = post.
+    for runs in trained_quick.values():
+        first = {s: p.input_grad_norms[0] for s, p in runs.items()}
+        assert first["no residual"] < min(first["pre-LN"], first["post-LN"]) / 1000
+        assert 0.5 < first["pre-LN"] / first["post-LN"] < 2
+
+
+def test_after_training_without_warmup_only_pre_ln_passes_gradient_to_the_input(trained_quick):
+    # Notebook 04: pre-LN keeps its gradient, post-LN's falls by over 1000x, and no residual
+    # still gets the least of all.
+    for runs in trained_quick.values():
+        last = {s: p.input_grad_norms[-1] for s, p in runs.items()}
+        assert last["pre-LN"] > 0.5 * runs["pre-LN"].input_grad_norms[0]
+        assert last["post-LN"] < last["pre-LN"] / 1000
+        assert last["no residual"] <= last["post-LN"]
+        # Post-LN's gradient fades toward the input, as no residual's did at initialisation.
+        layers = runs["post-LN"].layer_grad_norms
+        assert layers[0] < layers[-1] / 100
+
+
+def test_post_ln_layernorms_divide_the_gradient_away(trained_quick):
+    # The explanation: every post-LN LayerNorm divides a sum whose std has grown past 1,
+    # and 48 such divisions are a factor far below one.
+    for runs in trained_quick.values():
+        stds = runs["post-LN"].stream_stds
+        assert len(stds) == 48 and min(stds) > 1
+        assert math.prod(1 / s for s in stds) < 1e-4
+
+
+def test_post_ln_and_no_residual_learn_only_letter_frequencies():
+    # Against counts, not our numbers: the stack sees one byte at a time, so the best it can
+    # do is the bigram entropy; a model that learnt only how common each byte is scores the
+    # byte entropy. Default size, as the learner runs it.
+    unigram, bigram = _entropies()
+    assert 3.2 < unigram < 3.4 and 2.4 < bigram < 2.5  # 3.31 and 2.45 nats
+    runs = {s: residual_training(s, seed=0) for s in ("pre-LN", "post-LN")}
+    final = {s: sum(p.losses[-10:]) / 10 for s, p in runs.items()}
+    assert bigram < final["pre-LN"] < unigram - 0.3
+    # "loses it within a few dozen steps; at full size it ends 100,000 times smaller or more"
+    g = runs["post-LN"].input_grad_norms
+    assert max(g[50:]) < g[0] / 100 and g[-1] < g[0] / 1e5
+    assert abs(final["post-LN"] - unigram) < 0.15
+
+
+def test_at_a_smaller_learning_rate_post_ln_trains_too():
+    # The notebook: at 1e-3 both orders train the default stack to about the same loss.
+    unigram, _ = _entropies()
+    pre, post = (
+        sum(residual_training(s, learning_rate=1e-3).losses[-10:]) / 10
+        for s in ("pre-LN", "post-LN")
+    )
+    assert post < unigram - 0.3 and abs(pre - post) < 0.1
+
+
+def test_byte_entropies():
+    from gpt2course.data import load_text
+    from gpt2course.experiments import byte_entropies
+
+    assert byte_entropies(load_text("shakespeare")) == pytest.approx(_entropies(), rel=1e-9)
+    # "abab": two bytes equally common (ln 2); each determines the next (0).
+    assert byte_entropies("abab") == pytest.approx((math.log(2), 0.0))
+    with pytest.raises(ValueError, match="at least 2 bytes"):
+        byte_entropies("a")
+
+
+def test_training_refuses_bad_settings():
+    with pytest.raises(ValueError, match="choose from"):
+        residual_training("postln")
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        residual_training("pre-LN", steps=0)
 
 
 def test_gradient_matches_a_hand_built_stack():
