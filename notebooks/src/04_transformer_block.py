@@ -220,9 +220,9 @@ from gpt2course.data import load_text
 from gpt2course.device import quick_mode
 from gpt2course.experiments import byte_entropies, residual_training
 
-# Quick mode (the tests) trains narrower stacks on smaller batches; the story is the same.
-size = dict(width=32, block_size=16, batch_size=8) if quick_mode() else {}
-runs = {s: residual_training(s, depth=DEPTH, make_sublayer=MLP, **size) for s in RESIDUAL_SETTINGS}
+# Quick mode (the tests) trains stacks half as deep; the story is the same.
+depth = DEPTH // 2 if quick_mode() else DEPTH
+runs = {s: residual_training(s, depth=depth, make_sublayer=MLP) for s in RESIDUAL_SETTINGS}
 letters, pairs = byte_entropies(load_text("shakespeare"))
 for name, r in runs.items():
     g = r.input_grad_norms
@@ -233,12 +233,13 @@ for name, r in runs.items():
 stds = runs["post-LN"].stream_stds
 print(
     f"post-LN's LayerNorms divide sums of std {min(stds):.1f} to {max(stds):.1f}; "
-    f"{DEPTH} such divisions multiply to {math.prod(1 / s for s in stds):.0e}"
+    f"{depth} such divisions multiply to {math.prod(1 / s for s in stds):.0e}"
 )
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.2))
+fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.2))
 for name, r in runs.items():
     ax1.plot(r.losses, label=name)
     ax2.semilogy([max(g, 1e-20) for g in r.input_grad_norms], label=name)
+    ax3.semilogy(range(1, depth + 1), [max(g, 1e-20) for g in r.layer_grad_norms], label=name)
 ax1.axhline(letters, color="gray", ls="--", lw=1)
 ax1.axhline(pairs, color="gray", ls=":", lw=1)
 ax1.text(99, letters + 0.3, "letter frequencies only", ha="right", fontsize=8)
@@ -247,7 +248,9 @@ ax1.set_xlabel("step"), ax1.set_ylabel("loss (nats)"), ax1.set_ylim(2, 6), ax1.l
 ax1.set_title("loss", fontsize=10)
 ax2.set_xlabel("step"), ax2.set_ylabel("gradient norm")
 ax2.set_title("gradient at the input (0 drawn at 1e-20)", fontsize=10)
-fig.suptitle(f"{DEPTH} MLP sublayers trained at learning rate 5e-3, no warm-up")
+ax3.set_xlabel("sublayer (1 = nearest the input)"), ax3.set_ylabel("gradient norm of its weights")
+ax3.set_title(f"per sublayer at step {len(runs['pre-LN'].losses)}", fontsize=10)
+fig.suptitle(f"{depth} MLP sublayers trained at learning rate 5e-3, no warm-up")
 plt.tight_layout()
 plt.show()
 
@@ -256,34 +259,37 @@ plt.show()
 # little from one computer to the next; these do not):
 
 # %%
-last = {name: r.input_grad_norms[-1] for name, r in runs.items()}
+import statistics
+
+tail = {name: statistics.median(r.input_grad_norms[-20:]) for name, r in runs.items()}
 final = {name: sum(r.losses[-10:]) / 10 for name, r in runs.items()}
-post_stds = runs["post-LN"].stream_stds
-print("pre-LN learned more than letter frequencies:", final["pre-LN"] < letters - 0.1)
-print("post-LN learned no more:", final["post-LN"] > letters - 0.1)
+stds = runs["post-LN"].stream_stds
+print("pre-LN learned more than letter frequencies:", final["pre-LN"] < letters - 0.3)
+print("post-LN learned about the letter frequencies only:", abs(final["post-LN"] - letters) < 0.15)
 print(
-    "post-LN's gradient at the input fell over 1000x below pre-LN's:",
-    last["post-LN"] < last["pre-LN"] / 1000,
+    "post-LN's gradient at the input (last 20 steps) is over 1000x below pre-LN's:",
+    tail["post-LN"] < tail["pre-LN"] / 1000,
 )
-print("no residual's is the smallest of all:", last["no residual"] <= last["post-LN"])
-print("every sum a post-LN LayerNorm divides has a std above 1:", min(post_stds) > 1)
+print("no residual's is the smallest of all:", tail["no residual"] <= tail["post-LN"])
+print("post-LN's LayerNorms divide sums of std above 1, on average:", statistics.mean(stds) > 1)
 print(
-    "48 such divisions shrink a gradient by over 10,000x:",
-    math.prod(1 / s for s in post_stds) < 1e-4,
+    f"{depth} such divisions shrink a gradient over 10,000x:", math.prod(1 / s for s in stds) < 1e-4
 )
 
 # %% [markdown]
 # **Pre-LN trains; post-LN learns the letter frequencies and stops.** Pre-LN's loss falls
 # well below 3.31, on its way to the 2.45 that one character allows. Post-LN's stops at
 # about 3.3, the loss of a model that knows only how common each character is, and so does
-# the stack without residuals. The right panel shows why: post-LN starts with the same
+# the stack without residuals. The middle panel shows why: post-LN starts with the same
 # gradient at the input as pre-LN and loses it within a few dozen steps (at full size it ends
-# a hundred thousand times smaller or more); without residuals there was almost none from
-# the start, and by the end it is 0 or close to it. The first sublayers stop learning, and
-# what is left on top can only count letters.
+# a hundred thousand times smaller or more); without residuals there was little from the
+# start (at full size, as in the first experiment), and by the end it is 0 or close to it. The third panel is the per-sublayer
+# picture of the first experiment, after training: post-LN's gradient now fades toward the
+# input as no residual's did at initialisation. The first sublayers stop learning, and what
+# is left on top can only count letters.
 #
 # Why post-LN loses it: once the sublayers write real amounts into the stream, the sum
-# `h + mlp(h)` has a standard deviation above 1 (the last line above), and the LayerNorm
+# `h + mlp(h)` has a standard deviation above 1 (the last line of the table), and the LayerNorm
 # after it divides the sum by that, and the gradient on its way down by the same: 48
 # divisions multiply to a tiny factor. Pre-LN has no LayerNorm on the stream: each
 # sublayer normalises only the copy it reads, and the `1` in the derivative of
