@@ -10,8 +10,8 @@ import torch.nn as nn
 from gpt2course.experiments import RESIDUAL_SETTINGS, residual_gradients, residual_training
 from gpt2course.model import MLP
 
-# The notebook's quick-mode size (half as deep); the default size is checked below.
-QUICK = dict(depth=24)
+# The notebook's quick mode (60 steps, not 100); the default is checked below.
+QUICK = dict(steps=60)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -54,14 +54,6 @@ def _entropies() -> tuple[float, float]:
     return -(p * p.log()).sum().item(), -(joint[m] * cond[m].log()).sum().item()
 
 
-@pytest.fixture(scope="module")
-def trained_quick():
-    return {
-        seed: {s: residual_training(s, seed=seed, **QUICK) for s in RESIDUAL_SETTINGS}
-        for seed in (0, 1)
-    }
-
-
 def test_training_starts_where_the_gradient_experiment_starts():
     # Step 1 at the default size is the at-initialisation picture: no residual far below,
     # pre = post.
@@ -72,13 +64,11 @@ def test_training_starts_where_the_gradient_experiment_starts():
 
 def _verdicts(runs: dict) -> dict[str, bool]:
     """What notebook 04's check cell prints, for one set of runs."""
-    letters, _ = _entropies()
     tail = {s: statistics.median(p.input_grad_norms[-20:]) for s, p in runs.items()}
     final = {s: sum(p.losses[-10:]) / 10 for s, p in runs.items()}
     stds = runs["post-LN"].stream_stds
     return {
-        "pre-LN learned more than letter frequencies": final["pre-LN"] < letters - 0.3,
-        "post-LN learned the letter frequencies only": abs(final["post-LN"] - letters) < 0.15,
+        "pre-LN's loss is the lower": final["pre-LN"] < final["post-LN"],
         "post-LN's gradient at the input over 1000x below": tail["post-LN"] < tail["pre-LN"] / 1000,
         "pre-LN kept its gradient": tail["pre-LN"] > 0.5 * runs["pre-LN"].input_grad_norms[0],
         "no residual's is the smallest": tail["no residual"] <= tail["post-LN"],
@@ -103,12 +93,11 @@ class _LearnerMLP(nn.Module):
         return self.c_proj(h)
 
 
-@pytest.mark.parametrize(
-    "seed, sublayer", [(0, MLP), (1, _LearnerMLP)], ids=["package-seed0", "learner-seed1"]
-)
-def test_every_statement_of_the_notebook_holds_in_quick_mode(seed, sublayer):
+def test_every_statement_of_the_notebook_holds_in_quick_mode():
+    # nbval runs the notebook itself at seed 0 with the package's MLP (learner version) and
+    # a learner's (solutions); here another seed, and a GELU written by hand.
     runs = {
-        s: residual_training(s, seed=seed, make_sublayer=sublayer, **QUICK)
+        s: residual_training(s, seed=1, make_sublayer=_LearnerMLP, **QUICK)
         for s in RESIDUAL_SETTINGS
     }
     verdicts = _verdicts(runs)
@@ -125,7 +114,10 @@ def test_post_ln_and_no_residual_learn_only_letter_frequencies():
     verdicts = _verdicts(runs)
     assert all(verdicts.values()), [k for k, v in verdicts.items() if not v]
     final = {s: sum(p.losses[-10:]) / 10 for s, p in runs.items()}
-    assert bigram < final["pre-LN"]
+    # At full size the text says more: pre-LN learns well beyond the letter frequencies,
+    # post-LN and no residual stop at that line.
+    assert bigram < final["pre-LN"] < unigram - 0.3
+    assert abs(final["post-LN"] - unigram) < 0.15 and abs(final["no residual"] - unigram) < 0.15
     # "loses it within a few dozen steps; at full size it ends 100,000 times smaller or more"
     g = runs["post-LN"].input_grad_norms
     assert max(g[50:]) < g[0] / 100 and g[-1] < g[0] / 1e5
