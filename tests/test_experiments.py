@@ -71,7 +71,11 @@ def _verdicts(runs: dict) -> dict[str, bool]:
         "pre-LN's loss is the lower": final["pre-LN"] < final["post-LN"],
         "post-LN's gradient at the input over 1000x below": tail["post-LN"] < tail["pre-LN"] / 1000,
         "pre-LN kept its gradient": tail["pre-LN"] > 0.5 * runs["pre-LN"].input_grad_norms[0],
-        "no residual's is the smallest": tail["no residual"] <= tail["post-LN"],
+        "no residual's was the smallest from the start": runs["no residual"].input_grad_norms[0]
+        < runs["pre-LN"].input_grad_norms[0] / 1000,
+        "post-LN's ends under 1e-6": tail["post-LN"] < 1e-6,
+        # and no residual's stays the smallest, unless both have reached (about) zero
+        "no residual's is the smallest": tail["no residual"] <= max(tail["post-LN"], 1e-15),
         "post-LN's sums have std above 1 on average": statistics.mean(stds) > 1,
         "their divisions shrink a gradient over 10,000x": math.prod(1 / s for s in stds) < 1e-4,
         # Post-LN's gradient fades toward the input, as no residual's did at initialisation.
