@@ -286,17 +286,17 @@ print(
 # well below 3.31, on its way to the 2.45 that one character allows. Post-LN's stops at
 # about 3.3, the loss of a model that knows only how common each character is, and so does
 # the stack without residuals. The middle panel shows why: post-LN starts with the same
-# gradient at the input as pre-LN and loses it within a few dozen steps (at full size it ends
-# a hundred thousand times smaller or more); without residuals there was little from the
-# start (at full size, as in the first experiment), and by the end it is 0 or close to it. The third panel is the per-sublayer
-# picture of the first experiment, after training: post-LN's gradient now fades toward the
-# input as no residual's did at initialisation. The first sublayers stop learning, and what
-# is left on top can only count letters.
+# gradient at the input as pre-LN and loses it within a few dozen steps (at full size it
+# ends a hundred thousand times smaller or more); without residuals there was little from
+# the start (at full size, as in the first experiment), and by the end it is 0 or close to
+# it. The third panel is the first experiment's per-sublayer picture after training:
+# post-LN's gradient now fades toward the input as no residual's did at initialisation.
+# The first sublayers stop learning, and what is left on top can only count letters.
 #
 # Why post-LN loses it: once the sublayers write real amounts into the stream, the sum
-# `h + mlp(h)` has a standard deviation above 1 (the last line of the table), and the LayerNorm
-# after it divides the sum by that, and the gradient on its way down by the same: 48
-# divisions multiply to a tiny factor. Pre-LN has no LayerNorm on the stream: each
+# `h + mlp(h)` has a standard deviation above 1 (the last line of the table), and the
+# LayerNorm after it divides the sum by that, and the gradient on its way down by the
+# same: 48 divisions multiply to a tiny factor. Pre-LN has no LayerNorm on the stream: each
 # sublayer normalises only the copy it reads, and the `1` in the derivative of
 # `h + mlp(ln(h))` carries the gradient down untouched.
 #
