@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import time
 import warnings
 
 import torch
@@ -19,6 +18,7 @@ import torch
 from ..device import pick_dtype
 from ..fastgen import FastGenerator
 from ..model import GPT, GPTConfig
+from .timing import hf_greedy, sync, timed
 
 # Peak memory bandwidth (GB/s) by GPU name, for the decoding bound; the first match wins.
 BANDWIDTH_GBS = [
@@ -38,19 +38,6 @@ def bandwidth_gbs(device: torch.device) -> float | None:
         return None
     name = torch.cuda.get_device_name(device)
     return next((bw for key, bw in BANDWIDTH_GBS if key in name), None)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn, device: torch.device):
-    _sync(device)
-    t0 = time.perf_counter()
-    out = fn()
-    _sync(device)
-    return time.perf_counter() - t0, out
 
 
 def _say(line: str) -> None:
@@ -91,20 +78,12 @@ def decode(dry: bool) -> int:
         gen = FastGenerator(ours, max_len=16 + new)
 
         def hf_generate(n: int, hf=hf, idx=idx) -> torch.Tensor:
-            with torch.no_grad():
-                return hf.generate(
-                    idx,
-                    attention_mask=torch.ones_like(idx),
-                    max_new_tokens=n,
-                    min_new_tokens=n,
-                    do_sample=False,
-                    pad_token_id=0,
-                )
+            return hf_greedy(hf, idx, n)
 
         gen.generate(idx, 5, temperature=0)  # warm-up: the graph capture
         hf_generate(5)
-        t_ours, got = _timed(lambda g=gen, i=idx: g.generate(i, new, temperature=0), d)
-        t_hf, want = _timed(lambda: hf_generate(new), d)
+        t_ours, got = timed(lambda g=gen, i=idx: g.generate(i, new, temperature=0), d)
+        t_hf, want = timed(lambda: hf_generate(new), d)
         same = (got[:, -new:] == want[:, -new:]).all(0).tolist()
         first = same.index(False) if False in same else None
         tokens = f"same {new} greedy tokens" if first is None else f"DIFFER from token {first}"
@@ -137,7 +116,7 @@ def _profile_step(gen: FastGenerator, idx: torch.Tensor, d: torch.device) -> Non
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if d.type == "cuda" else [])
     with profile(activities=acts) as prof:
         gen.generate(idx, 3, temperature=0)
-        _sync(d)
+        sync(d)
     key = "self_cuda_time_total" if d.type == "cuda" else "self_cpu_time_total"
     _say("2x goal missed: profile of 3 decoding steps (prompt included)")
     _say(prof.key_averages().table(sort_by=key, row_limit=15))

@@ -13,7 +13,6 @@ beat B * bandwidth / weight bytes tokens/s.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
@@ -21,21 +20,7 @@ import torch
 from ..device import pick_dtype
 from ..generation import generate
 from ..model import MODEL_NAMES, GPTConfig
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[float, torch.Tensor]:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    _sync(device)
-    t0 = time.perf_counter()
-    out = fn()
-    _sync(device)
-    return time.perf_counter() - t0, out
+from .timing import hf_greedy, timed
 
 
 def build_models(name: str, device: torch.device, dtype: torch.dtype):
@@ -91,15 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def hf_generate(idx: torch.Tensor, n: int) -> torch.Tensor:
-        with torch.inference_mode():
-            return hf.generate(
-                idx,
-                attention_mask=torch.ones_like(idx),
-                max_new_tokens=n,
-                min_new_tokens=n,
-                do_sample=False,
-                pad_token_id=0,
-            )
+        return hf_greedy(hf, idx, n)
 
     impls: list[tuple[str, Callable[[torch.Tensor, int], torch.Tensor]]] = [
         ("ours, KV cache", lambda idx, n: generate(ours, idx, n, temperature=0)),
@@ -135,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         peak: dict[str, float] = {}
         for _ in range(args.repeats):
             for name, fn in impls:
-                seconds, out = _timed(lambda fn=fn, idx=idx: fn(idx, args.new_tokens), device)
+                seconds, out = timed(
+                    lambda fn=fn, idx=idx: fn(idx, args.new_tokens), device, reset_peak=True
+                )
                 best[name] = min(best.get(name, float("inf")), seconds)
                 outs[name] = out
                 if device.type == "cuda":
