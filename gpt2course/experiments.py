@@ -59,6 +59,13 @@ def _gpt2_init(sublayer: nn.Module, depth: int) -> None:
                 nn.init.zeros_(module.bias)
 
 
+def _shakespeare_bytes() -> torch.Tensor:
+    """Tiny Shakespeare as byte ids, (N,)."""
+    from .data import load_text
+
+    return torch.tensor(list(load_text("shakespeare").encode("utf-8")))
+
+
 class _Stack(nn.Module):
     """``depth`` sublayers joined in one of ``RESIDUAL_SETTINGS``, at GPT-2's initialisation."""
 
@@ -153,7 +160,7 @@ def residual_training(
     vector of unit scale (the input), the stack, then a linear head. MLP sublayers see one
     position at a time, so the best the stack can learn is a bigram model.
     """
-    from .data import RandomBatches, load_text
+    from .data import RandomBatches
 
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -164,8 +171,7 @@ def residual_training(
     nn.init.normal_(head.weight, std=0.02)
     params = [*stack.parameters(), *embed.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-    ids = torch.tensor(list(load_text("shakespeare").encode("utf-8")))
-    batches = RandomBatches(ids, batch_size, block_size, seed=seed).stream()
+    batches = RandomBatches(_shakespeare_bytes(), batch_size, block_size, seed=seed).stream()
 
     losses, input_grads = [], []
     for _ in range(steps):
@@ -214,11 +220,11 @@ def shakespeare_base(
     seed: int = 0,
 ) -> GPT:
     """A byte-level GPT pretrained on Tiny Shakespeare for ``steps`` steps (part 6's recipe)."""
-    from .train import RandomBatches, TrainConfig, load_text, train
+    from .train import RandomBatches, TrainConfig, train
 
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    ids = torch.tensor(list(load_text("shakespeare").encode("utf-8")))
+    ids = _shakespeare_bytes()
     torch.manual_seed(seed)
     model = GPT(
         GPTConfig(vocab_size=256, n_positions=block_size, n_layer=n_layer, n_head=4, n_embd=n_embd)
