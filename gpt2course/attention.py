@@ -13,14 +13,6 @@ import torch.nn.functional as F
 
 from .config import GPTConfig
 
-__all__ = [
-    "CausalSelfAttention",
-    "causal_mask",
-    "merge_heads",
-    "scaled_dot_product_attention",
-    "split_heads",
-]
-
 
 def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Boolean (T, T) mask, True where position i may attend to position j (j <= i)."""
@@ -115,8 +107,8 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 class CausalSelfAttention(nn.Module):
     """GPT-2's attention: one fused ``c_attn`` projection to q, k, v, then heads, then ``c_proj``.
 
-    The forward pass uses torch's fused kernel; asking for the weights (for the attention
-    viewer) takes the explicit path, which computes the same thing step by step.
+    It runs torch's fused kernel, which computes what ``scaled_dot_product_attention`` above
+    writes out step by step (the attention viewer recomputes the weights that way).
     """
 
     def __init__(self, config: GPTConfig):
@@ -132,46 +124,17 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, C) -> (B, n_head, T, head_dim)."""
-        return split_heads(x, self.n_head)
-
-    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, n_head, T, head_dim) -> (B, T, C)."""
-        return merge_heads(x)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        kv_cache: tuple[torch.Tensor, torch.Tensor] | None = None,
-        return_weights: bool = False,
-    ):
-        """Attend over ``x`` (B, T, C); with ``kv_cache`` the keys and values of earlier
-        positions are prepended. Returns ``(y, (k, v))`` or ``(y, (k, v), weights)``."""
+    def forward(self, x: torch.Tensor, cache=None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C). With a layer's ``cache``, the queries also see every earlier
+        position's keys and values, and the new keys and values are added to it."""
         if x.dim() != 3 or x.size(-1) != self.n_embd:
             raise ValueError(f"x must be (batch, time, {self.n_embd}), got shape {tuple(x.shape)}")
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
-        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # (B, nh, T, hd)
-        if kv_cache is not None:
-            k = torch.cat([kv_cache[0], k], dim=2)  # (B, nh, T_past + T, hd)
-            v = torch.cat([kv_cache[1], v], dim=2)
-        T_q, T_k = q.size(2), k.size(2)
+        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # (B, nh, T, hd)
         dropout_p = self.dropout if self.training else 0.0
-        # Queries are the last T_q positions: each sees every key up to itself. A single new
-        # query (a decoding step) sees every key, so it needs no mask at all.
-        mask = None if T_q in (1, T_k) else causal_mask(T_k, device=x.device)[T_k - T_q :]
-        if return_weights:
-            if mask is None:
-                mask = causal_mask(T_k, device=x.device)[T_k - T_q :]
-            y, weights = scaled_dot_product_attention(
-                q, k, v, mask=mask, dropout_p=dropout_p, return_weights=True
-            )  # (B, nh, T, hd), (B, nh, T_q, T_k)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
         else:
-            weights = None
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None and T_q > 1
-            )  # (B, nh, T, hd)
-        y = self.resid_dropout(self.c_proj(self.merge_heads(y)))  # (B, T, C)
-        if return_weights:
-            return y, (k, v), weights
-        return y, (k, v)
+            k, v, mask = cache.update(k, v)  # (B, nh, T_past + T, hd); mask: (T, T_past + T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        return self.resid_dropout(self.c_proj(merge_heads(y)))  # (B, T, C)

@@ -20,12 +20,10 @@ import warnings
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 
-from .generation import check_prompt, check_sampling_args, sample_next_token
+from .cache import StaticKVCache
+from .generation import check_prompt, check_sampling_args, decode, sample_next_token
 from .model import GPT
-
-__all__ = ["FastGenerator"]
 
 
 def _round_up(n: int, m: int) -> int:
@@ -35,7 +33,8 @@ def _round_up(n: int, m: int) -> int:
 class FastGenerator:
     """Decode from a ``GPT`` with a static KV cache, replaying each step as a CUDA graph on a GPU.
 
-    Sampling (temperature, top-k, top-p) is part 5's, applied to the logits each step returns.
+    The model's own forward runs with a ``StaticKVCache``, in ``generation.decode``'s loop;
+    sampling (temperature, top-k, top-p) is part 5's.
     """
 
     def __init__(
@@ -60,47 +59,34 @@ class FastGenerator:
             )
         # torch.compile fuses the small ops between the matmuls of a decoding step (the one
         # shape that repeats); compiling takes a minute.
-        self._step = torch.compile(self._forward, dynamic=False) if compile else self._forward
-        self._shape: tuple[int, int] | None = None  # (batch, cache length) allocated for
+        self._decode = torch.compile(self._forward, dynamic=False) if compile else self._forward
+        self.cache: StaticKVCache | None = None
         self._graph: torch.cuda.CUDAGraph | None = None
 
-    # ------------------------------------------------------------------ the model, by hand
+    def _forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model(tokens, cache=self.cache)[:, -1]  # (B, vocab)
 
-    def _forward(self, idx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Logits (B, vocab) of the last of the tokens ``idx`` (B, T) at positions ``pos`` (T,),
-        writing their keys and values into the cache at those positions."""
-        m, L = self.model, self.k.size(3)
-        nh = self.config.n_head
-        x = m.wte(idx) + m.wpe(pos)  # (B, T, C)
-        B, T, C = x.shape
-        # Query t may see cache slots 0..pos[t]; later slots hold nothing yet (or stale keys).
-        mask = torch.arange(L, device=x.device)[None, :] <= pos[:, None]  # (T, L)
-        for i, block in enumerate(m.h):
-            a = block.attn
-            q, k, v = a.c_attn(block.ln_1(x)).split(C, dim=2)  # 3 x (B, T, C)
-            q = q.view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hd)
-            k = k.view(B, T, nh, C // nh).transpose(1, 2)
-            v = v.view(B, T, nh, C // nh).transpose(1, 2)
-            self.k[i].index_copy_(2, pos, k)  # (B, nh, L, hd), in place: same memory every step
-            self.v[i].index_copy_(2, pos, v)
-            y = F.scaled_dot_product_attention(q, self.k[i], self.v[i], attn_mask=mask)
-            x = x + a.c_proj(y.transpose(1, 2).reshape(B, T, C))
-            x = x + block.mlp(block.ln_2(x))
-        return m.lm_head(m.ln_f(x[:, -1]))  # (B, vocab)
-
-    # ------------------------------------------------------------------ cache and graph
+    def _step(self, tokens: torch.Tensor, cache: StaticKVCache) -> torch.Tensor:
+        """Logits (B, vocab) of the last of ``tokens``: a replay of the graph for one token, else
+        eagerly (the prompt's length varies from call to call)."""
+        if tokens.size(1) > 1:
+            logits = self._forward(tokens)
+        elif self._graph is not None:
+            self._tok.copy_(tokens)
+            self._graph.replay()
+            logits = self._out
+        else:
+            logits = self._decode(tokens)
+        cache.advance(tokens.size(1))
+        return logits
 
     def _allocate(self, batch: int, length: int) -> None:
-        if self._shape is not None and self._shape[0] == batch and self._shape[1] >= length:
+        c = self.cache
+        if c is not None and c.k.size(1) == batch and c.k.size(3) >= length:
             return  # big enough: slots past the text are masked, whatever they hold
-        c = self.config
-        shape = (c.n_layer, batch, c.n_head, length, c.n_embd // c.n_head)
         self._graph = None
-        self.k = torch.zeros(shape, device=self.device, dtype=self.dtype)
-        self.v = torch.zeros(shape, device=self.device, dtype=self.dtype)
+        self.cache = StaticKVCache(self.config, batch, length, self.device, self.dtype)
         self._tok = torch.zeros(batch, 1, dtype=torch.long, device=self.device)
-        self._pos = torch.zeros(1, dtype=torch.long, device=self.device)
-        self._shape = (batch, length)
         if self.use_cuda_graph:
             try:
                 self._capture()
@@ -111,27 +97,17 @@ class FastGenerator:
                 self._graph, self.use_cuda_graph = None, False
 
     def _capture(self) -> None:
-        """Record one decoding step. Its warm-up writes junk at slot 0, which the prompt's
-        prefill overwrites before anything reads it."""
+        """Record one decoding step. Its warm-up writes junk at slot 0, which the prompt
+        overwrites before anything reads it."""
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(2):  # let cuBLAS and the allocator settle outside the graph
-                self._step(self._tok, self._pos)
+                self._decode(self._tok)
         torch.cuda.current_stream(self.device).wait_stream(side)
         self._graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self._graph):
-            self._out = self._step(self._tok, self._pos)
-
-    def _decode(self, tok: torch.Tensor, pos: int) -> torch.Tensor:
-        if self._graph is None:
-            return self._step(tok, torch.tensor([pos], device=self.device))
-        self._tok.copy_(tok)
-        self._pos.fill_(pos)
-        self._graph.replay()
-        return self._out
-
-    # ------------------------------------------------------------------ generation
+            self._out = self._decode(self._tok)
 
     @torch.no_grad()
     def stream(
@@ -151,37 +127,18 @@ class FastGenerator:
         that has produced it keeps producing it until every row has, then the stream stops.
         """
         check_sampling_args(temperature, top_k, top_p)
-        check_prompt(idx, max_new_tokens, self.config.vocab_size)  # as generation's plain path
+        check_prompt(idx, max_new_tokens, self.config.vocab_size)
         n_ctx = self.config.n_positions
-        idx = idx[:, -n_ctx:].to(self.device)  # the model cannot see further back
-        B, T = idx.shape
-        want = min(n_ctx, T + max_new_tokens)
+        idx = idx[:, -n_ctx:].to(self.device)
+        want = min(n_ctx, idx.size(1) + max_new_tokens)
         # Round the cache up so that nearby lengths share one cache and one graph.
-        self._allocate(
-            B, min(n_ctx, max(want, self.max_len) if self.max_len else _round_up(want, 128))
-        )
-        L = self._shape[1]
-        # The prompt goes through eagerly and uncompiled: its length varies from call to call.
-        logits = self._forward(idx, torch.arange(T, device=self.device))
-        new: list[torch.Tensor] = []  # only needed once the text outgrows the context
-        finished = torch.zeros(B, dtype=torch.bool, device=self.device)
-        for n in range(max_new_tokens):
-            tok = sample_next_token(logits.float(), temperature, top_k, top_p, generator)  # (B, 1)
-            if eos_token is not None:
-                tok = tok.masked_fill(finished[:, None], eos_token)
-                finished |= tok[:, 0] == eos_token
-            yield tok[:, 0]
-            if n + 1 == max_new_tokens or (eos_token is not None and bool(finished.all())):
-                return
-            new.append(tok)
-            pos = T + n
-            if pos < L:
-                logits = self._decode(tok, pos)
-            else:
-                # Past the context every position shifts by one per token, so no cached key
-                # stays valid: recompute the whole window, as part 5 does.
-                window = torch.cat([idx, *new], dim=1)[:, -n_ctx:]  # (B, n_ctx)
-                logits = self.model(window)[:, -1]
+        length = max(want, self.max_len) if self.max_len else _round_up(want, 128)
+        self._allocate(idx.size(0), min(n_ctx, length))
+
+        def pick(logits: torch.Tensor) -> torch.Tensor:
+            return sample_next_token(logits.float(), temperature, top_k, top_p, generator)
+
+        yield from decode(self._step, idx, max_new_tokens, pick, n_ctx, eos_token, self.cache)
 
     def generate(self, idx: torch.Tensor, max_new_tokens: int, **sampling) -> torch.Tensor:
         """``idx`` (B, T) with ``max_new_tokens`` tokens appended (B, T + new)."""

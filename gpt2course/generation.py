@@ -7,27 +7,13 @@ tokens once the text outgrows it.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-__all__ = [
-    "GREEDY_BELOW",
-    "apply_temperature",
-    "check_prompt",
-    "filter_top_k",
-    "filter_top_p",
-    "next_token_probs",
-    "sample_next_token",
-    "generate_step",
-    "generate",
-    "stream",
-    "check_sampling_args",
-    "sample_text",
-]
-
+from .cache import KVCache
 
 # Temperatures this small put all the mass on the argmax anyway, but dividing by them
 # overflows the logits to inf and the softmax to NaN (1e-40 crashed torch.multinomial):
@@ -145,7 +131,7 @@ def generate_step(
 
 def check_prompt(idx: torch.Tensor, max_new_tokens: int, vocab_size: int | None = None) -> None:
     """Raise ``ValueError`` for a prompt or length ``model(...)`` could not decode from: the
-    one check both the plain path and ``FastGenerator`` run, so they refuse the same inputs."""
+    one check both ``stream`` and ``FastGenerator`` run, so they refuse the same inputs."""
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
         raise ValueError(
             "idx must be a (batch, time) tensor of token ids; for one prompt use "
@@ -171,70 +157,44 @@ def check_prompt(idx: torch.Tensor, max_new_tokens: int, vocab_size: int | None 
         )
 
 
-def _validate(model, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-    config = getattr(getattr(model, "module", model), "config", None)
-    check_prompt(idx, max_new_tokens, getattr(config, "vocab_size", None))
-    device = next(model.parameters()).device
-    return idx.to(device=device, dtype=torch.long)
-
-
-def stream(
-    model,
+def decode(
+    step: Callable[[torch.Tensor, Any], torch.Tensor],
     idx: torch.Tensor,
     max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
+    pick: Callable[[torch.Tensor], torch.Tensor],
+    context: int,
     eos_token: int | None = None,
-    use_cache: bool = True,
-    generator: torch.Generator | None = None,
-    sampler: Callable[..., torch.Tensor] | None = None,
+    cache: Any = None,
 ) -> Iterator[torch.Tensor]:
-    """Yield each new token, shape (B,), as soon as it is chosen (same arguments as generate).
+    """The one decoding loop: yield each new token (B,) of ``idx`` (B, T) as it is chosen.
 
-    With ``eos_token``, a row that has produced it keeps producing it, and the stream stops
-    once every row has. For one prompt, ``tok.item()`` is the new id.
+    ``step(tokens, cache)`` gives the (B, vocab) logits of the last of ``tokens``; ``pick``
+    turns them into (B, 1) ids. Without a ``cache`` every step reads the whole window; with
+    one, only the newest token. With ``eos_token``, a row that has produced it keeps
+    producing it, and the loop stops once every row has.
     """
-    check_sampling_args(temperature, top_k, top_p)
-    idx = _validate(model, idx, max_new_tokens)
-    was_training = model.training
-    model.eval()  # dropout off: generation must not be random beyond the sampling
-    try:
-        with torch.inference_mode():
-            yield from _stream(
-                model,
-                idx,
-                max_new_tokens,
-                temperature,
-                top_k,
-                top_p,
-                eos_token,
-                use_cache,
-                generator,
-                sampler,
-            )
-    finally:
-        model.train(was_training)
-
-
-def _decoding_head(model, max_new_tokens: int) -> torch.Tensor | None:
-    """On a CPU, the tied head as a (C, vocab) copy; None elsewhere (use ``model.lm_head``)."""
-    weight = model.lm_head.weight
-    if weight.device.type != "cpu" or max_new_tokens < 2:
-        return None
-    # One token at a time, the head is a matrix-vector product with the (vocab, C) matrix,
-    # the largest in GPT-2. CPU BLAS reads it about 1.5x faster laid out as (C, vocab)
-    # (transformers' Conv1D layers gain the same way); one copy per call repays itself in
-    # a few tokens. On a GPU both layouts run alike, so no copy.
-    return weight.detach().t().contiguous()
-
-
-def _takes_cache(model) -> bool:
-    """Whether ``model`` is the package's GPT (cache, last_only) or any idx -> logits module."""
-    try:
-        return "kv_cache" in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
+    finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
+    window = idx[:, -context:]  # (B, T'): the tokens the model can see
+    fresh = True
+    for _ in range(max_new_tokens):
+        if cache is None:
+            logits = step(window, None)
+        elif not fresh and len(cache) < context:
+            # The cache holds every earlier position: the newest token's query sees them all.
+            logits = step(window[:, -1:], cache)
+        else:
+            # First step, or the text has outgrown the context: the cached keys were computed
+            # at positions that are no longer the window's, so start again from the window.
+            cache.reset()
+            logits, fresh = step(window, cache), False
+        next_id = pick(logits)  # (B, 1)
+        if eos_token is not None:
+            next_id = next_id.masked_fill(finished[:, None], eos_token)
+            finished |= next_id[:, 0] == eos_token
+        yield next_id[:, 0]  # (B,)
+        window = torch.cat([window, next_id], dim=1)[:, -context:]
+        if eos_token is not None and bool(finished.all()):
+            return
 
 
 def _sample(sampler, logits, temperature, top_k, top_p, generator) -> torch.Tensor:
@@ -249,51 +209,42 @@ def _sample(sampler, logits, temperature, top_k, top_p, generator) -> torch.Tens
     return next_id.reshape(logits.size(0), 1).long()
 
 
-def _stream(
-    model, idx, max_new_tokens, temperature, top_k, top_p, eos_token, use_cache, generator, sampler
-):
-    n_ctx = _context(model)
-    B = idx.size(0)
-    finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
-    plain = not _takes_cache(model)  # e.g. the notebooks' own GPT: no cache, logits only
-    use_cache = use_cache and not plain
-    head = None if plain else _decoding_head(model, max_new_tokens)
+def stream(
+    model,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_token: int | None = None,
+    use_cache: bool = False,
+    generator: torch.Generator | None = None,
+    sampler: Callable[..., torch.Tensor] | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield each new token, shape (B,), as soon as it is chosen (same arguments as generate).
 
-    def last_logits(tokens: torch.Tensor, **kwargs):
-        """The model on ``tokens``: logits (B, 1, vocab) of the last position (and the cache)."""
-        if plain:
-            return model(tokens)[:, -1:]
-        if head is None:
-            return model(tokens, last_only=True, **kwargs)
-        out = model(tokens, last_only=True, return_hidden=True, **kwargs)
-        if isinstance(out, tuple):
-            return (out[0] @ head, *out[1:])
-        return out @ head  # (B, 1, C) @ (C, vocab)
+    For one prompt, ``tok.item()`` is the new id.
+    """
+    check_sampling_args(temperature, top_k, top_p)
+    config = getattr(getattr(model, "module", model), "config", None)
+    check_prompt(idx, max_new_tokens, getattr(config, "vocab_size", None))
+    idx = idx.to(device=next(model.parameters()).device, dtype=torch.long)
+    cache = KVCache(len(model.h)) if use_cache else None
 
-    cache = None
-    cache_len = 0
-    window = idx[:, -n_ctx:]  # (B, T'): the tokens the model can see
-    for _ in range(max_new_tokens):
-        if not use_cache:
-            logits = last_logits(window)
-        elif cache is not None and cache_len < n_ctx:
-            # The cache holds keys and values for every earlier position: feed only the
-            # newest token; its query attends to all of them.
-            logits, cache = last_logits(window[:, -1:], kv_cache=cache, return_cache=True)
-            cache_len += 1
-        else:
-            # First step, or the text has outgrown the context: the cached keys were computed
-            # at positions that are no longer the window's, so rebuild from the window.
-            logits, cache = last_logits(window, return_cache=True)
-            cache_len = window.size(1)
-        next_id = _sample(sampler, logits[:, -1, :], temperature, top_k, top_p, generator)
-        if eos_token is not None:
-            next_id = next_id.masked_fill(finished[:, None], eos_token)
-            finished |= next_id[:, 0] == eos_token
-        yield next_id[:, 0]  # (B,)
-        window = torch.cat([window, next_id], dim=1)[:, -n_ctx:]
-        if eos_token is not None and bool(finished.all()):
-            return
+    def step(tokens: torch.Tensor, cache) -> torch.Tensor:
+        logits = model(tokens) if cache is None else model(tokens, cache=cache)
+        return logits[:, -1]  # (B, vocab)
+
+    def pick(logits: torch.Tensor) -> torch.Tensor:
+        return _sample(sampler, logits, temperature, top_k, top_p, generator)
+
+    was_training = model.training
+    model.eval()  # dropout off: generation must not be random beyond the sampling
+    try:
+        with torch.inference_mode():
+            yield from decode(step, idx, max_new_tokens, pick, _context(model), eos_token, cache)
+    finally:
+        model.train(was_training)
 
 
 def generate(
@@ -304,37 +255,27 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     eos_token: int | None = None,
-    use_cache: bool = True,
+    use_cache: bool = False,
     generator: torch.Generator | None = None,
     sampler: Callable[..., torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Append up to ``max_new_tokens`` sampled tokens to ``idx`` (B, T) -> (B, T + new).
 
-    temperature 0 (or below ``GREEDY_BELOW``) is greedy; ``top_k``/``top_p`` cut the unlikely tail; generation stops
-    early once every row has produced ``eos_token``. The model is put in eval mode while
-    it runs (and its mode restored after). ``model`` is the package's GPT (with a KV cache)
-    or any module mapping ids (B, T) to logits (B, T, vocab), such as the one you write in
-    part 5; ``sampler`` is your ``sample_next_token(logits, temperature, top_k, generator)``.
+    temperature 0 (or below ``GREEDY_BELOW``) is greedy; ``top_k``/``top_p`` cut the unlikely
+    tail; generation stops early once every row has produced ``eos_token``. ``model`` is any
+    module mapping ids (B, T) to logits (B, T, vocab), the package's GPT or yours;
+    ``use_cache=True`` feeds it only the newest token with a ``KVCache`` (its forward must take
+    ``cache=``, as the package's does). ``sampler`` is your ``sample_next_token(logits,
+    temperature, top_k, generator)``. The model runs in eval mode (its mode restored after).
     """
-    check_sampling_args(temperature, top_k, top_p)
-    idx = _validate(model, idx, max_new_tokens)
     new = list(
         stream(
-            model,
-            idx,
-            max_new_tokens,
-            temperature,
-            top_k,
-            top_p,
-            eos_token,
-            use_cache,
-            generator,
-            sampler,
+            model, idx, max_new_tokens, temperature, top_k, top_p, eos_token, use_cache,
+            generator, sampler,
         )
-    )
-    if not new:
-        return idx.clone()
-    return torch.cat([idx, torch.stack(new, dim=1)], dim=1)  # (B, T + new)
+    )  # fmt: skip
+    idx = idx.to(next(model.parameters()).device)
+    return torch.cat([idx, torch.stack(new, dim=1)], dim=1) if new else idx.clone()
 
 
 def sample_text(
@@ -346,22 +287,11 @@ def sample_text(
     top_k: int | None = None,
     seed: int = 0,
 ) -> str:
-    """Text the model writes after ``prompt`` (seeded, so the same model gives the same text).
-
-    Recomputes the whole window each step (no cache): during training the model is small
-    and this keeps the draws identical to part 6's own loop.
-    """
+    """Text the model writes after ``prompt`` (seeded, so the same model gives the same text)."""
     ids = tokenizer.encode(prompt)
     if not ids:
         raise ValueError("the prompt is empty; give at least one character, e.g. '\\n'")
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)
-    idx = torch.tensor([ids], device=device)  # (1, T)
-    try:
-        for _ in range(max_new_tokens):
-            idx = generate_step(model, idx, max(temperature, 1e-6), top_k, None, g)
-    finally:
-        model.train(was_training)
-    return tokenizer.decode(idx[0, len(ids) :].tolist())
+    out = generate(model, torch.tensor([ids]), max_new_tokens, temperature, top_k, generator=g)
+    return tokenizer.decode(out[0, len(ids) :].tolist())

@@ -2,22 +2,25 @@
 
     idx (B, T) -> wte + wpe -> n_layer x Block -> ln_f -> lm_head (tied to wte) -> logits (B, T, vocab)
 
-Each Block is pre-LN: ``x = x + attn(ln_1(x))``, then ``x = x + mlp(ln_2(x))``.
+Each Block is pre-LN: ``x = x + attn(ln_1(x))``, then ``x = x + mlp(ln_2(x))``. Every module
+maps a tensor to a tensor, as the exercises do; decoding passes a ``KVCache`` in, which the
+attention layers fill in place (``cache.py``).
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import CausalSelfAttention
-from .config import MODEL_NAMES, GPTConfig  # noqa: F401  (re-exported: notebooks import them from here)
+from .config import MODEL_NAMES, GPTConfig  # noqa: F401  (notebooks import them from here)
 
-# One (keys, values) pair per layer, each (B, n_head, T_past, head_dim).
-KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+if TYPE_CHECKING:
+    from .cache import KVCache, LayerCache
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -64,19 +67,14 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        kv_cache: tuple[torch.Tensor, torch.Tensor] | None = None,
-        return_weights: bool = False,
-    ) -> tuple:
-        """(B, T, C) -> ``(x, (k, v))``, plus the attention weights when asked."""
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C)."""
         # The residual stream x is never normalised in place: each sublayer reads a
         # normalised copy and adds its result back, so gradients flow straight through.
-        out = self.attn(self.ln_1(x), kv_cache=kv_cache, return_weights=return_weights)
-        x = x + out[0]
+        h = self.ln_1(x)
+        x = x + (self.attn(h) if cache is None else self.attn(h, cache))
         x = x + self.mlp(self.ln_2(x))
-        return (x, *out[1:])
+        return x
 
 
 class GPT(nn.Module):
@@ -94,20 +92,21 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         # Weight tying, as in GPT-2: reading a token in and writing it out share one matrix.
         self.lm_head.weight = self.wte.weight
-        self.apply(self._init_weights)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """GPT-2's initialisation: weights from N(0, 0.02), biases 0, LayerNorms 1 and 0."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
         # GPT-2 scales the residual projections by 1/sqrt(2 * n_layer) at init, so the
         # residual stream's variance does not grow with depth.
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count; tied weights count once. ``non_embedding`` leaves out ``wpe``."""
@@ -116,58 +115,32 @@ class GPT(nn.Module):
             n -= self.wpe.weight.numel()
         return n
 
-    def forward(
-        self,
-        idx: torch.Tensor,
-        targets: torch.Tensor | None = None,
-        kv_cache: KVCache | None = None,
-        return_cache: bool = False,
-        return_weights: bool = False,
-        last_only: bool = False,
-        return_hidden: bool = False,
-    ):
-        """Logits (B, T, vocab) for token ids ``idx`` (B, T); with ``targets`` also the loss.
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab) for token ids ``idx`` (B, T).
 
-        Returns ``logits`` or ``(logits, loss)``. With ``return_cache`` the per-layer keys
-        and values are appended; with ``return_weights`` the per-layer attention weights.
-        ``kv_cache`` holds the keys and values of the positions before ``idx``;
-        ``last_only`` computes the logits of the last position only (B, 1, vocab), which is
-        all that generation needs; ``return_hidden`` returns the final hidden states (after
-        ``ln_f``, shape (B, T, C)) in place of the logits, for a caller that applies the head.
+        With a ``cache`` holding the keys and values of earlier positions, ``idx`` holds only
+        the tokens after them, and their keys and values are added to it.
         """
-        self._check_input(idx, targets)
-        B, T = idx.shape
-        past = 0 if kv_cache is None else kv_cache[0][0].size(2)
+        self._check_input(idx)
+        T = idx.size(1)
+        past = 0 if cache is None else len(cache)
         if past + T > self.config.n_positions:
             raise ValueError(
                 f"sequence of {past + T} tokens is longer than the model's context of "
                 f"{self.config.n_positions} positions; crop the input to its last "
                 f"{self.config.n_positions} tokens (generate() does this for you)"
             )
-        pos = torch.arange(past, past + T, device=idx.device)  # (T,)
+        if cache is None:
+            pos = torch.arange(T, device=idx.device)  # (T,)
+        else:
+            pos = cache.positions(T, idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
-        new_cache, all_weights = [], []
         for i, block in enumerate(self.h):
-            layer_cache = None if kv_cache is None else kv_cache[i]
-            out = block(x, kv_cache=layer_cache, return_weights=return_weights)
-            x = out[0]  # (B, T, C)
-            new_cache.append(out[1])
-            if return_weights:
-                all_weights.append(out[2])
-        if last_only:
-            x = x[:, -1:]  # (B, 1, C): the vocab projection is the costliest matmul
-        x = self.ln_f(x)
-        logits = x if return_hidden else self.lm_head(x)  # (B, T, vocab)
-        result = [logits]
-        if targets is not None:
-            result.append(lm_loss(logits, targets))
-        if return_cache:
-            result.append(new_cache)
-        if return_weights:
-            result.append(all_weights)
-        return result[0] if len(result) == 1 else tuple(result)
+            # An exercise's Block takes only x: pass a cache only when there is one.
+            x = block(x) if cache is None else block(x, cache.layers[i])  # (B, T, C)
+        return self.lm_head(self.ln_f(x))  # (B, T, vocab)
 
-    def _check_input(self, idx: torch.Tensor, targets: torch.Tensor | None) -> None:
+    def _check_input(self, idx: torch.Tensor) -> None:
         if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
             shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
             raise ValueError(
@@ -178,11 +151,6 @@ class GPT(nn.Module):
             raise TypeError(f"idx must hold integer token ids (torch.long), got {idx.dtype}")
         if idx.size(1) == 0:
             raise ValueError("idx is empty: give at least one token (e.g. <|endoftext|>)")
-        if targets is not None and targets.shape != idx.shape:
-            raise ValueError(
-                f"targets must have the shape of idx {tuple(idx.shape)}, got "
-                f"{tuple(targets.shape)}; targets[b, t] is the token that follows idx[b, t]"
-            )
         # A bad id on a GPU is a cryptic device-side assert; catch it here, on the CPU only
         # (checking a CUDA tensor would stall the GPU on every step).
         if idx.device.type == "cpu" and not torch.compiler.is_compiling():

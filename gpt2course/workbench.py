@@ -1,6 +1,7 @@
 """Your workbench: the pieces you wrote, carried from one notebook to the next.
 
-When a check passes, it keeps the source of your function or class here. A later notebook
+Once this module is imported (every notebook with exercises imports it beside the checks), a
+check that passes keeps the source of your function or class here. A later notebook
 asks for the pieces it builds on (``workbench.use("CausalSelfAttention", "MLP")``) and gets
 yours, rebuilt from that source and checked again, or the reference for any piece that is
 missing or no longer passes, each on its own: a wrong MLP does not throw away a right
@@ -30,6 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from . import checks
+from .checks._core import ON_PASS
 
 __all__ = ["PIECES", "describe", "folder", "forget", "save", "saved", "use"]
 
@@ -88,8 +92,6 @@ def _not_done(*args: Any, **kwargs: Any) -> Any:
 def _reference(piece: Piece, namespace: dict) -> Any:
     """The reference with the exercise's interface: what the check hands back for a stub
     (built from the pieces in ``namespace``: a fallback GPT keeps your Block)."""
-    from . import checks
-
     uses = [namespace[n] for n in piece.uses]
     return _quiet(lambda: getattr(checks, piece.check)(_not_done, *uses))
 
@@ -149,6 +151,10 @@ def save(name: str, obj: Any) -> bool:
     return True
 
 
+if save not in ON_PASS:  # a passing check keeps its piece here
+    ON_PASS.append(save)
+
+
 def forget(*names: str) -> None:
     """Drop saved pieces (all when no names are given), so that the references are used."""
     for name in names or PIECES:
@@ -186,8 +192,6 @@ def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
         return _Loaded(
             _reference(piece, namespace), False, f"your saved code failed, {type(e).__name__}: {e}"
         )
-    from . import checks
-
     global _rebuilding
     check = getattr(checks, piece.check)
     old = os.environ.get("GPT2COURSE_STRICT_CHECKS")

@@ -13,6 +13,7 @@ from gpt2course.attention import (
     scaled_dot_product_attention,
     split_heads,
 )
+from gpt2course.cache import LayerCache
 from gpt2course.model import GPTConfig
 
 
@@ -125,10 +126,11 @@ def test_cuda_module_fused_equals_explicit(dtype):
     attn = CausalSelfAttention(small_config(n_embd=768, n_head=12)).cuda().to(dtype).eval()
     x = torch.randn(2, 200, 768, device="cuda", dtype=dtype)
     with torch.no_grad():
-        fused, _ = attn(x)
-        explicit, _, w = attn(x, return_weights=True)
-        first, cache = attn(x[:, :150])
-        rest, _ = attn(x[:, 150:], kv_cache=cache)
+        fused = attn(x)
+        explicit, w = step_by_step(attn, x)
+        cache = LayerCache()
+        first = attn(x[:, :150], cache)
+        rest = attn(x[:, 150:], cache)
     tol = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}[dtype]
     torch.testing.assert_close(explicit.float(), fused.float(), atol=tol, rtol=0)
     torch.testing.assert_close(rest.float(), fused[:, 150:].float(), atol=tol, rtol=0)
@@ -190,6 +192,14 @@ def test_split_merge_heads_match_torch_mha_layout():
         split_heads(x, 5)
 
 
+def step_by_step(attn: CausalSelfAttention, x: torch.Tensor):
+    """The module's output and weights through the explicit attention of part 3."""
+    q, k, v = (split_heads(t, attn.n_head) for t in attn.c_attn(x).split(attn.n_embd, dim=2))
+    mask = causal_mask(x.size(1), device=x.device)
+    y, w = scaled_dot_product_attention(q, k, v, mask=mask, return_weights=True)
+    return attn.c_proj(merge_heads(y)), w
+
+
 def small_config(**kw):
     return GPTConfig(
         **{**dict(vocab_size=100, n_positions=64, n_embd=32, n_layer=1, n_head=4), **kw}
@@ -210,12 +220,11 @@ def test_module_matches_torch_multihead_attention():
     blocked = ~causal_mask(11)  # nn.MultiheadAttention's mask says where NOT to attend
     with torch.no_grad():
         expected, expected_w = mha(x, x, x, attn_mask=blocked, average_attn_weights=False)
-        y_fused, (k, v) = attn(x)
-        y_explicit, _, w = attn(x, return_weights=True)
+        y_fused = attn(x)
+        y_explicit, w = step_by_step(attn, x)
     torch.testing.assert_close(y_fused, expected, atol=1e-6, rtol=0)
     torch.testing.assert_close(y_explicit, expected, atol=1e-6, rtol=0)
     torch.testing.assert_close(w, expected_w, atol=1e-6, rtol=0)
-    assert k.shape == v.shape == (3, 4, 11, 8)
 
 
 def test_module_fused_equals_explicit_with_cache():
@@ -223,13 +232,15 @@ def test_module_fused_equals_explicit_with_cache():
     attn = CausalSelfAttention(small_config()).eval()
     x = torch.randn(2, 9, 32)
     with torch.no_grad():
-        full, _ = attn(x)
-        first, cache = attn(x[:, :6])
-        rest_fused, _ = attn(x[:, 6:], kv_cache=cache)
-        rest_explicit, _, w = attn(x[:, 6:], kv_cache=cache, return_weights=True)
-    torch.testing.assert_close(rest_fused, full[:, 6:], atol=1e-6, rtol=0)
-    torch.testing.assert_close(rest_explicit, full[:, 6:], atol=1e-6, rtol=0)
-    assert w.shape == (2, 4, 3, 9)
+        full = attn(x)
+        cache = LayerCache()
+        first = attn(x[:, :6], cache)
+        rest = attn(x[:, 6:8], cache)  # two new queries: a mask over the 8 keys
+        last = attn(x[:, 8:], cache)  # one new query: it sees every key
+        explicit, _ = step_by_step(attn, x)
+    torch.testing.assert_close(torch.cat([first, rest, last], 1), full, atol=1e-6, rtol=0)
+    torch.testing.assert_close(explicit, full, atol=1e-6, rtol=0)
+    assert cache.k.shape == (2, 4, 9, 8)
 
 
 def test_module_is_causal():
@@ -239,7 +250,7 @@ def test_module_is_causal():
     x2 = x.clone()
     x2[:, 5:] = torch.randn(1, 3, 32)  # change the future
     with torch.no_grad():
-        torch.testing.assert_close(attn(x)[0][:, :5], attn(x2)[0][:, :5])
+        torch.testing.assert_close(attn(x)[:, :5], attn(x2)[:, :5])
 
 
 def test_module_bad_input():
@@ -406,7 +417,8 @@ def test_check_module_names_the_bug(lenient, capsys, bug, message):
     assert fallback(GPTConfig(n_embd=32, n_head=4))(x).shape == x.shape
 
 
-def test_check_module_accepts_right_and_reference(lenient, capsys):
+def test_check_module_accepts_right_and_reference(lenient, capsys, monkeypatch):
+    monkeypatch.setattr(checks._core, "_HANDED_BACK", [])  # the reference, not handed back yet
     right = make_module()
     assert checks.check_causal_self_attention(right) is right
     assert checks.check_causal_self_attention(CausalSelfAttention) is CausalSelfAttention

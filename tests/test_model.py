@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from gpt2course import checks
-from gpt2course.model import GPT, MODEL_NAMES, GPTConfig, count_parameters
+from gpt2course.attention import CausalSelfAttention
+from gpt2course.cache import KVCache, StaticKVCache
+from gpt2course.model import GPT, MODEL_NAMES, Block, GPTConfig, count_parameters, lm_loss
 from gpt2course.pretrained import from_transformers as from_hf
 
 
@@ -64,7 +65,8 @@ def test_loss_matches_transformers():
     idx = torch.randint(0, 80, (4, 20), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = hf(idx, labels=idx).loss  # HF shifts the labels itself
-        logits, loss = ours(idx[:, :-1], idx[:, 1:])
+        logits = ours(idx[:, :-1])
+        loss = lm_loss(logits, idx[:, 1:])
     assert logits.shape == (4, 19, 80)
     torch.testing.assert_close(loss, want, atol=1e-5, rtol=0)
 
@@ -75,30 +77,29 @@ def test_kv_cache_forward_matches_full_forward():
     idx = torch.randint(0, 80, (2, 12), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         want = hf(idx).logits
-        first, cache = ours(idx[:, :8], return_cache=True)
-        rest, _ = ours(idx[:, 8:], kv_cache=cache, return_cache=True)
-        last = ours(idx, last_only=True)
-    torch.testing.assert_close(torch.cat([first, rest], 1), want, atol=1e-4, rtol=0)
-    torch.testing.assert_close(last, want[:, -1:], atol=1e-4, rtol=0)
-    # One token at a time (a decoding step), on both attention paths.
-    _, cache = ours(idx[:, :11], return_cache=True)
-    with torch.no_grad():
-        one, _, weights = ours(idx[:, 11:], kv_cache=cache, return_cache=True, return_weights=True)
-        plain = ours(idx[:, 11:], kv_cache=cache)
-    torch.testing.assert_close(one, want[:, 11:], atol=1e-4, rtol=0)
-    torch.testing.assert_close(plain, want[:, 11:], atol=1e-4, rtol=0)
-    assert weights[0].shape == (2, 3, 1, 12)
+        cache = KVCache(2)
+        first = ours(idx[:, :8], cache=cache)  # a prompt of 8, then 3 at once, then 1
+        rest = ours(idx[:, 8:11], cache=cache)
+        assert len(cache) == 11
+        one = ours(idx[:, 11:], cache=cache)  # a decoding step
+    torch.testing.assert_close(torch.cat([first, rest, one], 1), want, atol=1e-4, rtol=0)
+    assert cache.layers[0].k.shape == (2, 3, 12, 8)  # (B, n_head, T, head_dim)
 
 
-def test_hidden_states_times_the_tied_head_are_the_logits():
+def test_static_cache_gives_the_growing_caches_logits():
     hf = hf_model(2, n_layer=2, n_head=3, n_embd=24, n_positions=32, vocab_size=80)
     ours = from_hf(hf)
     idx = torch.randint(0, 80, (2, 9), generator=torch.Generator().manual_seed(2))
+    cache = StaticKVCache(ours.config, batch=2, length=16, device="cpu", dtype=torch.float32)
     with torch.no_grad():
-        hidden = ours(idx, return_hidden=True)
-        want = hf(idx, output_hidden_states=True)
-    torch.testing.assert_close(hidden, want.hidden_states[-1], atol=1e-5, rtol=0)
-    torch.testing.assert_close(hidden @ hf.lm_head.weight.T, want.logits, atol=1e-4, rtol=0)
+        want = hf(idx).logits
+        first = ours(idx[:, :6], cache=cache)
+        cache.advance(6)  # the static cache's caller counts the positions written
+        steps = []
+        for t in range(6, 9):
+            steps.append(ours(idx[:, t : t + 1], cache=cache))
+            cache.advance(1)
+    torch.testing.assert_close(torch.cat([first, *steps], 1), want, atol=1e-4, rtol=0)
 
 
 @pytest.mark.slow
@@ -146,9 +147,10 @@ def test_too_long_input_is_a_clear_error():
     model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, n_positions=8, vocab_size=10))
     with pytest.raises(ValueError, match="longer than the model's context of 8"):
         model(torch.zeros(1, 9, dtype=torch.long))
-    _, cache = model(torch.zeros(1, 8, dtype=torch.long), return_cache=True)
+    cache = KVCache(1)
+    model(torch.zeros(1, 8, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError, match="crop the input"):
-        model(torch.zeros(1, 1, dtype=torch.long), kv_cache=cache)
+        model(torch.zeros(1, 1, dtype=torch.long), cache=cache)
 
 
 def test_bad_inputs_are_clear_errors():
@@ -159,18 +161,14 @@ def test_bad_inputs_are_clear_errors():
         model(torch.zeros(1, 5))
     with pytest.raises(ValueError, match=r"\[0, 10\)"):
         model(torch.tensor([[1, 10]]))
-    with pytest.raises(ValueError, match="targets must have the shape"):
-        model(torch.zeros(1, 5, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="divisible by n_head"):
         GPTConfig(n_embd=10, n_head=3)
     with pytest.raises(ValueError, match="choose one of"):
         GPTConfig.from_name("gpt3")
 
 
-# The notebook's checks are tried in tests/checks/test_transformer.py.
-
-
-def test_reference_block_fallback_returns_a_tensor():
+def test_every_module_maps_a_tensor_to_a_tensor():
     cfg = GPTConfig(n_layer=1, n_head=2, n_embd=8, n_positions=8, vocab_size=10)
-    out = checks.transformer.ReferenceBlock(cfg)(torch.randn(1, 3, 8))
-    assert out.shape == (1, 3, 8)
+    x = torch.randn(1, 3, 8)
+    assert Block(cfg)(x).shape == CausalSelfAttention(cfg)(x).shape == (1, 3, 8)
+    assert GPT(cfg)(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, 10)

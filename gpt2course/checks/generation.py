@@ -278,28 +278,22 @@ def check_generate_with_cache(generate_with_cache: Callable, hint: int = 1) -> C
         counted = _count_positions(model)
         got = call(f, model, idx, n, names=["model", "idx"])
         positions = counted[0]
-        want = reference.generate(model, idx, n, temperature=0, use_cache=False)
-        # The usual mistakes, replayed on the real model.
+        want = reference.generate(model, idx, n, temperature=0)
+        # The usual mistake, replayed on the real model: the newest token fed without the
+        # cache (or with a fresh one each step), so it sees nothing before it.
         with torch.no_grad():
-            logits, first_cache = model(idx, return_cache=True)
-            out, cache = idx, first_cache
-            stale, nocache = idx, idx
-            stale_next = nocache_next = logits[:, -1:].argmax(-1)
+            nocache = idx
+            next_id = model(idx)[:, -1:].argmax(-1)
             for _ in range(n - 1):
-                stale = torch.cat([stale, stale_next], 1)
-                stale_next = model(stale_next, kv_cache=first_cache)[:, -1:].argmax(-1)
-                nocache = torch.cat([nocache, nocache_next], 1)
-                nocache_next = model(nocache_next)[:, -1:].argmax(-1)
-            stale = torch.cat([stale, stale_next], 1)
-            nocache = torch.cat([nocache, nocache_next], 1)
-        del out, cache
+                nocache = torch.cat([nocache, next_id], 1)
+                next_id = model(next_id)[:, -1:].argmax(-1)
+            nocache = torch.cat([nocache, next_id], 1)
         compare_tensors(
             got, want, what="generated ids", atol=0, rtol=0,
             likely_bugs=[
-                ("the cache is not updated: keep the cache each call returns (logits, cache = model(..., kv_cache=cache, return_cache=True))", stale),
-                ("the newest token is fed without the cache, so it sees nothing before it: pass kv_cache=cache", nocache),
+                ("the newest token is fed without the cache (or with a new one), so it sees nothing before it: make one KVCache before the loop and pass cache=cache at every step", nocache),
                 ("one token too few: the result has max_new_tokens new ids", want[:, :-1]),
-                ("one token too many: the result has max_new_tokens new ids", reference.generate(model, idx, n + 1, temperature=0, use_cache=False)),
+                ("one token too many: the result has max_new_tokens new ids", reference.generate(model, idx, n + 1, temperature=0)),
                 ("only the new tokens are returned; return the prompt followed by them", want[:, T:]),
             ],
         )  # fmt: skip
@@ -309,10 +303,19 @@ def check_generate_with_cache(generate_with_cache: Callable, hint: int = 1) -> C
                 f"the model processed {positions} token positions for a {T}-token "
                 f"prompt and {n} new tokens, expected {T + n - 1}: the whole sequence is fed "
                 "at every step, which is the loop without a cache; feed only the newest token "
-                "with kv_cache=cache"
+                "with cache=cache"
             )
 
     def ref(model, idx, max_new_tokens):
-        return reference.generate(model, idx, max_new_tokens, temperature=0)
+        return reference.generate(model, idx, max_new_tokens, temperature=0, use_cache=True)
 
-    return run_check("generate_with_cache", generate_with_cache, ref, test, hint=hint)
+    meanings = [
+        (
+            r"longer than the model's context",
+            "tokens the cache already holds are fed again: after the prompt, feed only the "
+            "newest token, model(next_id, cache=cache)",
+        )
+    ]
+    return run_check(
+        "generate_with_cache", generate_with_cache, ref, test, hint=hint, crash_meanings=meanings
+    )

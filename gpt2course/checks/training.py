@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import train as reference
+from ..model import GPT, GPTConfig
+from ..model import lm_loss as reference_loss
 from ._core import CheckFailure, call, compare_tensors, require_tensor, run_check
 
 __all__ = ["check_lm_loss", "check_lr_schedule", "check_train_step"]
@@ -73,9 +75,7 @@ def check_lm_loss(lm_loss, hint: int = 1):
             "flatten with .reshape() or .flatten(0, 1)",
         )
     ]
-    return run_check(
-        "lm_loss", lm_loss, reference.lm_loss, test, hint=hint, crash_meanings=meanings
-    )
+    return run_check("lm_loss", lm_loss, reference_loss, test, hint=hint, crash_meanings=meanings)
 
 
 def _schedule_variant(step, *, max_lr, min_lr, warmup_steps, max_steps, bug):
@@ -180,8 +180,6 @@ _OLD_LR = 0.01  # the optimizer's rate before the step; the step must set its ow
 
 def _tiny_setup(seed: int):
     """A tiny GPT, an SGD optimizer with two groups, stale gradients, two micro-batches."""
-    from ..model import GPT, GPTConfig
-
     torch.manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=32, n_positions=8, n_embd=16, n_layer=1, n_head=2))
     # Plain SGD: every mistake with the gradients shows in the new weights (Adam's first
@@ -219,7 +217,7 @@ def _step_variant(seed, lr, clip, bug=None):
     for x, y in micro:
         if bug == "zero_grad_in_loop":
             opt.zero_grad()
-        _, loss = model(x, y)
+        loss = reference_loss(model(x), y)
         (loss if bug == "no_divide" else loss / len(micro)).backward()
         losses.append(loss.item())
         if bug == "clip_each":

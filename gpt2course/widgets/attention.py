@@ -13,6 +13,7 @@ from typing import Any
 import ipywidgets as widgets
 import torch
 
+from ..attention import causal_mask, scaled_dot_product_attention, split_heads
 from .static import Snapshot
 
 __all__ = [
@@ -50,21 +51,43 @@ def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
 
 
 def attention_weights(model: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
-    """(n_layer, n_head, T, T) attention weights of a ``GPT`` for one sequence ``idx`` (T,)."""
+    """(n_layer, n_head, T, T) attention weights of a GPT for one sequence ``idx`` (T,).
+
+    Each layer's input is caught on its way into ``h.N.attn``; the weights are recomputed
+    from that module's own ``c_attn`` with the step-by-step attention of part 3. Any GPT with
+    GPT-2's module names works, yours included.
+    """
     if idx.dim() == 1:
         idx = idx[None]
     if idx.dim() != 2 or idx.size(0) != 1:
         raise ValueError(
             f"pass one sequence of token ids, shape (T,) or (1, T); got {tuple(idx.shape)}"
         )
+    inputs: list[torch.Tensor] = []
+    hooks = [
+        b.attn.register_forward_pre_hook(lambda m, args: inputs.append(args[0])) for b in model.h
+    ]
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            _, per_layer = model(idx, return_weights=True)
+            model(idx)
+            weights = [_weights(b.attn, x, model) for b, x in zip(model.h, inputs, strict=True)]
     finally:
         model.train(was_training)
-    return torch.stack([w[0] for w in per_layer]).float().cpu()  # (L, nh, T, T)
+        for h in hooks:
+            h.remove()
+    return torch.stack([w[0] for w in weights]).float().cpu()  # (L, nh, T, T)
+
+
+def _weights(attn: torch.nn.Module, x: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) of one attention layer for its input ``x`` (B, T, C)."""
+    n_head = getattr(attn, "n_head", None) or model.config.n_head
+    C, T = x.size(-1), x.size(1)
+    q, k, _ = attn.c_attn(x).split(C, dim=2)
+    q, k = split_heads(q, n_head), split_heads(k, n_head)  # (B, nh, T, hd)
+    _, w = scaled_dot_product_attention(q, k, k, mask=causal_mask(T, x.device), return_weights=True)
+    return w  # (B, nh, T, T)
 
 
 def _check(weights: torch.Tensor, tokens: Sequence[str]) -> None:

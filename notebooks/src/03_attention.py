@@ -29,12 +29,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gpt2course import checks
+from gpt2course import checks, workbench
 from gpt2course.assets import tiktoken_gpt2
 from gpt2course.device import quick_mode
 from gpt2course.figures import heads_figure
 from gpt2course.model import GPT, GPTConfig
-from gpt2course.widgets.attention import attention_viewer, heatmap_html
+from gpt2course.widgets.attention import attention_viewer, attention_weights, heatmap_html
 
 # Sizes for the speed comparison near the end; the full setting is GPT-2's context.
 T_BENCH = 256 if quick_mode() else 1024
@@ -430,14 +430,10 @@ print(f"T={T_BENCH}, 12 heads: ours {1e3 * t_ours:.1f} ms, torch's {1e3 * t_torc
 torch.manual_seed(0)
 tiny_gpt = GPT(GPTConfig(n_layer=2, n_head=4, n_embd=64, n_positions=64)).eval()
 ids = enc.encode("The cat sat on the mat because it was tired.")
-x_ids = torch.tensor([ids])
-logits, weights_per_layer = tiny_gpt(x_ids, return_weights=True)
-print(
-    len(weights_per_layer),
-    "layers of weights, each",
-    tuple(weights_per_layer[0].shape),
-    "(B, n_head, T, T)",
-)
+# The model returns logits only; the viewer catches each layer's input on its way into
+# the attention and recomputes the weights from that layer's c_attn, as you did above.
+weights = attention_weights(tiny_gpt, torch.tensor(ids))
+print(tuple(weights.shape), "= (n_layer, n_head, T, T)")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -456,7 +452,7 @@ attention_viewer(
 from IPython.display import HTML
 
 toks = [enc.decode([i]) for i in ids]
-HTML(heatmap_html(weights_per_layer[0][0, 0], toks, caption="untrained GPT: layer 0, head 0"))
+HTML(heatmap_html(weights[0, 0], toks, caption="untrained GPT: layer 0, head 0"))
 
 # %% [markdown]
 # ## Summary

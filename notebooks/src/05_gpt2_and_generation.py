@@ -38,6 +38,7 @@ from gpt2course import checks, workbench
 from gpt2course.assets import tiktoken_gpt2
 from gpt2course.device import quick_mode
 from gpt2course.figures import kv_cache_figure, model_figure
+from gpt2course.cache import KVCache
 from gpt2course.generation import filter_top_k, generate, next_token_probs, stream
 from gpt2course.model import GPT as PackageGPT
 from gpt2course.model import GPTConfig
@@ -411,32 +412,32 @@ print(f"prompt {long_prompt.shape[1]} tokens + 25 new = {out.shape[1]} tokens "
 #
 # So keep them. Each layer stores its keys and values, `(B, n_head, T, head_dim)` each;
 # the next step feeds **only the new token**, whose query attends to the stored keys plus
-# its own. Per step the work drops from the whole sequence to one token. In our `GPT`:
+# its own. Per step the work drops from the whole sequence to one token. In our `GPT` the
+# cache is an object you pass in, and the model fills it:
 #
-# - `logits, cache = cached(idx, return_cache=True)` runs the prompt and returns the cache,
-#   one `(k, v)` pair per layer;
-# - `logits, cache = cached(new_ids, kv_cache=cache, return_cache=True)` runs only `new_ids`,
-#   at the positions after the cached ones, and returns the cache grown by them.
+# - `cache = KVCache(n_layer)` is empty: one keys-and-values store per layer;
+# - `logits = cached(idx, cache=cache)` runs the prompt and stores its keys and values;
+# - `logits = cached(new_ids, cache=cache)` runs only `new_ids`, at the positions after the
+#   cached ones; their queries see every cached key, and their own keys join the cache.
 
 # %%
 kv_cache_figure(prompt=4, steps=3)
 plt.show()
 
 # %%
-logits, cache = cached(idx, return_cache=True)
-print(
-    f"{len(cache)} layers; layer 0 keys {tuple(cache[0][0].shape)}, values {tuple(cache[0][1].shape)}"
-)
+cache = KVCache(config.n_layer)
+logits = cached(idx, cache=cache)
+layer0 = cache.layers[0]
+print(f"{len(cache.layers)} layers; layer 0 keys {tuple(layer0.k.shape)}, values {tuple(layer0.v.shape)}")
 next_id = logits[:, -1:].argmax(-1)  # (1, 1)
-logits2, cache = cached(next_id, kv_cache=cache, return_cache=True)
-print("after one more token: logits", tuple(logits2.shape), "keys", tuple(cache[0][0].shape))
+logits2 = cached(next_id, cache=cache)
+print("after one more token: logits", tuple(logits2.shape), "keys", tuple(layer0.k.shape))
 
 # %% [markdown]
 # ## Exercise: generation with the cache
-# Write greedy generation with the cache: run the prompt once with `return_cache=True`,
-# then at each step feed only the newest token with `kv_cache=cache`, and keep the cache
-# that comes back. (Stay within `n_positions` here; the library's `generate` handles the
-# rest.)
+# Write greedy generation with the cache: make one `KVCache(len(model.h))`, run the prompt
+# once with `cache=cache`, then at each step feed only the newest token with the same cache.
+# (Stay within `n_positions` here; the library's `generate` handles the rest.)
 
 
 # %%
@@ -445,12 +446,13 @@ def generate_with_cache(model, idx, max_new_tokens):
     """Greedy: (B, T) -> (B, T + max_new_tokens), processing each new token once."""
     # BEGIN SOLUTION
     # HINT: keep each row's greedy token as shape (B, 1): that is the next step's input.
-    logits, cache = model(idx, return_cache=True)  # the prompt, once
+    cache = KVCache(len(model.h))
+    logits = model(idx, cache=cache)  # the prompt, once
     for i in range(max_new_tokens):
         next_id = logits[:, -1:].argmax(dim=-1)  # (B, 1)
         idx = torch.cat([idx, next_id], dim=1)
         if i < max_new_tokens - 1:
-            logits, cache = model(next_id, kv_cache=cache, return_cache=True)
+            logits = model(next_id, cache=cache)  # the newest token only
     return idx
     # END SOLUTION
 
@@ -476,15 +478,17 @@ for kw in [dict(temperature=0), dict(temperature=1.0, top_k=40)]:
     assert torch.equal(a, b)
 mine = generate_with_cache(cached, prompt, N_NEW)
 print(
-    "generate_with_cache agrees:", torch.equal(mine, generate(cached, prompt, N_NEW, temperature=0))
+    "generate_with_cache agrees:",
+    torch.equal(mine, generate(cached, prompt, N_NEW, temperature=0, use_cache=True)),
 )
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 seq = a
 full = cached(seq)  # (B, T, vocab): everything recomputed
-_, cache = cached(seq[:, :-1], return_cache=True)
-step = cached(seq[:, -1:], kv_cache=cache)  # (B, 1, vocab): the last token only
+cache = KVCache(config.n_layer)
+cached(seq[:, :-1], cache=cache)
+step = cached(seq[:, -1:], cache=cache)  # (B, 1, vocab): the last token only
 print("largest logit difference:", f"{(full[:, -1:] - step).abs().max().item():.1e}")
 assert torch.allclose(full[:, -1:], step, atol=1e-4)
 

@@ -351,9 +351,9 @@ for name in COMPARE:
     m = pretrained.load_pretrained(name, device=device, dtype=pick_dtype(device))
     x = torch.tensor([enc.encode(prompt)], device=device)
     g = torch.Generator().manual_seed(0)
-    generate(m, x, 5)  # warm-up
+    generate(m, x, 5, use_cache=True)  # warm-up
     t0 = time.perf_counter()
-    out = generate(m, x, NEW_TOKENS, temperature=0.8, top_k=40, generator=g)
+    out = generate(m, x, NEW_TOKENS, temperature=0.8, top_k=40, generator=g, use_cache=True)
     if device.type == "cuda":
         torch.cuda.synchronize()
     rate = NEW_TOKENS / (time.perf_counter() - t0)

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from gpt2course import checks
 from gpt2course import generation as ref
+from gpt2course.cache import KVCache
 
 from .conftest import assert_right, assert_stub, assert_wrong
 
@@ -135,27 +136,30 @@ def test_generate_step_wrong_solutions_are_named(bug, expect):
 
 @torch.no_grad()
 def cached(model, idx, n, bug=None):
-    logits, cache = model(idx, return_cache=True)
-    first_cache = cache
+    cache = KVCache(len(model.h))
+    logits = model(idx, cache=cache)
     out = idx
     steps = {"fewer": n - 1, "more": n + 1}.get(bug, n)
     for _ in range(steps):
         nxt = logits[:, -1:].argmax(-1)
         out = torch.cat([out, nxt], 1)
-        if bug == "stale":
-            logits, _ = model(nxt, kv_cache=first_cache, return_cache=True)
-        elif bug == "no_cache":
+        if bug == "no_cache":
             logits = model(nxt)
+        elif bug == "new_cache":
+            logits = model(nxt, cache=KVCache(len(model.h)))
         elif bug == "whole":
             logits = model(out)
+        elif bug == "whole_with_cache":
+            logits = model(out, cache=cache)
         else:
-            logits, cache = model(nxt, kv_cache=cache, return_cache=True)
+            logits = model(nxt, cache=cache)
     return out[:, idx.size(1) :] if bug == "only_new" else out
 
 
 CACHE_WRONG = [
-    ("stale", "the cache is not updated"),
-    ("no_cache", "pass kv_cache=cache"),
+    ("no_cache", "pass cache=cache at every step"),
+    ("new_cache", "make one KVCache before the loop"),
+    ("whole_with_cache", "tokens the cache already holds are fed again"),
     ("whole", "the whole sequence is fed at every step"),
     ("fewer", "one token too few"),
     ("more", "one token too many"),
@@ -174,7 +178,7 @@ RIGHT = [
     (checks.check_generate_step, lambda m, i, temperature=1.0, top_k=None, generator=None: step(m, i, temperature, top_k, generator)),
     (checks.check_generate_with_cache, cached),
     # the library's generate needs the model's attributes: the check must not hide them
-    (checks.check_generate_with_cache, lambda m, i, n: ref.generate(m, i, n, temperature=0)),
+    (checks.check_generate_with_cache, lambda m, i, n: ref.generate(m, i, n, temperature=0, use_cache=True)),
 ]  # fmt: skip
 
 
