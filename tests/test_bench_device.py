@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpt2course.bench import device
+from gpt2course.workshop.bench import device
 
 
 @pytest.mark.parametrize("part", ["fp16"])

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from gpt2course import assets, course
+from gpt2course import assets
+from gpt2course.workshop import course
 
 SHARED = course.repo_root().parent / "shared" / "assets"
 DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing answers

@@ -17,17 +17,18 @@ from collections.abc import Callable
 
 import torch
 
-from ..device import pick_dtype
-from ..generation import generate
-from ..model import MODEL_NAMES, GPTConfig
-from .timing import hf_greedy, timed
+from gpt2course.device import pick_dtype
+from gpt2course.generation import generate
+from gpt2course.model import MODEL_NAMES, GPTConfig
+
+from ._timing import hf_greedy, timed
 
 
 def build_models(name: str, device: torch.device, dtype: torch.dtype):
     """A random-weight transformers GPT-2 of this shape and our GPT holding the same weights."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from ..pretrained import from_transformers, hf_config_dict
+    from gpt2course.pretrained import from_transformers, hf_config_dict
 
     config = GPTConfig.from_name(name)
     torch.manual_seed(0)
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     if not args.skip_fast:  # part 7's static KV cache, one CUDA graph per step on a GPU
-        from ..fastgen import FastGenerator
+        from gpt2course.fastgen import FastGenerator
 
         fast = FastGenerator(ours, max_len=args.prompt_tokens + args.new_tokens)
         impls.append(("ours, fast (graph)", lambda idx, n: fast.generate(idx, n, temperature=0)))

@@ -19,10 +19,10 @@ import time
 
 import torch
 
-from .. import instruct, lora
-from ..device import pick_device
-from ..model import GPT, GPTConfig
-from ..train import RandomBatches, TrainConfig, get_tokenizer, load_text, train
+from gpt2course import instruct, lora
+from gpt2course.device import pick_device
+from gpt2course.model import GPT, GPTConfig
+from gpt2course.train import RandomBatches, TrainConfig, get_tokenizer, load_text, train
 
 # name -> (n_layer, n_embd, steps, batch, lr, tasks, base pretraining steps, n_train, n_held_out);
 # "quick" and "full" are notebook 09's two settings.

@@ -24,8 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..model import GPT, GPTConfig
-from ..train import (
+from gpt2course.model import GPT, GPTConfig
+from gpt2course.train import (
     RandomBatches,
     _autocast,
     configure_optimizer,

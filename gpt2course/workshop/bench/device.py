@@ -15,10 +15,11 @@ import warnings
 
 import torch
 
-from ..device import pick_dtype
-from ..fastgen import FastGenerator
-from ..model import GPT, GPTConfig
-from .timing import hf_greedy, sync, timed
+from gpt2course.device import pick_dtype
+from gpt2course.fastgen import FastGenerator
+from gpt2course.model import GPT, GPTConfig
+
+from ._timing import hf_greedy, sync, timed
 
 # Peak memory bandwidth (GB/s) by GPU name, for the decoding bound; the first match wins.
 BANDWIDTH_GBS = [
@@ -48,7 +49,7 @@ def decode(dry: bool) -> int:
     """Greedy decoding, ours fast vs transformers' generate: tokens/s, same tokens, bound."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from ..pretrained import from_transformers
+    from gpt2course.pretrained import from_transformers
 
     warnings.simplefilter("ignore")
     d = torch.device("cpu" if dry else "cuda")
@@ -124,8 +125,14 @@ def _profile_step(gen: FastGenerator, idx: torch.Tensor, d: torch.device) -> Non
 
 def fp16_path(dry: bool) -> int:
     """The T4 path on any GPU: fp16 autocast + GradScaler for training and LoRA, fp16 decoding."""
-    from .. import lora
-    from ..train import RandomBatches, configure_optimizer, get_tokenizer, load_text, train_step
+    from gpt2course import lora
+    from gpt2course.train import (
+        RandomBatches,
+        configure_optimizer,
+        get_tokenizer,
+        load_text,
+        train_step,
+    )
 
     d = torch.device("cpu" if dry else "cuda")
     steps = 3 if dry else 300

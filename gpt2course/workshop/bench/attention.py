@@ -15,7 +15,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from ..attention import causal_mask, scaled_dot_product_attention
+from gpt2course.attention import causal_mask, scaled_dot_product_attention
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

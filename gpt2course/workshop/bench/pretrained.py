@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
-from ..model import GPTConfig
+from gpt2course.model import GPTConfig
 
 
 def write_random_checkpoint(config: GPTConfig, folder: Path, seed: int = 0) -> Path:
     """A .safetensors file (+ config.json) of this shape with random weights, in the hub
     file's key layout (with the old mask buffers), written one tensor at a time."""
-    from ..pretrained import CONFIG_FILE, WEIGHTS_FILE, checkpoint_shapes, hf_config_dict
+    from gpt2course.pretrained import CONFIG_FILE, WEIGHTS_FILE, checkpoint_shapes, hf_config_dict
 
     shapes = dict(checkpoint_shapes(config))
     n = config.n_positions
@@ -81,7 +81,7 @@ def _current_rss_bytes() -> int:
 
 def _child(folder: str, reader: str) -> None:
     """Load once and print a JSON line: peak RSS before and after, model bytes, seconds."""
-    from .. import pretrained
+    from gpt2course import pretrained
 
     torch.ones(1) @ torch.ones(1)  # let torch allocate its own runtime memory first
     before = _current_rss_bytes()
