@@ -251,13 +251,7 @@ def build_notebook(nb: Notebook, version: str, source_text: str) -> dict:
 
 def notebook_path(nb: Notebook, version: str, root: Path | None = None) -> Path:
     """Where one version of a notebook is committed."""
-    root = root or repo_root()
-    sub = VERSIONS[version]
-    return (
-        root / "notebooks" / sub / f"{nb.slug}.ipynb"
-        if sub
-        else root / "notebooks" / f"{nb.slug}.ipynb"
-    )
+    return (root or repo_root()) / "notebooks" / VERSIONS[version] / f"{nb.slug}.ipynb"
 
 
 def source_path(nb: Notebook, root: Path | None = None) -> Path:

@@ -53,7 +53,7 @@ def build_models(name: str, device: torch.device, dtype: torch.dtype):
     from gpt2course.pretrained import from_transformers, hf_config_dict
 
     if name == "tiny":
-        config = GPTConfig(n_layer=2, n_head=2, n_embd=64, vocab_size=1000, n_positions=256)
+        config = GPTConfig(n_layer=2, n_head=2, n_embd=64, n_positions=256)  # GPT-2's vocabulary
     else:
         config = GPTConfig.from_name(name)
     torch.manual_seed(0)

@@ -144,16 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{'added/model':>13}{'after use':>11}{'seconds':>9}"
         )
         for reader in args.readers.split(","):
-            cmd = [
-                sys.executable,
-                "-m",
-                "gpt2course",
-                "bench",
-                "pretrained",
-                "--child",
-                str(folder),
-                reader,
-            ]
+            cmd = [sys.executable, "-m", "gpt2course", "bench", "pretrained", "--child"]
+            cmd += [str(folder), reader]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             r = json.loads(out.strip().splitlines()[-1])
             print(
