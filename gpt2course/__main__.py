@@ -1,8 +1,8 @@
 """``python -m gpt2course VERB ...``: the course's command line.
 
 Verbs: assets (bundle, seed, list), doctor, notebooks (build, check, set-repo),
-bench NAME, generate, train. Each verb lives in its own module and is imported only when
-used, so ``doctor`` works even where torch is broken.
+bench NAME, generate, train. Each verb lives in its own module, imported only when used (so
+``doctor`` works even where torch is broken); all but ``doctor`` are in gpt2course.workshop.
 """
 
 from __future__ import annotations
@@ -12,12 +12,16 @@ import sys
 
 # verb -> (module, function taking argv, one-line help)
 VERBS = {
-    "assets": ("gpt2course.cli.assets", "main", "download, bundle or seed the offline assets"),
+    "assets": ("gpt2course.workshop.assets", "main", "download, bundle or seed the offline assets"),
     "doctor": ("gpt2course.doctor", "main", "check this environment and say how to fix it"),
-    "notebooks": ("gpt2course.cli.notebooks", "main", "generate the notebooks from notebooks/src"),
-    "bench": ("gpt2course.bench", "main", "run a benchmark: tokenizer, generate, train"),
-    "generate": ("gpt2course.cli.generate", "main", "generate text from a model, streamed"),
-    "train": ("gpt2course.cli.train", "main", "train a GPT (torchrun for several processes)"),
+    "notebooks": (
+        "gpt2course.workshop.notebooks",
+        "main",
+        "generate the notebooks from notebooks/src",
+    ),
+    "bench": ("gpt2course.workshop.bench", "main", "run a benchmark (`bench --help` lists them)"),
+    "generate": ("gpt2course.workshop.generate", "main", "generate text from a model, streamed"),
+    "train": ("gpt2course.workshop.train", "main", "train a GPT (torchrun for several processes)"),
 }
 
 

@@ -1,8 +1,8 @@
 """Everything the course downloads, in one cache folder, verified by sha256.
 
 ``fetch(name)`` returns the path of a verified file, downloading it once. For rooms with
-no network, ``bundle(dir)`` writes every file to a folder and ``seed(dir)`` imports such a
-folder on another machine (and places the tokenizer files where tiktoken looks for them).
+no network, ``python -m gpt2course assets bundle DIR`` writes every file to a folder and
+``assets seed --from DIR`` imports such a folder on another machine (gpt2course.workshop.offline).
 """
 
 from __future__ import annotations
@@ -204,13 +204,3 @@ def tiktoken_gpt2():
 
     ensure_tiktoken_files()
     return tiktoken.get_encoding("gpt2")
-
-
-def __getattr__(name: str):
-    # bundle and seed moved to gpt2course.offline (they also carry models, which this
-    # module must not know about); the old names still work, imported when first used.
-    if name in ("bundle", "seed"):
-        from . import offline
-
-        return getattr(offline, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,8 +8,8 @@ In a notebook::
 
 The pieces around the loop live in their own modules and are re-exported here, since the
 notebooks import them from ``gpt2course.train``: the tokenizers (``tokenizer.named``), the
-data (``data``), the callbacks and plots (``callbacks``), and the command line
-(``cli.train``: ``PRESETS``, ``resolve_config``, ``main``).
+data (``data``) and the callbacks and plots (``callbacks``). The command line, with its
+presets, is ``gpt2course.workshop.train``.
 
 About 570 lines, over the package's ~450, on purpose: what is left is one idea, the pieces
 notebook 06 has the learner write and the loop that runs them, read top to bottom.
@@ -552,13 +552,3 @@ def train(
     for cb in callbacks:
         cb.on_train_end(state)
     return history
-
-
-def __getattr__(name: str):
-    # The command line moved to cli.train, which imports this module; its old names here
-    # resolve when first used, so importing the loop no longer loads presets and torchrun set-up.
-    if name in ("PRESETS", "DATA_DEFAULTS", "resolve_config", "build_data", "main"):
-        from .cli import train as cli_train
-
-        return getattr(cli_train, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

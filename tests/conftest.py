@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gpt2course import assets, course
+from gpt2course import assets
+from gpt2course.workshop import course
 
 
 @pytest.fixture(scope="session")

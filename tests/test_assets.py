@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gpt2course import assets
+from gpt2course.workshop import offline
 
 PAYLOAD = b"To be, or not to be, that is the question.\n" * 100
 
@@ -193,13 +194,13 @@ def test_unknown_asset_lists_known_ones():
 
 def test_bundle_seed_round_trip(cache, tmp_path, offline_assets_dir, monkeypatch):
     # Seed an empty cache from the offline copies, bundle it, seed a second empty cache.
-    assets.seed(offline_assets_dir)
+    offline.seed(offline_assets_dir)
     bundle_dir = tmp_path / "bundle"
-    written = assets.bundle(bundle_dir)
+    written = offline.bundle(bundle_dir)
     assert sorted(p.name for p in written) == sorted(assets.ASSETS)
     second = tmp_path / "cache2"
     monkeypatch.setenv("GPT2COURSE_CACHE", str(second))
-    assert sorted(assets.seed(bundle_dir)) == sorted(assets.ASSETS)
+    assert sorted(offline.seed(bundle_dir)) == sorted(assets.ASSETS)
     for name, a in assets.ASSETS.items():
         assert assets.sha256_of(second / name) == a.sha256
 
@@ -212,7 +213,7 @@ def test_seed_rejects_a_corrupt_bundle_and_imports_nothing(cache, tmp_path, offl
     (bad / "vocab.bpe").write_bytes(b"#version: 0.2\nnot the real merges\n")
     (bad / "encoder.json").unlink()
     with pytest.raises(assets.AssetError) as e:
-        assets.seed(bad)
+        offline.seed(bad)
     assert "vocab.bpe" in str(e.value) and "encoder.json" in str(e.value)
     assert not cache.exists() or not any(cache.iterdir())
 

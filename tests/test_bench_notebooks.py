@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpt2course.bench.notebooks import _cell_seconds, sections_of
+from gpt2course.workshop.bench.notebooks import _cell_seconds, sections_of
 
 
 def _code(start: str, end: str) -> dict:

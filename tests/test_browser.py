@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2course import course
+from gpt2course.workshop import course
 
 pytestmark = pytest.mark.slow
 

@@ -80,7 +80,7 @@ def test_train_out_is_checked_before_the_first_step(tmp_path, capsys, monkeypatc
     else:
         (tmp_path / "f").write_text("a file\n")
         out = tmp_path / "f" / "out"
-    import gpt2course.cli.train as cli_train
+    import gpt2course.workshop.train as cli_train
 
     def no_training(*a, **k):
         raise AssertionError("training started before --out was checked")
@@ -180,7 +180,7 @@ def standin(tmp_path_factory):
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_generate_command_streams_text_with_a_banner(standin, capsys, fast):
-    from gpt2course.cli import generate as cli_generate
+    from gpt2course.workshop import generate as cli_generate
 
     argv = [
         "Once upon a time",
@@ -200,14 +200,14 @@ def test_generate_command_streams_text_with_a_banner(standin, capsys, fast):
 
 
 def test_generate_command_rejects_a_too_long_prompt(standin, capsys):
-    from gpt2course.cli import generate as cli_generate
+    from gpt2course.workshop import generate as cli_generate
 
     assert cli_generate.main(["hello " * 1100, "--model", str(standin), "--device", "cpu"]) == 2
     assert "sees at most 1024; shorten it" in capsys.readouterr().err
 
 
 def test_generate_command_offline_says_how_to_get_weights(offline_cache, capsys):
-    from gpt2course.cli import generate as cli_generate
+    from gpt2course.workshop import generate as cli_generate
 
     assert cli_generate.main(["hi", "--model", "gpt2", "--device", "cpu"]) == 1
     assert "assets seed" in capsys.readouterr().err

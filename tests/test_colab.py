@@ -20,7 +20,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from gpt2course import course
+from gpt2course.workshop import course
 
 ROOT = course.repo_root()
 COLAB_LINK = re.compile(
@@ -261,7 +261,7 @@ def test_set_repo_rewrites_everything_consistently(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import json; from gpt2course import course; "
+            "import json; from gpt2course.workshop import course; "
             "print(json.dumps([str(course.repo_root()), course.REPO_URL, course.stale_notebooks(), "
             "[course.colab_url(nb) for nb in course.NOTEBOOKS], course.install_line()]))",
         ],

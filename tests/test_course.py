@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gpt2course import course
+from gpt2course.workshop import course
 
 SOURCE = '''# %% [markdown]
 # ## Adding

@@ -4,8 +4,9 @@ import io
 
 import matplotlib.pyplot as plt
 
-from gpt2course import course, figures
+from gpt2course import figures
 from gpt2course.model import GPTConfig
+from gpt2course.workshop import course
 
 
 def test_roadmap_has_one_box_per_notebook_in_order():

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from gpt2course import course
+from gpt2course.workshop import course
 
 
 def test_missing_downloads_stop_the_run_with_one_line_and_both_fixes(tmp_path) -> None:

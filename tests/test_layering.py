@@ -1,4 +1,6 @@
-"""Imports point only down the layer table of docs/contributing.md, and never in a cycle."""
+"""Imports point only down the layer table of docs/contributing.md, never in a cycle, and never
+into the workshop from outside it. Every import counts, function-level ones included; only
+``TYPE_CHECKING`` imports, which never run, are left out. There is no exemption list."""
 
 from __future__ import annotations
 
@@ -8,16 +10,9 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "gpt2course"
 
 # Lower numbers are lower layers; a module may import its own layer or below.
-LAYERS = {
-    "base": 0,  # device, files, assets, config
-    "pieces": 1,  # tokenizer, attention, model, data, generation, fastgen
-    "weights": 2,  # pretrained, checkpoint
-    "training": 3,  # train, callbacks, lora, instruct, preference, offline
-    "learner": 4,  # checks, widgets, doctor
-    "build": 5,  # course (the notebook generator, which the entry points run)
-    "entry": 6,  # __main__, cli, cli_*, bench
-}
+LAYERS = {"base": 0, "pieces": 1, "weights": 2, "training": 3, "learner": 4, "workshop": 5}
 LAYER_OF = {
+    "__init__": "base",
     "device": "base",
     "files": "base",
     "assets": "base",
@@ -28,6 +23,7 @@ LAYER_OF = {
     "data": "pieces",
     "generation": "pieces",
     "fastgen": "pieces",
+    "metrics": "pieces",
     "pretrained": "weights",
     "weights": "weights",
     "checkpoint": "weights",
@@ -36,49 +32,27 @@ LAYER_OF = {
     "lora": "training",
     "instruct": "training",
     "preference": "training",
-    "offline": "training",
-    "metrics": "pieces",
     "experiments": "training",  # the notebooks' experiments: small trainings, measurements
     "checks": "learner",
     "figures": "learner",
     "widgets": "learner",
     "doctor": "learner",
     "workbench": "learner",
-    "__main__": "entry",
-    "cli": "entry",
-    "cli_assets": "entry",
-    "cli_generate": "entry",
-    "cli_notebooks": "entry",
-    "bench": "entry",
-    "course": "build",
-    "recorded": "build",
-    "portability": "build",
-    "__init__": "base",
-}
-
-# Old names kept importable where they were: a module-level __getattr__ that imports the
-# module the code moved to, which sits above. Each is a shim, not a dependency.
-SHIMS = {
-    ("assets", "offline"),
-    ("pretrained", "offline"),
-    ("pretrained", "weights"),
-    ("train", "cli"),
-    # checks keeps a passing piece in the workbench, which re-checks pieces through checks:
-    # both import the other inside a function, on purpose (see checks/_core.py).
-    ("checks", "workbench"),
+    "recorded": "learner",  # shows recorded full-size results; notebooks import it
+    "workshop": "workshop",  # builds, ships, measures and diagnoses the course
+    "__main__": "workshop",  # names its verbs' modules as strings, imports none of them
 }
 
 
 def _module_name(path: Path) -> str:
-    rel = path.relative_to(PKG.parent).with_suffix("")
-    parts = list(rel.parts)
+    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
-def _imports(path: Path) -> list[tuple[str, bool]]:
-    """(gpt2course module imported, whether at runtime) for every import in a file."""
+def _imports(path: Path) -> list[str]:
+    """Every gpt2course name a file imports, at any depth, except under ``TYPE_CHECKING``."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     me = _module_name(path)
     package = me if path.name == "__init__.py" else me.rpartition(".")[0]
@@ -88,21 +62,17 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
             type_only |= {id(n) for b in node.body for n in ast.walk(b)}
     out = []
     for node in ast.walk(tree):
-        names: list[str] = []
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
+            out += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
             if node.level:
                 base = package.split(".")
-                base = base[: len(base) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            names = [mod] + [f"{mod}.{a.name}" for a in node.names]
-        for n in names:
-            if n.startswith("gpt2course"):
-                out.append((n, id(node) not in type_only))
-    return out
+                mod = ".".join(base[: len(base) - node.level + 1] + ([mod] if mod else []))
+            out += [mod] + [f"{mod}.{a.name}" for a in node.names]
+    return [n for n in out if n == "gpt2course" or n.startswith("gpt2course.")]
 
 
 def _top(module: str) -> str:
@@ -122,13 +92,16 @@ def _real_module(name: str) -> str | None:
 
 
 def _graph() -> dict[str, set[str]]:
+    """module -> the gpt2course modules it imports. A submodule importing its own package
+    is left out (Python has already begun that package); a package importing its submodules
+    is kept: importing the package runs them, so whoever imports it depends on them."""
     graph: dict[str, set[str]] = {}
     for path in PKG.rglob("*.py"):
         me = _module_name(path)
         deps = graph.setdefault(me, set())
-        for name, runtime in _imports(path):
+        for name in _imports(path):
             target = _real_module(name)
-            if runtime and target and target != me and not me.startswith(target + "."):
+            if target and target != me and not me.startswith(target + "."):
                 deps.add(target)
     return graph
 
@@ -138,26 +111,30 @@ def test_every_module_has_a_layer():
     assert tops <= set(LAYER_OF), f"add {sorted(tops - set(LAYER_OF))} to LAYER_OF"
 
 
+def test_nothing_outside_the_workshop_imports_it():
+    outside = [
+        f"{me} imports {dep}"
+        for me, deps in _graph().items()
+        for dep in deps
+        if _top(dep) == "workshop" and _top(me) != "workshop"
+    ]
+    assert not outside, "the library must not import the workshop:\n" + "\n".join(sorted(outside))
+
+
 def test_imports_point_down():
     upward = []
     for me, deps in _graph().items():
         for dep in deps:
-            a, b = _top(me), _top(dep)
-            if (a, b) in SHIMS or a == b:
-                continue
-            if LAYERS[LAYER_OF[b]] > LAYERS[LAYER_OF[a]]:
-                upward.append(f"{me} ({LAYER_OF[a]}) imports {dep} ({LAYER_OF[b]})")
+            a, b = LAYER_OF[_top(me)], LAYER_OF[_top(dep)]
+            if LAYERS[b] > LAYERS[a]:
+                upward.append(f"{me} ({a}) imports {dep} ({b})")
     assert not upward, "imports that point up the layer table:\n" + "\n".join(sorted(upward))
 
 
 def test_no_import_cycles():
-    graph = {
-        m: {d for d in deps if (_top(m), _top(d)) not in SHIMS} for m, deps in _graph().items()
-    }
-    # A package's __init__ importing its own submodules is how re-exports work, not a cycle.
-    for m, deps in graph.items():
-        graph[m] = {d for d in deps if not d.startswith(m + ".")}
-    seen: dict[str, int] = {}
+    graph = _graph()
+    cycles: list[str] = []
+    seen: dict[str, int] = {}  # 1: on the current path, 2: done
     stack: list[str] = []
 
     def visit(m: str) -> None:
@@ -165,9 +142,8 @@ def test_no_import_cycles():
         stack.append(m)
         for d in sorted(graph.get(m, ())):
             if seen.get(d) == 1:
-                cycle = stack[stack.index(d) :] + [d]
-                raise AssertionError("import cycle: " + " -> ".join(cycle))
-            if d not in seen:
+                cycles.append(" -> ".join(stack[stack.index(d) :] + [d]))
+            elif d not in seen:
                 visit(d)
         stack.pop()
         seen[m] = 2
@@ -175,3 +151,4 @@ def test_no_import_cycles():
     for m in sorted(graph):
         if m not in seen:
             visit(m)
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)

@@ -14,8 +14,9 @@ import warnings
 import pytest
 import torch
 
-from gpt2course import checks, course, generation, workbench
+from gpt2course import checks, generation, workbench
 from gpt2course.pretrained import load_weights
+from gpt2course.workshop import course
 
 transformers = pytest.importorskip("transformers")
 

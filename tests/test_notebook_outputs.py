@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2course import course
+from gpt2course.workshop import course
 
 # An absolute path: /a/b/... not preceded by a URL's "//" or "host/" (so links pass), or C:\...
 LOCAL_PATH = re.compile(r"(?<![\w:/.~])/(?:[\w.-]+/){2,}|\b[A-Z]:\\[\w.-]+\\")

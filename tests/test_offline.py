@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt2course import assets, offline
+from gpt2course import assets
 from gpt2course.__main__ import main
 from gpt2course.config import GPTConfig
 from gpt2course.files import CheckpointError
 from gpt2course.model import GPT
 from gpt2course.pretrained import hub, write_model
+from gpt2course.workshop import offline
 
 REV = "0123456789abcdef0123456789abcdef01234567"
 
@@ -175,7 +176,7 @@ SEEDER = textwrap.dedent(
     """
     import hashlib, os, sys, time
     from pathlib import Path
-    from gpt2course import offline
+    from gpt2course.workshop import offline
     start, bundle, caches = float(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
     want = hashlib.sha256((bundle / "gpt2-medium" / "model.safetensors").read_bytes()).hexdigest()
     time.sleep(max(0.0, start - time.time()))  # both processes start seeding together

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from gpt2course import course, recorded
+from gpt2course import recorded
+from gpt2course.workshop import course, record
 
 SOURCE = """# %%
 print("quick")
@@ -48,7 +49,7 @@ def _executed() -> dict:
 
 
 def test_harvest_keeps_the_tagged_cells_text_and_pictures_not_stderr(folder) -> None:
-    p = recorded.harvest("06_pretraining", _executed(), 125.0, "CPU (test, 2 cores)")
+    p = record.harvest("06_pretraining", _executed(), 125.0, "CPU (test, 2 cores)")
     rec = json.loads(p.read_text())
     assert list(rec["cells"]) == ["samples"]
     kinds = [o.get("name", o["output_type"]) for o in rec["cells"]["samples"]]
@@ -58,7 +59,7 @@ def test_harvest_keeps_the_tagged_cells_text_and_pictures_not_stderr(folder) -> 
 
 def test_show_labels_quick_mode_and_the_recording(folder, capsys, monkeypatch) -> None:
     monkeypatch.setenv("GPT2COURSE_QUICK", "1")
-    recorded.harvest("06_pretraining", _executed(), 60.0, "CPU (test)")
+    record.harvest("06_pretraining", _executed(), 60.0, "CPU (test)")
     recorded.show("06_pretraining", "samples")
     out = capsys.readouterr().out
     assert "quick mode" in out and "not the real result" in out

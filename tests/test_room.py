@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from gpt2course import assets, course
+from gpt2course import assets
+from gpt2course.workshop import course, offline
 
 SHARED = course.repo_root().parent / "shared" / "assets"
 DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing answers
@@ -88,7 +89,7 @@ def _standin_gpt2_in_hub_cache(env: dict[str, str], folder: Path, monkeypatch) -
     transformers.GPT2LMHeadModel(cfg).save_pretrained(folder, safe_serialization=True)
     monkeypatch.setenv("HF_HOME", env["HF_HOME"])
     pretrained._place_in_hub_cache(
-        pretrained.HUB_REPOS[STANDIN_NAME], "a" * 40, folder, pretrained._manifest_entry(folder)
+        pretrained.HUB_REPOS[STANDIN_NAME], "a" * 40, folder, offline._manifest_entry(folder)
     )
     return load_file(folder / pretrained.WEIGHTS_FILE)
 

@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gpt2course import assets
-from gpt2course.bench.tokenizer import train_bpe_naive
 from gpt2course.tokenizer import (
     GPT2_SPLIT_PATTERN,
     BPETokenizer,
@@ -23,6 +22,7 @@ from gpt2course.tokenizer import (
     load_gpt2_tokenizer,
     train_bpe,
 )
+from gpt2course.workshop.bench.tokenizer import train_bpe_naive
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import torch
 from gpt2course import train as T
 from gpt2course.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gpt2course.model import GPT, GPTConfig
+from gpt2course.workshop import train as train_verb
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -294,14 +295,14 @@ def test_cli_trains_and_writes_a_checkpoint(tmp_path, capsys):
             }
         )
     )
-    rc = T.main(["--config", str(cfg), "--out", str(tmp_path / "out"), "train.seed=7"])
+    rc = train_verb.main(["--config", str(cfg), "--out", str(tmp_path / "out"), "train.seed=7"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 3 and summary["val_loss"] < math.log(256) + 0.5
     ck = load_checkpoint(tmp_path / "out")
     assert ck.extra["tokenizer"] == "bytes" and ck.train_config["seed"] == 7
     # carry on to step 5 from the checkpoint
-    rc = T.main(
+    rc = train_verb.main(
         [
             "--config",
             str(cfg),
@@ -317,11 +318,11 @@ def test_cli_trains_and_writes_a_checkpoint(tmp_path, capsys):
 
 
 def test_cli_rejects_bad_input(capsys):
-    assert T.main(["train.max_steps"]) == 2
+    assert train_verb.main(["train.max_steps"]) == 2
     assert "train.max_steps=100" in capsys.readouterr().err
-    assert T.main(["--preset", "nope"]) == 2
+    assert train_verb.main(["--preset", "nope"]) == 2
     assert "shakespeare-bytes" in capsys.readouterr().err
-    assert T.main(["data.block_size=512", "train.max_steps=1"]) == 1
+    assert train_verb.main(["data.block_size=512", "train.max_steps=1"]) == 1
     assert "n_positions" in capsys.readouterr().err
 
 
@@ -343,7 +344,7 @@ def test_train_rejects_ids_beyond_the_vocabulary():
 
 
 def test_bench_train_runs(capsys):
-    from gpt2course.bench import train as bench
+    from gpt2course.workshop.bench import train as bench
 
     assert (
         bench.main(["--rounds", "1", "--steps", "1", "--batch-size", "2", "--block-size", "16"])
@@ -386,7 +387,7 @@ def test_cli_trains_from_uint16_token_files(tmp_path, capsys):
         "train.warmup_steps=1",
         "train.progress=false",
     ]
-    assert T.main(args) == 0
+    assert train_verb.main(args) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 2
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2course import course
+from gpt2course.workshop import course
 
 COLAB_WIDGETS = [
     "ipywidgets==7.7.1",

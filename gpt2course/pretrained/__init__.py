@@ -8,7 +8,7 @@
 ``load_pretrained("gpt2")`` takes the file from the Hugging Face hub (through its normal
 cache, so ``HF_HUB_OFFLINE=1`` works once it is there); a local folder (also one written by
 ``train --out``) or ``.safetensors`` file works too. Offline bundles of models are in
-``gpt2course.offline``.
+``gpt2course.workshop.offline``.
 """
 
 from ..files import CheckpointError
@@ -64,10 +64,8 @@ __all__ = [
     "_from_hub",
     "_load_tensors",
     "_natural",
-    "_manifest_entry",
     "_place_in_hub_cache",
     "_plan",
-    "bundle_models",
     "checkpoint_shapes",
     "config_from_hf",
     "convert_state_dict",
@@ -86,7 +84,6 @@ __all__ = [
     "our_name",
     "resolve",
     "save_checkpoint",
-    "seed_models",
     "to_hf_state_dict",
     "write_model",
     "write_safetensors",
@@ -95,12 +92,6 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # bundle_models / seed_models moved to gpt2course.offline, which imports this package;
-    # importing it here at the top would make a cycle, so the old names resolve lazily.
-    if name in ("bundle_models", "seed_models", "_manifest_entry"):
-        from .. import offline
-
-        return getattr(offline, name)
     if name == "load_weights":  # gpt2course.weights builds on this package
         from ..weights import load_weights
 

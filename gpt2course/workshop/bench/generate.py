@@ -1,13 +1,15 @@
-"""Generation speed: ours with and without the KV cache, and transformers' ``generate``.
+"""Generation speed: ours with and without the KV cache, part 7's fast decoder, and
+transformers' ``generate``.
 
     python -m gpt2course bench generate                      # gpt2 shape, CPU, batch 1
-    python -m gpt2course bench generate --device cuda --batch-sizes 1,8
+    python -m gpt2course bench generate --device cuda --batch-sizes 1,8 --profile
 
 Random weights of a real GPT-2 shape (speed does not depend on the values), one copy shared
-by both implementations, greedy decoding, a warm-up run first. Prints tokens/s (new tokens
-over all rows per second), whether both produced the same ids, peak GPU memory on cuda, and
-the memory-bandwidth bound: at batch B each step reads every weight once, so no decoder can
-beat B * bandwidth / weight bytes tokens/s.
+by every implementation, greedy decoding, a warm-up run first. Prints tokens/s (new tokens
+over all rows per second), whether each produced the first row's ids (exit 1 if not), peak
+GPU memory on cuda, and the memory-bandwidth bound: at batch B each step reads every weight
+once, so no decoder can beat B * bandwidth / weight bytes tokens/s. ``--model tiny`` is a
+2-layer shape, for checking that the benchmark runs (CI).
 """
 
 from __future__ import annotations
@@ -17,41 +19,78 @@ from collections.abc import Callable
 
 import torch
 
-from ..device import pick_dtype
-from ..generation import generate
-from ..model import MODEL_NAMES, GPTConfig
-from .timing import hf_greedy, timed
+from gpt2course.device import pick_dtype
+from gpt2course.fastgen import FastGenerator
+from gpt2course.generation import generate
+from gpt2course.model import MODEL_NAMES, GPTConfig
+
+from ._timing import hf_greedy, sync, timed
+
+# Peak memory bandwidth (GB/s) by GPU name, for the decoding bound; the first match wins.
+BANDWIDTH_GBS = [
+    ("H200", 4800),
+    ("H100 PCIe", 2000),
+    ("H100", 3350),
+    ("A100", 2039),
+    ("L4", 300),
+    ("T4", 320),
+    ("A10", 600),
+]
+
+
+def bandwidth_gbs(device: torch.device) -> float | None:
+    """The device's published memory bandwidth in GB/s, or None when it is not in the table."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((bw for key, bw in BANDWIDTH_GBS if key in name), None)
 
 
 def build_models(name: str, device: torch.device, dtype: torch.dtype):
     """A random-weight transformers GPT-2 of this shape and our GPT holding the same weights."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from ..pretrained import from_transformers, hf_config_dict
+    from gpt2course.pretrained import from_transformers, hf_config_dict
 
-    config = GPTConfig.from_name(name)
+    if name == "tiny":
+        config = GPTConfig(n_layer=2, n_head=2, n_embd=64, n_positions=256)  # GPT-2's vocabulary
+    else:
+        config = GPTConfig.from_name(name)
     torch.manual_seed(0)
-    with torch.device(device):  # initialise on the device: fast for the big sizes on a GPU
+    with torch.device(device):  # initialise on the device: gpt2-xl's init on a CPU takes a minute
         hf = GPT2LMHeadModel(GPT2Config(**hf_config_dict(config))).to(dtype).eval()
     return hf, from_transformers(hf)
+
+
+def profile_steps(fn: Callable[[], object], device: torch.device) -> str:
+    """Where the time of decoding goes: a torch.profiler table of ``fn()``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        fn()
+        sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=15)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print one row per (implementation, batch size)."""
     p = argparse.ArgumentParser(prog="python -m gpt2course bench generate", description=__doc__)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--model", default="gpt2", choices=MODEL_NAMES, help="shape (random weights)")
+    p.add_argument("--model", default="gpt2", choices=[*MODEL_NAMES, "tiny"], help="the shape")
     p.add_argument("--batch-sizes", default="1", help="comma-separated, e.g. 1,8")
     p.add_argument("--new-tokens", type=int, default=200)
     p.add_argument("--prompt-tokens", type=int, default=20)
     p.add_argument("--bandwidth-gbs", type=float, default=None,
-                   help="memory bandwidth in GB/s for the bound (default 3350, H100 SXM, on cuda)")  # fmt: skip
+                   help="memory bandwidth in GB/s for the bound (default: the GPU's, by name)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--repeats", type=int, default=3,
                    help="timed runs per implementation, interleaved; the best is reported")  # fmt: skip
     p.add_argument("--skip-no-cache", action="store_true", help="skip the slow no-cache row")
     p.add_argument("--skip-hf", action="store_true", help="skip transformers")
     p.add_argument("--skip-fast", action="store_true", help="skip part 7's fast decoder")
+    p.add_argument("--profile", action="store_true", help="profile 3 decoding steps")
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
@@ -62,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     dtype = pick_dtype(device)
-    bandwidth = args.bandwidth_gbs or (3350.0 if device.type == "cuda" else None)
+    bandwidth = args.bandwidth_gbs or bandwidth_gbs(device)
 
     hf, ours = build_models(args.model, device, dtype)
     n_params = ours.num_params()
@@ -75,36 +114,29 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.new_tokens} new tokens, greedy, best of {args.repeats}"
     )
 
-    def hf_generate(idx: torch.Tensor, n: int) -> torch.Tensor:
-        return hf_greedy(hf, idx, n)
-
     impls: list[tuple[str, Callable[[torch.Tensor, int], torch.Tensor]]] = [
-        ("ours, KV cache", lambda idx, n: generate(ours, idx, n, temperature=0)),
+        ("ours, KV cache", lambda idx, n: generate(ours, idx, n, temperature=0, use_cache=True)),
     ]
     if not args.skip_no_cache:
         impls.append(
-            (
-                "ours, no cache",
-                lambda idx, n: generate(ours, idx, n, temperature=0, use_cache=False),
-            )
+            ("ours, no cache", lambda i, n: generate(ours, i, n, temperature=0, use_cache=False))
         )
     if not args.skip_fast:  # part 7's static KV cache, one CUDA graph per step on a GPU
-        from ..fastgen import FastGenerator
-
         fast = FastGenerator(ours, max_len=args.prompt_tokens + args.new_tokens)
         impls.append(("ours, fast (graph)", lambda idx, n: fast.generate(idx, n, temperature=0)))
     if not args.skip_hf:
-        impls.append(("transformers generate", hf_generate))
+        impls.append(("transformers generate", lambda idx, n: hf_greedy(hf, idx, n)))
 
     header = f"{'implementation':<24}{'batch':>6}{'tokens/s':>12}{'ms/step':>10}"
     header += f"{'same ids':>10}" + (f"{'peak GiB':>10}" if device.type == "cuda" else "")
-    print(header)
+    print(header, flush=True)
+    differ = 0
     for B in batch_sizes:
         g = torch.Generator().manual_seed(B)
         idx = torch.randint(0, ours.config.vocab_size, (B, args.prompt_tokens), generator=g)
         idx = idx.to(device)
         for _, fn in impls:
-            fn(idx, 5)  # warm-up: kernels, allocator, caches
+            fn(idx, 5)  # warm-up: kernels, allocator, caches, the graph capture
         # Interleaved repeats, best of each: on a shared machine the load changes from one
         # run to the next, and the fastest run is the one least disturbed.
         best: dict[str, float] = {}
@@ -123,23 +155,29 @@ def main(argv: list[str] | None = None) -> int:
         rates = {}
         for name, _ in impls:
             seconds = best[name]
-            same = "yes" if torch.equal(outs[name], first) else "NO"
+            same = torch.equal(outs[name], first)
+            differ += not same
             rates[name] = B * args.new_tokens / seconds
             row = f"{name:<24}{B:>6}{rates[name]:>12.1f}{1000 * seconds / args.new_tokens:>10.2f}"
-            row += f"{same:>10}"
+            row += f"{'yes' if same else 'NO':>10}"
             if device.type == "cuda":
                 row += f"{peak[name]:>10.2f}"
             print(row)
-        if "transformers generate" in rates:
-            ratio = rates["ours, KV cache"] / rates["transformers generate"]
-            print(f"{'':<4}batch {B}: ours with cache / transformers = {ratio:.2f}x")
-            if "ours, fast (graph)" in rates:
-                ratio = rates["ours, fast (graph)"] / rates["transformers generate"]
-                print(f"{'':<4}batch {B}: ours fast / transformers = {ratio:.2f}x")
+        for name in ("ours, KV cache", "ours, fast (graph)"):
+            if name in rates and "transformers generate" in rates:
+                ratio = rates[name] / rates["transformers generate"]
+                print(f"{'':<4}batch {B}: {name} / transformers = {ratio:.2f}x")
         if bandwidth:
             bound = B * bandwidth * 1e9 / weight_bytes
+            fastest = max(rates.values())
             print(
                 f"{'':<4}batch {B}: bandwidth bound {bound:,.0f} tokens/s "
-                f"({weight_bytes / 1e9:.2f} GB of weights per step at {bandwidth:g} GB/s)"
+                f"({weight_bytes / 1e9:.2f} GB of weights per step at {bandwidth:g} GB/s); "
+                f"the fastest row reaches {fastest / bound:.1%} of it",
+                flush=True,
             )
-    return 0
+    if args.profile:  # the fast decoder where there is one: the row a GPU is meant to win
+        name = "ours, fast (graph)" if "ours, fast (graph)" in rates else impls[0][0]
+        print(f"profile of 3 decoding steps, {name}, batch {B} (prompt included):")
+        print(profile_steps(lambda: dict(impls)[name](idx, 3), device))
+    return 1 if differ else 0

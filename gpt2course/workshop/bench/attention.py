@@ -9,13 +9,14 @@ explicit version stores and the fused kernels avoid.
 from __future__ import annotations
 
 import argparse
-import time
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from ..attention import causal_mask, scaled_dot_product_attention
+from gpt2course.attention import causal_mask, scaled_dot_product_attention
+
+from ._timing import timed
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -23,16 +24,7 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 def _time(f, device: torch.device, repeat: int) -> float:
     """Best wall time of ``repeat`` calls after a warm-up, in seconds."""
     f()
-    best = float("inf")
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        f()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return min(timed(f, device)[0] for _ in range(repeat))
 
 
 def run(

@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..callbacks import PrintSamples
-from ..checkpoint import check_checkpoint_dest, run_settings
-from ..config import GPTConfig
-from ..data import RandomBatches, load_text, split_tokens
-from ..files import CheckpointError
-from ..model import GPT
-from ..tokenizer.named import Tokenizer, get_tokenizer
-from ..train import TrainConfig, _distributed, train
+from gpt2course.callbacks import PrintSamples
+from gpt2course.checkpoint import check_checkpoint_dest, run_settings
+from gpt2course.config import GPTConfig
+from gpt2course.data import RandomBatches, load_text, split_tokens
+from gpt2course.files import CheckpointError
+from gpt2course.model import GPT
+from gpt2course.tokenizer.named import Tokenizer, get_tokenizer
+from gpt2course.train import TrainConfig, _distributed, train
 
 # The command line: python -m gpt2course train
 

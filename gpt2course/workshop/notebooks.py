@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .. import course, recorded
+from . import course, record
 
 
 def main(argv: list[str]) -> int:
@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
         return 1 if stale else 0
     if args.cmd == "record":
         try:
-            for path in recorded.record(args.slugs):
+            for path in record.record(args.slugs):
                 print(path.relative_to(course.repo_root()))
         except KeyError as e:
             print(f"error: {e.args[0]}", file=sys.stderr)
@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
         )
         return 0
     if args.cmd == "portability":
-        from .. import portability
+        from . import portability
 
         try:
             settings = portability.parse_settings(args.settings) if args.settings else None

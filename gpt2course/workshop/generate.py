@@ -67,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from .. import checkpoint, pretrained
-    from ..assets import tiktoken_gpt2
-    from ..device import pick_device, pick_dtype
-    from ..fastgen import FastGenerator
-    from ..files import CheckpointError
-    from ..generation import check_sampling_args, stream
+    from gpt2course import checkpoint, pretrained
+    from gpt2course.assets import tiktoken_gpt2
+    from gpt2course.device import pick_device, pick_dtype
+    from gpt2course.fastgen import FastGenerator
+    from gpt2course.files import CheckpointError
+    from gpt2course.generation import check_sampling_args, stream
 
     top_k = args.top_k or None
     try:

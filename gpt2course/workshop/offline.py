@@ -11,16 +11,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import assets
-from .files import CheckpointError, atomic_copy, atomic_write_text, sha256_of
-from .pretrained.convert import CONFIG_FILE, HUB_REPOS, WEIGHTS_FILE
-from .pretrained.hub import (
+from gpt2course import assets
+from gpt2course.files import CheckpointError, atomic_copy, atomic_write_text, sha256_of
+from gpt2course.pretrained.convert import CONFIG_FILE, HUB_REPOS, WEIGHTS_FILE
+from gpt2course.pretrained.hub import (
     PUBLISHED_WEIGHTS_SHA256,
     _from_hub,
     _place_in_hub_cache,
     check_hub_entry,
 )
-from .pretrained.safetensors_file import SafetensorsFile
+from gpt2course.pretrained.safetensors_file import SafetensorsFile
 
 
 def _manifest_entry(folder: Path) -> dict[str, str]:

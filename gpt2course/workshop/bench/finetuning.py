@@ -19,10 +19,11 @@ import time
 
 import torch
 
-from .. import instruct, lora
-from ..device import pick_device
-from ..model import GPT, GPTConfig
-from ..train import RandomBatches, TrainConfig, get_tokenizer, load_text, train
+from gpt2course import instruct, lora
+from gpt2course.device import pick_device
+from gpt2course.experiments import shakespeare_base
+from gpt2course.model import GPT, GPTConfig
+from gpt2course.train import RandomBatches, TrainConfig, get_tokenizer, load_text, train
 
 # name -> (n_layer, n_embd, steps, batch, lr, tasks, base pretraining steps, n_train, n_held_out);
 # "quick" and "full" are notebook 09's two settings.
@@ -99,25 +100,12 @@ def bench_instruct(name: str, device: torch.device) -> dict:
     n_layer, n_embd, steps, batch, lr, tasks, pre, n_train, n_held_out = INSTRUCT_SETTINGS[name]
     tok = instruct.ByteTokenizer()
     train_set, held_out = instruct.task_split(n_train, n_held_out, seed=0, tasks=tasks)
-    torch.manual_seed(0)
-    model = GPT(
-        GPTConfig(vocab_size=256, n_positions=128, n_layer=n_layer, n_head=4, n_embd=n_embd)
-    )
-    if pre:
-        text = torch.tensor(list(load_text("shakespeare").encode("utf-8")))
-        train(
-            model,
-            RandomBatches(text, 16, 128, seed=0),
-            None,
-            TrainConfig(
-                max_steps=pre,
-                learning_rate=2e-3,
-                min_lr=2e-4,
-                warmup_steps=50,
-                device=str(device),
-                progress=False,
-            ),
-        )
+    if pre:  # part 6's recipe, then instruction tuning
+        model = shakespeare_base(n_layer, n_embd, pre, device=device)
+    else:
+        torch.manual_seed(0)
+        shape = dict(vocab_size=256, n_positions=128, n_layer=n_layer, n_head=4, n_embd=n_embd)
+        model = GPT(GPTConfig(**shape))
     model.to(device)
     before = instruct.evaluate(model, held_out, tok)
     encoded = [instruct.encode_example(e, tok) for e in train_set]

@@ -8,7 +8,7 @@ import sys
 
 
 def available() -> list[str]:
-    """The benchmark names."""
+    """The benchmark names: the modules here, less the private helpers (``_timing``)."""
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
@@ -20,4 +20,4 @@ def main(argv: list[str]) -> int:
     if argv[0] not in names:
         print(f"unknown benchmark {argv[0]!r}; choose one of: {', '.join(names)}", file=sys.stderr)
         return 2
-    return int(importlib.import_module(f"gpt2course.bench.{argv[0]}").main(argv[1:]) or 0)
+    return int(importlib.import_module(f"{__name__}.{argv[0]}").main(argv[1:]) or 0)

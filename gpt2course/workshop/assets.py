@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import assets, offline
-from ..files import CheckpointError
+from gpt2course import assets
+from gpt2course.files import CheckpointError
+
+from . import offline
 
 
 def main(argv: list[str]) -> int:

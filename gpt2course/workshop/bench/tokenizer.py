@@ -12,7 +12,13 @@ from itertools import pairwise
 
 import regex
 
-from ..tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer, basic, load_gpt2_tokenizer, train_bpe
+from gpt2course.tokenizer import (
+    GPT2_SPLIT_PATTERN,
+    BPETokenizer,
+    basic,
+    load_gpt2_tokenizer,
+    train_bpe,
+)
 
 
 def train_bpe_naive(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN) -> BPETokenizer:
@@ -57,7 +63,7 @@ def main(argv: list[str]) -> int:
     )
     args = p.parse_args(argv)
 
-    from .. import assets
+    from gpt2course import assets
 
     if hasattr(os, "sched_setaffinity"):  # Linux: hold everything to one core
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})

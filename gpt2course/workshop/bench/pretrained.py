@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
-from ..model import GPTConfig
+from gpt2course.model import GPTConfig
 
 
 def write_random_checkpoint(config: GPTConfig, folder: Path, seed: int = 0) -> Path:
     """A .safetensors file (+ config.json) of this shape with random weights, in the hub
     file's key layout (with the old mask buffers), written one tensor at a time."""
-    from ..pretrained import CONFIG_FILE, WEIGHTS_FILE, checkpoint_shapes, hf_config_dict
+    from gpt2course.pretrained import CONFIG_FILE, WEIGHTS_FILE, checkpoint_shapes, hf_config_dict
 
     shapes = dict(checkpoint_shapes(config))
     n = config.n_positions
@@ -81,7 +81,7 @@ def _current_rss_bytes() -> int:
 
 def _child(folder: str, reader: str) -> None:
     """Load once and print a JSON line: peak RSS before and after, model bytes, seconds."""
-    from .. import pretrained
+    from gpt2course import pretrained
 
     torch.ones(1) @ torch.ones(1)  # let torch allocate its own runtime memory first
     before = _current_rss_bytes()
@@ -144,16 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{'added/model':>13}{'after use':>11}{'seconds':>9}"
         )
         for reader in args.readers.split(","):
-            cmd = [
-                sys.executable,
-                "-m",
-                "gpt2course",
-                "bench",
-                "pretrained",
-                "--child",
-                str(folder),
-                reader,
-            ]
+            cmd = [sys.executable, "-m", "gpt2course", "bench", "pretrained", "--child"]
+            cmd += [str(folder), reader]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             r = json.loads(out.strip().splitlines()[-1])
             print(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import re
 import sys
@@ -24,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import course
+from ..record import device_name
 
 HEADING = re.compile(r"^(#{1,3})\s+(.+?)\s*$", re.M)
 
@@ -89,7 +89,6 @@ def time_notebook(
 ) -> NotebookTiming:
     """Run one committed notebook top to bottom in a fresh kernel and time its sections."""
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     path = course.notebook_path(nb, version)
@@ -100,27 +99,13 @@ def time_notebook(
     node = nbformat.read(str(path), as_version=4)
     for cell in node.cells:  # drop the timestamps of the run that made the committed outputs
         cell.get("metadata", {}).pop("execution", None)
-    saved = os.environ.get("GPT2COURSE_QUICK")
-    os.environ["GPT2COURSE_QUICK"] = "1" if quick else "0"  # the kernel inherits this
-    client = NotebookClient(
-        node,
-        timeout=timeout,
-        kernel_name="python3",
-        record_timing=True,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
     error = ""
     t0 = time.perf_counter()
     try:
-        client.execute()
+        course.execute(node, path.parent, timeout, quick)
     except (CellExecutionError, CellTimeoutError) as e:
         # Keep the sections that ran: a slow machine still learns where the time went.
         error = str(e).strip().splitlines()[0 if isinstance(e, CellTimeoutError) else -1][:300]
-    finally:
-        if saved is None:
-            os.environ.pop("GPT2COURSE_QUICK", None)
-        else:
-            os.environ["GPT2COURSE_QUICK"] = saved
     wall = time.perf_counter() - t0
     return NotebookTiming(nb.slug, version, quick, wall, sections_of(node.cells), error)
 
@@ -154,11 +139,10 @@ def _fmt_s(seconds: float) -> str:
 
 
 def machine() -> str:
-    """One line naming this machine: CPU count, GPU if any, Python and torch."""
+    """One line naming this machine: its GPU or CPU, Python and torch."""
     import torch
 
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()} CPUs, {gpu}, Python {platform.python_version()}, torch {torch.__version__}"
+    return f"{device_name()}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
 def main(argv: list[str]) -> int:

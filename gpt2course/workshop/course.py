@@ -57,7 +57,7 @@ CELL = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?P<tags>.*)$")
 
 def repo_root() -> Path:
     """The repository checkout this package was imported from."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def github_slug(url: str | None = None) -> str:
@@ -251,13 +251,7 @@ def build_notebook(nb: Notebook, version: str, source_text: str) -> dict:
 
 def notebook_path(nb: Notebook, version: str, root: Path | None = None) -> Path:
     """Where one version of a notebook is committed."""
-    root = root or repo_root()
-    sub = VERSIONS[version]
-    return (
-        root / "notebooks" / sub / f"{nb.slug}.ipynb"
-        if sub
-        else root / "notebooks" / f"{nb.slug}.ipynb"
-    )
+    return (root or repo_root()) / "notebooks" / VERSIONS[version] / f"{nb.slug}.ipynb"
 
 
 def source_path(nb: Notebook, root: Path | None = None) -> Path:
@@ -290,16 +284,25 @@ def cells_signature(notebook: dict) -> list[tuple[str, str, list[str]]]:
 
 
 def execute(notebook: dict, cwd: Path, timeout: int = 600, quick: bool = True) -> dict:
-    """Run a notebook top to bottom (in quick mode unless told) and return it with outputs."""
+    """Run a notebook top to bottom (in quick mode unless told) and return it with outputs.
+
+    A NotebookNode is run in place, so a caller that catches a failing cell keeps the cells
+    that ran."""
     import nbformat
     from nbclient import NotebookClient
 
-    os.environ["GPT2COURSE_QUICK"] = "1" if quick else "0"
-    node = nbformat.from_dict(notebook)
-    client = NotebookClient(
-        node, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
-    )
-    client.execute()
+    node = notebook if isinstance(notebook, nbformat.NotebookNode) else nbformat.from_dict(notebook)
+    saved = os.environ.get("GPT2COURSE_QUICK")
+    os.environ["GPT2COURSE_QUICK"] = "1" if quick else "0"  # the kernel inherits it
+    try:
+        NotebookClient(
+            node, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+        ).execute()
+    finally:
+        if saved is None:
+            os.environ.pop("GPT2COURSE_QUICK", None)
+        else:
+            os.environ["GPT2COURSE_QUICK"] = saved
     return node
 
 
@@ -318,8 +321,6 @@ def build(
     slugs: list[str] | None = None, execute_cells: bool = False, versions: list[str] | None = None
 ) -> list[Path]:
     """Generate the notebooks of the given sources (all by default); optionally run them."""
-    import json
-
     written = []
     todo = (
         [find(s) for s in slugs] if slugs else [nb for nb in NOTEBOOKS if source_path(nb).exists()]
@@ -327,7 +328,7 @@ def build(
     for nb in todo:
         text = source_path(nb).read_text(encoding="utf-8")
         for version in versions or list(VERSIONS):
-            notebook = json.loads(json.dumps(build_notebook(nb, version, text)))
+            notebook = build_notebook(nb, version, text)
             path = notebook_path(nb, version)
             if execute_cells and version != "instructor":
                 print(f"running {path.relative_to(repo_root())} ...", file=sys.stderr, flush=True)

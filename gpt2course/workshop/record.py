@@ -1,0 +1,86 @@
+"""Record full-size runs: run a notebook's solutions at the default settings and keep what
+its ``record:KEY`` cells printed and drew in ``gpt2course/recorded/`` (shown by
+``gpt2course.recorded``, which the notebooks import)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gpt2course import recorded
+
+from . import course
+
+TAG = "record:"
+
+
+def _keep(output: dict[str, Any]) -> dict[str, Any] | None:
+    """The part of an output worth keeping: text and pictures, no widget state or stderr."""
+    if output.get("output_type") == "stream":
+        return None if output.get("name") == "stderr" else {**output}
+    data = {
+        k: v
+        for k, v in output.get("data", {}).items()
+        if k in ("text/plain", "image/png", "text/html")
+    }
+    return {"output_type": "display_data", "data": data, "metadata": {}} if data else None
+
+
+def harvest(slug: str, notebook: dict[str, Any], seconds: float, device: str) -> Path:
+    """Keep the outputs of the ``record:``-tagged cells of an executed full-size notebook."""
+    import torch
+
+    cells: dict[str, list] = {}
+    for cell in notebook["cells"]:
+        for tag in cell.get("metadata", {}).get("tags", []):
+            if tag.startswith(TAG):
+                kept = [k for k in (_keep(o) for o in cell.get("outputs", [])) if k]
+                cells[tag[len(TAG) :]] = kept
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": device,
+        "machine": f"{platform.machine()}, {platform.system()}",
+        "torch": torch.__version__.split("+")[0],
+        "minutes": seconds / 60,
+    }
+    p = recorded.path(slug)
+    p.parent.mkdir(exist_ok=True)
+    p.write_text(json.dumps({"meta": meta, "cells": cells}, indent=1) + "\n", encoding="utf-8")
+    return p
+
+
+def device_name() -> str:
+    """The GPU's name, or the CPU's model and core count."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU ({cpu}, {os.cpu_count()} cores)"
+
+
+def record(slugs: list[str], timeout: int = 3600) -> list[Path]:
+    """Run each notebook's solutions at full size and keep its ``record:`` cells' outputs."""
+    written = []
+    for nb in [course.find(s) for s in slugs]:
+        text = course.source_path(nb).read_text(encoding="utf-8")
+        path = course.notebook_path(nb, "solutions")
+        print(f"running {path.relative_to(course.repo_root())} at full size ...", file=sys.stderr)
+        t0 = time.perf_counter()
+        done = course.execute(
+            course.build_notebook(nb, "solutions", text), path.parent, timeout, quick=False
+        )
+        written.append(harvest(nb.slug, done, time.perf_counter() - t0, device_name()))
+    return written
