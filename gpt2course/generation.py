@@ -39,13 +39,6 @@ def check_sampling_args(
         )
 
 
-def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Divide the logits by the temperature: below 1 sharpens, above 1 flattens."""
-    if temperature <= 0:
-        raise ValueError("temperature must be > 0 here; temperature 0 means greedy (argmax)")
-    return logits / temperature
-
-
 def filter_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Set every logit below the k-th largest (along the last dim) to -inf."""
     k = min(k, logits.size(-1))
@@ -76,7 +69,7 @@ def next_token_probs(
     check_sampling_args(temperature, top_k, top_p)
     if temperature < GREEDY_BELOW:  # greedy: all the mass on the argmax
         return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).to(torch.float32)
-    logits = apply_temperature(logits.float(), temperature)
+    logits = logits.float() / temperature  # below 1 sharpens, above 1 flattens
     if top_k is not None:
         logits = filter_top_k(logits, top_k)
     if top_p is not None:
@@ -106,11 +99,8 @@ def sample_next_token(
 
 
 def _context(model) -> int:
-    """How many positions the model sees: its config's, else its position table's size."""
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "n_positions"):
-        return config.n_positions
-    return model.wpe.num_embeddings
+    """How many positions the model sees: the rows of its position table."""
+    return getattr(model, "module", model).wpe.num_embeddings  # (module: under DDP)
 
 
 @torch.inference_mode()
@@ -268,12 +258,8 @@ def generate(
     ``cache=``, as the package's does). ``sampler`` is your ``sample_next_token(logits,
     temperature, top_k, generator)``. The model runs in eval mode (its mode restored after).
     """
-    new = list(
-        stream(
-            model, idx, max_new_tokens, temperature, top_k, top_p, eos_token, use_cache,
-            generator, sampler,
-        )
-    )  # fmt: skip
+    args = (temperature, top_k, top_p, eos_token, use_cache, generator, sampler)
+    new = list(stream(model, idx, max_new_tokens, *args))
     idx = idx.to(next(model.parameters()).device)
     return torch.cat([idx, torch.stack(new, dim=1)], dim=1) if new else idx.clone()
 
