@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     tokens = (
         FastGenerator(model).stream(idx, args.max_new_tokens, **sampling)
         if fast
-        else stream(model, idx, args.max_new_tokens, **sampling)
+        else stream(model, idx, args.max_new_tokens, use_cache=True, **sampling)
     )
 
     # A character can span several tokens: decode bytes incrementally, print whole characters.
