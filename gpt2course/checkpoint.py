@@ -39,8 +39,7 @@ from .model import GPT, GPTConfig
 from .pretrained import load_pretrained, write_model
 
 FORMAT = "gpt2course-checkpoint"
-# 1: config.json a bare GPTConfig, weights under our names; still read.
-# 2: weights and config.json in GPT-2's (transformers') layout, written by pretrained.write_model.
+# Version 2: weights and config.json in GPT-2's (transformers') layout (pretrained.write_model).
 VERSION = 2
 
 
@@ -319,7 +318,7 @@ def run_settings(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     meta = _read_meta(path)
     raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    model = raw.get("gpt2course_config", raw)  # version 1 stored the bare GPTConfig
+    model = raw["gpt2course_config"]
     train = dict(meta.get("train_config") or {})
     train.pop("checkpoint_dir", None)  # --out says where this run saves
     return {

@@ -37,12 +37,8 @@ __all__ = [
 ]
 
 
-class CheckpointError(ValueError, RuntimeError):
-    """A checkpoint is missing, corrupt, truncated, of another format or does not fit the model.
-
-    Both a ``ValueError`` and a ``RuntimeError``: the two classes it replaces were one each,
-    and ``except`` clauses written for either keep working.
-    """
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, truncated, of another format or does not fit the model."""
 
 
 def sha256_of(path: str | Path) -> str:

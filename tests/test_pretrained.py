@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from gpt2course import offline, pretrained
-from gpt2course.pretrained import CheckpointError, load_pretrained
+from gpt2course.files import CheckpointError
+from gpt2course.pretrained import load_pretrained
 
 transformers = pytest.importorskip("transformers")
 from safetensors.torch import save_file  # noqa: E402
@@ -254,17 +255,17 @@ def test_bundle_then_seed_roundtrip(offline_cache, tmp_path, monkeypatch):
     monkeypatch.setattr(offline, "PUBLISHED_WEIGHTS_SHA256", {})
     hf = hf_model(seed=7)
     fake_hub_cache(offline_cache, hf)
-    written = pretrained.bundle_models(["gpt2"], tmp_path / "bundle")
+    written = offline.bundle_models(["gpt2"], tmp_path / "bundle")
     assert (tmp_path / "bundle" / "gpt2" / "manifest.json") in written
     fresh = tmp_path / "fresh-hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(fresh))
-    assert pretrained.seed_models(tmp_path / "bundle") == ["gpt2"]
+    assert offline.seed_models(tmp_path / "bundle") == ["gpt2"]
     assert_same_logits(load_pretrained("gpt2"), hf, TINY["vocab_size"])
 
 
 def test_seed_refuses_a_corrupt_bundle_and_writes_nothing(offline_cache, tmp_path, monkeypatch):
     fake_hub_cache(offline_cache, hf_model())
-    pretrained.bundle_models(["gpt2"], tmp_path / "bundle")
+    offline.bundle_models(["gpt2"], tmp_path / "bundle")
     f = tmp_path / "bundle" / "gpt2" / "model.safetensors"
     data = bytearray(f.read_bytes())
     data[-10] ^= 0xFF
@@ -272,7 +273,7 @@ def test_seed_refuses_a_corrupt_bundle_and_writes_nothing(offline_cache, tmp_pat
     fresh = tmp_path / "fresh-hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(fresh))
     with pytest.raises(CheckpointError, match="model.safetensors missing or corrupt"):
-        pretrained.seed_models(tmp_path / "bundle")
+        offline.seed_models(tmp_path / "bundle")
     assert not fresh.exists()
 
 

@@ -27,7 +27,8 @@ def build_models(name: str, device: torch.device, dtype: torch.dtype):
     """A random-weight transformers GPT-2 of this shape and our GPT holding the same weights."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from ..pretrained import from_transformers, hf_config_dict
+    from ..pretrained import from_transformers
+    from ..pretrained.convert import hf_config_dict
 
     config = GPTConfig.from_name(name)
     torch.manual_seed(0)

@@ -247,7 +247,7 @@ del again
 # Your model, with the weights it just took, must write exactly those.
 
 # %%
-from gpt2course.weights import PUBLISHED_GREEDY, PUBLISHED_PROMPT, greedy_ids
+from gpt2course.pretrained import PUBLISHED_GREEDY, PUBLISHED_PROMPT, greedy_ids
 
 if is_standin:
     print(
