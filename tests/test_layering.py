@@ -29,7 +29,6 @@ LAYER_OF = {
     "generation": "pieces",
     "fastgen": "pieces",
     "pretrained": "weights",
-    "weights": "weights",
     "checkpoint": "weights",
     "train": "training",
     "callbacks": "training",
@@ -60,8 +59,6 @@ LAYER_OF = {
 # module the code moved to, which sits above. Each is a shim, not a dependency.
 SHIMS = {
     ("assets", "offline"),
-    ("pretrained", "offline"),
-    ("pretrained", "weights"),
     ("train", "cli"),
     # checks keeps a passing piece in the workbench, which re-checks pieces through checks:
     # both import the other inside a function, on purpose (see checks/_core.py).
