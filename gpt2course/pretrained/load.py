@@ -285,13 +285,9 @@ def load_weights(model: nn.Module, name_or_path: str | Path) -> nn.Module:
     """
     st, _, raw, _ = _open(name_or_path)
     n_head = raw.get("n_head") if isinstance(raw.get("n_head"), int) else None
-    load_tensors(model, _file_shapes(st), st.read, n_head)
+    load_tensors(model, st.shapes(), st.read, n_head)
     model.is_standin = bool(raw.get(STANDIN_KEY, False))
     return model
-
-
-def _file_shapes(st: SafetensorsFile) -> dict[str, tuple[int, ...]]:
-    return {k: st.entries[k][1] for k in st.keys_in_file_order()}  # sequential reads
 
 
 def empty_model(
@@ -317,7 +313,7 @@ def load_pretrained(
     weights came from) and ``model.is_standin`` (a random stand-in, not GPT-2) set."""
     st, config_path, raw, hub_name = _open(name_or_path)
     config = _gpt_config(st, config_path, raw, hub_name)
-    shapes = _file_shapes(st)
+    shapes = st.shapes()
     # Checked on the meta device first: a config.json claiming n_embd=10**6 would otherwise
     # ask for terabytes before any tensor is compared.
     _plan(empty_model(config), shapes)
@@ -340,8 +336,7 @@ def from_transformers(hf_model: Any) -> GPT:
 def iter_checkpoint(name_or_path: str | Path) -> Iterator[tuple[str, tuple[int, ...], str]]:
     """Each tensor of a checkpoint as ``(key, shape, dtype)``, without reading any weights."""
     st = SafetensorsFile(resolve(name_or_path)[0])
-    for key in st.keys_in_file_order():
-        dtype, shape, _, _ = st.entries[key]
+    for key, (dtype, shape, _, _) in st.entries.items():
         yield key, shape, str(dtype).removeprefix("torch.")
 
 
