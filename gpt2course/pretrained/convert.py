@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -40,32 +41,21 @@ _MASK_BUFFER = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
 
 def config_from_hf(hf_config: Mapping[str, Any] | Any) -> GPTConfig:
     """Our ``GPTConfig`` from a transformers ``GPT2Config`` or its ``config.json`` dict."""
-    get = (
-        hf_config.get
-        if isinstance(hf_config, Mapping)
-        else lambda k, d=None: getattr(hf_config, k, d)
-    )
+    get = hf_config.get if isinstance(hf_config, Mapping) else partial(getattr, hf_config)
     model_type = get("model_type", "gpt2")
     if model_type != "gpt2":
         raise CheckpointError(f"this is a {model_type!r} checkpoint, not GPT-2 ('gpt2')")
     n_embd = get("n_embd", 768)
     # Variants our model does not implement: refuse rather than load them wrongly.
-    unsupported = {
-        "activation_function": (
-            get("activation_function", "gelu_new"),
-            ("gelu_new", "gelu_pytorch_tanh"),
-        ),
-        "n_inner": (get("n_inner", None), (None, 4 * n_embd)),
-        "scale_attn_weights": (get("scale_attn_weights", True), (True,)),
-        "scale_attn_by_inverse_layer_idx": (
-            get("scale_attn_by_inverse_layer_idx", False),
-            (False,),
-        ),
-        "tie_word_embeddings": (get("tie_word_embeddings", True), (True,)),
-        "add_cross_attention": (get("add_cross_attention", False), (False,)),
-    }
-    for key, (value, allowed) in unsupported.items():
-        if value not in allowed:
+    for key, default, allowed in (
+        ("activation_function", "gelu_new", ("gelu_new", "gelu_pytorch_tanh")),
+        ("n_inner", None, (None, 4 * n_embd)),
+        ("scale_attn_weights", True, (True,)),
+        ("scale_attn_by_inverse_layer_idx", False, (False,)),
+        ("tie_word_embeddings", True, (True,)),
+        ("add_cross_attention", False, (False,)),
+    ):
+        if (value := get(key, default)) not in allowed:
             raise CheckpointError(
                 f"config.json has {key}={value!r}; our GPT implements only {allowed[0]!r}"
             )
