@@ -23,7 +23,7 @@ from gpt2course.pretrained import (
 )
 
 transformers = pytest.importorskip("transformers")
-from safetensors.torch import save_file  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 
 TINY = dict(n_layer=2, n_head=4, n_embd=32, vocab_size=101, n_positions=64)
 
@@ -191,6 +191,23 @@ def test_a_model_without_ln_f_is_told_which_tensor_has_no_home(tmp_path) -> None
     del mine.ln_f
     with pytest.raises(CheckpointError, match="ln_f"):
         load_weights(mine, folder)
+
+
+def test_an_untied_head_takes_gpt2s_tied_weights(tmp_path) -> None:
+    hf = hf_model()
+    mine = MyGPT(**TINY)
+    mine.lm_head.weight = nn.Parameter(torch.zeros_like(mine.wte.weight))  # untied
+    load_weights(mine, pretrained_layout(hf, tmp_path / "p"))
+    assert_close_to(hf, mine)
+
+
+def test_a_head_that_differs_from_wte_is_refused(tmp_path) -> None:
+    folder = hub_layout(hf_model(), tmp_path / "hub")
+    sd = load_file(str(folder / "model.safetensors"))
+    sd["lm_head.weight"] = torch.randn_like(sd["wte.weight"])
+    save_file(sd, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="lm_head.weight differs from wte.weight"):
+        load_weights(MyGPT(**TINY), folder)
 
 
 def test_pickles_are_never_read(tmp_path) -> None:
