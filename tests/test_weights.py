@@ -210,6 +210,14 @@ def test_a_head_that_differs_from_wte_is_refused(tmp_path) -> None:
         load_weights(MyGPT(**TINY), folder)
 
 
+def test_a_gpt2_variant_is_refused_for_your_model_too(tmp_path) -> None:
+    folder = pretrained_layout(hf_model(), tmp_path / "p")
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(cfg | {"activation_function": "relu"}))
+    with pytest.raises(CheckpointError, match="activation_function='relu'"):
+        load_weights(MyGPT(**TINY), folder)
+
+
 def test_pickles_are_never_read(tmp_path) -> None:
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "pytorch_model.bin").write_bytes(b"not even a pickle")

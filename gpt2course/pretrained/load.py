@@ -283,9 +283,11 @@ def load_weights(model: nn.Module, name_or_path: str | Path) -> nn.Module:
     ``CheckpointError`` names what does not fit. Sets ``model.is_standin`` (True for the
     course's random stand-in) and returns ``model``.
     """
-    st, _, raw, _ = _open(name_or_path)
-    n_head = raw.get("n_head") if isinstance(raw.get("n_head"), int) else None
-    load_tensors(model, st.shapes(), st.read, n_head)
+    st, config_path, raw, hub_name = _open(name_or_path)
+    # The config refuses GPT-2 variants your model does not implement, and gives n_head,
+    # which no shape tells; a lone .safetensors file has none.
+    config = _gpt_config(st, config_path, raw, hub_name) if config_path or hub_name else None
+    load_tensors(model, st.shapes(), st.read, config and config.n_head)
     model.is_standin = bool(raw.get(STANDIN_KEY, False))
     return model
 
