@@ -27,7 +27,6 @@ import torch
 
 from .files import (
     CheckpointError,
-    atomic_path,
     atomic_write_text,
     exchange_paths,
     lock_dir,
@@ -37,10 +36,11 @@ from .files import (
 )
 from .model import GPT, GPTConfig
 from .pretrained import load_pretrained, write_model
+from .pretrained.convert import OUR_CONFIG_KEY
+from .pretrained.safetensors_file import SafetensorsFile, write_safetensors
 
 FORMAT = "gpt2course-checkpoint"
-# 1: config.json a bare GPTConfig, weights under our names; still read.
-# 2: weights and config.json in GPT-2's (transformers') layout, written by pretrained.write_model.
+# Version 2: weights and config.json in GPT-2's (transformers') layout (pretrained.write_model).
 VERSION = 2
 
 
@@ -125,8 +125,6 @@ def save_checkpoint(
     extra: dict | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically (a crash mid-save leaves the old one intact)."""
-    from safetensors.torch import save_file
-
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     if not isinstance(getattr(model, "config", None), GPTConfig):
@@ -134,14 +132,13 @@ def save_checkpoint(
             "save_checkpoint expects a gpt2course GPT (a model with a GPTConfig .config)"
         )
     path = check_checkpoint_dest(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     _recover(path)
     remove_stale_temps(path)
     tmp = make_temp_dir(path)
     lock = lock_dir(tmp)  # marks it in use, so a concurrent load does not clean it away
     try:
-        # Every file goes through atomic_path too: it fsyncs, so the folder renamed into
-        # place below holds complete files even after a power cut.
+        # Every file goes through files.atomic_path too: it fsyncs, so the folder renamed
+        # into place below holds complete files even after a power cut.
         write_model(model, tmp)
         meta: dict[str, Any] = {
             "format": FORMAT,
@@ -155,13 +152,10 @@ def save_checkpoint(
         }
         rng = _rng_tensors()
         if optimizer is not None:
-            tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-            with atomic_path(tmp / "optimizer.safetensors") as f:
-                save_file({**tensors, **rng}, str(f))
-            meta["optimizer"] = opt_meta
+            tensors, meta["optimizer"] = _flatten_optimizer(optimizer.state_dict())
+            write_safetensors(tensors | rng, tmp / "optimizer.safetensors")
         else:
-            with atomic_path(tmp / "rng.safetensors") as f:
-                save_file(rng, str(f))
+            write_safetensors(rng, tmp / "rng.safetensors")
         meta["files"] = {
             f.name: sha256_of(f) for f in sorted(tmp.iterdir()) if f.name != "checkpoint.json"
         }
@@ -255,9 +249,6 @@ def load_checkpoint(
     With ``verify`` every file's sha256 is checked first; a missing, truncated or damaged
     file raises ``CheckpointError`` naming it.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(path)
     with contextlib.suppress(OSError):  # a read-only place can still be read
         _recover(path)
@@ -274,12 +265,9 @@ def load_checkpoint(
             )
     model = load_pretrained(path, device=device)
     model.train()  # ready to carry on training, as GPT(config) would be
-    config = model.config
-    try:
-        opt_file = path / "optimizer.safetensors"
-        extra_tensors = load_file(str(opt_file if opt_file.is_file() else path / "rng.safetensors"))
-    except (SafetensorError, OSError, RuntimeError) as e:
-        raise CheckpointError(f"could not read the tensors in {path}: {e}") from e
+    opt_file = path / "optimizer.safetensors"
+    st = SafetensorsFile(opt_file if opt_file.is_file() else path / "rng.safetensors")
+    extra_tensors = {k: st.read(k) for k in st.entries}
     rng = {k: v for k, v in extra_tensors.items() if k.startswith("rng.")}
     optimizer_state = None
     if "optimizer" in meta:
@@ -287,7 +275,7 @@ def load_checkpoint(
         optimizer_state = _unflatten_optimizer(tensors, meta["optimizer"])
     return Checkpoint(
         model=model,
-        config=config,
+        config=model.config,
         step=meta.get("step", 0),
         data_position=meta.get("data_position", 0),
         history=meta.get("history"),
@@ -319,7 +307,7 @@ def run_settings(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     meta = _read_meta(path)
     raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    model = raw.get("gpt2course_config", raw)  # version 1 stored the bare GPTConfig
+    model = raw[OUR_CONFIG_KEY]
     train = dict(meta.get("train_config") or {})
     train.pop("checkpoint_dir", None)  # --out says where this run saves
     return {

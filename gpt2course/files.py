@@ -24,25 +24,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = [
-    "CheckpointError",
-    "atomic_copy",
-    "atomic_path",
-    "atomic_write_text",
-    "exchange_paths",
-    "lock_dir",
-    "make_temp_dir",
-    "remove_stale_temps",
-    "sha256_of",
-]
 
-
-class CheckpointError(ValueError, RuntimeError):
-    """A checkpoint is missing, corrupt, truncated, of another format or does not fit the model.
-
-    Both a ``ValueError`` and a ``RuntimeError``: the two classes it replaces were one each,
-    and ``except`` clauses written for either keep working.
-    """
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, truncated, of another format or does not fit the model."""
 
 
 def sha256_of(path: str | Path) -> str:
@@ -130,13 +114,9 @@ def make_temp_dir(beside: str | Path) -> Path:
     (``tempfile.mkdtemp`` makes 0700 folders, which a rename would then publish)."""
     beside = Path(beside)
     beside.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = _temp_name(beside, ".tmp")
-        try:
-            tmp.mkdir()
-            return tmp
-        except FileExistsError:  # pragma: no cover - 48 random bits
-            continue
+    tmp = _temp_name(beside, ".tmp")
+    tmp.mkdir()  # 48 random bits: an existing name would raise, never be shared
+    return tmp
 
 
 def exchange_paths(a: str | Path, b: str | Path) -> bool:

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from gpt2course import pretrained
-from gpt2course.pretrained import CheckpointError, load_pretrained
+from gpt2course.files import CheckpointError
+from gpt2course.pretrained import load_pretrained
 from gpt2course.workshop import offline
 
 transformers = pytest.importorskip("transformers")

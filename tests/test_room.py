@@ -82,16 +82,15 @@ def _standin_gpt2_in_hub_cache(env: dict[str, str], folder: Path, monkeypatch) -
     import torch
     from safetensors.torch import load_file
 
-    from gpt2course import pretrained
+    from gpt2course.pretrained.convert import HUB_REPOS, WEIGHTS_FILE
+    from gpt2course.pretrained.hub import _place_in_hub_cache
 
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=32)
     transformers.GPT2LMHeadModel(cfg).save_pretrained(folder, safe_serialization=True)
     monkeypatch.setenv("HF_HOME", env["HF_HOME"])
-    pretrained._place_in_hub_cache(
-        pretrained.HUB_REPOS[STANDIN_NAME], "a" * 40, folder, offline._manifest_entry(folder)
-    )
-    return load_file(folder / pretrained.WEIGHTS_FILE)
+    _place_in_hub_cache(HUB_REPOS[STANDIN_NAME], "a" * 40, folder, offline._manifest_entry(folder))
+    return load_file(folder / WEIGHTS_FILE)
 
 
 @pytest.mark.slow
@@ -128,12 +127,10 @@ def test_offline_room_bundle_copy_seed_doctor(
     from huggingface_hub import try_to_load_from_cache
     from safetensors.torch import load_file
 
-    from gpt2course import pretrained
+    from gpt2course.pretrained.convert import HUB_REPOS, WEIGHTS_FILE
 
     hub = Path(learner["HF_HOME"]) / "hub"
-    found = try_to_load_from_cache(
-        pretrained.HUB_REPOS[STANDIN_NAME], pretrained.WEIGHTS_FILE, cache_dir=hub
-    )
+    found = try_to_load_from_cache(HUB_REPOS[STANDIN_NAME], WEIGHTS_FILE, cache_dir=hub)
     assert isinstance(found, str), f"the seeded weights are not where huggingface_hub looks ({hub})"
     seeded = load_file(found)
     assert seeded.keys() == weights.keys()

@@ -13,10 +13,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gpt2course.pretrained import CheckpointError, load_weights
+from gpt2course.files import CheckpointError
+from gpt2course.pretrained import (
+    PUBLISHED_GREEDY,
+    PUBLISHED_PROMPT,
+    greedy_ids,
+    load_weights,
+    matches_published_greedy,
+)
 
 transformers = pytest.importorskip("transformers")
-from safetensors.torch import save_file  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 
 TINY = dict(n_layer=2, n_head=4, n_embd=32, vocab_size=101, n_positions=64)
 
@@ -128,8 +135,8 @@ def assert_close_to(hf, mine) -> None:
     idx = torch.randint(0, TINY["vocab_size"], (2, 17), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         want, got = hf(idx).logits, mine(idx)
-    rel = ((got - want).abs().max() / want.abs().max()).item()
-    assert rel < 1e-4, f"logits differ from transformers' by {rel:.2e} (relative)"
+    diff = (got - want).abs().max().item()
+    assert diff < 1e-4, f"logits differ from transformers' by {diff:.2e}"
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -186,6 +193,31 @@ def test_a_model_without_ln_f_is_told_which_tensor_has_no_home(tmp_path) -> None
         load_weights(mine, folder)
 
 
+def test_an_untied_head_takes_gpt2s_tied_weights(tmp_path) -> None:
+    hf = hf_model()
+    mine = MyGPT(**TINY)
+    mine.lm_head.weight = nn.Parameter(torch.zeros_like(mine.wte.weight))  # untied
+    load_weights(mine, pretrained_layout(hf, tmp_path / "p"))
+    assert_close_to(hf, mine)
+
+
+def test_a_head_that_differs_from_wte_is_refused(tmp_path) -> None:
+    folder = hub_layout(hf_model(), tmp_path / "hub")
+    sd = load_file(str(folder / "model.safetensors"))
+    sd["lm_head.weight"] = torch.randn_like(sd["wte.weight"])
+    save_file(sd, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="lm_head.weight differs from wte.weight"):
+        load_weights(MyGPT(**TINY), folder)
+
+
+def test_a_gpt2_variant_is_refused_for_your_model_too(tmp_path) -> None:
+    folder = pretrained_layout(hf_model(), tmp_path / "p")
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(cfg | {"activation_function": "relu"}))
+    with pytest.raises(CheckpointError, match="activation_function='relu'"):
+        load_weights(MyGPT(**TINY), folder)
+
+
 def test_pickles_are_never_read(tmp_path) -> None:
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "pytorch_model.bin").write_bytes(b"not even a pickle")
@@ -204,16 +236,16 @@ def test_the_package_model_loads_the_same_way(tmp_path) -> None:
 
 def _real_gpt2() -> Path:
     """The real gpt2 checkpoint, if this machine has it (a hub cache, or a network)."""
-    from gpt2course import pretrained
+    from gpt2course.pretrained.load import STANDIN_KEY, resolve
 
     try:
-        weights, config, _ = pretrained.resolve("gpt2")
+        weights, config, _ = resolve("gpt2")
     except CheckpointError:
         pytest.skip(
             "no real GPT-2 weights on this machine (no network, nothing in the hub cache); "
             "this test runs wherever the hub is reachable or gpt2 is cached"
         )
-    if config and json.loads(config.read_text()).get(pretrained.STANDIN_KEY):
+    if config and json.loads(config.read_text()).get(STANDIN_KEY):
         pytest.skip("the gpt2 in this cache is the course's random stand-in, not OpenAI's weights")
     return weights.parent
 
@@ -221,29 +253,24 @@ def _real_gpt2() -> Path:
 def test_real_gpt2_in_an_independent_model_writes_the_published_greedy_text() -> None:
     """Where OpenAI's weights exist, a model written apart from the package reproduces the
     greedy continuation recorded in transformers' own test suite."""
-    from gpt2course import weights as W
-
     folder = _real_gpt2()
     mine = MyGPT(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12).eval()
     load_weights(mine, folder)
-    assert W.greedy_ids(mine, W.PUBLISHED_PROMPT, len(W.PUBLISHED_GREEDY)) == W.PUBLISHED_GREEDY
+    assert greedy_ids(mine, PUBLISHED_PROMPT, len(PUBLISHED_GREEDY)) == PUBLISHED_GREEDY
 
 
 def test_published_greedy_text_is_the_one_transformers_records() -> None:
     """The ids are GPT-2's tokens of the recorded sentence (tiktoken, independent of us)."""
     from gpt2course import assets
-    from gpt2course import weights as W
 
     enc = assets.tiktoken_gpt2()
-    assert enc.decode(W.PUBLISHED_PROMPT) == "The dog"
-    assert enc.decode(W.PUBLISHED_GREEDY) == (
+    assert enc.decode(PUBLISHED_PROMPT) == "The dog"
+    assert enc.decode(PUBLISHED_GREEDY) == (
         " was found in a field near the intersection of West and West Streets.\n\nThe dog"
     )
 
 
 def test_a_random_model_does_not_pass_the_published_check() -> None:
-    from gpt2course import weights as W
-
     torch.manual_seed(0)
     tiny = MyGPT(vocab_size=50257, n_positions=64, n_embd=32, n_layer=1, n_head=4).eval()
-    assert not W.matches_published_greedy(tiny)
+    assert not matches_published_greedy(tiny)

@@ -13,9 +13,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .. import pretrained as reference
 from ..metrics import perplexity
 from ..model import GPT, GPTConfig
+from ..pretrained import convert as reference
 from ..pretrained.convert import linear_from_conv1d
 from ._core import CheckFailure, call, compare_tensors, run_check
 

@@ -1,19 +1,24 @@
-"""Loading a model folder, file or hub name into our ``GPT``, and writing one.
+"""The one loader: GPT-2's weights into any module with GPT-2's parameter names, and writing them.
 
-Tensors are read one at a time straight into a model whose memory was allocated once, in
-the target dtype, so loading needs little more than the model's size.
+A checkpoint names its tensors ``wte.weight``, ``h.0.attn.c_attn.weight``, ... (the hub's file)
+or ``transformer.h.0...`` (what ``save_pretrained`` writes). A model whose parameters have
+those names takes them, whatever classes it is built from: the package's ``GPT`` or yours.
+Tensors are read one at a time and copied into memory allocated once, in the model's dtype,
+so loading needs little more than the model's size. Only safetensors files are read: a
+pickle can run code.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model
+import torch.nn as nn
 
 from ..assets import cache_dir
 from ..config import GPTConfig
@@ -24,12 +29,10 @@ from .convert import (
     HUB_REPOS,
     OUR_CONFIG_KEY,
     WEIGHTS_FILE,
-    _plan,
     config_from_hf,
-    empty_model,
+    config_from_shapes,
     hf_config_dict,
-    infer_config,
-    load_tensors,
+    is_conv1d,
     our_name,
     to_hf_state_dict,
 )
@@ -38,12 +41,308 @@ from .safetensors_file import SafetensorsFile, write_safetensors
 
 # Marks a checkpoint made by write_standin_checkpoint(), so nobody mistakes its text for GPT-2's.
 STANDIN_KEY = "gpt2course_standin"
-
-
 STANDIN_BANNER = (
     "*** STAND-IN MODEL: small, with RANDOM weights, not GPT-2. Every text it writes is noise "
     "and every number about its quality is meaningless. ***"
 )
+_PICKLES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+# ---------------------------------------------------------------- finding and opening one
+
+
+def resolve(name_or_path: str | Path) -> tuple[Path, Path | None, str | None]:
+    """Where a model's weights and config are: ``(weights, config or None, hub name or None)``."""
+    s = str(name_or_path)
+    key = s.removeprefix("openai-community/")
+    if key in HUB_REPOS and not Path(s).exists():
+        weights, config = _from_hub(key)
+        return weights, config, key
+    p = Path(s).expanduser()
+    if p.is_dir():
+        if not (p / WEIGHTS_FILE).is_file():
+            pt = [f.name for f in p.iterdir() if f.suffix in _PICKLES]
+            why = (
+                f" (found {', '.join(pt)}: pickle files are never loaded, for safety)" if pt else ""
+            )
+            raise CheckpointError(f"{p} has no {WEIGHTS_FILE}{why}")
+        p = p / WEIGHTS_FILE
+    elif p.suffix in _PICKLES:
+        raise CheckpointError(
+            f"{p} is a pickle checkpoint; only .safetensors files are loaded (pickle can run code)"
+        )
+    elif p.suffix != ".safetensors":
+        raise CheckpointError(
+            f"{s!r} is neither a model name ({', '.join(HUB_REPOS)}) nor an existing folder or "
+            ".safetensors file"
+        )
+    elif not p.is_file():
+        raise CheckpointError(f"no such file: {p}")
+    config = p.parent / CONFIG_FILE
+    return p, (config if config.is_file() else None), None
+
+
+def _open(name_or_path: str | Path) -> tuple[SafetensorsFile, Path | None, dict, str | None]:
+    """The checked weights file, its config.json (path and settings) and its hub name."""
+    weights, config_path, hub_name = resolve(name_or_path)
+    try:
+        st = SafetensorsFile(weights)
+    except CheckpointError as e:
+        if hub_name is None:
+            raise
+        _remove_from_hub_cache(weights)
+        raise CheckpointError(
+            f"{e}. The bad file was removed from the hub cache; run again to download it afresh."
+        ) from None
+    # A GPT-2 has only floating-point weights: integers or booleans would be cast silently.
+    bad = [
+        f"{k} ({str(dtype).removeprefix('torch.')})"
+        for k, (dtype, *_) in st.entries.items()
+        if our_name(k) is not None and not dtype.is_floating_point
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{weights}: a GPT-2's weights are floating point, but these are not: {', '.join(bad[:6])}"
+        )
+    return st, config_path, (_read_config(config_path) if config_path else {}), hub_name
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A config.json as a dict, or ``CheckpointError`` saying what is wrong with the file."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path} is not UTF-8 text; is it really a config.json?") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(
+            f"{path} holds a JSON {type(raw).__name__}, not an object of settings"
+        )
+    return raw
+
+
+def _gpt_config(
+    st: SafetensorsFile, path: Path | None, raw: dict, hub_name: str | None
+) -> GPTConfig:
+    """The model's config: ours from config.json if we wrote it, else transformers' keys, else
+    the published size's, else what the tensor shapes imply."""
+    if path is None:
+        return GPTConfig.from_name(hub_name) if hub_name else config_from_shapes(st.shapes())
+    try:
+        if OUR_CONFIG_KEY not in raw:
+            return config_from_hf(raw)
+        if not isinstance(raw[OUR_CONFIG_KEY], dict):
+            raise CheckpointError(f"{OUR_CONFIG_KEY} is not an object of settings")
+        return GPTConfig(**raw[OUR_CONFIG_KEY])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+# ---------------------------------------------------------------- the one mapping
+
+
+def _tied(params: Mapping[str, nn.Parameter]) -> bool:
+    """Whether the head is the token embedding (GPT-2's tie), or absent."""
+    return "lm_head.weight" not in params or params["lm_head.weight"] is params.get("wte.weight")
+
+
+def _natural(s: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def _few(names: list[str], n: int = 6) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _hint(name: str, shape: tuple, expected: tuple, transpose: bool) -> str:
+    """The likely cause of a misfit shape, said once however many tensors it hits."""
+    if shape[::-1] == expected and transpose:
+        return "(transposed? Conv1D weights are stored as (in, out); an nn.Linear takes them .t())"
+    if shape[::-1] == expected:
+        return (
+            "(your layer is not an nn.Linear, so its weight is taken as stored, (in, out): a "
+            "Conv1D weight not transposed? An nn.Linear takes it transposed, .t())"
+        )
+    if name.endswith(("attn.c_attn.weight", "attn.c_attn.bias")):
+        return "(c_attn projects C to 3 * C: q, k and v in one matrix)"
+    if name.startswith(("wte.", "wpe.", "lm_head.")):
+        return "(build the model with the checkpoint's config: vocab_size and n_positions)"
+    return ""
+
+
+def _check_heads(model: nn.Module, n_head: int | None) -> None:
+    """The number of heads changes no shape, so a wrong one would load and give wrong logits."""
+    for name, module in model.named_modules():
+        heads = getattr(module, "n_head", None)
+        if n_head and name.endswith(".attn") and isinstance(heads, int) and heads != n_head:
+            raise CheckpointError(
+                f"{name}.n_head is {heads} but the checkpoint was trained with n_head={n_head}: "
+                "the weights would load and the attention would be wrong. Build the model from "
+                "the checkpoint's config"
+            )
+
+
+def _plan(
+    model: nn.Module, shapes: Mapping[str, tuple[int, ...]], n_head: int | None = None
+) -> dict[str, tuple[str, bool]]:
+    """Checkpoint key -> (our name, transpose?) for every tensor to copy; or ``CheckpointError``
+    naming each tensor with no parameter, each parameter with no tensor, each misfit shape."""
+    _check_heads(model, n_head)
+    params = dict(model.named_parameters(remove_duplicate=False))
+    plan: dict[str, tuple[str, bool]] = {}
+    done, unused, bad, hints = set(), [], [], {}
+    for key, shape in shapes.items():
+        name = our_name(key)
+        if name is None:
+            continue  # the hub file's attention-mask buffers: constants, not weights
+        if name in done:
+            unused.append(f"{key} (a second copy of {name})")
+            continue
+        target = "wte.weight" if name == "lm_head.weight" and _tied(params) else name
+        if target not in params:
+            unused.append(key)
+            continue
+        # nn.Linear keeps (out, in); the file has Conv1D's (in, out). A Conv1D of yours does not.
+        transpose = is_conv1d(name) and isinstance(
+            model.get_submodule(name.rpartition(".")[0]), nn.Linear
+        )
+        want = tuple(params[target].shape)
+        expected = want[::-1] if transpose else want  # in the file's layout
+        if tuple(shape) != expected:
+            bad.append(f"{key}: shape {tuple(shape)}, expected {expected}")
+            hints[_hint(name, tuple(shape), expected, transpose)] = None
+        plan[key] = (name, transpose)
+        done.add(name)
+    missing = sorted(set(params) - done - {"lm_head.weight"}, key=_natural)
+    problems = []
+    if missing:
+        problems.append(
+            f"missing {len(missing)} tensor(s): the checkpoint has nothing for your parameter(s) "
+            f"{_few(missing)} (GPT-2 has no such weights: a layer it does not have, or a name "
+            "that differs from its?)"
+        )
+    if unused:
+        problems.append(
+            f"unexpected tensor(s): your model has no parameter for the checkpoint's {_few(unused)} "
+            "(are your modules named as GPT-2's (wte, wpe, h.N.ln_1, h.N.attn.c_attn, "
+            "h.N.attn.c_proj, h.N.ln_2, h.N.mlp.c_fc, h.N.mlp.c_proj, ln_f), with bias=True, "
+            "and as many blocks as the checkpoint?)"
+        )
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        problems.append(f"wrong shape: {'; '.join(bad[:5])}{more} " + " ".join(hints).strip())
+    if problems:
+        config = getattr(model, "config", None)
+        what = (
+            f"a GPT-2 with n_layer={config.n_layer}, n_embd={config.n_embd}, "
+            f"vocab_size={config.vocab_size}"
+            if isinstance(config, GPTConfig)
+            else "your model"
+        )
+        raise CheckpointError(f"the checkpoint does not fit {what}: " + "; ".join(problems))
+    return plan
+
+
+@torch.no_grad()
+def load_tensors(
+    model: nn.Module,
+    shapes: Mapping[str, tuple[int, ...]],
+    read: Callable[[str], torch.Tensor],
+    n_head: int | None = None,
+) -> nn.Module:
+    """Copy each checkpoint tensor (``read(key)``) into ``model``'s parameter of that name, one at
+    a time, after checking every name and shape (``shapes``: checkpoint key -> shape as stored)."""
+    plan = _plan(model, shapes, n_head)
+    params = dict(model.named_parameters(remove_duplicate=False))
+    tied, head = _tied(params), None
+    for key, (name, transpose) in plan.items():
+        if name == "lm_head.weight" and tied:
+            head = key  # compared with wte once that is loaded
+            continue
+        t = read(key)
+        params[name].copy_(t.t() if transpose else t)  # copy_ casts to the parameter's dtype
+        del t
+    wte = params["wte.weight"]
+    if head is not None and not torch.equal(read(head).to(wte), wte):
+        raise CheckpointError(
+            "the checkpoint's lm_head.weight differs from wte.weight; GPT-2 ties them and "
+            "so does your model, so this checkpoint cannot be loaded exactly"
+        )
+    if not tied and all(n != "lm_head.weight" for n, _ in plan.values()):
+        params["lm_head.weight"].copy_(wte)  # an untied head: GPT-2's is wte
+    return model
+
+
+def load_weights(model: nn.Module, name_or_path: str | Path) -> nn.Module:
+    """Fill ``model`` (any module with GPT-2's parameter names) from a real GPT-2 checkpoint.
+
+    ``name_or_path``: gpt2, gpt2-medium, gpt2-large, gpt2-xl, a folder with config.json +
+    model.safetensors, or a .safetensors file. The peak memory is the model plus its largest
+    tensor. Every parameter must be filled and every checkpoint tensor used, or
+    ``CheckpointError`` names what does not fit. Sets ``model.is_standin`` (True for the
+    course's random stand-in) and returns ``model``.
+    """
+    st, config_path, raw, hub_name = _open(name_or_path)
+    # The config refuses GPT-2 variants your model does not implement, and gives n_head,
+    # which no shape tells; a lone .safetensors file has none.
+    config = _gpt_config(st, config_path, raw, hub_name) if config_path or hub_name else None
+    load_tensors(model, st.shapes(), st.read, config and config.n_head)
+    model.is_standin = bool(raw.get(STANDIN_KEY, False))
+    return model
+
+
+def empty_model(
+    config: GPTConfig, device: str | torch.device = "meta", dtype: torch.dtype = torch.float32
+) -> GPT:
+    """A ``GPT`` whose memory is allocated once, on ``device`` in ``dtype``, and not initialised:
+    no fp32 copy, no random init that the weights overwrite. On "meta" it has shapes only."""
+    with torch.device("meta"):
+        model = GPT(config)
+    model = model.to(dtype=dtype).to_empty(device=device)
+    model.lm_head.weight = model.wte.weight  # to_empty gives each name its own tensor: tie again
+    return model
+
+
+def load_pretrained(
+    name_or_path: str | Path,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> GPT:
+    """GPT-2 with published weights: a name (gpt2, gpt2-medium, gpt2-large, gpt2-xl), a folder
+    holding config.json + model.safetensors, or a .safetensors file. Returned in eval mode on
+    ``device`` (default cpu) in ``dtype`` (default float32), with ``model.source`` (where the
+    weights came from) and ``model.is_standin`` (a random stand-in, not GPT-2) set."""
+    st, config_path, raw, hub_name = _open(name_or_path)
+    config = _gpt_config(st, config_path, raw, hub_name)
+    shapes = st.shapes()
+    # Checked on the meta device first: a config.json claiming n_embd=10**6 would otherwise
+    # ask for terabytes before any tensor is compared.
+    _plan(empty_model(config), shapes)
+    model = load_tensors(
+        empty_model(config, device or "cpu", dtype or torch.float32), shapes, st.read
+    )
+    model.source = hub_name or str(st.path)
+    model.is_standin = bool(raw.get(STANDIN_KEY, False))
+    return model.eval()
+
+
+def from_transformers(hf_model: Any) -> GPT:
+    """Our ``GPT`` with the weights of a transformers ``GPT2LMHeadModel`` (same device and dtype)."""
+    sd = hf_model.state_dict()
+    ref = next(iter(sd.values()))
+    model = empty_model(config_from_hf(hf_model.config), ref.device, ref.dtype)
+    return load_tensors(model, {k: tuple(v.shape) for k, v in sd.items()}, sd.__getitem__).eval()
+
+
+def iter_checkpoint(name_or_path: str | Path) -> Iterator[tuple[str, tuple[int, ...], str]]:
+    """Each tensor of a checkpoint as ``(key, shape, dtype)``, without reading any weights."""
+    st = SafetensorsFile(resolve(name_or_path)[0])
+    for key, (dtype, shape, _, _) in st.entries.items():
+        yield key, shape, str(dtype).removeprefix("torch.")
+
+
+# ---------------------------------------------------------------- writing one
 
 
 def write_model(
@@ -64,14 +363,6 @@ def write_model(
     return folder
 
 
-def save_checkpoint(
-    model: GPT, folder: str | Path, extra_config: Mapping[str, Any] | None = None
-) -> Path:
-    """Old name of ``write_model``; note the order (model, folder). To save training state
-    too, use ``checkpoint.save_checkpoint(path, model, ...)``, which writes the same layout."""
-    return write_model(model, folder, extra_config)
-
-
 def write_standin_checkpoint(
     path: str | Path, n_layer: int = 2, n_head: int = 4, n_embd: int = 128, seed: int = 0
 ) -> Path:
@@ -82,148 +373,6 @@ def write_standin_checkpoint(
     return write_model(model, path, extra_config={STANDIN_KEY: True})
 
 
-def resolve(name_or_path: str | Path) -> tuple[Path, Path | None, str | None]:
-    """Where a model's weights and config are: ``(weights, config or None, hub name or None)``."""
-    s = str(name_or_path)
-    key = s.removeprefix("openai-community/")
-    if key in HUB_REPOS and not Path(s).exists():
-        weights, config = _from_hub(key)
-        return weights, config, key
-    p = Path(s).expanduser()
-    if p.is_dir():
-        if not (p / WEIGHTS_FILE).is_file():
-            pt = [f.name for f in p.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".ckpt")]
-            why = (
-                f" (found {', '.join(pt)}: pickle files are never loaded, for safety)" if pt else ""
-            )
-            raise CheckpointError(f"{p} has no {WEIGHTS_FILE}{why}")
-        return p / WEIGHTS_FILE, (p / CONFIG_FILE if (p / CONFIG_FILE).is_file() else None), None
-    if p.suffix == ".safetensors":
-        if not p.is_file():
-            raise CheckpointError(f"no such file: {p}")
-        cfg = p.parent / CONFIG_FILE
-        return p, (cfg if cfg.is_file() else None), None
-    if p.suffix in (".bin", ".pt", ".pth", ".ckpt"):
-        raise CheckpointError(
-            f"{p} is a pickle checkpoint; only .safetensors files are loaded (pickle can run code)"
-        )
-    raise CheckpointError(
-        f"{s!r} is neither a model name ({', '.join(HUB_REPOS)}) nor an existing folder or .safetensors file"
-    )
-
-
-def load_pretrained(
-    name_or_path: str | Path,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
-) -> GPT:
-    """GPT-2 with published weights: a name (gpt2, gpt2-medium, gpt2-large, gpt2-xl), a folder
-    holding config.json + model.safetensors, or a .safetensors file. Returned in eval mode on
-    ``device`` (default cpu) in ``dtype`` (default float32), with ``model.source`` (where the
-    weights came from) and ``model.is_standin`` (a random stand-in, not GPT-2) set."""
-    weights, config_path, hub_name = resolve(name_or_path)
-    device = torch.device(device or "cpu")
-    dtype = dtype or torch.float32
-    try:
-        st = SafetensorsFile(weights)
-    except CheckpointError as e:
-        if hub_name is None:
-            raise
-        _remove_from_hub_cache(weights)
-        raise CheckpointError(
-            f"{e}. The bad file was removed from the hub cache; run again to download it afresh."
-        ) from None
-    raw_config: dict[str, Any] = {}
-    if config_path is not None:
-        raw_config = _read_config(config_path)
-        if _is_legacy_config(raw_config):
-            return _load_legacy(weights, raw_config, device, dtype)
-        if OUR_CONFIG_KEY in raw_config:
-            config = _our_config(raw_config[OUR_CONFIG_KEY], config_path)
-        else:
-            try:
-                config = config_from_hf(raw_config)
-            except (TypeError, ValueError) as e:
-                raise CheckpointError(f"{config_path}: {e}") from None
-    elif hub_name is not None:
-        config = GPTConfig.from_name(hub_name)
-    else:
-        config = infer_config(st.shapes())
-    _check_float_weights(st)
-    # Against the file's own shapes before allocating: a config.json claiming n_embd of a
-    # million would otherwise ask for terabytes before any tensor is compared.
-    _plan(st.shapes(), config)
-    model = empty_model(config, device, dtype)
-    order = st.keys_in_file_order()
-    load_tensors(model, config, {k: st.entries[k][1] for k in order}, st.read)
-    model.source = hub_name or str(weights)
-    model.is_standin = bool(raw_config.get(STANDIN_KEY, False))
-    return model.eval()
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    """A config.json as a dict, or ``CheckpointError`` saying what is wrong with the file."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise CheckpointError(f"{path} is not UTF-8 text; is it really a config.json?") from None
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(
-            f"{path} holds a JSON {type(raw).__name__}, not an object of settings"
-        )
-    return raw
-
-
-def _check_float_weights(st: SafetensorsFile) -> None:
-    """A GPT-2 has only floating-point weights: integers or booleans would be cast silently."""
-    bad = [
-        f"{k} ({str(e[0]).removeprefix('torch.')})"
-        for k, e in st.entries.items()
-        if our_name(k) is not None and not e[0].is_floating_point
-    ]
-    if bad:
-        raise CheckpointError(
-            f"{st.path}: a GPT-2's weights are floating point, but these are not: {', '.join(bad[:6])}"
-        )
-
-
-def _our_config(d: Any, where: Path) -> GPTConfig:
-    if not isinstance(d, dict):
-        raise CheckpointError(f"{where}: {OUR_CONFIG_KEY} is not an object of settings")
-    try:
-        return GPTConfig(**d)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{where}: {OUR_CONFIG_KEY} is not a valid GPTConfig ({e})") from None
-
-
-def _is_legacy_config(raw: Mapping[str, Any]) -> bool:
-    """A ``config.json`` written by gpt2course before 0.2: a bare GPTConfig, our weight names."""
-    return "model_type" not in raw and "n_positions" in raw and "bias" in raw
-
-
-def _load_legacy(weights: Path, raw: Mapping[str, Any], device, dtype) -> GPT:
-    """Read the first checkpoint format (our parameter names, no transposes)."""
-    model = GPT(_our_config(raw, weights.parent / CONFIG_FILE))
-    try:
-        load_model(model, str(weights), strict=True, device=str(device))
-    except (OSError, RuntimeError) as e:
-        raise CheckpointError(f"could not read the tensors in {weights}: {e}") from e
-    model.to(device=device, dtype=dtype)
-    model.source, model.is_standin = str(weights), False
-    return model.eval()
-
-
-def iter_checkpoint(name_or_path: str | Path) -> Iterator[tuple[str, tuple[int, ...], str]]:
-    """Each tensor of a checkpoint as ``(key, shape, dtype)``, without reading any weights."""
-    weights, _, _ = resolve(name_or_path)
-    st = SafetensorsFile(weights)
-    for key in st.keys_in_file_order():
-        dtype, shape, _, _ = st.entries[key]
-        yield key, shape, str(dtype).removeprefix("torch.")
-
-
 def course_checkpoint(default: str = "gpt2") -> tuple[Path, bool]:
     """The weights file the notebooks use, and whether it is a random stand-in.
 
@@ -231,7 +380,6 @@ def course_checkpoint(default: str = "gpt2") -> tuple[Path, bool]:
     had (no network, nothing cached), a small random stand-in is written to the course cache
     so that the notebook still runs; it says so loudly.
     """
-
     wanted = os.environ.get("GPT2COURSE_MODEL") or default
     try:
         weights, config, _ = resolve(wanted)

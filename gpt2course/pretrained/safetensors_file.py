@@ -58,10 +58,9 @@ class SafetensorsFile:
                 ) from None
         if not isinstance(header, dict):
             raise CheckpointError(f"{what}: its header is not a JSON object")
-        self.metadata = header.pop("__metadata__", None) or {}
+        header.pop("__metadata__", None)
         self.data_start = 8 + n
-        self.entries: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
-        end_max = 0
+        entries: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
         for key, e in header.items():
             try:
                 dtype = _DTYPES[e["dtype"]]
@@ -74,8 +73,10 @@ class SafetensorsFile:
                 raise CheckpointError(
                     f"{what}: tensor {key!r} has {end - begin} bytes, its shape needs {nbytes}"
                 )
-            self.entries[key] = (dtype, shape, begin, end)
-            end_max = max(end_max, end)
+            entries[key] = (dtype, shape, begin, end)
+        # In the order of the file, so that reading them one after another is sequential.
+        self.entries = dict(sorted(entries.items(), key=lambda kv: kv[1][2:]))
+        end_max = max((e[3] for e in entries.values()), default=0)
         if self.data_start + end_max > size:
             raise CheckpointError(
                 f"{self.path} is truncated: its tensors need {self.data_start + end_max} bytes but the "
@@ -84,8 +85,7 @@ class SafetensorsFile:
         # As safetensors itself checks: the tensors tile the data exactly, in order, so no
         # two share bytes (one would silently read the other's) and nothing is unaccounted.
         at = 0
-        for key in sorted(self.entries, key=lambda k: self.entries[k][2:]):
-            begin, end = self.entries[key][2:]
+        for key, (_, _, begin, end) in self.entries.items():
             if begin != at:
                 why = "overlaps the tensor before it" if begin < at else "leaves a gap before it"
                 raise CheckpointError(f"{what}: tensor {key!r} at bytes {begin}-{end} {why}")
@@ -96,12 +96,12 @@ class SafetensorsFile:
             )
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Each tensor's shape, by key."""
+        """Each tensor's shape, by key, in the order of the file."""
         return {k: e[1] for k, e in self.entries.items()}
 
     def keys_in_file_order(self) -> list[str]:
         """The keys sorted by where their bytes are, so reading is sequential."""
-        return sorted(self.entries, key=lambda k: self.entries[k][2])
+        return list(self.entries)
 
     def read(self, key: str) -> torch.Tensor:
         """One tensor, freshly allocated on the CPU."""

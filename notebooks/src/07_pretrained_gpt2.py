@@ -225,7 +225,7 @@ del hf_model
 # In practice, `pretrained.load_weights(model, "gpt2")` does all of this for any module with
 # GPT-2's names, yours included: it reads the tensors one at a time (so the peak memory is
 # the model plus one tensor), transposes the Conv1D weights for `nn.Linear` layers, and
-# names the first tensor that does not fit, with the likely cause (`load_pretrained` does
+# names the tensors that do not fit, with the likely cause (`load_pretrained` does
 # the same for the package's own `GPT`, built directly on the device and in the dtype you
 # ask for: gpt2-xl, 6.2 GB in float32, peaks at 1.06x its size in RAM, `docs/benchmarks.md`).
 
@@ -247,7 +247,7 @@ del again
 # Your model, with the weights it just took, must write exactly those.
 
 # %%
-from gpt2course.weights import PUBLISHED_GREEDY, PUBLISHED_PROMPT, greedy_ids
+from gpt2course.pretrained import PUBLISHED_GREEDY, PUBLISHED_PROMPT, greedy_ids
 
 if is_standin:
     print(

@@ -50,7 +50,8 @@ def build_models(name: str, device: torch.device, dtype: torch.dtype):
     """A random-weight transformers GPT-2 of this shape and our GPT holding the same weights."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from gpt2course.pretrained import from_transformers, hf_config_dict
+    from gpt2course.pretrained import from_transformers
+    from gpt2course.pretrained.convert import hf_config_dict
 
     if name == "tiny":
         config = GPTConfig(n_layer=2, n_head=2, n_embd=64, n_positions=256)  # GPT-2's vocabulary

@@ -32,9 +32,11 @@ from gpt2course.model import GPTConfig
 def write_random_checkpoint(config: GPTConfig, folder: Path, seed: int = 0) -> Path:
     """A .safetensors file (+ config.json) of this shape with random weights, in the hub
     file's key layout (with the old mask buffers), written one tensor at a time."""
-    from gpt2course.pretrained import CONFIG_FILE, WEIGHTS_FILE, checkpoint_shapes, hf_config_dict
+    from gpt2course.pretrained.convert import CONFIG_FILE, WEIGHTS_FILE, hf_config_dict, to_hf_state_dict
+    from gpt2course.pretrained.load import empty_model
 
-    shapes = dict(checkpoint_shapes(config))
+    meta = to_hf_state_dict(empty_model(config), prefix="")  # shapes only, on the meta device
+    shapes = {k: tuple(t.shape) for k, t in meta.items()}
     n = config.n_positions
     for i in range(config.n_layer):
         shapes[f"h.{i}.attn.bias"] = (1, 1, n, n)
@@ -81,13 +83,14 @@ def _current_rss_bytes() -> int:
 
 def _child(folder: str, reader: str) -> None:
     """Load once and print a JSON line: peak RSS before and after, model bytes, seconds."""
-    from gpt2course import pretrained
+    from gpt2course.pretrained.convert import CONFIG_FILE, WEIGHTS_FILE, config_from_hf
+    from gpt2course.pretrained.load import empty_model, load_pretrained, load_tensors
 
     torch.ones(1) @ torch.ones(1)  # let torch allocate its own runtime memory first
     before = _current_rss_bytes()
     t0 = time.perf_counter()
     if reader == "load_pretrained":
-        model = pretrained.load_pretrained(folder)
+        model = load_pretrained(folder)
     elif reader == "transformers":
         from transformers import GPT2LMHeadModel
 
@@ -95,13 +98,11 @@ def _child(folder: str, reader: str) -> None:
     else:
         from safetensors import safe_open
 
-        cfg = pretrained.config_from_hf(
-            json.loads((Path(folder) / pretrained.CONFIG_FILE).read_text())
-        )
-        model = pretrained.empty_model(cfg, torch.device("cpu"), torch.float32)
-        with safe_open(str(Path(folder) / pretrained.WEIGHTS_FILE), "pt") as f:
+        cfg = config_from_hf(json.loads((Path(folder) / CONFIG_FILE).read_text()))
+        model = empty_model(cfg, "cpu")
+        with safe_open(str(Path(folder) / WEIGHTS_FILE), "pt") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-            pretrained.load_tensors(model, cfg, shapes, f.get_tensor)
+            load_tensors(model, shapes, f.get_tensor)
     seconds = time.perf_counter() - t0
     peak = _peak_rss_bytes()
     # A loader may map the file and read it lazily: one forward touches every weight.
