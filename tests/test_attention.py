@@ -132,6 +132,7 @@ def test_cuda_module_fused_equals_explicit(dtype):
         first = attn(x[:, :150], cache)
         rest = attn(x[:, 150:], cache)
     tol = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}[dtype]
+    torch.testing.assert_close(first.float(), fused[:, :150].float(), atol=tol, rtol=0)
     torch.testing.assert_close(explicit.float(), fused.float(), atol=tol, rtol=0)
     torch.testing.assert_close(rest.float(), fused[:, 150:].float(), atol=tol, rtol=0)
     assert torch.isfinite(w).all()

@@ -32,7 +32,12 @@ from gpt2course.model import GPTConfig
 def write_random_checkpoint(config: GPTConfig, folder: Path, seed: int = 0) -> Path:
     """A .safetensors file (+ config.json) of this shape with random weights, in the hub
     file's key layout (with the old mask buffers), written one tensor at a time."""
-    from gpt2course.pretrained.convert import CONFIG_FILE, WEIGHTS_FILE, hf_config_dict, to_hf_state_dict
+    from gpt2course.pretrained.convert import (
+        CONFIG_FILE,
+        WEIGHTS_FILE,
+        hf_config_dict,
+        to_hf_state_dict,
+    )
     from gpt2course.pretrained.load import empty_model
 
     meta = to_hf_state_dict(empty_model(config), prefix="")  # shapes only, on the meta device
