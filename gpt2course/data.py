@@ -39,14 +39,6 @@ class Tokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
 
-class UnknownTextError(KeyError, FileNotFoundError):
-    """Neither a course text nor a file: a KeyError to ``data`` callers, a missing file to
-    the training command's."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
 def load_text(name_or_path: str = "shakespeare") -> str:
     """A course text by name (``"tinyshakespeare"``, or ``"shakespeare"``) from the course
     cache, or the contents of a UTF-8 text file."""
@@ -55,7 +47,7 @@ def load_text(name_or_path: str = "shakespeare") -> str:
         return assets.fetch(TEXTS[name]).read_text(encoding="utf-8")
     p = Path(name_or_path)
     if not p.is_file():
-        raise UnknownTextError(
+        raise FileNotFoundError(
             f"unknown text {name_or_path!r}: not a text file, nor one of the course's texts "
             f"({', '.join(sorted(TEXTS))}, or 'shakespeare'); pass one of those or a file's path"
         )
