@@ -8,22 +8,24 @@ position t is trained to predict token t + 1.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from . import assets
-from .tokenizer.named import encode_in_pieces
+from .tokenizer.named import Tokenizer, encode_in_pieces
 
 __all__ = [
     "TEXTS",
     "RandomBatches",
     "split_tokens",
     "TokenWindowDataset",
+    "batches_from",
+    "check_batch",
     "embed",
     "load_text",
     "make_dataloaders",
@@ -33,10 +35,6 @@ __all__ = [
 
 # Text name -> the asset that holds it.
 TEXTS = {"tinyshakespeare": "tinyshakespeare.txt"}
-
-
-class Tokenizer(Protocol):
-    def encode(self, text: str) -> list[int]: ...
 
 
 def load_text(name_or_path: str = "shakespeare") -> str:
@@ -258,3 +256,38 @@ class RandomBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         return self.stream(0)
+
+
+def batches_from(loader: Iterable[Batch], start: int) -> Iterator[Batch]:
+    """``loader``'s batches from number ``start`` on, forever: a ``RandomBatches`` jumps
+    there, other loaders are replayed epoch after epoch."""
+    if hasattr(loader, "stream"):
+        yield from loader.stream(start)
+        return
+    n = 0
+    while True:
+        empty = True
+        for b in loader:
+            empty = False
+            if n >= start:
+                yield b
+            n += 1
+        if empty:
+            raise ValueError("the training loader gave no batches")
+
+
+def check_batch(batch: Batch, model: torch.nn.Module) -> None:
+    """Fail early, and clearly, on a batch ``model`` cannot take (``train`` checks its first)."""
+    x, y = batch
+    if x.dim() != 2 or x.shape != y.shape:
+        raise ValueError(
+            f"a batch must be (x, y) token ids of the same shape (batch, time); got "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    top = int(max(x.max(), y.max()))
+    if vocab is not None and top >= vocab:
+        raise ValueError(
+            f"the data has token id {top} but the model's vocab_size is {vocab}; "
+            "build the model with the tokenizer's vocabulary size"
+        )

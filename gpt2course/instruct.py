@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .tokenizer.named import ByteTokenizer
-
 __all__ = [
     "INSTRUCTION_MARKER",
     "RESPONSE_MARKER",
@@ -24,7 +22,6 @@ __all__ = [
     "TASKS",
     "WORDS",
     "Example",
-    "ByteTokenizer",
     "format_prompt",
     "encode_example",
     "collate",

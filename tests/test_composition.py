@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from gpt2course import checks, generation
-from gpt2course.model import GPT, GPTConfig
-from gpt2course.train import RandomBatches, TrainConfig, lm_loss, train
+from gpt2course.data import RandomBatches
+from gpt2course.model import GPT, GPTConfig, lm_loss
+from gpt2course.train import TrainConfig, train
 
 CFG = GPTConfig(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4)
 

@@ -198,11 +198,12 @@ def test_mistake_pairs_and_preference_rate():
     from gpt2course.experiments import mistake_pairs, preference_rate
     from gpt2course.model import GPT, GPTConfig
     from gpt2course.preference import PreferencePair
+    from gpt2course.tokenizer.named import ByteTokenizer
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=256, n_positions=128, n_layer=1, n_head=2, n_embd=16))
     model.eval()
-    tok = instruct.ByteTokenizer()
+    tok = ByteTokenizer()
     examples = instruct.make_tasks(6, seed=0)
     pairs = mistake_pairs(model, examples, tok)
     answers = instruct.greedy_answers(model, [e.instruction for e in examples], tok, 12)

@@ -125,7 +125,9 @@ def _profile_step(gen: FastGenerator, idx: torch.Tensor, d: torch.device) -> Non
 def fp16_path(dry: bool) -> int:
     """The T4 path on any GPU: fp16 autocast + GradScaler for training and LoRA, fp16 decoding."""
     from .. import lora
-    from ..train import RandomBatches, configure_optimizer, get_tokenizer, load_text, train_step
+    from ..data import RandomBatches, load_text
+    from ..tokenizer.named import get_tokenizer
+    from ..train import configure_optimizer, train_step
 
     d = torch.device("cpu" if dry else "cuda")
     steps = 3 if dry else 300

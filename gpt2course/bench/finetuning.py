@@ -20,9 +20,11 @@ import time
 import torch
 
 from .. import instruct, lora
+from ..data import RandomBatches, load_text
 from ..device import pick_device
 from ..model import GPT, GPTConfig
-from ..train import RandomBatches, TrainConfig, get_tokenizer, load_text, train
+from ..tokenizer.named import ByteTokenizer, get_tokenizer
+from ..train import TrainConfig, train
 
 # name -> (n_layer, n_embd, steps, batch, lr, tasks, base pretraining steps, n_train, n_held_out);
 # "quick" and "full" are notebook 09's two settings.
@@ -97,7 +99,7 @@ def bench_instruct(name: str, device: torch.device) -> dict:
     from torch.utils.data import DataLoader
 
     n_layer, n_embd, steps, batch, lr, tasks, pre, n_train, n_held_out = INSTRUCT_SETTINGS[name]
-    tok = instruct.ByteTokenizer()
+    tok = ByteTokenizer()
     train_set, held_out = instruct.task_split(n_train, n_held_out, seed=0, tasks=tasks)
     torch.manual_seed(0)
     model = GPT(

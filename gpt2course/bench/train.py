@@ -24,17 +24,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..model import GPT, GPTConfig
-from ..train import (
-    RandomBatches,
-    _autocast,
-    configure_optimizer,
-    get_tokenizer,
-    lm_loss,
-    load_text,
-    split_tokens,
-    train_step,
-)
+from ..data import RandomBatches, load_text, split_tokens
+from ..model import GPT, GPTConfig, lm_loss
+from ..tokenizer.named import get_tokenizer
+from ..train import _autocast, configure_optimizer, train_step
 
 
 class PlainBlock(nn.Module):
@@ -169,7 +162,7 @@ def compare_nanogpt(
     profile: bool = False,
 ) -> dict:
     """Tokens/s of a training step, ours vs nanoGPT's model.py: same weights, alternating steps."""
-    from ..train import PRESETS
+    from ..cli.train import PRESETS
 
     mod = load_nanogpt(path)
     mcfg = GPTConfig(**PRESETS[preset]["model"])
@@ -264,7 +257,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--fused", action="store_true", help="with --nanogpt: fused AdamW (CUDA)")
     p.add_argument("--profile", action="store_true", help="with --nanogpt: profile one step each")
     args = p.parse_args(argv)
-    from ..train import PRESETS
+    from ..cli.train import PRESETS
 
     if args.threads:
         torch.set_num_threads(args.threads)

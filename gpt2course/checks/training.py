@@ -8,6 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .. import model as reference_model
 from .. import train as reference
 from ._core import CheckFailure, call, compare_tensors, require_tensor, run_check
 
@@ -74,7 +75,7 @@ def check_lm_loss(lm_loss, hint: int = 1):
         )
     ]
     return run_check(
-        "lm_loss", lm_loss, reference.lm_loss, test, hint=hint, crash_meanings=meanings
+        "lm_loss", lm_loss, reference_model.lm_loss, test, hint=hint, crash_meanings=meanings
     )
 
 

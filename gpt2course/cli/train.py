@@ -23,10 +23,11 @@ from ..callbacks import PrintSamples
 from ..checkpoint import check_checkpoint_dest, run_settings
 from ..config import GPTConfig
 from ..data import RandomBatches, load_text, split_tokens
+from ..device import distributed
 from ..files import CheckpointError
 from ..model import GPT
 from ..tokenizer.named import Tokenizer, get_tokenizer
-from ..train import TrainConfig, _distributed, train
+from ..train import TrainConfig, train
 
 # The command line: python -m gpt2course train
 
@@ -210,7 +211,7 @@ def _init_distributed() -> tuple[int, int, int]:
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 or dist.is_initialized():
-        return _distributed()
+        return distributed()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     want = os.environ.get("GPT2COURSE_DEVICE", "")
     if torch.cuda.is_available() and want != "cpu":
@@ -218,7 +219,7 @@ def _init_distributed() -> tuple[int, int, int]:
         dist.init_process_group("nccl")
     else:
         dist.init_process_group("gloo")
-    return _distributed()
+    return distributed()
 
 
 def main(argv: list[str] | None = None) -> int:
