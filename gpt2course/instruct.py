@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .generation import generate
+
 __all__ = [
     "INSTRUCTION_MARKER",
     "RESPONSE_MARKER",
@@ -207,8 +209,6 @@ def greedy_answers(
     Prompts of the same length are generated together, so no padding or attention mask
     is needed.
     """
-    from .generation import generate
-
     device = next(model.parameters()).device
     prompts = [tokenizer.encode(format_prompt(i)) for i in instructions]
     by_length: dict[int, list[int]] = {}

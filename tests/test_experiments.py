@@ -217,3 +217,10 @@ def test_mistake_pairs_and_preference_rate():
     assert preference_rate(model, swapped, tok)[0] == pytest.approx(1 - rate)
     with pytest.raises(ValueError, match="no preference pairs"):
         preference_rate(model, [], tok)
+
+
+def test_shakespeare_base_is_a_byte_level_gpt_after_a_few_steps():
+    from gpt2course.experiments import shakespeare_base
+
+    model = shakespeare_base(n_layer=1, n_embd=16, steps=3, block_size=16, batch_size=2)
+    assert (model.config.vocab_size, model.config.n_positions) == (256, 16)
