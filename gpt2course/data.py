@@ -8,6 +8,7 @@ position t is trained to predict token t + 1.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -249,10 +250,7 @@ class RandomBatches:
 
     def stream(self, start: int = 0) -> Iterator[Batch]:
         """Batches ``start``, ``start + 1``, ... forever."""
-        n = start
-        while True:
-            yield self.batch(n)
-            n += 1
+        return map(self.batch, itertools.count(start))
 
     def __iter__(self) -> Iterator[Batch]:
         return self.stream(0)
@@ -266,13 +264,12 @@ def batches_from(loader: Iterable[Batch], start: int) -> Iterator[Batch]:
         return
     n = 0
     while True:
-        empty = True
+        epoch_start = n
         for b in loader:
-            empty = False
             if n >= start:
                 yield b
             n += 1
-        if empty:
+        if n == epoch_start:
             raise ValueError("the training loader gave no batches")
 
 
