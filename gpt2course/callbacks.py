@@ -1,19 +1,45 @@
-"""What ``train`` calls back into: the hooks, and the notebook's live plot and samples."""
+"""What ``train`` reports to: the run's history, the hooks it calls, and the notebook's live
+plot and samples. ``train`` imports this module, never the other way round."""
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from .generation import sample_text
+from .tokenizer.named import Tokenizer
 
-if TYPE_CHECKING:  # types only: train imports this module
-    from .tokenizer.named import Tokenizer
-    from .train import History, TrainConfig
+
+@dataclass
+class History:
+    """The losses of a run: one train loss per step, a validation loss every eval_interval."""
+
+    step: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)  # tokens seen so far, all processes
+    seconds: list[float] = field(default_factory=list)  # wall time since the start
+    val_step: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+
+    @property
+    def val_perplexity(self) -> list[float]:
+        """exp(val loss): the model is as unsure as a uniform pick among this many tokens."""
+        return [math.exp(v) for v in self.val_loss]
+
+    def to_dict(self) -> dict:
+        """A plain dict, for JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> History:
+        """The inverse of ``to_dict``."""
+        return cls(**{f.name: list(d.get(f.name, [])) for f in fields(cls)})
 
 
 @dataclass
@@ -23,7 +49,7 @@ class TrainState:
     step: int
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    config: TrainConfig
+    config: Any  # the run's train.TrainConfig
     history: History
     is_main: bool = True  # rank 0 (callbacks that print or plot act only there)
 

@@ -8,22 +8,25 @@ position t is trained to predict token t + 1.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from . import assets
-from .tokenizer.named import encode_in_pieces
+from .tokenizer.named import Tokenizer, encode_in_pieces
 
 __all__ = [
     "TEXTS",
     "RandomBatches",
     "split_tokens",
     "TokenWindowDataset",
+    "batches_from",
+    "check_batch",
     "embed",
     "load_text",
     "make_dataloaders",
@@ -35,18 +38,6 @@ __all__ = [
 TEXTS = {"tinyshakespeare": "tinyshakespeare.txt"}
 
 
-class Tokenizer(Protocol):
-    def encode(self, text: str) -> list[int]: ...
-
-
-class UnknownTextError(KeyError, FileNotFoundError):
-    """Neither a course text nor a file: a KeyError to ``data`` callers, a missing file to
-    the training command's."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
 def load_text(name_or_path: str = "shakespeare") -> str:
     """A course text by name (``"tinyshakespeare"``, or ``"shakespeare"``) from the course
     cache, or the contents of a UTF-8 text file."""
@@ -55,7 +46,7 @@ def load_text(name_or_path: str = "shakespeare") -> str:
         return assets.fetch(TEXTS[name]).read_text(encoding="utf-8")
     p = Path(name_or_path)
     if not p.is_file():
-        raise UnknownTextError(
+        raise FileNotFoundError(
             f"unknown text {name_or_path!r}: not a text file, nor one of the course's texts "
             f"({', '.join(sorted(TEXTS))}, or 'shakespeare'); pass one of those or a file's path"
         )
@@ -259,10 +250,41 @@ class RandomBatches:
 
     def stream(self, start: int = 0) -> Iterator[Batch]:
         """Batches ``start``, ``start + 1``, ... forever."""
-        n = start
-        while True:
-            yield self.batch(n)
-            n += 1
+        return map(self.batch, itertools.count(start))
 
     def __iter__(self) -> Iterator[Batch]:
         return self.stream(0)
+
+
+def batches_from(loader: Iterable[Batch], start: int) -> Iterator[Batch]:
+    """``loader``'s batches from number ``start`` on, forever: a ``RandomBatches`` jumps
+    there, other loaders are replayed epoch after epoch."""
+    if hasattr(loader, "stream"):
+        yield from loader.stream(start)
+        return
+    n = 0
+    while True:
+        epoch_start = n
+        for b in loader:
+            if n >= start:
+                yield b
+            n += 1
+        if n == epoch_start:
+            raise ValueError("the training loader gave no batches")
+
+
+def check_batch(batch: Batch, model: torch.nn.Module) -> None:
+    """Fail early, and clearly, on a batch ``model`` cannot take (``train`` checks its first)."""
+    x, y = batch
+    if x.dim() != 2 or x.shape != y.shape:
+        raise ValueError(
+            f"a batch must be (x, y) token ids of the same shape (batch, time); got "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    top = int(max(x.max(), y.max()))
+    if vocab is not None and top >= vocab:
+        raise ValueError(
+            f"the data has token id {top} but the model's vocab_size is {vocab}; "
+            "build the model with the tokenizer's vocabulary size"
+        )

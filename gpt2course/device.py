@@ -6,6 +6,7 @@ import os
 import sys
 
 import torch
+import torch.distributed as dist
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -25,6 +26,13 @@ def pick_device(prefer: str | None = None) -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def distributed() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) of this process under torchrun; (0, 0, 1) otherwise."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), dist.get_world_size()
+    return 0, 0, 1
 
 
 def has_native_bf16(device: torch.device | str) -> bool:

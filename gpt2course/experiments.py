@@ -22,7 +22,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .data import RandomBatches, load_text
+from .instruct import greedy_answers
 from .model import GPT, MLP, GPTConfig
+from .preference import PreferencePair, sequence_logprobs
+from .train import TrainConfig, train
 
 __all__ = [
     "RESIDUAL_SETTINGS",
@@ -61,8 +65,6 @@ def _gpt2_init(sublayer: nn.Module, depth: int) -> None:
 
 def _shakespeare_bytes() -> torch.Tensor:
     """Tiny Shakespeare as byte ids, (N,)."""
-    from .data import load_text
-
     return torch.tensor(list(load_text("shakespeare").encode("utf-8")))
 
 
@@ -160,8 +162,6 @@ def residual_training(
     vector of unit scale (the input), the stack, then a linear head. MLP sublayers see one
     position at a time, so the best the stack can learn is a bigram model.
     """
-    from .data import RandomBatches
-
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     torch.manual_seed(seed)
@@ -220,8 +220,6 @@ def shakespeare_base(
     seed: int = 0,
 ) -> GPT:
     """A byte-level GPT pretrained on Tiny Shakespeare for ``steps`` steps (part 6's recipe)."""
-    from .train import RandomBatches, TrainConfig, train
-
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     ids = _shakespeare_bytes()
@@ -247,9 +245,6 @@ def shakespeare_base(
 
 def mistake_pairs(model: torch.nn.Module, examples, tokenizer) -> list:
     """Preference pairs from the model's own mistakes: the right answer over its greedy one."""
-    from .instruct import greedy_answers
-    from .preference import PreferencePair
-
     answers = greedy_answers(model, [e.instruction for e in examples], tokenizer, 12)
     return [
         PreferencePair(e.instruction, e.response, a)
@@ -262,8 +257,6 @@ def mistake_pairs(model: torch.nn.Module, examples, tokenizer) -> list:
 def preference_rate(model: torch.nn.Module, pairs, tokenizer) -> tuple[float, float]:
     """How often ``model`` gives the preferred answer more probability than the rejected
     one, and the mean log-probability of the preferred answers."""
-    from .preference import sequence_logprobs
-
     if not pairs:
         raise ValueError("no preference pairs to measure; the model made no mistakes")
     inst = [p.instruction for p in pairs]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .tokenizer.named import ByteTokenizer
+from .generation import generate
 
 __all__ = [
     "INSTRUCTION_MARKER",
@@ -24,7 +24,6 @@ __all__ = [
     "TASKS",
     "WORDS",
     "Example",
-    "ByteTokenizer",
     "format_prompt",
     "encode_example",
     "collate",
@@ -210,8 +209,6 @@ def greedy_answers(
     Prompts of the same length are generated together, so no padding or attention mask
     is needed.
     """
-    from .generation import generate
-
     device = next(model.parameters()).device
     prompts = [tokenizer.encode(format_prompt(i)) for i in instructions]
     by_length: dict[int, list[int]] = {}

@@ -76,22 +76,8 @@ class LoRALinear(nn.Linear):
         cls, linear: nn.Linear, rank: int, alpha: float, dropout: float = 0.0
     ) -> LoRALinear:
         """Wrap an existing layer: its weight and bias are shared (not copied) and frozen."""
-        layer = cls(
-            linear.in_features,
-            linear.out_features,
-            rank,
-            alpha,
-            bias=linear.bias is not None,
-            dropout=dropout,
-            device=linear.weight.device,
-            dtype=linear.weight.dtype,
-        )
-        layer.weight = linear.weight
-        layer.weight.requires_grad_(False)
-        if linear.bias is not None:
-            layer.bias = linear.bias
-            layer.bias.requires_grad_(False)
-        return layer
+        w = linear.weight
+        return _wrap(cls, linear, rank, alpha, dropout=dropout, device=w.device, dtype=w.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         base = F.linear(x, self.weight, self.bias)  # (..., out)
@@ -165,23 +151,23 @@ def apply_lora(
         parent = model.get_submodule(parent_name) if parent_name else model
         if layer_cls is None:
             new = LoRALinear.from_linear(linear, rank, alpha, dropout)
-        else:
+        else:  # yours, built as layer_cls(in, out, rank, alpha, bias=...)
             new = _wrap(layer_cls, linear, rank, alpha)
         setattr(parent, child, new)
     return model
 
 
-def _wrap(layer_cls: type[nn.Linear], linear: nn.Linear, rank: int, alpha: float) -> nn.Linear:
-    layer = layer_cls(
-        linear.in_features, linear.out_features, rank, alpha, bias=linear.bias is not None
-    )
-    layer.to(device=linear.weight.device, dtype=linear.weight.dtype)
-    layer.weight = linear.weight
-    layer.bias = linear.bias
+def _wrap(
+    layer_cls: type[nn.Linear], linear: nn.Linear, rank: int, alpha: float, **kw
+) -> nn.Linear:
+    """An adapter layer around ``linear``'s own weight and bias (frozen), on its device."""
+    bias = linear.bias is not None
+    layer = layer_cls(linear.in_features, linear.out_features, rank, alpha, bias=bias, **kw)
+    layer.weight, layer.bias = linear.weight, linear.bias
     for p in (layer.weight, layer.bias):
         if p is not None:
             p.requires_grad_(False)
-    return layer
+    return layer.to(linear.weight.device, linear.weight.dtype)
 
 
 def mark_only_lora_trainable(model: nn.Module) -> nn.Module:

@@ -1,37 +1,29 @@
 """Pretraining a GPT: the loss, AdamW, warmup + cosine, clipping, accumulation, evaluation,
-checkpoints, and data-parallel training under ``torchrun``.
-
-In a notebook::
+checkpoints, and data-parallel training under ``torchrun``. First the pieces notebook 06 has
+the learner write, then the loop that runs them with its set-up and bookkeeping in small
+helpers. In a notebook::
 
     history = train(model, train_batches, val_batches, TrainConfig(max_steps=500),
                     callbacks=[LivePlot(), PrintSamples(tokenizer)])
-
-The pieces around the loop live in their own modules and are re-exported here, since the
-notebooks import them from ``gpt2course.train``: the tokenizers (``tokenizer.named``), the
-data (``data``) and the callbacks and plots (``callbacks``). The command line, with its
-presets, is ``gpt2course.workshop.train``.
-
-About 570 lines, over the package's ~450, on purpose: what is left is one idea, the pieces
-notebook 06 has the learner write and the loop that runs them, read top to bottom.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
 import time
-import types
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
-from .callbacks import Callback, LivePlot, PrintSamples, TrainState, plot_history
+from .callbacks import Callback, History, TrainState
 from .checkpoint import (
     Checkpoint,
     check_checkpoint_dest,
@@ -39,33 +31,11 @@ from .checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from .data import Batch, RandomBatches, load_text, split_tokens
-from .device import has_native_bf16, pick_device
-from .generation import sample_text as sample
+from .data import Batch, batches_from, check_batch
+from .device import distributed, has_native_bf16, pick_device
 from .model import lm_loss  # the one loss; the learner writes it in part 6
-from .tokenizer.named import Tokenizer, get_tokenizer
 
-__all__ = [
-    "Callback",
-    "History",
-    "LivePlot",
-    "PrintSamples",
-    "RandomBatches",
-    "TrainConfig",
-    "TrainState",
-    "Tokenizer",
-    "configure_optimizer",
-    "evaluate",
-    "get_tokenizer",
-    "lm_loss",
-    "load_text",
-    "lr_schedule",
-    "plot_history",
-    "sample",
-    "split_tokens",
-    "train",
-    "train_step",
-]
+__all__ = ["TrainConfig", "configure_optimizer", "evaluate", "lr_schedule", "train", "train_step"]
 
 # The pieces a learner writes in notebook 06
 
@@ -181,24 +151,7 @@ def evaluate(
     return sum(losses) / len(losses)
 
 
-def _stream(loader: Iterable[Batch], start: int) -> Iterator[Batch]:
-    """Batches from ``start`` on; loaders without ``stream`` are replayed epoch after epoch."""
-    if hasattr(loader, "stream"):
-        yield from loader.stream(start)
-        return
-    n = 0
-    while True:
-        empty = True
-        for b in loader:
-            empty = False
-            if n >= start:
-                yield b
-            n += 1
-        if empty:
-            raise ValueError("the training loader gave no batches")
-
-
-# The training loop
+# The run's settings
 
 
 @dataclass
@@ -251,7 +204,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting that cannot work."""
-        check_field_types(self)
+        self._check_types()
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
         if self.grad_accum_steps < 1:
@@ -267,96 +220,137 @@ class TrainConfig:
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
 
-
-def check_field_types(obj: Any) -> None:
-    """Raise ``ValueError`` naming the first field of a dataclass whose value has the wrong
-    type (a JSON config's ``"max_steps": "10"``), before any arithmetic trips on it."""
-    hints = get_type_hints(type(obj))
-    for f in fields(obj):
-        value, hint = getattr(obj, f.name), hints[f.name]
-        allowed = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
-        ok = any(
-            (value is None and t is type(None))
-            or (t is bool and isinstance(value, bool))
-            or (t is int and isinstance(value, int) and not isinstance(value, bool))
-            or (t is float and isinstance(value, (int, float)) and not isinstance(value, bool))
-            or (t is str and isinstance(value, str))
-            or t not in (bool, int, float, str, type(None))  # other types: not checked here
-            for t in allowed
-        )
-        if not ok:
-            want = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
-            raise ValueError(
-                f"{type(obj).__name__}.{f.name} must be {want}, got {value!r} "
-                f"({type(value).__name__}); write it without quotes if it is a number"
-            )
+    def _check_types(self) -> None:
+        # A JSON config's "max_steps": "10" fails here, by name, not later in some arithmetic.
+        for f in fields(self):
+            value, allowed = getattr(self, f.name), f.type.split(" | ")  # e.g. "float | None"
+            kind = "None" if value is None else type(value).__name__  # a bool is no int here
+            if kind not in allowed and not (kind == "int" and "float" in allowed):
+                want = " or ".join("null" if t == "None" else t for t in allowed)
+                raise ValueError(
+                    f"TrainConfig.{f.name} must be {want}, got {value!r} "
+                    f"({type(value).__name__}); write it without quotes if it is a number"
+                )
 
 
-@dataclass
-class History:
-    """The losses of a run: one train loss per step, a validation loss every eval_interval."""
-
-    step: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)  # tokens seen so far, all processes
-    seconds: list[float] = field(default_factory=list)  # wall time since the start
-    val_step: list[int] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-
-    @property
-    def val_perplexity(self) -> list[float]:
-        """exp(val loss): the model is as unsure as a uniform pick among this many tokens."""
-        return [math.exp(v) for v in self.val_loss]
-
-    def to_dict(self) -> dict:
-        """A plain dict, for JSON."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> History:
-        """The inverse of ``to_dict``."""
-        return cls(**{f.name: list(d.get(f.name, [])) for f in fields(cls)})
+# The loop's set-up and bookkeeping
 
 
-def _check_batch(batch: Batch, model: nn.Module) -> None:
-    """Fail early, and clearly, on batches the model cannot take."""
-    x, y = batch
-    if x.dim() != 2 or x.shape != y.shape:
-        raise ValueError(
-            f"a batch must be (x, y) token ids of the same shape (batch, time); got "
-            f"{tuple(x.shape)} and {tuple(y.shape)}"
-        )
-    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
-    top = int(max(x.max(), y.max()))
-    if vocab is not None and top >= vocab:
-        raise ValueError(
-            f"the data has token id {top} but the model's vocab_size is {vocab}; "
-            "build the model with the tokenizer's vocabulary size"
-        )
+def _device(prefer: str | None, local_rank: int, world: int) -> torch.device:
+    """The device to train on; under torchrun each process takes its own GPU."""
+    device = pick_device(prefer)
+    if device.type == "cuda":
+        if world > 1:
+            device = torch.device("cuda", local_rank)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
 
 
-def _distributed() -> tuple[int, int, int]:
-    """(rank, local_rank, world_size) of this process; (0, 0, 1) when not data-parallel."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), dist.get_world_size()
-    return 0, 0, 1
-
-
-def _precision(device: torch.device, precision: str) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None, whether a GradScaler is needed)."""
-
+def _precision(
+    device: torch.device, precision: str, own_step: bool
+) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
+    """(autocast dtype, or None for fp32; GradScaler, or None) for ``precision`` on ``device``."""
     if precision == "auto":
-        if device.type != "cuda":
-            return None, False
-        precision = "bf16" if has_native_bf16(device) else "fp16"
-    if precision == "fp32":
-        return None, False
-    if precision == "bf16":
-        return torch.bfloat16, False
-    return torch.float16, device.type == "cuda"  # fp16 gradients underflow without scaling
+        precision = (
+            "fp32" if device.type != "cuda" else "bf16" if has_native_bf16(device) else "fp16"
+        )
+    if precision == "fp16" and device.type == "cuda":  # fp16 gradients underflow unscaled
+        if own_step:
+            # The notebook's train_step takes no GradScaler: fp32 is slower but right.
+            print(
+                "your train_step takes no GradScaler: training in fp32 on this GPU", file=sys.stderr
+            )
+            return None, None
+        return torch.float16, torch.amp.GradScaler("cuda")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision], None
+
+
+def _resume(resume, model, optimizer, scaler, world: int) -> tuple[int, int, History]:
+    """Load a checkpoint (or its folder): weights, AdamW state, RNG; its (step, position, history)."""
+    ck = load_checkpoint(resume) if isinstance(resume, (str, Path)) else resume
+    if ck.optimizer_state is None:
+        raise ValueError(
+            f"the checkpoint {ck.path} has no optimizer state, so training cannot resume "
+            "exactly; load its model and start a new run instead"
+        )
+    model.load_state_dict(ck.model.state_dict())
+    optimizer.load_state_dict(ck.optimizer_state)
+    if scaler is not None and ck.scaler_state:
+        scaler.load_state_dict(ck.scaler_state)
+    if world == 1:  # one process's generators; data-parallel ranks keep their own seeds
+        restore_rng(ck.rng_state)
+    return ck.step, ck.data_position, History.from_dict(ck.history or {})
+
+
+def _mean_over_ranks(loss: float, device: torch.device, world: int) -> float:
+    """This step's loss averaged over the data-parallel processes."""
+    if world == 1:
+        return loss
+    t = torch.tensor([loss], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.item() / world
+
+
+class _Progress:
+    """Per-step bookkeeping: the history's steps, clock and token count, the tqdm bar (rank 0
+    only), and the ``max_seconds`` budget. A resumed run carries on its clock and count."""
+
+    def __init__(self, config: TrainConfig, history: History, step: int, is_main: bool):
+        self.config, self.history, self.is_main = config, history, is_main
+        self.started = time.perf_counter()
+        self.t0 = self.started - (history.seconds[-1] if history.seconds else 0.0)
+        self.tokens = history.tokens[-1] if history.tokens else 0
+        show = config.progress and is_main
+        self.bar = tqdm(
+            total=config.max_steps,
+            initial=step,
+            disable=not show,
+            desc="training",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+
+    def out_of_time(self, step: int) -> bool:
+        """Whether ``max_seconds`` has run out (the schedule is unchanged)."""
+        limit = self.config.max_seconds
+        if limit is None or time.perf_counter() - self.started <= limit:
+            return False
+        if self.is_main:
+            print(f"stopping at step {step}: max_seconds={limit} reached", file=sys.stderr)
+        return True
+
+    def log(self, step: int, loss: float, lr: float, tokens: int) -> None:
+        """Add step ``step`` (``tokens`` more tokens, all processes) to the history and the bar."""
+        h, self.tokens = self.history, self.tokens + tokens
+        h.step.append(step)
+        h.train_loss.append(loss)
+        h.lr.append(lr)
+        h.tokens.append(self.tokens)
+        h.seconds.append(time.perf_counter() - self.t0)
+        postfix = {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}"}
+        if h.val_loss:
+            postfix["val"] = f"{h.val_loss[-1]:.3f}"
+        self.bar.update(1)
+        self.bar.set_postfix(postfix, refresh=False)
+
+
+def _save(state: TrainState, position: int, scaler, extra: dict | None) -> None:
+    """The run so far, to ``checkpoint_dir``: weights, AdamW state, data position, history."""
+    save_checkpoint(
+        state.config.checkpoint_dir,
+        state.model,
+        optimizer=state.optimizer,
+        step=state.step,
+        data_position=position,
+        history=state.history.to_dict(),
+        train_config=state.config.to_dict(),
+        scaler_state=scaler.state_dict() if scaler is not None else None,
+        extra=extra,
+    )
+
+
+# The training loop
 
 
 def train(
@@ -383,172 +377,71 @@ def train(
     ``loss_fn``, ``step_fn`` and ``lr_fn`` are yours from part 6 (``lm_loss``, ``train_step``,
     ``lr_schedule``), used in place of the package's. ``model(x)`` must give the logits.
     """
-    from tqdm import tqdm
-
     config.validate()
-    rank, local_rank, world = _distributed()
+    rank, local_rank, world = distributed()
     is_main = rank == 0
     if config.checkpoint_dir and is_main:
         check_checkpoint_dest(config.checkpoint_dir)  # before the first step, not after the last
-    device = pick_device(config.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", local_rank)
+    device = _device(config.device, local_rank, world)
     torch.manual_seed(config.seed + rank)  # dropout masks differ per rank, as they should
-    if isinstance(resume, (str, Path)):
-        resume = load_checkpoint(resume)
-    if resume is not None:
-        model.load_state_dict(resume.model.state_dict())
-    model.to(device)
-    model.train()
-    raw_model = model
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    raw_model = model.to(device).train()
+    betas = (config.beta1, config.beta2)
     optimizer = configure_optimizer(
-        raw_model,
-        config.learning_rate,
-        config.weight_decay,
-        (config.beta1, config.beta2),
-        config.eps,
+        raw_model, config.learning_rate, config.weight_decay, betas, config.eps
     )
-    autocast_dtype, needs_scaler = _precision(device, config.precision)
-    if step_fn is not None and needs_scaler:
-        # fp16 needs a GradScaler, which the notebook's train_step does not take: fp32 is
-        # slower but right, where unscaled fp16 gradients would underflow to zero.
-        print("your train_step takes no GradScaler: training in fp32 on this GPU", file=sys.stderr)
-        autocast_dtype, needs_scaler = None, False
-    scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
-    history = History()
-    step, position = 0, 0
+    dtype, scaler = _precision(device, config.precision, own_step=step_fn is not None)
+    loss_kw = dict(autocast_dtype=dtype, loss_fn=loss_fn)  # for train_step and evaluate
+    step, position, history = 0, 0, History()
     if resume is not None:
-        if resume.optimizer_state is None:
-            raise ValueError(
-                f"the checkpoint {resume.path} has no optimizer state, so training cannot resume "
-                "exactly; load its model and start a new run instead"
-            )
-        optimizer.load_state_dict(resume.optimizer_state)
-        if scaler is not None and resume.scaler_state:
-            scaler.load_state_dict(resume.scaler_state)
-        step, position = resume.step, resume.data_position
-        history = History.from_dict(resume.history or {})
-        if world == 1:
-            restore_rng(resume.rng_state)
+        step, position, history = _resume(resume, raw_model, optimizer, scaler, world)
     if config.compile:
         model = torch.compile(model)
     if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        model = DDP(model, device_ids=[local_rank] if device.type == "cuda" else None)
-
+        model = DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None
+        )
+    saving = bool(config.checkpoint_dir) and is_main
     state = TrainState(step, raw_model, optimizer, config, history, is_main)
-    batches = _stream(train_loader, position)
-    t0 = time.perf_counter() - (history.seconds[-1] if history.seconds else 0.0)
-    tokens = history.tokens[-1] if history.tokens else 0
-    bar = tqdm(
-        total=config.max_steps,
-        initial=step,
-        disable=not (config.progress and is_main),
-        desc="training",
-        dynamic_ncols=True,
-        file=sys.stderr,
-    )
-
-    def save() -> None:
-        if config.checkpoint_dir and is_main:
-            save_checkpoint(
-                config.checkpoint_dir,
-                raw_model,
-                optimizer=optimizer,
-                step=step,
-                data_position=position,
-                history=history.to_dict(),
-                train_config=config.to_dict(),
-                scaler_state=scaler.state_dict() if scaler is not None else None,
-                extra=extra,
-            )
-
+    batches, first_step = batches_from(train_loader, position), step
+    progress = _Progress(config, history, step, is_main)
     try:
         for cb in callbacks:
             cb.on_train_start(state)
-        started = time.perf_counter()
-        first = True
-        while step < config.max_steps:
-            if (
-                config.max_seconds is not None
-                and time.perf_counter() - started > config.max_seconds
-            ):
-                if is_main:
-                    print(
-                        f"stopping at step {step}: max_seconds={config.max_seconds} reached",
-                        file=sys.stderr,
-                    )
-                break
+        while step < config.max_steps and not progress.out_of_time(step):
             lr = config.lr_at(step, lr_fn)
-            micro = []
-            for _ in range(config.grad_accum_steps):
-                x, y = next(batches)
-                micro.append((x.to(device, non_blocking=True), y.to(device, non_blocking=True)))
-            if first:  # a bad batch fails here with a clear message, not deep in an embedding
-                _check_batch(micro[0], raw_model)
-                first = False
+            micro = [next(batches) for _ in range(config.grad_accum_steps)]
+            micro = [
+                (x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in micro
+            ]
+            if step == first_step:  # a bad batch fails here, clearly, not deep in an embedding
+                check_batch(micro[0], raw_model)
             if step_fn is None:
                 loss = train_step(
-                    model,
-                    optimizer,
-                    micro,
-                    lr,
-                    config.grad_clip,
-                    autocast_dtype=autocast_dtype,
-                    scaler=scaler,
-                    loss_fn=loss_fn,
+                    model, optimizer, micro, lr, config.grad_clip, scaler=scaler, **loss_kw
                 )
             else:  # yours: (model, optimizer, micro_batches, lr, grad_clip), no GradScaler
-                with _autocast(device, autocast_dtype):
+                with _autocast(device, dtype):
                     loss = float(step_fn(model, optimizer, micro, lr, config.grad_clip))
-            if world > 1:
-                import torch.distributed as dist
-
-                t = torch.tensor([loss], dtype=torch.float64, device=device)
-                dist.all_reduce(t)
-                loss = t.item() / world
-            step += 1
-            position += config.grad_accum_steps
-            tokens += sum(x.numel() for x, _ in micro) * world
-            history.step.append(step)
-            history.train_loss.append(loss)
-            history.lr.append(lr)
-            history.tokens.append(tokens)
-            history.seconds.append(time.perf_counter() - t0)
+            loss = _mean_over_ranks(loss, device, world)
+            step, position = step + 1, position + config.grad_accum_steps
             state.step = step
-            bar.update(1)
-            postfix = {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}"}
-            if history.val_loss:
-                postfix["val"] = f"{history.val_loss[-1]:.3f}"
-            bar.set_postfix(postfix, refresh=False)
+            progress.log(step, loss, lr, tokens=sum(x.numel() for x, _ in micro) * world)
             for cb in callbacks:
                 cb.on_step(state)
             if val_loader is not None and (
                 step % config.eval_interval == 0 or step == config.max_steps
             ):
-                val = evaluate(
-                    raw_model,
-                    val_loader,
-                    config.eval_batches,
-                    autocast_dtype=autocast_dtype,
-                    loss_fn=loss_fn,
-                )
+                val = evaluate(raw_model, val_loader, config.eval_batches, **loss_kw)
                 history.val_step.append(step)
                 history.val_loss.append(val)
                 for cb in callbacks:
                     cb.on_eval(state)
-            if config.checkpoint_interval and step % config.checkpoint_interval == 0:
-                save()
+            if saving and config.checkpoint_interval and step % config.checkpoint_interval == 0:
+                _save(state, position, scaler, extra)
     finally:
-        bar.close()  # also when a callback or Ctrl-C stops the run
-    if config.checkpoint_dir and not (
-        config.checkpoint_interval and step % config.checkpoint_interval == 0
-    ):
-        save()
+        progress.bar.close()  # also when a callback or Ctrl-C stops the run
+    if saving and not (config.checkpoint_interval and step % config.checkpoint_interval == 0):
+        _save(state, position, scaler, extra)
     for cb in callbacks:
         cb.on_train_end(state)
     return history

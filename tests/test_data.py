@@ -82,7 +82,7 @@ def test_load_text():
     text = load_text("tinyshakespeare")
     assert text.startswith("First Citizen:")
     assert len(text) == 1115394
-    with pytest.raises(KeyError, match="tinyshakespeare"):
+    with pytest.raises(FileNotFoundError, match="tinyshakespeare"):
         load_text("shakespear")
 
 

@@ -198,11 +198,12 @@ def test_mistake_pairs_and_preference_rate():
     from gpt2course.experiments import mistake_pairs, preference_rate
     from gpt2course.model import GPT, GPTConfig
     from gpt2course.preference import PreferencePair
+    from gpt2course.tokenizer.named import ByteTokenizer
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=256, n_positions=128, n_layer=1, n_head=2, n_embd=16))
     model.eval()
-    tok = instruct.ByteTokenizer()
+    tok = ByteTokenizer()
     examples = instruct.make_tasks(6, seed=0)
     pairs = mistake_pairs(model, examples, tok)
     answers = instruct.greedy_answers(model, [e.instruction for e in examples], tok, 12)
@@ -216,3 +217,10 @@ def test_mistake_pairs_and_preference_rate():
     assert preference_rate(model, swapped, tok)[0] == pytest.approx(1 - rate)
     with pytest.raises(ValueError, match="no preference pairs"):
         preference_rate(model, [], tok)
+
+
+def test_shakespeare_base_is_a_byte_level_gpt_after_a_few_steps():
+    from gpt2course.experiments import shakespeare_base
+
+    model = shakespeare_base(n_layer=1, n_embd=16, steps=3, block_size=16, batch_size=2)
+    assert (model.config.vocab_size, model.config.n_positions) == (256, 16)

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from gpt2course import instruct
 from gpt2course.instruct import (
     IGNORE_INDEX,
-    ByteTokenizer,
     Example,
     collate,
     encode_example,
@@ -19,7 +18,8 @@ from gpt2course.instruct import (
     make_tasks,
     task_split,
 )
-from gpt2course.model import GPT, GPTConfig
+from gpt2course.model import GPT, GPTConfig, lm_loss
+from gpt2course.tokenizer.named import ByteTokenizer
 
 
 def test_collate_masks_exactly_the_prompt_and_padding():
@@ -146,7 +146,7 @@ def test_instruction_tuning_beats_the_untuned_model_on_held_out_tasks(one_thread
     model.train()
     for _ in range(200):
         x, y = collate([data[i] for i in torch.randint(len(data), (16,), generator=g)])
-        _, loss = model(x, y)
+        loss = lm_loss(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()

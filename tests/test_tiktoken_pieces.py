@@ -39,3 +39,15 @@ def test_two_megabytes_of_spaces_do_not_crash_the_process():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
     )
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_each_token_has_the_bytes_tiktoken_gives_it():
+    # The one Tokenizer protocol: the token viewer reads a token's bytes from either tokenizer.
+    text = "héllo wörld 🙂\n\n  x"
+    enc, gpt2, raw = assets.tiktoken_gpt2(), get_tokenizer("gpt2"), get_tokenizer("bytes")
+    assert [gpt2.decode_single_token_bytes(i) for i in gpt2.encode(text)] == [
+        enc.decode_single_token_bytes(i) for i in enc.encode(text)
+    ]
+    assert [raw.decode_single_token_bytes(i) for i in raw.encode(text)] == [
+        bytes([b]) for b in text.encode("utf-8")
+    ]

@@ -10,8 +10,12 @@ import pytest
 import torch
 
 from gpt2course import train as T
+from gpt2course.callbacks import Callback
 from gpt2course.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from gpt2course.model import GPT, GPTConfig
+from gpt2course.data import RandomBatches, batches_from, split_tokens
+from gpt2course.generation import sample_text
+from gpt2course.model import GPT, GPTConfig, lm_loss
+from gpt2course.tokenizer.named import get_tokenizer
 from gpt2course.workshop import train as train_verb
 
 
@@ -35,8 +39,8 @@ def tiny_model(seed: int = 0) -> GPT:
 def tiny_data(seed: int = 0, batch_size: int = 4):
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(TINY["vocab_size"], (3000,), generator=g)
-    tr, va = T.split_tokens(ids, 0.2)
-    return T.RandomBatches(tr, batch_size, 16, seed=seed), T.RandomBatches(
+    tr, va = split_tokens(ids, 0.2)
+    return RandomBatches(tr, batch_size, 16, seed=seed), RandomBatches(
         va, batch_size, 16, seed=seed + 1
     )
 
@@ -65,7 +69,7 @@ def test_lm_loss_is_mean_negative_log_likelihood():
     # -log softmax(logits)[target], averaged, written out by hand
     logp = logits - logits.exp().sum(-1, keepdim=True).log()
     want = -logp.gather(-1, targets[..., None]).mean()
-    assert torch.allclose(T.lm_loss(logits, targets).double(), want, atol=1e-6)
+    assert torch.allclose(lm_loss(logits, targets).double(), want, atol=1e-6)
 
 
 def test_untrained_gpt2_sized_vocab_loss_is_ln_vocab():
@@ -73,7 +77,7 @@ def test_untrained_gpt2_sized_vocab_loss_is_ln_vocab():
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=50257, n_positions=32, n_embd=32, n_layer=1, n_head=2))
     x = torch.randint(50257, (2, 32))
-    _, loss = model(x, torch.roll(x, -1, 1))
+    loss = lm_loss(model(x), torch.roll(x, -1, 1))
     assert abs(loss.item() - math.log(50257)) < 0.05
 
 
@@ -147,28 +151,28 @@ def test_train_step_clips_to_grad_clip():
 
 def test_random_batches_targets_are_shifted_and_shards_are_disjoint():
     ids = torch.arange(1000)
-    one = T.RandomBatches(ids, 3, 8, seed=5)
+    one = RandomBatches(ids, 3, 8, seed=5)
     x, y = one.batch(0)
     assert x.shape == y.shape == (3, 8) and torch.equal(y, x + 1)
-    ranks = [T.RandomBatches(ids, 3, 8, seed=5, rank=r, world_size=2) for r in (0, 1)]
+    ranks = [RandomBatches(ids, 3, 8, seed=5, rank=r, world_size=2) for r in (0, 1)]
     # rank r's batch n is global batch 2n + r: together exactly the single-process stream
     for n in range(3):
         for r in (0, 1):
             assert torch.equal(ranks[r].batch(n)[0], one.batch(2 * n + r)[0])
     with pytest.raises(ValueError, match="block_size"):
-        T.RandomBatches(torch.arange(5), 1, 8)
+        RandomBatches(torch.arange(5), 1, 8)
 
 
 def test_tokenizers_round_trip():
     text = "ROMEO:\nBut soft, what light?\n"
     for name in ("bytes", "gpt2"):
-        tok = T.get_tokenizer(name)
+        tok = get_tokenizer(name)
         assert tok.decode(tok.encode(text)) == text
-    assert T.get_tokenizer("gpt2").encode(text) == __import__(
+    assert get_tokenizer("gpt2").encode(text) == __import__(
         "gpt2course.assets"
     ).assets.tiktoken_gpt2().encode(text)
     with pytest.raises(ValueError, match="bytes"):
-        T.get_tokenizer("chars")
+        get_tokenizer("chars")
 
 
 # --- the loop, checkpoints and resume --------------------------------------------------
@@ -178,7 +182,7 @@ def test_train_learns_and_reports_perplexity():
     train_b, val_b = tiny_data()
     # a learnable stream: the next token is the current one plus one
     seq = torch.arange(4000) % 64
-    train_b, val_b = T.RandomBatches(seq, 4, 16, seed=0), T.RandomBatches(seq, 4, 16, seed=1)
+    train_b, val_b = RandomBatches(seq, 4, 16, seed=0), RandomBatches(seq, 4, 16, seed=1)
     model = tiny_model()
     hist = T.train(
         model, train_b, val_b, tiny_config(max_steps=40, eval_interval=20, learning_rate=1e-2)
@@ -189,7 +193,7 @@ def test_train_learns_and_reports_perplexity():
     assert hist.lr[0] == pytest.approx(1e-2 / 2)
 
 
-class Crash(T.Callback):
+class Crash(Callback):
     """Stops a run as a Ctrl-C or a lost Colab session would."""
 
     def __init__(self, at: int):
@@ -327,10 +331,10 @@ def test_cli_rejects_bad_input(capsys):
 
 
 def test_sample_is_seeded_and_decodes():
-    model, tok = tiny_model(), T.get_tokenizer("bytes")
+    model, tok = tiny_model(), get_tokenizer("bytes")
     model = GPT(GPTConfig(**{**TINY, "vocab_size": 256}))
-    a = T.sample(model, tok, "KING:", max_new_tokens=10, seed=3)
-    assert a == T.sample(model, tok, "KING:", max_new_tokens=10, seed=3)
+    a = sample_text(model, tok, "KING:", max_new_tokens=10, seed=3)
+    assert a == sample_text(model, tok, "KING:", max_new_tokens=10, seed=3)
     assert isinstance(a, str)
 
 
@@ -340,7 +344,7 @@ def test_sample_is_seeded_and_decodes():
 def test_train_rejects_ids_beyond_the_vocabulary():
     ids = torch.randint(100, (500,))  # ids up to 99, model vocabulary 64
     with pytest.raises(ValueError, match="vocab_size is 64"):
-        T.train(tiny_model(), T.RandomBatches(ids, 2, 16), None, tiny_config(max_steps=1))
+        T.train(tiny_model(), RandomBatches(ids, 2, 16), None, tiny_config(max_steps=1))
 
 
 def test_bench_train_runs(capsys):
@@ -363,7 +367,7 @@ def test_any_iterable_of_batches_works_and_is_replayed():
     hist = T.train(tiny_model(), batches, batches, tiny_config(max_steps=5, eval_interval=5))
     assert hist.step == [1, 2, 3, 4, 5]  # 3 batches, replayed for steps 4 and 5
     assert torch.equal(
-        next(T._stream(batches, 4))[0], batches[1][0]
+        next(batches_from(batches, 4))[0], batches[1][0]
     )  # resume at batch 4 = 1 of epoch 2
 
 

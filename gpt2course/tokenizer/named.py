@@ -1,12 +1,26 @@
-"""The tokenizers training and generation pick by name: raw UTF-8 bytes, or GPT-2's BPE."""
+"""The one tokenizer protocol, and the two tokenizers training picks by name: raw UTF-8
+bytes, or GPT-2's BPE."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import Protocol
 
 from ..assets import tiktoken_gpt2
+
+
+class Tokenizer(Protocol):
+    """What the package asks of a tokenizer: text to ids, ids to text, one id to its bytes.
+
+    tiktoken's encodings, ``GPT2Tokenizer``, ``BPETokenizer`` and the two below all fit.
+    """
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+    def decode_single_token_bytes(self, token: int) -> bytes: ...
 
 
 class ByteTokenizer:
@@ -18,7 +32,6 @@ class ByteTokenizer:
 
     name = "bytes"
     vocab_size = 256
-    n_vocab = 256  # tiktoken's name for it
     eot_token = ord("\n")
 
     def encode(self, text: str) -> list[int]:
@@ -29,18 +42,31 @@ class ByteTokenizer:
         """Byte ids -> text; broken UTF-8 becomes the replacement character."""
         return bytes(ids).decode("utf-8", errors="replace")
 
+    def decode_single_token_bytes(self, token: int) -> bytes:
+        """The one byte that is token ``token``."""
+        return bytes([token])
 
-# Tokenizers and data
 
+class TiktokenGPT2:
+    """tiktoken's GPT-2 BPE (vocab 50257) that encodes long texts in pieces it can take."""
 
-@dataclass(frozen=True)
-class Tokenizer:
-    """The two tokenizers training uses: raw UTF-8 bytes (256 ids) or GPT-2's BPE (50257)."""
+    name = "gpt2"
 
-    name: str
-    vocab_size: int
-    encode: Callable[[str], list[int]]
-    decode: Callable[[list[int]], str]
+    def __init__(self) -> None:
+        self.enc = tiktoken_gpt2()
+        self.vocab_size, self.eot_token = self.enc.n_vocab, self.enc.eot_token
+
+    def encode(self, text: str) -> list[int]:
+        """Text -> GPT-2 ids, tiktoken's own; special tokens are read as plain text."""
+        return encode_in_pieces(self.enc.encode_ordinary, text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """GPT-2 ids -> text."""
+        return self.enc.decode(list(ids))
+
+    def decode_single_token_bytes(self, token: int) -> bytes:
+        """The bytes of one token (part of a character, at times)."""
+        return self.enc.decode_single_token_bytes(token)
 
 
 # A lone newline between two non-spaces is a piece of its own for GPT-2's pre-tokenizer
@@ -96,16 +122,10 @@ def _cap_spaces(piece: str) -> list[str]:
     return out
 
 
-def get_tokenizer(name: str) -> Tokenizer:
+def get_tokenizer(name: str) -> ByteTokenizer | TiktokenGPT2:
     """``"bytes"`` (UTF-8 bytes, vocab 256) or ``"gpt2"`` (tiktoken's GPT-2 BPE, vocab 50257)."""
     if name == "bytes":
         return ByteTokenizer()
     if name == "gpt2":
-        enc = tiktoken_gpt2()
-        return Tokenizer(
-            "gpt2",
-            enc.n_vocab,
-            lambda text: encode_in_pieces(enc.encode_ordinary, text),
-            enc.decode,
-        )
+        return TiktokenGPT2()
     raise ValueError(f"unknown tokenizer {name!r}; choose 'bytes' or 'gpt2'")

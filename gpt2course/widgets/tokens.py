@@ -9,27 +9,20 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import ipywidgets as widgets
 
+from ..tokenizer.named import Tokenizer
 from .static import Snapshot
 
-__all__ = ["Tokenizer", "render_tokens", "token_pieces", "token_viewer"]
+__all__ = ["render_tokens", "token_pieces", "token_viewer"]
 
 # Light colours that keep black text readable; neighbours always differ.
 PALETTE = ("#cde8ff", "#ffe0b3", "#d4f5d0", "#f9d0e6", "#e6dcff", "#fff3a8", "#c9f0ef", "#f6d5c8")
 DEFAULT_TEXT = (
     "Hello world! Tokenization is   surprisingly 12345 fiddly: ça coûte plus de tokens 🙂"
 )
-
-
-class Tokenizer(Protocol):
-    """What the viewer needs: ``encode`` and ``decode_single_token_bytes`` (ours, tiktoken)."""
-
-    def encode(self, text: str, **kwargs: Any) -> list[int]: ...
-
-    def decode_single_token_bytes(self, token: int) -> bytes: ...
 
 
 def _name(tokenizer: Any) -> str:

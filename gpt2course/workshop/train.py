@@ -23,10 +23,11 @@ from gpt2course.callbacks import PrintSamples
 from gpt2course.checkpoint import check_checkpoint_dest, run_settings
 from gpt2course.config import GPTConfig
 from gpt2course.data import RandomBatches, load_text, split_tokens
+from gpt2course.device import distributed
 from gpt2course.files import CheckpointError
 from gpt2course.model import GPT
-from gpt2course.tokenizer.named import Tokenizer, get_tokenizer
-from gpt2course.train import TrainConfig, _distributed, train
+from gpt2course.tokenizer.named import ByteTokenizer, TiktokenGPT2, get_tokenizer
+from gpt2course.train import TrainConfig, train
 
 # The command line: python -m gpt2course train
 
@@ -182,7 +183,7 @@ def _check_data(data: dict[str, Any]) -> None:
 
 def build_data(
     data: dict[str, Any], seed: int, rank: int = 0, world_size: int = 1
-) -> tuple[RandomBatches, RandomBatches, Tokenizer]:
+) -> tuple[RandomBatches, RandomBatches, ByteTokenizer | TiktokenGPT2]:
     """Train and validation batch streams (this rank's shard) and the tokenizer, from data settings."""
     tok = get_tokenizer(data["tokenizer"])
     if data.get("train_bin"):
@@ -210,7 +211,7 @@ def _init_distributed() -> tuple[int, int, int]:
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 or dist.is_initialized():
-        return _distributed()
+        return distributed()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     want = os.environ.get("GPT2COURSE_DEVICE", "")
     if torch.cuda.is_available() and want != "cpu":
@@ -218,7 +219,7 @@ def _init_distributed() -> tuple[int, int, int]:
         dist.init_process_group("nccl")
     else:
         dist.init_process_group("gloo")
-    return _distributed()
+    return distributed()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,8 +41,7 @@ from gpt2course.figures import kv_cache_figure, model_figure
 from gpt2course.cache import KVCache
 from gpt2course.generation import filter_top_k, generate, next_token_probs, stream
 from gpt2course.model import GPT as PackageGPT
-from gpt2course.model import GPTConfig
-from gpt2course.train import lm_loss
+from gpt2course.model import GPTConfig, lm_loss
 from gpt2course.widgets.sampling import sampling_playground
 
 # Quick mode: a narrow GPT with GPT-2's vocabulary and a 128-token context, so every cell

@@ -32,22 +32,12 @@ import torch.nn.functional as F
 from gpt2course import checks, workbench
 from gpt2course.checkpoint import load_checkpoint, save_checkpoint
 from gpt2course.device import pick_device, quick_mode
+from gpt2course.callbacks import Callback, LivePlot, PrintSamples, plot_history
+from gpt2course.data import RandomBatches, load_text, split_tokens
+from gpt2course.generation import sample_text
 from gpt2course.model import GPTConfig
-from gpt2course.train import (
-    Callback,
-    LivePlot,
-    PrintSamples,
-    RandomBatches,
-    TrainConfig,
-    configure_optimizer,
-    evaluate,
-    get_tokenizer,
-    load_text,
-    plot_history,
-    sample,
-    split_tokens,
-    train,
-)
+from gpt2course.tokenizer.named import get_tokenizer
+from gpt2course.train import TrainConfig, configure_optimizer, evaluate, train
 
 device = pick_device()
 QUICK = quick_mode()
@@ -389,7 +379,7 @@ else:
 
 # %% record:sample
 # NBVAL_IGNORE_OUTPUT
-print(sample(model, tok, prompt="ROMEO:\n", max_new_tokens=400, temperature=0.8, seed=0))
+print(sample_text(model, tok, prompt="ROMEO:\n", max_new_tokens=400, temperature=0.8, seed=0))
 
 # %% [markdown]
 # ## Saving and resuming

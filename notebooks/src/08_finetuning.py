@@ -35,8 +35,11 @@ import gpt2course
 from gpt2course import checks, lora, workbench
 from gpt2course.checkpoint import save_checkpoint
 from gpt2course.device import pick_device, quick_mode
+from gpt2course.data import RandomBatches
+from gpt2course.generation import sample_text
 from gpt2course.model import GPTConfig
-from gpt2course.train import RandomBatches, TrainConfig, evaluate, get_tokenizer, sample, train
+from gpt2course.tokenizer.named import get_tokenizer
+from gpt2course.train import TrainConfig, evaluate, train
 
 device = pick_device()
 QUICK = quick_mode()
@@ -150,7 +153,7 @@ PROMPT = text[:40]
 base.to(device)
 base_loss = evaluate(base, val_batches, EVAL_BATCHES)
 print(f"base model, validation loss on your text: {base_loss:.3f}\n")
-print(PROMPT + sample(base, tok, PROMPT, max_new_tokens=120, seed=0))
+print(PROMPT + sample_text(base, tok, PROMPT, max_new_tokens=120, seed=0))
 
 # %% [markdown]
 # ## 1. Full fine-tuning
@@ -440,7 +443,7 @@ print("max |merged - adapters| logit difference below 1e-4:", diff < 1e-4)
 # NBVAL_IGNORE_OUTPUT
 for name, model in [("full fine-tuning", full), ("LoRA, merged", merged)]:
     print(f"--- {name}")
-    print(PROMPT + sample(model, tok, PROMPT, max_new_tokens=120, seed=0))
+    print(PROMPT + sample_text(model, tok, PROMPT, max_new_tokens=120, seed=0))
 
 # %% [markdown]
 # ## Summary

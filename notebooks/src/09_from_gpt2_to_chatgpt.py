@@ -93,6 +93,7 @@ from gpt2course import checks, instruct, preference
 from gpt2course.device import pick_device, quick_mode
 from gpt2course.experiments import mistake_pairs, preference_rate, shakespeare_base
 from gpt2course.model import count_parameters
+from gpt2course.tokenizer.named import ByteTokenizer
 from gpt2course.train import TrainConfig, train
 
 device = pick_device()
@@ -176,7 +177,7 @@ def collate(batch, pad_id=0):
 collate = checks.check_collate(collate)
 
 # %%
-tok = instruct.ByteTokenizer()
+tok = ByteTokenizer()
 encoded = [instruct.encode_example(e, tok) for e in train_set]
 x, y = collate(encoded[:2])
 print("input ", repr(tok.decode(x[0].tolist())))

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from gpt2course import checks
+from gpt2course.model import lm_loss
 
 from .conftest import assert_right, assert_stub, assert_wrong
 
@@ -132,7 +133,7 @@ def step(model, optimizer, micro_batches, lr, grad_clip=1.0, bug=None):
     for x, y in micro_batches:
         if bug == "zero_grad_in_loop":
             optimizer.zero_grad()
-        _, loss_ = model(x, y)
+        loss_ = lm_loss(model(x), y)
         (loss_ if bug == "no_divide" else loss_ / n).backward()
         losses.append(loss_)
         if bug == "step_each":
@@ -180,7 +181,7 @@ def step_summed_loss(model, optimizer, micro_batches, lr, grad_clip=1.0):
     for g in optimizer.param_groups:
         g["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
-    total = sum(model(x, y)[1] for x, y in micro_batches) / len(micro_batches)
+    total = sum(lm_loss(model(x), y) for x, y in micro_batches) / len(micro_batches)
     total.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=grad_clip)
     optimizer.step()

@@ -25,13 +25,9 @@ def _say(line: str) -> None:
 def fp16_path(dry: bool) -> int:
     """The T4 path on any GPU: fp16 autocast + GradScaler for training and LoRA, fp16 decoding."""
     from gpt2course import lora
-    from gpt2course.train import (
-        RandomBatches,
-        configure_optimizer,
-        get_tokenizer,
-        load_text,
-        train_step,
-    )
+    from gpt2course.data import RandomBatches, load_text
+    from gpt2course.tokenizer.named import get_tokenizer
+    from gpt2course.train import configure_optimizer, train_step
 
     d = torch.device("cpu" if dry else "cuda")
     steps = 3 if dry else 300

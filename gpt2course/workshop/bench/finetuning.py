@@ -20,10 +20,12 @@ import time
 import torch
 
 from gpt2course import instruct, lora
+from gpt2course.data import RandomBatches, load_text
 from gpt2course.device import pick_device
 from gpt2course.experiments import shakespeare_base
 from gpt2course.model import GPT, GPTConfig
-from gpt2course.train import RandomBatches, TrainConfig, get_tokenizer, load_text, train
+from gpt2course.tokenizer.named import ByteTokenizer, get_tokenizer
+from gpt2course.train import TrainConfig, train
 
 # name -> (n_layer, n_embd, steps, batch, lr, tasks, base pretraining steps, n_train, n_held_out);
 # "quick" and "full" are notebook 09's two settings.
@@ -98,7 +100,7 @@ def bench_instruct(name: str, device: torch.device) -> dict:
     from torch.utils.data import DataLoader
 
     n_layer, n_embd, steps, batch, lr, tasks, pre, n_train, n_held_out = INSTRUCT_SETTINGS[name]
-    tok = instruct.ByteTokenizer()
+    tok = ByteTokenizer()
     train_set, held_out = instruct.task_split(n_train, n_held_out, seed=0, tasks=tasks)
     if pre:  # part 6's recipe, then instruction tuning
         model = shakespeare_base(n_layer, n_embd, pre, device=device)

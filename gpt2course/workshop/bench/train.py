@@ -25,17 +25,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gpt2course.model import GPT, GPTConfig
-from gpt2course.train import (
-    RandomBatches,
-    _autocast,
-    configure_optimizer,
-    get_tokenizer,
-    lm_loss,
-    load_text,
-    split_tokens,
-    train_step,
-)
+from gpt2course.data import RandomBatches, load_text, split_tokens
+from gpt2course.model import GPT, GPTConfig, lm_loss
+from gpt2course.tokenizer.named import get_tokenizer
+from gpt2course.train import _autocast, configure_optimizer, train_step
 
 
 class PlainBlock(nn.Module):
@@ -152,7 +145,7 @@ def compare(
 ) -> dict:
     """Tokens/s of a training step, ours vs ``other`` (a module with nanoGPT's ``GPT`` and
     ``GPTConfig``): same weights, same batches, alternating steps."""
-    from ..train import PRESETS
+    from gpt2course.workshop.train import PRESETS
 
     mcfg = GPTConfig(**PRESETS[preset]["model"])
     tok = get_tokenizer(PRESETS[preset]["data"]["tokenizer"])
