@@ -138,8 +138,7 @@ def block(bug=None):
             self.mlp = mlp()(config)
 
         def forward(self, x):
-            def a(h):
-                return self.attn(h)[0]
+            a = self.attn
 
             if bug == "post_ln":
                 x = self.ln_1(x + a(x))
@@ -153,9 +152,6 @@ def block(bug=None):
                 return x + self.mlp(self.ln_1(x))
             if bug == "parallel":
                 return x + a(self.ln_1(x)) + self.mlp(self.ln_2(x))
-            if bug == "no_index":
-                x = x + self.attn(self.ln_1(x))
-                return x + self.mlp(self.ln_2(x))
             x = x + a(self.ln_1(x))
             return x + self.mlp(self.ln_2(x))
 
@@ -168,7 +164,6 @@ BLOCK_WRONG = [
     ("no_mlp_residual", "the MLP's residual is missing"),
     ("ln1_twice", "ln_1 is used before the MLP too"),
     ("parallel", "the MLP reads the block's input x"),
-    ("no_index", "take its [0]"),
 ]
 
 
