@@ -25,7 +25,7 @@ class GPTConfig:
     """The shape of a GPT. The defaults are GPT-2 small's."""
 
     vocab_size: int = 50257
-    n_positions: int = 1024
+    context_length: int = 1024
     n_embd: int = 768
     n_layer: int = 12
     n_head: int = 12
@@ -34,7 +34,7 @@ class GPTConfig:
     layer_norm_epsilon: float = 1e-5
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+        for name in ("vocab_size", "context_length", "n_embd", "n_layer", "n_head"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")

@@ -215,32 +215,32 @@ class RandomBatches:
         self,
         tokens: torch.Tensor | np.ndarray,
         batch_size: int,
-        block_size: int,
+        context_length: int,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
     ):
-        if len(tokens) < block_size + 2:
+        if len(tokens) < context_length + 2:
             raise ValueError(
-                f"only {len(tokens)} tokens: a window needs block_size + 1 = {block_size + 1}; "
-                "use a smaller block_size or more text"
+                f"only {len(tokens)} tokens: a window needs context_length + 1 = {context_length + 1}; "
+                "use a smaller context_length or more text"
             )
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
         self.tokens = tokens
         self.batch_size = batch_size
-        self.block_size = block_size
+        self.context_length = context_length
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
 
     def batch(self, n: int) -> Batch:
-        """The ``n``-th batch of this rank: x and y, each (batch_size, block_size)."""
+        """The ``n``-th batch of this rank: x and y, each (batch_size, context_length)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + n * self.world_size + self.rank)
         starts = torch.randint(
-            len(self.tokens) - self.block_size - 1, (self.batch_size, 1), generator=g
+            len(self.tokens) - self.context_length - 1, (self.batch_size, 1), generator=g
         )
-        idx = starts + torch.arange(self.block_size)  # (B, T)
+        idx = starts + torch.arange(self.context_length)  # (B, T)
         return self._gather(idx), self._gather(idx + 1)  # y is x shifted by one token
 
     def _gather(self, idx: torch.Tensor) -> torch.Tensor:

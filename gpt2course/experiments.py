@@ -78,7 +78,7 @@ class _Stack(nn.Module):
             raise ValueError(f"unknown setting {setting!r}; choose from {choices}")
         if depth < 1 or width < 4:
             raise ValueError(f"need depth >= 1 and width >= 4, got depth={depth}, width={width}")
-        config = GPTConfig(n_embd=width, n_head=1, n_layer=depth, n_positions=8, vocab_size=100)
+        config = GPTConfig(n_embd=width, n_head=1, n_layer=depth, context_length=8, vocab_size=100)
         self.setting = setting
         self.sublayers = nn.ModuleList((make_sublayer or MLP)(config) for _ in range(depth))
         for sublayer in self.sublayers:
@@ -151,7 +151,7 @@ def residual_training(
     width: int = 64,
     steps: int = 100,
     learning_rate: float = 5e-3,
-    block_size: int = 32,
+    context_length: int = 32,
     batch_size: int = 16,
     seed: int = 0,
     make_sublayer: Callable[[GPTConfig], nn.Module] | None = None,
@@ -171,7 +171,7 @@ def residual_training(
     nn.init.normal_(head.weight, std=0.02)
     params = [*stack.parameters(), *embed.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-    batches = RandomBatches(_shakespeare_bytes(), batch_size, block_size, seed=seed).stream()
+    batches = RandomBatches(_shakespeare_bytes(), batch_size, context_length, seed=seed).stream()
 
     losses, input_grads = [], []
     for _ in range(steps):
@@ -214,7 +214,7 @@ def shakespeare_base(
     n_layer: int = 2,
     n_embd: int = 64,
     steps: int = 300,
-    block_size: int = 128,
+    context_length: int = 128,
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     seed: int = 0,
@@ -225,11 +225,13 @@ def shakespeare_base(
     ids = _shakespeare_bytes()
     torch.manual_seed(seed)
     model = GPT(
-        GPTConfig(vocab_size=256, n_positions=block_size, n_layer=n_layer, n_head=4, n_embd=n_embd)
+        GPTConfig(
+            vocab_size=256, context_length=context_length, n_layer=n_layer, n_head=4, n_embd=n_embd
+        )
     )
     train(
         model,
-        RandomBatches(ids, batch_size, block_size, seed=seed),
+        RandomBatches(ids, batch_size, context_length, seed=seed),
         None,
         TrainConfig(
             max_steps=steps,

@@ -123,22 +123,24 @@ class FastGenerator:
         """Yield each new token (B,) as soon as it is chosen; temperature 0 is greedy.
 
         Same arguments and behaviour as ``generation.stream``: a prompt longer than the
-        context is cropped to its last ``n_positions`` tokens, and with ``eos_token`` a row
+        context is cropped to its last ``context_length`` tokens, and with ``eos_token`` a row
         that has produced it keeps producing it until every row has, then the stream stops.
         """
         check_sampling_args(temperature, top_k, top_p)
         check_prompt(idx, max_new_tokens, self.config.vocab_size)
-        n_ctx = self.config.n_positions
-        idx = idx[:, -n_ctx:].to(self.device)
-        want = min(n_ctx, idx.size(1) + max_new_tokens)
+        context_length = self.config.context_length
+        idx = idx[:, -context_length:].to(self.device)
+        want = min(context_length, idx.size(1) + max_new_tokens)
         # Round the cache up so that nearby lengths share one cache and one graph.
         length = max(want, self.max_len) if self.max_len else _round_up(want, 128)
-        self._allocate(idx.size(0), min(n_ctx, length))
+        self._allocate(idx.size(0), min(context_length, length))
 
         def pick(logits: torch.Tensor) -> torch.Tensor:
             return sample_next_token(logits.float(), temperature, top_k, top_p, generator)
 
-        yield from decode(self._step, idx, max_new_tokens, pick, n_ctx, eos_token, self.cache)
+        yield from decode(
+            self._step, idx, max_new_tokens, pick, context_length, eos_token, self.cache
+        )
 
     def generate(self, idx: torch.Tensor, max_new_tokens: int, **sampling) -> torch.Tensor:
         """``idx`` (B, T) with ``max_new_tokens`` tokens appended (B, T + new)."""

@@ -1,7 +1,7 @@
 """Text generation: logits -> probabilities -> a token, one step at a time, with a KV cache.
 
 ``generate`` returns the prompt with the new tokens appended; ``stream`` yields each new
-token as soon as it is chosen. Both crop the context to the model's last ``n_positions``
+token as soon as it is chosen. Both crop the context to the model's last ``context_length``
 tokens once the text outgrows it.
 """
 
@@ -112,7 +112,7 @@ def generate_step(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """One step without a cache: (B, T) -> (B, T + 1), cropping to the last n_positions."""
+    """One step without a cache: (B, T) -> (B, T + 1), cropping to the last context_length."""
     idx_cond = idx[:, -_context(model) :]  # the model cannot see further back
     logits = model(idx_cond)  # (B, T, vocab)
     next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)

@@ -20,7 +20,7 @@ def perplexity(model: nn.Module, ids: list[int], window: int = 1024) -> float:
     """
     if len(ids) < 2:
         raise ValueError(f"perplexity needs at least 2 ids (one prediction), got {len(ids)}")
-    window = min(window, model.config.n_positions)
+    window = min(window, model.config.context_length)
     stride = window // 2
     dev = next(model.parameters()).device
     total, count = 0.0, 0

@@ -85,7 +85,7 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.wpe = nn.Embedding(config.context_length, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
@@ -124,11 +124,11 @@ class GPT(nn.Module):
         self._check_input(idx)
         T = idx.size(1)
         past = 0 if cache is None else len(cache)
-        if past + T > self.config.n_positions:
+        if past + T > self.config.context_length:
             raise ValueError(
                 f"sequence of {past + T} tokens is longer than the model's context of "
-                f"{self.config.n_positions} positions; crop the input to its last "
-                f"{self.config.n_positions} tokens (generate() does this for you)"
+                f"{self.config.context_length} positions; crop the input to its last "
+                f"{self.config.context_length} tokens (generate() does this for you)"
             )
         if cache is None:
             pos = torch.arange(T, device=idx.device)  # (T,)

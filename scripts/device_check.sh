@@ -82,7 +82,7 @@ if [ -z "$NANOGPT" ]; then
   echo "skipped: no nanoGPT model.py (pass --nanogpt PATH/TO/model.py, karpathy/nanoGPT's own)"
 elif [ "$DRY" = 1 ]; then
   run 60 train-nanogpt $PY -m gpt2course bench train --nanogpt "$NANOGPT" --batch-size 2 \
-    --block-size 16 --rounds 1 --steps 2
+    --context-length 16 --rounds 1 --steps 2
 else
   for extra in "" "--fused" "--fused --compile"; do
     for preset in shakespeare-bytes shakespeare-gpt2; do
@@ -94,7 +94,7 @@ else
 fi
 if [ "$DRY" = 1 ]; then
   run 60 train-preset $PY -m gpt2course train --preset shakespeare-bytes train.max_steps=2 \
-    train.eval_interval=2 train.eval_batches=1 data.batch_size=2 data.block_size=16
+    train.eval_interval=2 train.eval_batches=1 data.batch_size=2 data.context_length=16
 else
   for preset in shakespeare-bytes shakespeare-gpt2; do
     t0=$SECONDS

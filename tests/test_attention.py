@@ -203,7 +203,7 @@ def step_by_step(attn: CausalSelfAttention, x: torch.Tensor):
 
 def small_config(**kw):
     return GPTConfig(
-        **{**dict(vocab_size=100, n_positions=64, n_embd=32, n_layer=1, n_head=4), **kw}
+        **{**dict(vocab_size=100, context_length=64, n_embd=32, n_layer=1, n_head=4), **kw}
     )
 
 

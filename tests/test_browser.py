@@ -115,7 +115,7 @@ CASES = [
         "from gpt2course.model import GPT, GPTConfig\n"
         "from gpt2course.widgets import sampling\n"
         "torch.manual_seed(0)\n"
-        "model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, n_positions=64)).eval()\n"
+        "model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, context_length=64)).eval()\n"
         "w = sampling.sampling_playground(model)",
         "slider",  # the first slider is the temperature: 1.0 -> 1.1
         expect="temperature 1.1",

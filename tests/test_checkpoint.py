@@ -23,7 +23,7 @@ from gpt2course.model import GPT, GPTConfig
 # ---------------------------------------------------------------- re-saving and killed saves
 # (issue 17: no moment without a checkpoint at the path; nothing hidden left behind)
 
-SMALL = GPTConfig(vocab_size=32, n_positions=8, n_embd=8, n_layer=1, n_head=2)
+SMALL = GPTConfig(vocab_size=32, context_length=8, n_embd=8, n_layer=1, n_head=2)
 
 
 def small(seed: int) -> GPT:
@@ -146,7 +146,7 @@ KILLED_WRITER = textwrap.dedent(
         time.sleep(120)
     checkpoint.write_model = write_then_hang
     torch.manual_seed(1)
-    cfg = GPTConfig(vocab_size=32, n_positions=8, n_embd=8, n_layer=1, n_head=2)
+    cfg = GPTConfig(vocab_size=32, context_length=8, n_embd=8, n_layer=1, n_head=2)
     checkpoint.save_checkpoint(sys.argv[1], GPT(cfg), step=2)
     """
 )

@@ -20,10 +20,10 @@ TINY = [
     "model.n_layer=1",
     "model.n_embd=16",
     "model.n_head=2",
-    "model.n_positions=16",
+    "model.context_length=16",
     "model.dropout=0.1",
     "data.batch_size=2",
-    "data.block_size=16",
+    "data.context_length=16",
     "train.max_steps=3",
     "train.eval_interval=3",
     "train.eval_batches=1",
@@ -62,7 +62,7 @@ def test_resume_without_config_uses_the_checkpoint_settings(trained, tmp_path, c
     assert main(["train", "--resume", str(trained), "--out", str(more), "train.max_steps=5"]) == 0
     ck = load_checkpoint(more)
     assert ck.step == 5 and ck.config.n_embd == 16 and ck.config.dropout == 0.1
-    assert ck.extra["data"]["block_size"] == 16
+    assert ck.extra["data"]["context_length"] == 16
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 5
 
 
@@ -105,7 +105,7 @@ def _cases(tmp: Path) -> dict[str, list[str]]:
     bad_model = tmp / "badmodel"
     torch.manual_seed(0)
     write_model(
-        GPT(GPTConfig(vocab_size=64, n_positions=16, n_embd=16, n_layer=1, n_head=2)), bad_model
+        GPT(GPTConfig(vocab_size=64, context_length=16, n_embd=16, n_layer=1, n_head=2)), bad_model
     )
     (bad_model / "config.json").write_text('{"model_type": "gpt2", "n_embd": "big"}')
     bundle = tmp / "bundle"

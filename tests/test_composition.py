@@ -18,7 +18,7 @@ from gpt2course.data import RandomBatches
 from gpt2course.model import GPT, GPTConfig, lm_loss
 from gpt2course.train import TrainConfig, train
 
-CFG = GPTConfig(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4)
+CFG = GPTConfig(vocab_size=64, context_length=32, n_embd=32, n_layer=2, n_head=4)
 
 
 class Attention(nn.Module):
@@ -64,7 +64,7 @@ class LearnerGPT(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.wpe = nn.Embedding(config.context_length, config.n_embd)
         self.h = nn.ModuleList([LearnerBlock(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
@@ -189,7 +189,7 @@ def test_train_calls_the_learners_loss_step_and_schedule() -> None:
         return loss.item()
 
     ids = torch.randint(0, 64, (2000,), generator=torch.Generator().manual_seed(0))
-    batches = RandomBatches(ids, batch_size=4, block_size=16, seed=0)
+    batches = RandomBatches(ids, batch_size=4, context_length=16, seed=0)
     config = TrainConfig(max_steps=5, eval_interval=5, eval_batches=2, warmup_steps=1,
                          progress=False, device="cpu")  # fmt: skip
     history = train(plain_gpt().train(), batches, batches, config,
@@ -201,7 +201,7 @@ def test_train_calls_the_learners_loss_step_and_schedule() -> None:
 
 def test_train_trains_the_learners_gpt_with_the_package_pieces() -> None:
     ids = torch.randint(0, 64, (2000,), generator=torch.Generator().manual_seed(0))
-    batches = RandomBatches(ids, batch_size=4, block_size=16, seed=0)
+    batches = RandomBatches(ids, batch_size=4, context_length=16, seed=0)
     config = TrainConfig(max_steps=5, eval_interval=5, eval_batches=2, warmup_steps=1,
                          progress=False, device="cpu")  # fmt: skip
     model = plain_gpt().train()

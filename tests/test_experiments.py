@@ -166,7 +166,7 @@ def test_gradient_matches_a_hand_built_stack():
     torch.manual_seed(5)
     from gpt2course.model import GPTConfig
 
-    cfg = GPTConfig(n_embd=16, n_head=1, n_layer=3, n_positions=8, vocab_size=100)
+    cfg = GPTConfig(n_embd=16, n_head=1, n_layer=3, context_length=8, vocab_size=100)
     mlps = [MLP(cfg) for _ in range(3)]
     for m in mlps:
         nn.init.normal_(m.c_fc.weight, std=0.02)
@@ -201,7 +201,7 @@ def test_mistake_pairs_and_preference_rate():
     from gpt2course.tokenizer.named import ByteTokenizer
 
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=256, n_positions=128, n_layer=1, n_head=2, n_embd=16))
+    model = GPT(GPTConfig(vocab_size=256, context_length=128, n_layer=1, n_head=2, n_embd=16))
     model.eval()
     tok = ByteTokenizer()
     examples = instruct.make_tasks(6, seed=0)
@@ -222,5 +222,5 @@ def test_mistake_pairs_and_preference_rate():
 def test_shakespeare_base_is_a_byte_level_gpt_after_a_few_steps():
     from gpt2course.experiments import shakespeare_base
 
-    model = shakespeare_base(n_layer=1, n_embd=16, steps=3, block_size=16, batch_size=2)
-    assert (model.config.vocab_size, model.config.n_positions) == (256, 16)
+    model = shakespeare_base(n_layer=1, n_embd=16, steps=3, context_length=16, batch_size=2)
+    assert (model.config.vocab_size, model.config.context_length) == (256, 16)

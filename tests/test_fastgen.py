@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 
 
 def hf_greedy(hf, idx: torch.Tensor, n: int) -> torch.Tensor:
-    """Greedy decoding by full recompute on the last n_positions tokens: the plain definition."""
+    """Greedy decoding by full recompute on the last context_length tokens: the plain definition."""
     ctx = hf.config.n_positions
     with torch.no_grad():
         for _ in range(n):

@@ -18,7 +18,7 @@ def test_timeline_is_chronological_and_matches_published_facts():
     assert years == sorted(years)
     by_name = {m.name: m for m in figures.TIMELINE}
     # GPT-2's context is its position table (Radford et al. 2019: 1,024 tokens).
-    assert by_name["GPT-2"].context == f"{GPTConfig.from_name('gpt2').n_positions:,}"
+    assert by_name["GPT-2"].context == f"{GPTConfig.from_name('gpt2').context_length:,}"
     assert by_name["GPT-3"].params == "175B"  # Brown et al. 2020
     assert by_name["GPT-4"].params == "undisclosed"  # the GPT-4 report withheld it
     assert "GPT-3.5" in by_name["ChatGPT"].access  # OpenAI's ChatGPT post

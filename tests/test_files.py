@@ -49,7 +49,7 @@ def test_cached_assets_and_checkpoints_are_world_readable(tmp_path, umask_022, m
     digest = hashlib.sha256(b"data").hexdigest()
     assets._install_copy(src, tmp_path / "tiktoken" / "abc", digest)
     assert _mode(tmp_path / "tiktoken" / "abc") == 0o644
-    model = GPT(GPTConfig(vocab_size=16, n_positions=8, n_embd=8, n_layer=1, n_head=2))
+    model = GPT(GPTConfig(vocab_size=16, context_length=8, n_embd=8, n_layer=1, n_head=2))
     out = checkpoint.save_checkpoint(tmp_path / "ckpt", model)
     assert _mode(out) == 0o755
     assert {_mode(f) for f in out.iterdir()} == {0o644}

@@ -91,22 +91,24 @@ def test_sampling_follows_the_distribution():
 
 
 def test_cropping_past_the_context_equals_a_cropped_reference(pair):
-    """Past n_positions each step sees the last n_positions tokens, with or without cache."""
+    """Past context_length each step sees the last context_length tokens, with or without cache."""
     hf, ours = pair
-    n_ctx = hf.config.n_positions
-    idx = prompt(B=1, T=n_ctx - 10)
+    context_length = hf.config.n_positions
+    idx = prompt(B=1, T=context_length - 10)
     ref = idx
     with torch.no_grad():
         for _ in range(30):
-            logits = hf(ref[:, -n_ctx:]).logits
+            logits = hf(ref[:, -context_length:]).logits
             ref = torch.cat([ref, logits[:, -1:].argmax(-1)], dim=1)
     for use_cache in (True, False):
         assert torch.equal(generate(ours, idx, 30, temperature=0, use_cache=use_cache), ref)
     # A prompt longer than the context is cropped too.
-    long = prompt(B=1, T=n_ctx + 7)
+    long = prompt(B=1, T=context_length + 7)
     out = generate(ours, long, 3, temperature=0)
     assert torch.equal(out[:, :-3], long)
-    assert torch.equal(out[:, -3:], generate(ours, long[:, -n_ctx:], 3, temperature=0)[:, -3:])
+    assert torch.equal(
+        out[:, -3:], generate(ours, long[:, -context_length:], 3, temperature=0)[:, -3:]
+    )
 
 
 def test_stream_yields_the_generated_tokens(pair):
@@ -136,7 +138,7 @@ def test_stops_at_eos_and_pads_finished_rows(pair):
 def test_mode_is_restored_and_dropout_is_off_during_generation():
     torch.manual_seed(0)
     model = GPT(
-        GPTConfig(n_layer=1, n_head=2, n_embd=16, n_positions=32, vocab_size=50, dropout=0.5)
+        GPTConfig(n_layer=1, n_head=2, n_embd=16, context_length=32, vocab_size=50, dropout=0.5)
     )
     model.train()
     idx = prompt(B=1, vocab=50)

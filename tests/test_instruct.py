@@ -98,7 +98,9 @@ def test_exact_match():
 
 def test_greedy_answers_are_argmax_decoding_cut_at_the_end_token():
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=256, n_positions=128, n_embd=32, n_layer=1, n_head=2)).eval()
+    model = GPT(
+        GPTConfig(vocab_size=256, context_length=128, n_embd=32, n_layer=1, n_head=2)
+    ).eval()
     tok = ByteTokenizer()
     instructions = ["Capitals: abc", "Brackets: xyz", "Capitals: abd"]
     got = greedy_answers(model, instructions, tok, max_new_tokens=6)
@@ -138,7 +140,7 @@ def test_instruction_tuning_beats_the_untuned_model_on_held_out_tasks(one_thread
     tok = ByteTokenizer()
     tasks = ["count", "last"]
     train, test = task_split(800, 60, seed=0, tasks=tasks)
-    model = GPT(GPTConfig(vocab_size=256, n_positions=128, n_embd=64, n_layer=2, n_head=4))
+    model = GPT(GPTConfig(vocab_size=256, context_length=128, n_embd=64, n_layer=2, n_head=4))
     before = instruct.evaluate(model, test, tok)["all"]
     data = [encode_example(e, tok) for e in train]
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
@@ -175,7 +177,9 @@ def test_sequence_logprobs_sum_the_answer_tokens_only():
     from gpt2course.preference import sequence_logprobs
 
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=256, n_positions=128, n_embd=32, n_layer=1, n_head=2)).eval()
+    model = GPT(
+        GPTConfig(vocab_size=256, context_length=128, n_embd=32, n_layer=1, n_head=2)
+    ).eval()
     tok = ByteTokenizer()
     instructions, answers = ["Capitals: ab", "Last word: dog cat"], ["AB", "cat"]
     with torch.no_grad():

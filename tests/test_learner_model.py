@@ -20,7 +20,12 @@ from gpt2course.workshop import course
 
 transformers = pytest.importorskip("transformers")
 
-TINY = dict(n_layer=2, n_head=4, n_embd=32, vocab_size=101, n_positions=64)
+TINY = dict(n_layer=2, n_head=4, n_embd=32, vocab_size=101, context_length=64)
+
+
+def hf_names(shape: dict) -> dict:
+    """The same shape in transformers' GPT2Config names (context_length is n_positions there)."""
+    return {("n_positions" if k == "context_length" else k): v for k, v in shape.items()}
 
 
 def exercise_cells(slug: str) -> list[str]:
@@ -76,7 +81,7 @@ def run_parts_3_to_5(replace: dict[str, tuple[str, str]] | None = None) -> None:
 
 def hf_checkpoint(folder):
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(**TINY, attn_pdrop=0.0, embd_pdrop=0.0, resid_pdrop=0.0)
+    cfg = transformers.GPT2Config(**hf_names(TINY), attn_pdrop=0.0, embd_pdrop=0.0, resid_pdrop=0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfg.bos_token_id = cfg.eos_token_id = None

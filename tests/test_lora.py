@@ -21,7 +21,7 @@ from gpt2course.lora import (
 )
 from gpt2course.model import GPT, GPTConfig, lm_loss
 
-TINY = GPTConfig(vocab_size=97, n_positions=32, n_embd=32, n_layer=2, n_head=4)
+TINY = GPTConfig(vocab_size=97, context_length=32, n_embd=32, n_layer=2, n_head=4)
 TARGETS = ["c_attn", "mlp.c_fc", "mlp.c_proj"]
 
 

@@ -29,7 +29,7 @@ def hf_model(seed: int, **kw) -> GPT2LMHeadModel:
 
 
 CONFIGS = [
-    # (n_layer, n_head, n_embd, n_positions, vocab_size, T)
+    # (n_layer, n_head, n_embd, context_length, vocab_size, T)
     (1, 1, 8, 16, 50, 1),
     (1, 3, 24, 16, 97, 16),
     (2, 5, 40, 32, 101, 7),
@@ -39,14 +39,14 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("n_layer,n_head,n_embd,n_positions,vocab,T", CONFIGS)
-def test_logits_match_transformers(n_layer, n_head, n_embd, n_positions, vocab, T):
+@pytest.mark.parametrize("n_layer,n_head,n_embd,context_length,vocab,T", CONFIGS)
+def test_logits_match_transformers(n_layer, n_head, n_embd, context_length, vocab, T):
     hf = hf_model(
         n_layer,
         n_layer=n_layer,
         n_head=n_head,
         n_embd=n_embd,
-        n_positions=n_positions,
+        n_positions=context_length,
         vocab_size=vocab,
     )
     ours = from_hf(hf)
@@ -119,7 +119,7 @@ def test_module_names_are_hugging_faces():
         for k in hf.state_dict()
         if not (k.endswith(("attn.bias", "attn.masked_bias")) and not k.endswith("c_attn.bias"))
     }
-    ours = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=8, n_positions=8, vocab_size=10))
+    ours = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=8, context_length=8, vocab_size=10))
     assert set(ours.state_dict()) == theirs
     assert ours.lm_head.weight is ours.wte.weight  # tied
 
@@ -144,7 +144,7 @@ def test_parameter_count_matches_transformers_on_a_small_shape():
 
 
 def test_too_long_input_is_a_clear_error():
-    model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, n_positions=8, vocab_size=10))
+    model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, context_length=8, vocab_size=10))
     with pytest.raises(ValueError, match="longer than the model's context of 8"):
         model(torch.zeros(1, 9, dtype=torch.long))
     cache = KVCache(1)
@@ -154,7 +154,7 @@ def test_too_long_input_is_a_clear_error():
 
 
 def test_bad_inputs_are_clear_errors():
-    model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, n_positions=8, vocab_size=10))
+    model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, context_length=8, vocab_size=10))
     with pytest.raises(ValueError, match=r"idx\[None\]"):
         model(torch.zeros(5, dtype=torch.long))
     with pytest.raises(TypeError, match="integer token ids"):
@@ -168,7 +168,7 @@ def test_bad_inputs_are_clear_errors():
 
 
 def test_every_module_maps_a_tensor_to_a_tensor():
-    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=8, n_positions=8, vocab_size=10)
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=8, context_length=8, vocab_size=10)
     x = torch.randn(1, 3, 8)
     assert Block(cfg)(x).shape == CausalSelfAttention(cfg)(x).shape == (1, 3, 8)
     assert GPT(cfg)(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, 10)

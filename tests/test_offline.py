@@ -36,7 +36,7 @@ def make_bundle(root: Path, name: str = "gpt2-medium", **manifest) -> Path:
     folder = root / "models" / name
     torch.manual_seed(0)
     write_model(
-        GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, vocab_size=64, n_positions=16)), folder
+        GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, vocab_size=64, context_length=16)), folder
     )
     sha = {f: _sha(folder / f) for f in ("model.safetensors", "config.json")}
     entry = {"repo": f"openai-community/{name}", "revision": REV, "sha256": sha, **manifest}

@@ -20,7 +20,7 @@ from gpt2course.generation import generate
 from gpt2course.model import GPT
 from gpt2course.pretrained import SafetensorsFile, load_pretrained, write_model
 
-CFG = GPTConfig(vocab_size=64, n_positions=16, n_embd=16, n_layer=1, n_head=2)
+CFG = GPTConfig(vocab_size=64, context_length=16, n_embd=16, n_layer=1, n_head=2)
 
 
 @pytest.fixture

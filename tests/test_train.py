@@ -28,7 +28,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-TINY = dict(vocab_size=64, n_positions=16, n_embd=16, n_layer=2, n_head=2)
+TINY = dict(vocab_size=64, context_length=16, n_embd=16, n_layer=2, n_head=2)
 
 
 def tiny_model(seed: int = 0) -> GPT:
@@ -75,7 +75,7 @@ def test_lm_loss_is_mean_negative_log_likelihood():
 def test_untrained_gpt2_sized_vocab_loss_is_ln_vocab():
     # With small random weights every token is about equally likely: loss ~ ln(V).
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=50257, n_positions=32, n_embd=32, n_layer=1, n_head=2))
+    model = GPT(GPTConfig(vocab_size=50257, context_length=32, n_embd=32, n_layer=1, n_head=2))
     x = torch.randint(50257, (2, 32))
     loss = lm_loss(model(x), torch.roll(x, -1, 1))
     assert abs(loss.item() - math.log(50257)) < 0.05
@@ -159,7 +159,7 @@ def test_random_batches_targets_are_shifted_and_shards_are_disjoint():
     for n in range(3):
         for r in (0, 1):
             assert torch.equal(ranks[r].batch(n)[0], one.batch(2 * n + r)[0])
-    with pytest.raises(ValueError, match="block_size"):
+    with pytest.raises(ValueError, match="context_length"):
         RandomBatches(torch.arange(5), 1, 8)
 
 
@@ -291,8 +291,8 @@ def test_cli_trains_and_writes_a_checkpoint(tmp_path, capsys):
         json.dumps(
             {
                 "preset": "shakespeare-bytes",
-                "model": dict(n_layer=1, n_embd=16, n_head=2, n_positions=16),
-                "data": dict(batch_size=2, block_size=16),
+                "model": dict(n_layer=1, n_embd=16, n_head=2, context_length=16),
+                "data": dict(batch_size=2, context_length=16),
                 "train": dict(
                     max_steps=3, eval_interval=3, eval_batches=1, warmup_steps=1, progress=False
                 ),
@@ -326,8 +326,8 @@ def test_cli_rejects_bad_input(capsys):
     assert "train.max_steps=100" in capsys.readouterr().err
     assert train_verb.main(["--preset", "nope"]) == 2
     assert "shakespeare-bytes" in capsys.readouterr().err
-    assert train_verb.main(["data.block_size=512", "train.max_steps=1"]) == 1
-    assert "n_positions" in capsys.readouterr().err
+    assert train_verb.main(["data.context_length=512", "train.max_steps=1"]) == 1
+    assert "context_length" in capsys.readouterr().err
 
 
 def test_sample_is_seeded_and_decodes():
@@ -351,7 +351,7 @@ def test_bench_train_runs(capsys):
     from gpt2course.workshop.bench import train as bench
 
     assert (
-        bench.main(["--rounds", "1", "--steps", "1", "--batch-size", "2", "--block-size", "16"])
+        bench.main(["--rounds", "1", "--steps", "1", "--batch-size", "2", "--context-length", "16"])
         == 0
     )
     out = json.loads(capsys.readouterr().out)
@@ -383,9 +383,9 @@ def test_cli_trains_from_uint16_token_files(tmp_path, capsys):
         "model.n_layer=1",
         "model.n_embd=16",
         "model.n_head=2",
-        "model.n_positions=16",
+        "model.context_length=16",
         "data.batch_size=2",
-        "data.block_size=16",
+        "data.context_length=16",
         "train.max_steps=2",
         "train.eval_batches=1",
         "train.warmup_steps=1",

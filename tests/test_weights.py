@@ -25,7 +25,12 @@ from gpt2course.pretrained import (
 transformers = pytest.importorskip("transformers")
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-TINY = dict(n_layer=2, n_head=4, n_embd=32, vocab_size=101, n_positions=64)
+TINY = dict(n_layer=2, n_head=4, n_embd=32, vocab_size=101, context_length=64)
+
+
+def hf_names(shape: dict) -> dict:
+    """The same shape in transformers' GPT2Config names (context_length is n_positions there)."""
+    return {("n_positions" if k == "context_length" else k): v for k, v in shape.items()}
 
 
 # ---------------------------------------------------------------- a GPT-2 written independently
@@ -80,13 +85,13 @@ class Layer(nn.Module):
 
 
 class MyGPT(nn.Module):
-    def __init__(self, vocab_size, n_positions, n_embd, n_layer, n_head, proj=nn.Linear):
+    def __init__(self, vocab_size, context_length, n_embd, n_layer, n_head, proj=nn.Linear):
         super().__init__()
         # The head first, then tied: the shared tensor's first name is then lm_head.weight.
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
         self.wte = nn.Embedding(vocab_size, n_embd)
         self.lm_head.weight = self.wte.weight
-        self.wpe = nn.Embedding(n_positions, n_embd)
+        self.wpe = nn.Embedding(context_length, n_embd)
         self.h = nn.ModuleList(Layer(n_embd, n_head, proj) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(n_embd)
 
@@ -102,7 +107,9 @@ class MyGPT(nn.Module):
 
 def hf_model(seed: int = 0, **kw):
     torch.manual_seed(seed)
-    cfg = transformers.GPT2Config(**{**TINY, **kw}, attn_pdrop=0.0, embd_pdrop=0.0, resid_pdrop=0.0)
+    cfg = transformers.GPT2Config(
+        **hf_names({**TINY, **kw}), attn_pdrop=0.0, embd_pdrop=0.0, resid_pdrop=0.0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfg.bos_token_id = cfg.eos_token_id = None
@@ -154,7 +161,7 @@ def test_a_safetensors_file_alone_loads_too(tmp_path) -> None:
     hf = hf_model(n_embd=768, n_head=12, n_layer=1, vocab_size=101, n_positions=64)
     path = hub_layout(hf, tmp_path / "m") / "model.safetensors"
     (tmp_path / "m" / "config.json").unlink()
-    mine = MyGPT(vocab_size=101, n_positions=64, n_embd=768, n_layer=1, n_head=12)
+    mine = MyGPT(vocab_size=101, context_length=64, n_embd=768, n_layer=1, n_head=12)
     load_weights(mine, path)
     assert_close_to(hf, mine)
 
@@ -254,7 +261,7 @@ def test_real_gpt2_in_an_independent_model_writes_the_published_greedy_text() ->
     """Where OpenAI's weights exist, a model written apart from the package reproduces the
     greedy continuation recorded in transformers' own test suite."""
     folder = _real_gpt2()
-    mine = MyGPT(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12).eval()
+    mine = MyGPT(vocab_size=50257, context_length=1024, n_embd=768, n_layer=12, n_head=12).eval()
     load_weights(mine, folder)
     assert greedy_ids(mine, PUBLISHED_PROMPT, len(PUBLISHED_GREEDY)) == PUBLISHED_GREEDY
 
@@ -272,5 +279,5 @@ def test_published_greedy_text_is_the_one_transformers_records() -> None:
 
 def test_a_random_model_does_not_pass_the_published_check() -> None:
     torch.manual_seed(0)
-    tiny = MyGPT(vocab_size=50257, n_positions=64, n_embd=32, n_layer=1, n_head=4).eval()
+    tiny = MyGPT(vocab_size=50257, context_length=64, n_embd=32, n_layer=1, n_head=4).eval()
     assert not matches_published_greedy(tiny)

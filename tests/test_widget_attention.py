@@ -109,7 +109,9 @@ def test_display_token_and_token_strings():
 @pytest.fixture
 def tiny_gpt():
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=50257, n_positions=32, n_embd=16, n_layer=2, n_head=2)).train()
+    return GPT(
+        GPTConfig(vocab_size=50257, context_length=32, n_embd=16, n_layer=2, n_head=2)
+    ).train()
 
 
 def test_attention_weights_come_from_the_model(tiny_gpt):

@@ -25,7 +25,7 @@ def enc():
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    m = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, n_positions=32))
+    m = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, context_length=32))
     with torch.no_grad():
         m.wte.weight.mul_(30)  # a spread-out distribution, not a flat one
     return m.eval()
@@ -91,7 +91,7 @@ def test_sample_appends_a_token_reproducibly(model, enc):
 def test_bad_prompt_shows_an_error(model, enc):
     pg = SamplingPlayground(model, enc, prompt="")
     assert "prompt is empty" in pg.chart.value
-    small = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, n_positions=8, vocab_size=100))
+    small = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, context_length=8, vocab_size=100))
     pg = SamplingPlayground(small, enc, prompt="zebra crossing")
     assert "does not know" in pg.chart.value
 

@@ -333,7 +333,7 @@ def check_causal_self_attention(CausalSelfAttention: type, hint: int = 1) -> typ
 
     def test(cls):
         config = GPTConfig(
-            vocab_size=16, n_positions=16, n_embd=32, n_layer=1, n_head=4, dropout=0.0
+            vocab_size=16, context_length=16, n_embd=32, n_layer=1, n_head=4, dropout=0.0
         )
         torch.manual_seed(0)
         ref = reference.CausalSelfAttention(config).eval()

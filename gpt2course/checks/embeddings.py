@@ -106,7 +106,7 @@ def check_embed(embed: Callable, hint: int = 1) -> Callable:
 
     def test(f):
         g = torch.Generator().manual_seed(0)
-        # Token ids stay below n_positions so that a wpe(idx) mix-up runs and can be named.
+        # Token ids stay below context_length so that a wpe(idx) mix-up runs and can be named.
         wte, wpe = torch.nn.Embedding(20, 8), torch.nn.Embedding(32, 8)
         with torch.no_grad():
             wte.weight.copy_(torch.randn(20, 8, generator=g))

@@ -122,7 +122,7 @@ def _tiny_model() -> nn.Module:
     from ..model import GPT, GPTConfig
 
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=50, n_positions=16, n_embd=16, n_layer=2, n_head=2))
+    model = GPT(GPTConfig(vocab_size=50, context_length=16, n_embd=16, n_layer=2, n_head=2))
     reference.apply_lora(model, ["c_attn", "mlp.c_fc"], rank=2, alpha=4)
     for p in model.parameters():  # the learner's function must do all the freezing
         p.requires_grad_(True)

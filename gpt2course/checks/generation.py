@@ -16,7 +16,7 @@ __all__ = ["check_generate_step", "check_generate_with_cache", "check_sample_nex
 def _tiny_model(seed: int = 0) -> GPT:
     """A tiny random GPT whose greedy choices vary with the context."""
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=60, n_positions=16, n_embd=24, n_layer=2, n_head=3))
+    model = GPT(GPTConfig(vocab_size=60, context_length=16, n_embd=24, n_layer=2, n_head=3))
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(20.0)  # std 0.4 instead of 0.02: a random model that does not repeat itself
@@ -156,7 +156,7 @@ def check_generate_step(generate_step: Callable, hint: int = 1) -> Callable:
 
     def test(f):
         model = _tiny_model()
-        n_ctx = model.config.n_positions
+        context_length = model.config.context_length
         idx = torch.randint(0, 60, (2, 7), generator=torch.Generator().manual_seed(0))
         got = call(f, model, idx, temperature=0.0, names=["model", "idx"])
         with torch.no_grad():
@@ -178,24 +178,26 @@ def check_generate_step(generate_step: Callable, hint: int = 1) -> Callable:
             got, reference.generate_step(model, idx, temperature=0.0), what="idx after one greedy step",
             atol=0, rtol=0, likely_bugs=bugs,
         )  # fmt: skip
-        # Longer than the context: the model sees only the last n_positions tokens.
-        long = torch.randint(0, 60, (1, n_ctx + 5), generator=torch.Generator().manual_seed(1))
+        # Longer than the context: the model sees only the last context_length tokens.
+        long = torch.randint(
+            0, 60, (1, context_length + 5), generator=torch.Generator().manual_seed(1)
+        )
         try:
             got = call(f, model, long, temperature=0.0, names=["model", "idx"])
         except ValueError as e:
             if "longer than the model's context" in str(e):
                 raise CheckFailure(
-                    f"an input of {n_ctx + 5} tokens made the model fail; the model reads at "
-                    "most n_positions tokens, so feed it only the last ones"
+                    f"an input of {context_length + 5} tokens made the model fail; the model reads at "
+                    "most context_length tokens, so feed it only the last ones"
                 ) from None
             raise
         step = reference.generate_step
         compare_tensors(
             got, step(model, long, temperature=0.0),
-            what=f"idx after a step from {n_ctx + 5} tokens (context {n_ctx})", atol=0, rtol=0,
+            what=f"idx after a step from {context_length + 5} tokens (context {context_length})", atol=0, rtol=0,
             likely_bugs=[
-                ("the crop dropped the earlier tokens from the result: crop only what the model sees, return all of idx plus the new token", step(model, long[:, -n_ctx:], temperature=0.0)),
-                ("the crop keeps the first n_positions tokens; the model must see the last ones", torch.cat([long, step(model, long[:, :n_ctx], temperature=0.0)[:, -1:]], 1)),
+                ("the crop dropped the earlier tokens from the result: crop only what the model sees, return all of idx plus the new token", step(model, long[:, -context_length:], temperature=0.0)),
+                ("the crop keeps the first context_length tokens; the model must see the last ones", torch.cat([long, step(model, long[:, :context_length], temperature=0.0)[:, -1:]], 1)),
             ],
         )  # fmt: skip
         # Sampling, on many copies of one prompt: temperature, top_k and the generator count.

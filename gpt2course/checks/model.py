@@ -16,7 +16,9 @@ _NAMES = ("wte", "wpe", "h", "ln_f", "lm_head")
 
 
 def _config(n_layer: int = 2) -> reference.GPTConfig:
-    return reference.GPTConfig(vocab_size=61, n_positions=64, n_embd=48, n_layer=n_layer, n_head=4)
+    return reference.GPTConfig(
+        vocab_size=61, context_length=64, n_embd=48, n_layer=n_layer, n_head=4
+    )
 
 
 def reference_gpt(block: type | None = None):
@@ -181,7 +183,7 @@ def check_gpt(gpt_class: type, block: type | None = None, *, hint: int = 1) -> t
         one = mine(idx[:1, :1])
         if one.shape != (1, 1, config.vocab_size):
             raise CheckFailure(f"a single token gives logits of shape {tuple(one.shape)}")
-        full = torch.randint(0, config.vocab_size, (1, config.n_positions))
+        full = torch.randint(0, config.vocab_size, (1, config.context_length))
         compare_tensors(mine(full), ref(full), what="logits for a full context", atol=1e-4)
         mine.train()
         mine.zero_grad()

@@ -38,13 +38,13 @@ _EXTRA_TRANSPOSE_HINT = (
 def _sample_checkpoint(prefix: str) -> dict[str, torch.Tensor]:
     """A tiny GPT-2 checkpoint in the given key layout, with the mask buffers old files hold."""
     torch.manual_seed(0)
-    config = GPTConfig(vocab_size=20, n_positions=12, n_embd=8, n_layer=2, n_head=2)
+    config = GPTConfig(vocab_size=20, context_length=12, n_embd=8, n_layer=2, n_head=2)
     model = GPT(config)
     with torch.no_grad():
         for p in model.parameters():  # LayerNorms start at 1 and 0: make every tensor distinct
             p.normal_()
     sd = reference.to_hf_state_dict(model, prefix=prefix)
-    n = config.n_positions
+    n = config.context_length
     for i in range(config.n_layer):
         sd[f"{prefix}h.{i}.attn.bias"] = torch.ones(n, n).tril().view(1, 1, n, n)
         sd[f"{prefix}h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
@@ -153,7 +153,7 @@ def check_perplexity(perplexity_fn: Callable, hint: int = 1) -> Callable:
 
     def test(f):
         torch.manual_seed(0)
-        model = GPT(GPTConfig(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2))
+        model = GPT(GPTConfig(vocab_size=50, context_length=16, n_embd=16, n_layer=1, n_head=2))
         with torch.no_grad():
             for p in model.parameters():
                 p.mul_(10.0)  # a confident model: the bugs move the figure a lot
@@ -161,7 +161,7 @@ def check_perplexity(perplexity_fn: Callable, hint: int = 1) -> Callable:
         g = torch.Generator().manual_seed(1)
         short = torch.randint(0, 50, (12,), generator=g).tolist()
         long = torch.randint(0, 50, (45,), generator=g).tolist()
-        for ids, label in ((short, "12 ids (one window)"), (long, "45 ids, n_positions 16")):
+        for ids, label in ((short, "12 ids (one window)"), (long, "45 ids, context_length 16")):
             got = call(f, model, ids, names=["model", "ids"])
             if isinstance(got, torch.Tensor):
                 raise CheckFailure(
@@ -170,7 +170,7 @@ def check_perplexity(perplexity_fn: Callable, hint: int = 1) -> Callable:
                 )
             if not isinstance(got, float | int):
                 raise CheckFailure(f"perplexity returned a {type(got).__name__}; return a float")
-            W = min(1024, model.config.n_positions)
+            W = min(1024, model.config.context_length)
             nll = _token_losses(model, ids, W, W // 2)
             mean = sum(nll) / len(nll)
             with torch.no_grad():
@@ -221,8 +221,8 @@ def check_perplexity(perplexity_fn: Callable, hint: int = 1) -> Callable:
     meanings = [
         (
             r"longer than the model's context|index out of range in self",
-            "a window longer than the model's n_positions: cap the window with "
-            "min(window, model.config.n_positions)",
+            "a window longer than the model's context_length: cap the window with "
+            "min(window, model.config.context_length)",
         )
     ]
     return run_check(

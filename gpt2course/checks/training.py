@@ -181,7 +181,7 @@ _OLD_LR = 0.01  # the optimizer's rate before the step; the step must set its ow
 def _tiny_setup(seed: int):
     """A tiny GPT, an SGD optimizer with two groups, stale gradients, two micro-batches."""
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=32, n_positions=8, n_embd=16, n_layer=1, n_head=2))
+    model = GPT(GPTConfig(vocab_size=32, context_length=8, n_embd=16, n_layer=1, n_head=2))
     # Plain SGD: every mistake with the gradients shows in the new weights (Adam's first
     # step would hide a wrong scale). Two groups, like the notebook's optimizer (decay and
     # no decay), so that setting the rate of the first group only shows.

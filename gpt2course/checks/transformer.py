@@ -16,7 +16,7 @@ __all__ = ["check_block", "check_gelu", "check_layer_norm", "check_mlp"]
 
 
 def _config() -> reference.GPTConfig:
-    return reference.GPTConfig(vocab_size=50, n_positions=16, n_embd=12, n_layer=1, n_head=3)
+    return reference.GPTConfig(vocab_size=50, context_length=16, n_embd=12, n_layer=1, n_head=3)
 
 
 def check_layer_norm(layer_norm: Callable, hint: int = 1) -> Callable:

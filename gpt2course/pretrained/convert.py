@@ -61,7 +61,7 @@ def config_from_hf(hf_config: Mapping[str, Any] | Any) -> GPTConfig:
             )
     return GPTConfig(
         vocab_size=get("vocab_size", 50257),
-        n_positions=get("n_positions", 1024),
+        context_length=get("n_positions", 1024),
         n_embd=n_embd,
         n_layer=get("n_layer", 12),
         n_head=get("n_head", 12),
@@ -78,8 +78,8 @@ def hf_config_dict(config: GPTConfig) -> dict[str, Any]:
         "model_type": "gpt2",
         "activation_function": "gelu_new",
         "vocab_size": config.vocab_size,
-        "n_positions": config.n_positions,
-        "n_ctx": config.n_positions,
+        "n_positions": config.context_length,
+        "n_ctx": config.context_length,
         "n_embd": config.n_embd,
         "n_layer": config.n_layer,
         "n_head": config.n_head,
@@ -111,7 +111,7 @@ def config_from_shapes(shapes: Mapping[str, tuple[int, ...]]) -> GPTConfig:
         )
     n_layer = 1 + max((int(n.split(".")[1]) for n in names if n.startswith("h.")), default=-1)
     T = names["wpe.weight"][0]
-    return GPTConfig(vocab_size=V, n_positions=T, n_embd=C, n_layer=n_layer, n_head=n_head)
+    return GPTConfig(vocab_size=V, context_length=T, n_embd=C, n_layer=n_layer, n_head=n_head)
 
 
 def our_name(key: str) -> str | None:

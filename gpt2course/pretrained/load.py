@@ -167,7 +167,7 @@ def _hint(name: str, shape: tuple, expected: tuple, transpose: bool) -> str:
     if name.endswith(("attn.c_attn.weight", "attn.c_attn.bias")):
         return "(c_attn projects C to 3 * C: q, k and v in one matrix)"
     if name.startswith(("wte.", "wpe.", "lm_head.")):
-        return "(build the model with the checkpoint's config: vocab_size and n_positions)"
+        return "(build the model with the checkpoint's config: vocab_size and context_length)"
     return ""
 
 

@@ -242,7 +242,7 @@ def _untrained_gpt() -> torch.nn.Module:
     from ..model import GPT, GPTConfig
 
     torch.manual_seed(0)
-    return GPT(GPTConfig(n_layer=2, n_head=4, n_embd=64, n_positions=64)).eval()
+    return GPT(GPTConfig(n_layer=2, n_head=4, n_embd=64, context_length=64)).eval()
 
 
 def attention_viewer(
@@ -267,11 +267,11 @@ def attention_viewer(
     ids = tokenizer.encode(text)[:max_tokens]
     if not ids:
         raise ValueError("the text has no tokens; pass some text to look at")
-    n_positions = getattr(getattr(model, "config", None), "n_positions", None)
-    if n_positions is not None and len(ids) > n_positions:
+    context_length = getattr(getattr(model, "config", None), "context_length", None)
+    if context_length is not None and len(ids) > context_length:
         raise ValueError(
-            f"{len(ids)} tokens but the model's context is {n_positions}; pass a shorter text "
-            f"or max_tokens={n_positions}"
+            f"{len(ids)} tokens but the model's context is {context_length}; pass a shorter text "
+            f"or max_tokens={context_length}"
         )
     device = next(model.parameters()).device
     weights = attention_weights(model, torch.tensor(ids, device=device))

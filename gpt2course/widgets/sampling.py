@@ -76,9 +76,9 @@ def last_logits(model: torch.nn.Module, ids: Sequence[int]) -> torch.Tensor:
     """The model's logits (vocab,) for the token after ``ids`` (cropped to its context)."""
     if len(ids) == 0:
         raise ValueError("the prompt is empty: type something, or start from <|endoftext|>")
-    n_ctx = model.config.n_positions
+    context_length = model.config.context_length
     device = next(model.parameters()).device
-    idx = torch.tensor([list(ids)[-n_ctx:]], dtype=torch.long, device=device)  # (1, T)
+    idx = torch.tensor([list(ids)[-context_length:]], dtype=torch.long, device=device)  # (1, T)
     was_training = model.training
     model.eval()
     try:

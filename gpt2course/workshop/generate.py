@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         enc = tiktoken_gpt2()
         ids = enc.encode(args.prompt) if args.prompt else [enc.eot_token]
         n_vocab, token_bytes = enc.n_vocab, enc.decode_single_token_bytes
-    n_ctx = model.config.n_positions
+    context_length = model.config.context_length
     if model.config.vocab_size != n_vocab:
         print(
             f"error: the model has {model.config.vocab_size} tokens, its tokenizer "
@@ -106,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    if len(ids) > n_ctx:
+    if len(ids) > context_length:
         print(
-            f"error: the prompt is {len(ids)} tokens but {args.model} sees at most {n_ctx}; "
-            f"shorten it (for example keep its last {n_ctx - min(args.max_new_tokens, n_ctx // 2)} tokens)",
+            f"error: the prompt is {len(ids)} tokens but {args.model} sees at most {context_length}; "
+            f"shorten it (for example keep its last {context_length - min(args.max_new_tokens, context_length // 2)} tokens)",
             file=sys.stderr,
         )
         return 2

@@ -35,8 +35,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The notebook's default run: bytes, a 0.8M-parameter GPT; val 1.84 in under 2 minutes on
     # 2 CPU cores (docs/benchmarks.md).
     "shakespeare-bytes": {
-        "model": dict(vocab_size=256, n_positions=128, n_embd=128, n_layer=4, n_head=4),
-        "data": dict(text="shakespeare", tokenizer="bytes", batch_size=16, block_size=128),
+        "model": dict(vocab_size=256, context_length=128, n_embd=128, n_layer=4, n_head=4),
+        "data": dict(text="shakespeare", tokenizer="bytes", batch_size=16, context_length=128),
         "train": dict(
             max_steps=1200,
             learning_rate=2e-3,
@@ -52,9 +52,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # step 750 and rose to 5.13; hence 800 steps, with dropout.
     "shakespeare-gpt2": {
         "model": dict(
-            vocab_size=50257, n_positions=256, n_embd=256, n_layer=4, n_head=4, dropout=0.1
+            vocab_size=50257, context_length=256, n_embd=256, n_layer=4, n_head=4, dropout=0.1
         ),
-        "data": dict(text="shakespeare", tokenizer="gpt2", batch_size=16, block_size=256),
+        "data": dict(text="shakespeare", tokenizer="gpt2", batch_size=16, context_length=256),
         "train": dict(
             max_steps=800,
             learning_rate=1e-3,
@@ -69,9 +69,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # ~0.5M tokens per step whatever the GPU count.
     # Needs token files made beforehand (uint16 .bin, e.g. from FineWeb-Edu): data.train_bin.
     "gpt2-124m": {
-        "model": dict(vocab_size=50304, n_positions=1024, n_embd=768, n_layer=12, n_head=12),
+        "model": dict(vocab_size=50304, context_length=1024, n_embd=768, n_layer=12, n_head=12),
         "data": dict(
-            text=None, tokenizer="gpt2", batch_size=16, block_size=1024, total_batch_tokens=524288
+            text=None,
+            tokenizer="gpt2",
+            batch_size=16,
+            context_length=1024,
+            total_batch_tokens=524288,
         ),
         "train": dict(
             max_steps=19073,
@@ -92,7 +96,7 @@ DATA_DEFAULTS: dict[str, Any] = dict(
     tokenizer="bytes",
     val_fraction=0.1,
     batch_size=16,  # sequences per micro-batch, per process
-    block_size=128,
+    context_length=128,
     train_bin=None,  # pre-tokenized uint16 files instead of text (large corpora)
     val_bin=None,
     total_batch_tokens=None,  # if set, grad_accum_steps = this / (batch * block * processes)
@@ -166,7 +170,7 @@ def resolve_config(
 
 def _check_data(data: dict[str, Any]) -> None:
     """Raise ``ValueError`` naming a data setting of the wrong type or range."""
-    for key in ("batch_size", "block_size"):
+    for key in ("batch_size", "context_length"):
         v = data[key]
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"data.{key} must be a positive integer, got {v!r}")
@@ -198,7 +202,7 @@ def build_data(
             "no data: set data.text (a text file, or 'shakespeare') or data.train_bin and "
             "data.val_bin (GPT-2 token ids as raw uint16, e.g. made from FineWeb-Edu)"
         )
-    B, T = data["batch_size"], data["block_size"]
+    B, T = data["batch_size"], data["context_length"]
     train_batches = RandomBatches(train_ids, B, T, seed=seed, rank=rank, world_size=world_size)
     # Every process evaluates the same validation batches, so all report the same val loss.
     val_batches = RandomBatches(val_ids, B, T, seed=seed + 1)
@@ -268,16 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = cfg["data"]
         if data["total_batch_tokens"]:
-            per = data["batch_size"] * data["block_size"] * world
+            per = data["batch_size"] * data["context_length"] * world
             if data["total_batch_tokens"] % per:
                 raise ValueError(
                     f"data.total_batch_tokens ({data['total_batch_tokens']}) must be a multiple of "
-                    f"batch_size * block_size * processes = {per}"
+                    f"batch_size * context_length * processes = {per}"
                 )
             tcfg.grad_accum_steps = data["total_batch_tokens"] // per
-        if data["block_size"] > mcfg.n_positions:
+        if data["context_length"] > mcfg.context_length:
             raise ValueError(
-                f"data.block_size ({data['block_size']}) is longer than model.n_positions ({mcfg.n_positions})"
+                f"data.context_length ({data['context_length']}) is longer than model.context_length ({mcfg.context_length})"
             )
         train_b, val_b, tok = build_data(data, tcfg.seed, rank, world)
         if tok.vocab_size > mcfg.vocab_size:
@@ -292,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             n = model.num_params()
             print(
                 f"training a {n / 1e6:.2f}M-parameter GPT on {world} process(es), "
-                f"{tcfg.grad_accum_steps} micro-batch(es) of {data['batch_size']}x{data['block_size']} "
+                f"{tcfg.grad_accum_steps} micro-batch(es) of {data['batch_size']}x{data['context_length']} "
                 f"tokens each per step, for {tcfg.max_steps} steps",
                 file=sys.stderr,
             )

@@ -216,7 +216,7 @@ print(torch.allclose(tiny_wte(token), one_hot @ tiny_wte.weight))
 # The attention layers of part 3 compare every token with every other, but on their own
 # they cannot tell *where* a token is: shuffle the input and each token would see the same
 # set of others. So GPT-2 adds a second learned table, `wpe`, with one row per position
-# (`n_positions = 1024` rows), and feeds the model the sum
+# (`context_length = 1024` rows), and feeds the model the sum
 #
 # $$x_{b,t} = \text{wte}[\text{idx}_{b,t}] + \text{wpe}[t].$$
 #
@@ -253,9 +253,9 @@ embed = checks.check_embed(embed)
 
 # %%
 torch.manual_seed(0)
-n_embd, vocab_size, n_positions = 768, enc.n_vocab, 1024
+n_embd, vocab_size, context_length = 768, enc.n_vocab, 1024
 wte = torch.nn.Embedding(vocab_size, n_embd)  # (50257, 768)
-wpe = torch.nn.Embedding(n_positions, n_embd)  # (1024, 768)
+wpe = torch.nn.Embedding(context_length, n_embd)  # (1024, 768)
 x = embed(xb, wte, wpe)
 print("ids    ", tuple(xb.shape), " (B, T)")
 print("vectors", tuple(x.shape), " (B, T, C)")

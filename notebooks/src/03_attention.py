@@ -428,7 +428,7 @@ print(f"T={T_BENCH}, 12 heads: ours {1e3 * t_ours:.1f} ms, torch's {1e3 * t_torc
 
 # %%
 torch.manual_seed(0)
-tiny_gpt = GPT(GPTConfig(n_layer=2, n_head=4, n_embd=64, n_positions=64)).eval()
+tiny_gpt = GPT(GPTConfig(n_layer=2, n_head=4, n_embd=64, context_length=64)).eval()
 ids = enc.encode("The cat sat on the mat because it was tired.")
 # The model returns logits only; the viewer catches each layer's input on its way into
 # the attention and recomputes the weights from that layer's c_attn, as you did above.

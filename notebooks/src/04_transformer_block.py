@@ -37,7 +37,7 @@ from gpt2course.model import GPT, MODEL_NAMES, GPTConfig, count_parameters
 
 # A small block for the checks and experiments; the blocks you build here are the ones
 # part 5 stacks into GPT-2 (at GPT-2 small's width there).
-config = GPTConfig(n_embd=64, n_head=4, n_layer=2, n_positions=64, vocab_size=100)
+config = GPTConfig(n_embd=64, n_head=4, n_layer=2, context_length=64, vocab_size=100)
 DEPTH = 48  # sublayers in the residual experiment, as many as GPT-2's largest size
 torch.manual_seed(0)
 
@@ -428,7 +428,7 @@ for name in MODEL_NAMES:
 # %%
 fig, ax = plt.subplots(figsize=(6, 2.6))
 names = list(sizes)
-emb = [(c.vocab_size + c.n_positions) * c.n_embd / 1e6 for c, _ in sizes.values()]
+emb = [(c.vocab_size + c.context_length) * c.n_embd / 1e6 for c, _ in sizes.values()]
 blocks = [c.n_layer * (12 * c.n_embd**2 + 13 * c.n_embd) / 1e6 for c, _ in sizes.values()]
 ax.barh(names, emb, label="embeddings (wte + wpe)", color="C1")
 ax.barh(names, blocks, left=emb, label="blocks", color="C0")

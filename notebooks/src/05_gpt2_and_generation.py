@@ -47,7 +47,7 @@ from gpt2course.widgets.sampling import sampling_playground
 # Quick mode: a narrow GPT with GPT-2's vocabulary and a 128-token context, so every cell
 # runs in seconds on a CPU. The full setting is GPT-2 small's exact shape.
 if quick_mode():
-    config = GPTConfig(n_layer=2, n_head=4, n_embd=128, n_positions=128)
+    config = GPTConfig(n_layer=2, n_head=4, n_embd=128, context_length=128)
 else:
     config = GPTConfig.from_name("gpt2")
 N_NEW = 30  # tokens to generate in the demos
@@ -77,7 +77,7 @@ plt.show()
 # Stack the blocks between the embeddings of part 2 and the tied head of part 4:
 #
 # - `wte`: an `nn.Embedding` with a vector per token (`vocab_size × n_embd`), and `wpe` one
-#   per position (`n_positions × n_embd`); the input of the first block is their sum;
+#   per position (`context_length × n_embd`); the input of the first block is their sum;
 # - `h`: an `nn.ModuleList` of `n_layer` blocks (a plain list would hide their parameters
 #   from the optimiser); `ln_f`: the final LayerNorm; `lm_head`: `nn.Linear(n_embd,
 #   vocab_size, bias=False)` whose weight **is** `wte.weight`;
@@ -99,7 +99,7 @@ class GPT(nn.Module):
         # BEGIN SOLUTION
         # HINT: the same names as in GPT-2's checkpoint: wte, wpe, h, ln_f, lm_head.
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.wpe = nn.Embedding(config.context_length, config.n_embd)
         self.h = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
@@ -147,7 +147,7 @@ print(workbench.describe(model))
 # %% record:shape
 n_params = sum(p.numel() for p in model.parameters())  # the tied matrix counts once
 print(f"{n_params:,} parameters, {config.n_layer} blocks, width {config.n_embd}, "
-      f"context {config.n_positions}")  # fmt: skip
+      f"context {config.context_length}")  # fmt: skip
 idx = torch.tensor([enc.encode("The meaning of life is")])  # (1, T)
 logits = model(idx)  # (1, T, vocab): a prediction after every prefix
 print("idx", tuple(idx.shape), "-> logits", tuple(logits.shape))
@@ -296,9 +296,9 @@ print({w.strip(): int(c) for w, c in zip(words, counts, strict=True)})
 # %% [markdown]
 # ## Exercise: one generation step
 # One step of the loop: run the model on the sequence so far, take the logits of the
-# **last** position, sample a token, append it. One catch: the model has `n_positions`
+# **last** position, sample a token, append it. One catch: the model has `context_length`
 # position embeddings (1,024 for GPT-2) and cannot read more, so feed it only the last
-# `n_positions` tokens, while still returning the whole sequence plus the new token.
+# `context_length` tokens, while still returning the whole sequence plus the new token.
 
 
 # %%
@@ -307,7 +307,7 @@ def generate_step(model, idx, temperature=1.0, top_k=None, generator=None):
     """(B, T) -> (B, T + 1): one token sampled from the model, appended."""
     # BEGIN SOLUTION
     # HINT: crop to the model's context, keep the last position's logits, sample, append.
-    idx_cond = idx[:, -model.config.n_positions :]  # what the model can see
+    idx_cond = idx[:, -model.config.context_length :]  # what the model can see
     logits = model(idx_cond)  # (B, T, vocab)
     next_id = sample_next_token(logits[:, -1, :], temperature, top_k, generator)  # (B, 1)
     return torch.cat([idx, next_id], dim=1)
@@ -379,11 +379,11 @@ print("same logits:", torch.allclose(cached(idx), model(idx), atol=1e-5))
 
 # %% [markdown]
 # ## Past the context window
-# `wpe` holds one vector per position, `n_positions` of them (1,024 for GPT-2). There is no
+# `wpe` holds one vector per position, `context_length` of them (1,024 for GPT-2). There is no
 # vector for position 1,025, so the model refuses longer inputs:
 
 # %%
-too_long = torch.randint(0, config.vocab_size, (1, config.n_positions + 1))
+too_long = torch.randint(0, config.vocab_size, (1, config.context_length + 1))
 try:
     cached(too_long)
 except ValueError as e:
@@ -391,15 +391,15 @@ except ValueError as e:
 
 # %% [markdown]
 # Generation keeps going anyway by **cropping**: each step, the model sees only the last
-# `n_positions` tokens. The window slides along the text, and whatever falls off the
+# `context_length` tokens. The window slides along the text, and whatever falls off the
 # start is forgotten: the model can no longer attend to it. (That is why GPT-2 loses the
 # thread of long texts; newer models have longer windows, not a way around the limit.)
 
 # %%
-long_prompt = torch.randint(0, config.vocab_size, (1, config.n_positions - 10))
+long_prompt = torch.randint(0, config.vocab_size, (1, config.context_length - 10))
 out = generate(cached, long_prompt, 25, temperature=0)
 print(f"prompt {long_prompt.shape[1]} tokens + 25 new = {out.shape[1]} tokens "
-      f"(context {config.n_positions})")  # fmt: skip
+      f"(context {config.context_length})")  # fmt: skip
 
 # %% [markdown]
 # ## The KV cache
@@ -427,7 +427,9 @@ plt.show()
 cache = KVCache(config.n_layer)
 logits = cached(idx, cache=cache)
 layer0 = cache.layers[0]
-print(f"{len(cache.layers)} layers; layer 0 keys {tuple(layer0.k.shape)}, values {tuple(layer0.v.shape)}")
+print(
+    f"{len(cache.layers)} layers; layer 0 keys {tuple(layer0.k.shape)}, values {tuple(layer0.v.shape)}"
+)
 next_id = logits[:, -1:].argmax(-1)  # (1, 1)
 logits2 = cached(next_id, cache=cache)
 print("after one more token: logits", tuple(logits2.shape), "keys", tuple(layer0.k.shape))
@@ -436,7 +438,7 @@ print("after one more token: logits", tuple(logits2.shape), "keys", tuple(layer0
 # ## Exercise: generation with the cache
 # Write greedy generation with the cache: make one `KVCache(len(model.h))`, run the prompt
 # once with `cache=cache`, then at each step feed only the newest token with the same cache.
-# (Stay within `n_positions` here; the library's `generate` handles the rest.)
+# (Stay within `context_length` here; the library's `generate` handles the rest.)
 
 
 # %%
@@ -511,7 +513,9 @@ def running_time(timed_model: PackageGPT, use_cache: bool, n: int) -> list[float
 
 
 if quick_mode():
-    timed = PackageGPT(GPTConfig(n_layer=4, n_head=4, n_embd=256, n_positions=256, vocab_size=1000))
+    timed = PackageGPT(
+        GPTConfig(n_layer=4, n_head=4, n_embd=256, context_length=256, vocab_size=1000)
+    )
     n = 150
 else:
     timed, n = cached, 100  # GPT-2 small on a laptop CPU: about a minute without the cache
@@ -529,7 +533,7 @@ print(f"{n} tokens: {without[-1]:.2f} s without the cache, {with_cache[-1]:.2f} 
 
 # %% [markdown]
 # ### The cache past the context
-# When the text outgrows `n_positions`, the window slides, and that spoils the cache: each
+# When the text outgrows `context_length`, the window slides, and that spoils the cache: each
 # cached key was computed with its token's old position embedding, and after a slide every
 # token sits one position earlier. So `generate` does what the no-cache loop does: once
 # the window is full, it rebuilds the cache from the cropped window. The results stay
@@ -537,11 +541,12 @@ print(f"{n} tokens: {without[-1]:.2f} s without the cache, {with_cache[-1]:.2f} 
 # bench generate` measures the speed-up on GPT-2's real shape.)
 
 # %%
-start = torch.randint(0, config.vocab_size, (1, config.n_positions - 5))
+start = torch.randint(0, config.vocab_size, (1, config.context_length - 5))
 a = generate(cached, start, 15, temperature=0, use_cache=True)
 b = generate(cached, start, 15, temperature=0, use_cache=False)
 print(
-    f"{a.shape[1]} tokens, past the context of {config.n_positions}; same ids:", torch.equal(a, b)
+    f"{a.shape[1]} tokens, past the context of {config.context_length}; same ids:",
+    torch.equal(a, b),
 )
 assert torch.equal(a, b)
 

@@ -123,7 +123,7 @@ torch.manual_seed(0)
 vocabs = [256, 2048, 16384, 50257]
 initial = []
 for V in vocabs:
-    m = GPT(GPTConfig(vocab_size=V, n_positions=64, n_embd=32, n_layer=1, n_head=2))
+    m = GPT(GPTConfig(vocab_size=V, context_length=64, n_embd=32, n_layer=1, n_head=2))
     ids = torch.randint(V, (4, 65))
     with torch.no_grad():
         initial.append(lm_loss(m(ids[:, :-1]), ids[:, 1:]).item())
@@ -164,7 +164,7 @@ print(f"our target for the main run: validation loss below {TARGET}")
 # %%
 torch.manual_seed(1337)
 config = GPTConfig(
-    vocab_size=256, n_positions=BLOCK_SIZE, n_embd=N_EMBD, n_layer=N_LAYER, n_head=N_HEAD
+    vocab_size=256, context_length=BLOCK_SIZE, n_embd=N_EMBD, n_layer=N_LAYER, n_head=N_HEAD
 )
 model = GPT(config).to(device)
 print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
@@ -423,7 +423,7 @@ class CrashAt(Callback):
             raise KeyboardInterrupt
 
 
-small = GPTConfig(vocab_size=256, n_positions=32, n_embd=32, n_layer=1, n_head=2)
+small = GPTConfig(vocab_size=256, context_length=32, n_embd=32, n_layer=1, n_head=2)
 short = dict(
     max_steps=20, warmup_steps=4, eval_interval=10, eval_batches=2, progress=False, device="cpu"
 )

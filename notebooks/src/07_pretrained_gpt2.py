@@ -435,9 +435,9 @@ sampling_playground(model, enc, prompt="The capital of France is")
 def perplexity(model: torch.nn.Module, ids: list[int], window: int = 1024) -> float:
     """exp(mean next-token cross-entropy) over ``ids``, in half-overlapping windows."""
     # BEGIN SOLUTION
-    # HINT: the window can be no longer than model.config.n_positions; step by window // 2.
+    # HINT: the window can be no longer than model.config.context_length; step by window // 2.
     # HINT: in every window after the first, set the targets of its first half to -100.
-    window = min(window, model.config.n_positions)
+    window = min(window, model.config.context_length)
     stride = window // 2
     dev = next(model.parameters()).device
     total, count = 0.0, 0
@@ -534,7 +534,7 @@ for task, p in TASKS.items():
 #   1,025), and `generate` slides the window, forgetting the start:
 
 # %%
-too_long = torch.zeros(1, config.n_positions + 1, dtype=torch.long, device=device)
+too_long = torch.zeros(1, config.context_length + 1, dtype=torch.long, device=device)
 try:
     reference(too_long)
 except ValueError as e:

@@ -120,7 +120,9 @@ else:
     code_ids = torch.tensor(tok.encode(code))
     torch.manual_seed(0)
     base = GPT(
-        GPTConfig(vocab_size=256, n_positions=BLOCK_SIZE, n_layer=n_layer, n_head=4, n_embd=n_embd)
+        GPTConfig(
+            vocab_size=256, context_length=BLOCK_SIZE, n_layer=n_layer, n_head=4, n_embd=n_embd
+        )
     )
     train(
         base,

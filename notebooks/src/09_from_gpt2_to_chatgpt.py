@@ -108,7 +108,7 @@ N_PAIRS = 500 if QUICK else 2000  # training instructions whose mistakes become 
 # Quick mode has time for the two tasks learned first; the full setting uses all six.
 TASKS = ["count", "last"] if QUICK else None
 # A part-6 byte-level checkpoint to start from instead, e.g. "checkpoints/06_shakespeare"
-# (it must have n_positions >= 128); None pretrains a base below.
+# (it must have context_length >= 128); None pretrains a base below.
 BASE_CHECKPOINT = None
 print("device:", device)
 
@@ -280,7 +280,7 @@ for e, a in zip(
 # %%
 long_instruction = "Last word: " + " ".join(random.Random(0).choices(instruct.WORDS, k=30))
 ids = tok.encode(instruct.format_prompt(long_instruction))
-print(f"{len(ids)} tokens, context {model.config.n_positions}")
+print(f"{len(ids)} tokens, context {model.config.context_length}")
 try:
     model(torch.tensor([ids], device=device))
 except ValueError as e:

@@ -85,7 +85,7 @@ def sample_from_topk(logits, temperature=1.0, top_k=None, generator=None):
 
 
 def step(model, idx, temperature=1.0, top_k=None, generator=None, bug=None):
-    n = model.config.n_positions
+    n = model.config.context_length
     cond = {"no_crop": idx, "first": idx[:, :n]}.get(bug, idx[:, -n:])
     if bug == "drop_earlier":
         idx = cond
@@ -110,7 +110,7 @@ STEP_WRONG = [
     ("only_new", "only the new token is returned"),
     ("first_pos", "first position's logits"),
     ("no_crop", "feed it only the last ones"),
-    ("first", "keeps the first n_positions tokens"),
+    ("first", "keeps the first context_length tokens"),
     ("drop_earlier", "dropped the earlier tokens"),
     ("greedy", "always greedy"),
     ("no_top_k", "top_k is not passed on"),

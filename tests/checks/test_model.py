@@ -22,7 +22,7 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.wpe = nn.Embedding(config.context_length, config.n_embd)
         blocks = [Block(config) for _ in range(config.n_layer)]
         self.h = blocks if as_list else nn.ModuleList(blocks)
         self.ln_f = nn.LayerNorm(config.n_embd)

@@ -80,7 +80,7 @@ from gpt2course.model import GPT, GPTConfig  # noqa: E402
 
 @torch.no_grad()
 def ppl(model, ids, window=1024, bug=None):
-    window = min(window, model.config.n_positions) if bug != "no_cap" else window
+    window = min(window, model.config.context_length) if bug != "no_cap" else window
     stride = window if bug == "apart" else window // 2
     total, count = 0.0, 0
     for start in range(0, max(1, len(ids) - 1), stride):
@@ -126,7 +126,7 @@ def test_perplexity_wrong_solutions_are_named(bug, expect):
 
 def ppl_token_by_token(model, ids, window=1024):
     """Right, another way: each token's loss with exactly the context the windows give it."""
-    W = min(window, model.config.n_positions)
+    W = min(window, model.config.context_length)
     S, nll = W // 2, []
     for t in range(1, len(ids)):
         # the window that scores target t: the first, or the one whose second half holds it
@@ -144,7 +144,7 @@ def test_perplexity_right_solutions_pass(right):
 
 def test_perplexity_reference_is_exp_of_torchs_cross_entropy():
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=30, n_positions=8, n_embd=8, n_layer=1, n_head=2)).eval()
+    model = GPT(GPTConfig(vocab_size=30, context_length=8, n_embd=8, n_layer=1, n_head=2)).eval()
     ids = torch.randint(0, 30, (9,)).tolist()  # one window
     with torch.no_grad():
         want = math.exp(F.cross_entropy(model(torch.tensor([ids[:-1]]))[0], torch.tensor(ids[1:])))

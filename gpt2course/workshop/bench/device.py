@@ -31,11 +31,11 @@ def fp16_path(dry: bool) -> int:
 
     d = torch.device("cpu" if dry else "cuda")
     steps = 3 if dry else 300
-    cfg = GPTConfig(vocab_size=256, n_positions=128, n_embd=128, n_layer=4, n_head=4)
+    cfg = GPTConfig(vocab_size=256, context_length=128, n_embd=128, n_layer=4, n_head=4)
     if dry:
-        cfg = GPTConfig(vocab_size=256, n_positions=32, n_embd=32, n_layer=2, n_head=2)
+        cfg = GPTConfig(vocab_size=256, context_length=32, n_embd=32, n_layer=2, n_head=2)
     ids = torch.tensor(get_tokenizer("bytes").encode(load_text("shakespeare")))
-    batches = RandomBatches(ids, 16, cfg.n_positions, seed=0)
+    batches = RandomBatches(ids, 16, cfg.context_length, seed=0)
     torch.manual_seed(0)
     base = GPT(cfg).to(d)
     runs: dict[str, GPT] = {}

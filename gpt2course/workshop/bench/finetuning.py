@@ -48,7 +48,7 @@ def bench_lora(
     config = (
         GPTConfig.from_name(model_name)
         if model_name.startswith("gpt2")
-        else GPTConfig(n_layer=4, n_head=4, n_embd=128, n_positions=block)
+        else GPTConfig(n_layer=4, n_head=4, n_embd=128, context_length=block)
     )
     base = GPT(config)
     rows = []
@@ -106,7 +106,7 @@ def bench_instruct(name: str, device: torch.device) -> dict:
         model = shakespeare_base(n_layer, n_embd, pre, device=device)
     else:
         torch.manual_seed(0)
-        shape = dict(vocab_size=256, n_positions=128, n_layer=n_layer, n_head=4, n_embd=n_embd)
+        shape = dict(vocab_size=256, context_length=128, n_layer=n_layer, n_head=4, n_embd=n_embd)
         model = GPT(GPTConfig(**shape))
     model.to(device)
     before = instruct.evaluate(model, held_out, tok)

@@ -54,7 +54,7 @@ def build_models(name: str, device: torch.device, dtype: torch.dtype):
     from gpt2course.pretrained.convert import hf_config_dict
 
     if name == "tiny":
-        config = GPTConfig(n_layer=2, n_head=2, n_embd=64, n_positions=256)  # GPT-2's vocabulary
+        config = GPTConfig(n_layer=2, n_head=2, n_embd=64, context_length=256)  # GPT-2's vocabulary
     else:
         config = GPTConfig.from_name(name)
     torch.manual_seed(0)

@@ -42,7 +42,7 @@ def write_random_checkpoint(config: GPTConfig, folder: Path, seed: int = 0) -> P
 
     meta = to_hf_state_dict(empty_model(config), prefix="")  # shapes only, on the meta device
     shapes = {k: tuple(t.shape) for k, t in meta.items()}
-    n = config.n_positions
+    n = config.context_length
     for i in range(config.n_layer):
         shapes[f"h.{i}.attn.bias"] = (1, 1, n, n)
     header, offset = {"__metadata__": {"format": "pt"}}, 0

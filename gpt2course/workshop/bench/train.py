@@ -57,7 +57,7 @@ class PlainGPT(nn.Module):
     def __init__(self, c) -> None:
         super().__init__()
         self.wte = nn.Embedding(c.vocab_size, c.n_embd)
-        self.wpe = nn.Embedding(c.block_size, c.n_embd)
+        self.wpe = nn.Embedding(c.context_length, c.n_embd)
         self.h = nn.ModuleList(PlainBlock(c) for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(c.n_embd)
         self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
@@ -93,7 +93,7 @@ def nanogpt_twin(mod, ours: GPT) -> nn.Module:
     """nanoGPT's GPT with ``ours``'s config and a copy of its weights."""
     c = ours.config
     nc = mod.GPTConfig(
-        block_size=c.n_positions,
+        context_length=c.context_length,
         vocab_size=c.vocab_size,
         n_layer=c.n_layer,
         n_head=c.n_head,
@@ -135,7 +135,7 @@ def compare(
     name: str,
     preset: str,
     batch_size: int,
-    block_size: int,
+    context_length: int,
     steps: int,
     device: str = "cpu",
     dtype: torch.dtype | None = None,
@@ -150,7 +150,7 @@ def compare(
     mcfg = GPTConfig(**PRESETS[preset]["model"])
     tok = get_tokenizer(PRESETS[preset]["data"]["tokenizer"])
     train_ids, _ = split_tokens(tok.encode(load_text("shakespeare")))
-    batches = RandomBatches(train_ids, batch_size, min(block_size, mcfg.n_positions), seed=0)
+    batches = RandomBatches(train_ids, batch_size, min(context_length, mcfg.context_length), seed=0)
     dev = torch.device(device)
     torch.manual_seed(0)
     ours = GPT(mcfg).to(dev)
@@ -182,7 +182,7 @@ def compare(
             losses[n].append(step(n, 100 + i))
             wall[n].append(time.perf_counter() - t)
             cpu[n].append(time.process_time() - c)
-    tokens = batch_size * batches.block_size
+    tokens = batch_size * batches.context_length
     tps = {n: round(tokens / statistics.median(ts)) for n, ts in wall.items()}
     # CPU seconds are steadier than wall time on a shared machine (other jobs' time is not
     # counted), and equal to it on one thread with the machine to ourselves.
@@ -199,7 +199,7 @@ def compare(
         "bench": f"train, ours vs {name}",
         "model": preset,
         "params_M": round(ours.num_params() / 1e6, 2),
-        "batch": f"{batch_size}x{batches.block_size}",
+        "batch": f"{batch_size}x{batches.context_length}",
         "device": device,
         "autocast": str(dtype).removeprefix("torch.") if dtype else None,
         "compile": compile,
@@ -223,7 +223,7 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m gpt2course bench train", description=__doc__)
     p.add_argument("--preset", default="shakespeare-bytes", help="model size: a train preset's")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--block-size", type=int, default=128)
+    p.add_argument("--context-length", type=int, default=128)
     p.add_argument("--rounds", type=int, default=5, help="rounds of --steps timed steps")
     p.add_argument("--steps", type=int, default=10, help="timed steps per round")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -253,7 +253,7 @@ def main(argv: list[str]) -> int:
         name,
         args.preset,
         args.batch_size,
-        args.block_size,
+        args.context_length,
         steps,
         **kw,
         profile=args.profile,
