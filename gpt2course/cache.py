@@ -46,7 +46,7 @@ class KVCache:
     """The keys and values of every position the model has seen, one ``LayerCache`` per layer.
 
     ``model(idx, cache=cache)`` reads the earlier positions from it and appends ``idx``'s, so the
-    next call feeds only the new tokens (part 5). ``fastgen.StaticKVCache`` has the same interface.
+    next call feeds only the new tokens (part 5). ``StaticKVCache`` below has the same interface.
     """
 
     def __init__(self, n_layer: int):
