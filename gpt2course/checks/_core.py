@@ -207,6 +207,23 @@ def run_check(
     return learner
 
 
+def check(name: str, reference: Any, *, crash_meanings: Iterable[tuple[str, str]] = ()):
+    """Decorate ``test`` (it raises ``CheckFailure`` on a wrong answer) into the exercise's
+    check, ``check_thing(learner, hint=1)``, which runs it through ``run_check``."""
+
+    def make(test: Callable[[Any], Any]) -> Callable[..., Any]:
+        def checker(learner: Any, hint: int = 1) -> Any:
+            return run_check(
+                name, learner, reference, test, hint=hint, crash_meanings=crash_meanings
+            )
+
+        checker.__name__ = checker.__qualname__ = test.__name__
+        checker.__doc__, checker.__module__ = test.__doc__, test.__module__
+        return checker
+
+    return make
+
+
 def _describe(x: Any) -> str:
     import torch
 
