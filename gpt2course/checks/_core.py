@@ -12,6 +12,7 @@ solution line itself.
 from __future__ import annotations
 
 import contextvars
+import copy
 import os
 import re
 import sysconfig
@@ -19,6 +20,8 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+import torch
 
 F = TypeVar("F")
 Hint = str | Sequence[str]
@@ -225,45 +228,17 @@ def check(name: str, reference: Any, *, crash_meanings: Iterable[tuple[str, str]
 
 
 def _describe(x: Any) -> str:
-    import torch
-
     if isinstance(x, torch.Tensor):
         return f"tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
     return f"{type(x).__name__} {x!r}"[:200]
 
 
 def _snapshot(x: Any) -> Any:
-    import torch
-
     if isinstance(x, torch.Tensor):
         return x.detach().clone()
     if isinstance(x, list | dict):
-        import copy
-
         return copy.deepcopy(x)
     return None
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Whether ``a`` still equals its snapshot ``b`` (tensors inside lists and dicts too)."""
-    import torch
-
-    if isinstance(a, torch.Tensor):
-        return (
-            isinstance(b, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a.detach(), b))
-        )
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return (
-            isinstance(b, list | tuple)
-            and len(a) == len(b)
-            and all(_same(x, y) for x, y in zip(a, b, strict=True))
-        )
-    try:
-        return bool(a == b)
-    except Exception:
-        return True
 
 
 def call(f: Callable, *args: Any, names: Sequence[str] = (), **kwargs: Any) -> Any:
@@ -274,7 +249,7 @@ def call(f: Callable, *args: Any, names: Sequence[str] = (), **kwargs: Any) -> A
     before = [_snapshot(v) for v in values]
     out = f(*args, **kwargs)
     for label, v, b in zip(labels, values, before, strict=True):
-        if b is not None and not _same(v, b):
+        if b is not None and not _equal(v, b):
             raise CheckFailure(
                 say(
                     (
@@ -291,8 +266,6 @@ def call(f: Callable, *args: Any, names: Sequence[str] = (), **kwargs: Any) -> A
 
 def require_tensor(got: Any, what: str, *, dtype: Any = None, grad: bool = False) -> None:
     """Fail unless ``got`` is a tensor (of ``dtype``; attached to the graph when ``grad``)."""
-    import torch
-
     if not isinstance(got, torch.Tensor):
         extra = ""
         if isinstance(got, float | int):
@@ -325,8 +298,6 @@ def _max_error(g: Any, w: Any) -> float:
 
 def _closest(got: Any, likely_bugs: Iterable[tuple[Hint, Any]], atol: float, rtol: float):
     """The hint of the likely bug whose output ``got`` matches best, or None."""
-    import torch
-
     g = got.detach().double().cpu()
     best, best_err = None, float("inf")
     for hint, wrong in likely_bugs:
@@ -356,8 +327,6 @@ def compare_tensors(
     output that bug would produce; when ``got`` matches some, the message names the closest.
     ``got`` is never cast: a wrong dtype is a wrong answer.
     """
-    import torch
-
     likely_bugs = list(likely_bugs)
     if not isinstance(got, torch.Tensor):
         require_tensor(got, what)
@@ -385,7 +354,10 @@ def compare_tensors(
 
 
 def _equal(a: Any, b: Any) -> bool:
-    """Plain-value equality that never lets a tensor or an odd type crash the check."""
+    """Equality of plain values (of one type) and of tensors, also inside lists and dicts,
+    that never lets an odd type crash the check."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a.detach(), b)
     if type(a) is not type(b) and not (isinstance(a, dict) and isinstance(b, dict)):
         if not (isinstance(a, int | float) and isinstance(b, int | float)):
             return False
