@@ -82,8 +82,8 @@ def _hand_back(reference: F) -> F:
 _MEANINGS: list[tuple[str, str]] = [
     (
         r"view size is not compatible|view\(\) .*contiguous",
-        "a .view() on a tensor that is not contiguous (after a transpose or a slice): use "
-        ".reshape(), or .contiguous() before .view()",
+        "a .view() on a tensor that is not contiguous (a transpose or a slice changes the "
+        "memory layout, not the data): use .reshape(), or .contiguous() before .view()",
     ),
     (
         r"Boolean value of Tensor with more than one value is ambiguous",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,26 +19,10 @@ __all__ = [
     "check_split_heads",
 ]
 
-_VIEW_HINT = (
-    "a .view() after .transpose() needs .contiguous() first (or use .reshape()): "
-    "transposing changes the memory layout, not the data"
-)
-
-
 _INVERTED_HINT = (
     "the mask is inverted: True means 'may attend', so the scores to fill with -inf are "
     "those where the mask is False"
 )
-
-
-def _call(f: Callable, *args, names=(), **kwargs):
-    """Call learner code (inputs must stay unchanged), turning torch's view error into advice."""
-    try:
-        return call(f, *args, names=names, **kwargs)
-    except RuntimeError as e:
-        if "view size is not compatible" in str(e):
-            raise CheckFailure(_VIEW_HINT) from None
-        raise
 
 
 def _attend(q, k, v, mask=None, *, scale=None, mask_after_softmax=False, softmax_dim=-1):
@@ -94,9 +77,7 @@ def check_scaled_dot_product_attention(f):
     names = ["q", "k", "v"]
     for what, q, k, v, m in _sdpa_cases():
         d = q.size(-1)
-        got = (
-            _call(f, q, k, v, names=names) if m is None else _call(f, q, k, v, mask=m, names=names)
-        )
+        got = call(f, q, k, v, names=names) if m is None else call(f, q, k, v, mask=m, names=names)
         what = f"output for {what}"
         bugs = [
             ("unscaled scores: did you divide by sqrt(d_k)?", _attend(q, k, v, m, scale=1.0)),
@@ -220,7 +201,7 @@ def check_split_heads(f):
         x = _heads_input()
         B, T, C = x.shape
         hd = C // n_head
-        got = _call(f, x, n_head, names=["x"])
+        got = call(f, x, n_head, names=["x"])
         compare_tensors(
             got,
             reference.split_heads(x, n_head),
@@ -255,7 +236,7 @@ def check_merge_heads(f):
     # contiguous, like attention's output, so that a missing .contiguous() shows up
     x = reference.split_heads(_heads_input(seed=1), 3).contiguous()  # (B, nh, T, hd)
     B, H, T, D = x.shape
-    got = _call(f, x, names=["x"])
+    got = call(f, x, names=["x"])
     compare_tensors(
         got,
         reference.merge_heads(x),
@@ -327,7 +308,7 @@ def check_causal_self_attention(cls):
         ) from None
     x = torch.randn(2, 7, config.n_embd, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        got = _call(mine, x, names=["x"])
+        got = call(mine, x, names=["x"])
         sd, nh = ref.state_dict(), config.n_head
         bugs = [
             (
