@@ -116,15 +116,24 @@ def check_gelu(f):
     compare_tensors(got, _gelu_ref(x), what="GELU output", atol=1e-6, rtol=1e-6, likely_bugs=bugs)
 
 
-def _instance(cls: type, config, names: tuple[str, ...]) -> nn.Module:
-    m = cls(config)
-    missing = [n for n in names if not hasattr(m, n)]
+def _modules(ref_cls: type, cls: type, config, names: tuple[str, ...], seed: int = 0):
+    """(reference, learner's) modules of ``config`` in eval mode; the reference with non-trivial
+    LayerNorm gains and biases, so forgetting one shows, the learner's with GPT-2's ``names``."""
+    torch.manual_seed(0)
+    ref = ref_cls(config).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if name.endswith("bias") or ".ln_" in f".{name}":
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+    mine = cls(config)
+    missing = [n for n in names if not hasattr(mine, n)]
     if missing:
         raise CheckFailure(
-            f"the module has no {', '.join(missing)}; use GPT-2's names "
+            f"{cls.__name__} has no {', '.join(missing)}; use GPT-2's names "
             f"({', '.join(names)}) so the checkpoint's weights can load into it"
         )
-    return m
+    return ref, mine.eval()
 
 
 def _copy_weights(ref: nn.Module, mine: nn.Module) -> None:
@@ -152,23 +161,11 @@ def _copy_weights(ref: nn.Module, mine: nn.Module) -> None:
     mine.load_state_dict(ref.state_dict(), strict=False)
 
 
-def _random_biases(module: nn.Module, seed: int) -> None:
-    """Non-trivial LayerNorm gains and biases, so forgetting one shows."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if name.endswith("bias") or ".ln_" in f".{name}":
-                p.add_(0.1 * torch.randn(p.shape, generator=g))
-
-
 @check("MLP", reference.MLP)
 def check_mlp(cls):
     """Check an ``MLP(config)`` class (``c_fc``, GELU, ``c_proj``) against the reference."""
     config = _config()
-    torch.manual_seed(0)
-    ref = reference.MLP(config).eval()
-    _random_biases(ref, 0)
-    mine = _instance(cls, config, ("c_fc", "c_proj")).eval()
+    ref, mine = _modules(reference.MLP, cls, config, ("c_fc", "c_proj"))
     _copy_weights(ref, mine)
     x = torch.randn(2, 5, config.n_embd, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -202,10 +199,7 @@ def check_mlp(cls):
 def check_block(cls):
     """Check a ``Block(config)`` class (pre-LN: attention then MLP, each with a residual)."""
     config = _config()
-    torch.manual_seed(0)
-    ref = reference.Block(config).eval()
-    _random_biases(ref, 0)
-    mine = _instance(cls, config, ("ln_1", "attn", "ln_2", "mlp")).eval()
+    ref, mine = _modules(reference.Block, cls, config, ("ln_1", "attn", "ln_2", "mlp"))
     _copy_weights(ref, mine)
     x = torch.randn(2, 6, config.n_embd, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
