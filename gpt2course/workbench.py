@@ -271,9 +271,4 @@ def describe(model: Any) -> str:
 
 def saved() -> dict[str, str]:
     """The saved pieces and their sources (for a look, or to copy elsewhere)."""
-    d = folder()
-    return (
-        {p.stem: p.read_text(encoding="utf-8") for p in sorted(d.glob("*.py"))}
-        if d.is_dir()
-        else {}
-    )
+    return {p.stem: p.read_text(encoding="utf-8") for p in sorted(folder().glob("*.py"))}

@@ -21,10 +21,6 @@ def _tiny_model(seed: int = 0) -> GPT:
     return model.eval()
 
 
-def _frequencies(ids: torch.Tensor, vocab: int) -> torch.Tensor:
-    return torch.bincount(ids.flatten(), minlength=vocab).double() / ids.numel()
-
-
 # Two different rows: a bug that uses the first row's numbers for every row shows, and the
 # second row is all negative, so cut logits set to 0 (not -inf) would win there.
 # Logits close together, so that every wrong number of kept tokens shows in the frequencies.

@@ -31,19 +31,6 @@ def _dict_of(got: object, what: str) -> dict:
 # --- count_pairs ------------------------------------------------------------------------
 
 
-def _pairs_without_last(ids):
-    return ref.count_pairs(ids[:-1])
-
-
-def _pairs_of_digits(ids):
-    s = "".join(map(str, ids))
-    return ref.count_pairs([int(c) for c in s])
-
-
-def _pairs_once_each(ids):
-    return dict.fromkeys(pairwise(ids), 1)
-
-
 def _pairs_not_overlapping(ids):
     counts, i = {}, 0
     while i + 1 < len(ids):
@@ -73,17 +60,20 @@ def check_count_pairs(f):
             likely_bugs=[
                 (
                     "the last pair is missing: pairwise(ids) reaches the end",
-                    _pairs_without_last(ids),
+                    ref.count_pairs(ids[:-1]),
                 ),
                 (
                     "pairs overlap: in [5, 5, 5] the pair (5, 5) occurs twice",
                     _pairs_not_overlapping(ids),
                 ),
-                ("each pair counts once: add 1 every time it occurs", _pairs_once_each(ids)),
+                (
+                    "each pair counts once: add 1 every time it occurs",
+                    dict.fromkeys(pairwise(ids), 1),
+                ),
                 (
                     "the pairs are of digits, not of ids: ids go up to 255 (and beyond "
                     "after merges), so work on the list, not on its text",
-                    _pairs_of_digits(ids),
+                    ref.count_pairs([int(c) for c in "".join(map(str, ids))]),
                 ),
             ],
         )
@@ -97,13 +87,6 @@ def _merge_first_only(ids, pair, new_id):
         if (ids[i], ids[i + 1]) == pair:
             return ids[:i] + [new_id] + ids[i + 2 :]
     return list(ids)
-
-
-def _merge_no_skip(ids, pair, new_id):
-    out = []
-    for i in range(len(ids) - 1):
-        out.append(new_id if (ids[i], ids[i + 1]) == pair else ids[i])
-    return out
 
 
 def _merge_drops_last(ids, pair, new_id):
@@ -149,7 +132,7 @@ def check_merge(f):
                 ),
                 (
                     "after a match, skip both ids (i += 2), so the second half is not reused",
-                    _merge_no_skip(ids, pair, new_id),
+                    [new_id if p == pair else p[0] for p in pairwise(ids)],
                 ),
                 (
                     "the last id is dropped: when the loop ends, keep the id it has not looked at",
@@ -229,24 +212,11 @@ def _sample_merges() -> dict[Pair, int]:
     return ref.train_merges(list(_SAMPLE.encode("utf-8")), 24)
 
 
-def _encode_latest_first(text, merges):
+def _encode_picking_max(text, merges, *, by_count):
+    """Encode merging first the learned pair with the largest id (or count): a wrong rule."""
     ids = list(text.encode("utf-8"))
-    while len(ids) >= 2:
-        pair = max(ref.count_pairs(ids), key=lambda p: merges.get(p, -1))
-        if pair not in merges:
-            break
-        ids = ref.merge(ids, pair, merges[pair])
-    return ids
-
-
-def _encode_by_frequency(text, merges):
-    ids = list(text.encode("utf-8"))
-    while len(ids) >= 2:
-        counts = ref.count_pairs(ids)
-        candidates = [p for p in counts if p in merges]
-        if not candidates:
-            break
-        pair = max(candidates, key=counts.get)
+    while pairs := [p for p in ref.count_pairs(ids) if p in merges]:
+        pair = max(pairs, key=ref.count_pairs(ids).get if by_count else merges.get)
         ids = ref.merge(ids, pair, merges[pair])
     return ids
 
@@ -293,23 +263,15 @@ def check_encode(f):
             (
                 "merges apply in the order learned: pick the pair with the smallest "
                 "merge id, not the largest",
-                [_encode_latest_first(text, m) for text, m in cases],
+                [_encode_picking_max(text, m, by_count=False) for text, m in cases],
             ),
             (
                 "pick the pair with the smallest merge id (the earliest learned), not the "
                 "most frequent pair",
-                [_encode_by_frequency(text, m) for text, m in cases],
+                [_encode_picking_max(text, m, by_count=True) for text, m in cases],
             ),
         ],
     )
-
-
-def _decode_each(ids, vocab):
-    return "".join(vocab[i].decode("utf-8", errors="replace") for i in ids)
-
-
-def _decode_chr(ids, vocab):
-    return "".join(chr(i) for i in ids)
 
 
 def _decode_as(ids, vocab, encoding="utf-8", errors="replace"):
@@ -341,7 +303,7 @@ def check_decode(f):
             likely_bugs=[
                 (
                     "join all the bytes first, then decode once: a character's bytes can be split over two tokens",
-                    _decode_each(ids, vocab),
+                    "".join(vocab[i].decode("utf-8", errors="replace") for i in ids),
                 ),
                 (
                     "the bytes are decoded as Latin-1; GPT-2's bytes are UTF-8",
@@ -350,7 +312,7 @@ def check_decode(f):
                 (
                     "chr(id) is not the token's text: look each id up in vocab (ids above "
                     "255 are merged tokens), join the bytes, then decode",
-                    _decode_chr(ids, vocab),
+                    "".join(map(chr, ids)),
                 ),
             ],
         )
