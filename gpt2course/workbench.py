@@ -36,8 +36,6 @@ from unittest import mock
 from . import checks
 from .checks._core import ON_PASS
 
-__all__ = ["PIECES", "describe", "folder", "forget", "save", "saved", "use"]
-
 
 @dataclass(frozen=True)
 class Piece:

@@ -19,7 +19,7 @@ import sysconfig
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import torch
 
@@ -328,29 +328,27 @@ def compare_tensors(
     ``got`` is never cast: a wrong dtype is a wrong answer.
     """
     likely_bugs = list(likely_bugs)
+
+    def fail(msg: str) -> NoReturn:
+        hint = _closest(got, likely_bugs, atol, rtol)
+        raise CheckFailure(msg + (f". Likely bug: {say(hint)}" if hint else ""))
+
     if not isinstance(got, torch.Tensor):
         require_tensor(got, what)
     if got.shape != expected.shape:
-        hint = _closest(got, likely_bugs, atol, rtol)
-        msg = f"the {what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
-        raise CheckFailure(msg + (f". Likely bug: {say(hint)}" if hint else ""))
+        fail(f"the {what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}")
     if check_dtype and got.dtype != expected.dtype:
         require_tensor(got, what, dtype=expected.dtype)
     g, e = got.detach().double().cpu(), expected.detach().double().cpu()
     if torch.isnan(g).any() and not torch.isnan(e).any():
-        hint = _closest(got, likely_bugs, atol, rtol)
-        raise CheckFailure(
-            f"the {what} contains NaN ({int(torch.isnan(g).sum())} values)"
-            + (f". Likely bug: {say(hint)}" if hint else "")
-        )
+        fail(f"the {what} contains NaN ({int(torch.isnan(g).sum())} values)")
     close = torch.isclose(g, e, atol=atol, rtol=rtol, equal_nan=True)
-    if bool(close.all()):
-        return
-    err = _max_error(g, e)
-    pct = 100.0 * (1 - close.double().mean().item())
-    msg = f"the {what} differs from the reference: max error {err:.3g}, {pct:.1f}% of values wrong"
-    hint = _closest(got, likely_bugs, atol, rtol)
-    raise CheckFailure(msg + (f". Likely bug: {say(hint)}" if hint else ""))
+    if not close.all():
+        pct = 100.0 * (1 - close.double().mean().item())
+        fail(
+            f"the {what} differs from the reference: max error {_max_error(g, e):.3g}, "
+            f"{pct:.1f}% of values wrong"
+        )
 
 
 def _equal(a: Any, b: Any) -> bool:

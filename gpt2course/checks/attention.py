@@ -330,14 +330,13 @@ def check_causal_self_attention(cls):
                 "(B, T, n_head, head_dim) before the view to (B, T, C)",
                 _module_variant(sd, x, nh, merge="wrong"),
             ),
-            (
-                "c_attn's output is split in the wrong order; GPT-2's layout is q, k, v",
-                _module_variant(sd, x, nh, order="kqv"),
-            ),
-            (
-                "c_attn's output is split in the wrong order; GPT-2's layout is q, k, v",
-                _module_variant(sd, x, nh, order="qvk"),
-            ),
+            *[
+                (
+                    "c_attn's output is split in the wrong order; GPT-2's layout is q, k, v",
+                    _module_variant(sd, x, nh, order=order),
+                )
+                for order in ("kqv", "qvk")
+            ],
             (
                 "c_proj is not applied: project the merged heads with self.c_proj",
                 _module_variant(sd, x, nh, proj=False),

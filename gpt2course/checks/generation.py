@@ -52,6 +52,17 @@ def _sample_next_token_reference(logits, temperature=1.0, top_k=None, generator=
     return reference.sample_next_token(logits, temperature, top_k, None, generator)
 
 
+def _same_draws(f, *args, to: str, **kwargs) -> None:
+    """Fail unless two calls with equally seeded generators (and other global seeds) agree."""
+    a = call(f, *args, **kwargs, generator=torch.Generator().manual_seed(7))
+    torch.manual_seed(1)
+    b = call(f, *args, **kwargs, generator=torch.Generator().manual_seed(7))
+    if not torch.equal(a, b):
+        raise CheckFailure(
+            f"two calls with equally seeded generators gave different tokens; pass {to}"
+        )
+
+
 @check(
     "sample_next_token",
     _sample_next_token_reference,
@@ -134,14 +145,7 @@ def check_sample_next_token(f):
     )  # fmt: skip
 
     # Same seed, same draws: the generator must be passed on to torch.multinomial.
-    a = call(f, many[:200], temperature=1.0, generator=torch.Generator().manual_seed(7))
-    torch.manual_seed(1)
-    b = call(f, many[:200], temperature=1.0, generator=torch.Generator().manual_seed(7))
-    if not torch.equal(a, b):
-        raise CheckFailure(
-            "two calls with equally seeded generators gave different tokens; pass "
-            "generator=generator to torch.multinomial"
-        )
+    _same_draws(f, many[:200], temperature=1.0, to="generator=generator to torch.multinomial")
 
 
 @check(
@@ -226,14 +230,7 @@ def check_generate_step(f):
             ("top_k is not passed on: the sampling keeps every token", _probs(last / T, None)),
         ],
     )  # fmt: skip
-    again = call(f, model, many[:100], temperature=T, generator=torch.Generator().manual_seed(3))
-    torch.manual_seed(5)
-    other = call(f, model, many[:100], temperature=T, generator=torch.Generator().manual_seed(3))
-    if not torch.equal(again, other):
-        raise CheckFailure(
-            "two steps with equally seeded generators gave different tokens: pass "
-            "generator on to the sampling"
-        )
+    _same_draws(f, model, many[:100], temperature=T, to="generator on to the sampling")
 
 
 def _count_positions(model: GPT) -> list[int]:

@@ -119,9 +119,6 @@ def check_convert_hf_state_dict(f):
             )
 
 
-# --- perplexity ---------------------------------------------------------------------------
-
-
 @torch.no_grad()
 def _token_losses(model: GPT, ids: list[int], window: int, stride: int, *, score_all=False):
     """Every scored token's loss under a windowing scheme (the reference's, or a bug's)."""
@@ -216,9 +213,6 @@ def check_perplexity(f):
             atol=1e-6,
             likely_bugs=[(h, torch.tensor(v, dtype=torch.float64)) for h, v in bugs],
         )
-
-
-# --- a Conv1D layer as an nn.Linear ----------------------------------------------------------
 
 
 @check("linear_from_conv1d", linear_from_conv1d)

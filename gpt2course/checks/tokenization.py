@@ -28,9 +28,6 @@ def _dict_of(got: object, what: str) -> dict:
     return got
 
 
-# --- count_pairs ------------------------------------------------------------------------
-
-
 def _pairs_not_overlapping(ids):
     counts, i = {}, 0
     while i + 1 < len(ids):
@@ -77,9 +74,6 @@ def check_count_pairs(f):
                 ),
             ],
         )
-
-
-# --- merge ------------------------------------------------------------------------------
 
 
 def _merge_first_only(ids, pair, new_id):
@@ -145,9 +139,6 @@ def check_merge(f):
                 ),
             ],
         )
-
-
-# --- the training loop ------------------------------------------------------------------
 
 
 @check("train", ref.train_merges)
