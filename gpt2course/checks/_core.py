@@ -137,16 +137,16 @@ def _is_learner_frame(filename: str) -> bool:
 def _explain_crash(e: BaseException, test: Callable, meanings: Iterable[tuple[str, str]]) -> str:
     """Whose crash it is (the learner's line, or the check's own), and what it usually means."""
     test_code = getattr(test, "__code__", None)
-    frames = []  # (filename, lineno, line, is_learners)
-    for frame, lineno in traceback.walk_tb(e.__traceback__):
-        filename = frame.f_code.co_filename
-        mine = frame.f_code is not test_code and _is_learner_frame(filename)
-        frames.append((filename, lineno, frame.f_code.co_name, mine))
-    summary = traceback.extract_tb(e.__traceback__)
+    codes = [frame.f_code for frame, _ in traceback.walk_tb(e.__traceback__)]
+    summary = traceback.extract_tb(e.__traceback__)  # the same frames: file, line, source
     text = f"{type(e).__name__}: {e}"
-    learner = [i for i, f in enumerate(frames) if f[3]]
+    learner = [
+        i
+        for i, (code, s) in enumerate(zip(codes, summary, strict=True))
+        if code is not test_code and _is_learner_frame(s.filename)
+    ]
     if not learner:
-        at = f" ({Path(frames[-1][0]).name}, line {frames[-1][1]})" if frames else ""
+        at = f" ({Path(summary[-1].filename).name}, line {summary[-1].lineno})" if summary else ""
         return (
             f"the check itself crashed{at} with {text}. This is a bug in the check, not in "
             "your code; please report it (your answer was not judged)"

@@ -1,8 +1,4 @@
-"""Checks for part 7: mapping a GPT-2 checkpoint's tensors onto our modules, perplexity.
-
-``perplexity`` and ``linear_from_conv1d`` are the references of two of notebook 07's
-exercises (the package had none).
-"""
+"""Checks for part 7: mapping a GPT-2 checkpoint's tensors onto our modules, perplexity."""
 
 from __future__ import annotations
 
