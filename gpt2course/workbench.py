@@ -235,11 +235,8 @@ def use(*names: str, quiet: bool = False) -> Any:
 def _summary(loaded: dict[str, _Loaded]) -> str:
     yours = [n for n, x in loaded.items() if x.yours]
     ref = [f"{n} ({x.why})" for n, x in loaded.items() if not x.yours]
-    parts = []
-    if yours:
-        parts.append("yours: " + ", ".join(yours))
-    if ref:
-        parts.append("the reference's: " + "; ".join(ref))
+    parts = [f"yours: {', '.join(yours)}"] if yours else []
+    parts += [f"the reference's: {'; '.join(ref)}"] if ref else []
     line = "Pieces in use, " + ". ".join(parts) + "."
     if ref and "google.colab" in sys.modules and "GPT2COURSE_WORKBENCH" not in os.environ:
         line += (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from .. import generation as reference
@@ -11,13 +13,15 @@ from ._core import CheckFailure, call, check, compare_tensors, require_tensor
 __all__ = ["check_generate_step", "check_generate_with_cache", "check_sample_next_token"]
 
 
-def _tiny_model(seed: int = 0) -> GPT:
-    """A tiny random GPT whose greedy choices vary with the context."""
+def _tiny_model(seed: int = 0, scale: float = 20.0, **sizes) -> GPT:
+    """A tiny random GPT whose greedy choices vary with the context: its weights are scaled
+    up (std 0.4 instead of 0.02 by default), so that it does not repeat itself."""
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=60, context_length=16, n_embd=24, n_layer=2, n_head=3))
+    config = GPTConfig(vocab_size=60, context_length=16, n_embd=24, n_layer=2, n_head=3)
+    model = GPT(dataclasses.replace(config, **sizes))
     with torch.no_grad():
         for p in model.parameters():
-            p.mul_(20.0)  # std 0.4 instead of 0.02: a random model that does not repeat itself
+            p.mul_(scale)
     return model.eval()
 
 

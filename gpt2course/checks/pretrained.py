@@ -13,6 +13,7 @@ from ..model import GPT, GPTConfig
 from ..pretrained import convert as reference
 from ..pretrained.convert import linear_from_conv1d
 from ._core import CheckFailure, call, check, compare_tensors
+from .generation import _tiny_model
 
 __all__ = ["check_convert_hf_state_dict", "check_linear_from_conv1d", "check_perplexity"]
 
@@ -144,12 +145,8 @@ def _token_losses(model: GPT, ids: list[int], window: int, stride: int, *, score
 )
 def check_perplexity(f):
     """Check ``perplexity(model, ids, window=1024) -> float`` on a tiny GPT."""
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=50, context_length=16, n_embd=16, n_layer=1, n_head=2))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(10.0)  # a confident model: the bugs move the figure a lot
-    model.eval()
+    # A confident model: the bugs move the figure a lot.
+    model = _tiny_model(0, 10.0, vocab_size=50, n_embd=16, n_layer=1, n_head=2)
     g = torch.Generator().manual_seed(1)
     short = torch.randint(0, 50, (12,), generator=g).tolist()
     long = torch.randint(0, 50, (45,), generator=g).tolist()
