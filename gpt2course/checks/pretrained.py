@@ -71,11 +71,9 @@ def _key_problems(got: dict, expected: dict) -> None:
             "attn.c_attn.bias is missing: it is a real parameter (the q, k, v biases). Skip "
             "only names that end with '.attn.bias' or '.attn.masked_bias' exactly"
         )
-    parts = []
-    if missing:
-        parts.append(f"missing {', '.join(missing[:4])}")
-    if extra:
-        parts.append(f"unexpected {', '.join(extra[:4])}")
+    parts = [
+        f"{w} {', '.join(ks[:4])}" for w, ks in (("missing", missing), ("unexpected", extra)) if ks
+    ]
     raise CheckFailure("the names differ from our GPT's: " + "; ".join(parts))
 
 
