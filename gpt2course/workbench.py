@@ -31,11 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from . import checks
 from .checks._core import ON_PASS
-
-__all__ = ["PIECES", "describe", "folder", "forget", "save", "saved", "use"]
 
 
 @dataclass(frozen=True)
@@ -89,11 +88,23 @@ def _not_done(*args: Any, **kwargs: Any) -> Any:
     raise NotImplementedError
 
 
-def _reference(piece: Piece, namespace: dict) -> Any:
+@dataclass
+class _Loaded:
+    obj: Any
+    yours: bool
+    why: str = ""
+
+
+def _quiet(fn: Callable[[], Any]) -> Any:
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn()
+
+
+def _fallback(piece: Piece, namespace: dict, why: str) -> _Loaded:
     """The reference with the exercise's interface: what the check hands back for a stub
     (built from the pieces in ``namespace``: a fallback GPT keeps your Block)."""
     uses = [namespace[n] for n in piece.uses]
-    return _quiet(lambda: getattr(checks, piece.check)(_not_done, *uses))
+    return _Loaded(_quiet(lambda: getattr(checks, piece.check)(_not_done, *uses)), False, why)
 
 
 def source_of(obj: Any) -> str:
@@ -161,25 +172,11 @@ def forget(*names: str) -> None:
         (folder() / f"{name}.py").unlink(missing_ok=True)
 
 
-@dataclass
-class _Loaded:
-    obj: Any
-    yours: bool
-    why: str = ""
-
-
-def _quiet(fn: Callable[[], Any]) -> Any:
-    with contextlib.redirect_stdout(io.StringIO()):
-        return fn()
-
-
 def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
     """Your piece from its saved source, if it is there and still passes its check."""
     path = folder() / f"{piece.name}.py"
     if not path.is_file():
-        return _Loaded(
-            _reference(piece, namespace), False, f"not saved yet: run part {piece.part}'s check"
-        )
+        return _fallback(piece, namespace, f"not saved yet: run part {piece.part}'s check")
     source = path.read_text(encoding="utf-8")
     filename = f"<your {piece.name} from part {piece.part}>"
     # Registered so that a traceback through your code shows your lines.
@@ -189,33 +186,21 @@ def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
         exec(compile(source, filename, "exec"), ns)
         obj = ns[piece.name]
     except Exception as e:  # the saved code no longer runs: say so, use the reference
-        return _Loaded(
-            _reference(piece, namespace), False, f"your saved code failed, {type(e).__name__}: {e}"
-        )
+        return _fallback(piece, namespace, f"your saved code failed, {type(e).__name__}: {e}")
     global _rebuilding
-    check = getattr(checks, piece.check)
-    old = os.environ.get("GPT2COURSE_STRICT_CHECKS")
-    os.environ["GPT2COURSE_STRICT_CHECKS"] = "1"
     _rebuilding = True
     try:
-        uses = [namespace[n] for n in piece.uses]
-        passed = _quiet(lambda: check(obj, *uses)) is obj
+        with mock.patch.dict(os.environ, {"GPT2COURSE_STRICT_CHECKS": "1"}):
+            uses = [namespace[n] for n in piece.uses]
+            passed = _quiet(lambda: getattr(checks, piece.check)(obj, *uses)) is obj
     except Exception as e:
-        return _Loaded(
-            _reference(piece, namespace), False, f"no longer passes its check: {str(e)[:80]}"
-        )
+        return _fallback(piece, namespace, f"no longer passes its check: {str(e)[:80]}")
     finally:
         _rebuilding = False
-        if old is None:
-            os.environ.pop("GPT2COURSE_STRICT_CHECKS", None)
-        else:
-            os.environ["GPT2COURSE_STRICT_CHECKS"] = old
     if not passed:
-        return _Loaded(_reference(piece, namespace), False, "no longer passes its check")
-    try:
+        return _fallback(piece, namespace, "no longer passes its check")
+    with contextlib.suppress(AttributeError, TypeError):
         obj.__workbench__ = "yours"
-    except (AttributeError, TypeError):
-        pass
     return _Loaded(obj, True)
 
 
@@ -250,11 +235,8 @@ def use(*names: str, quiet: bool = False) -> Any:
 def _summary(loaded: dict[str, _Loaded]) -> str:
     yours = [n for n, x in loaded.items() if x.yours]
     ref = [f"{n} ({x.why})" for n, x in loaded.items() if not x.yours]
-    parts = []
-    if yours:
-        parts.append("yours: " + ", ".join(yours))
-    if ref:
-        parts.append("the reference's: " + "; ".join(ref))
+    parts = [f"yours: {', '.join(yours)}"] if yours else []
+    parts += [f"the reference's: {'; '.join(ref)}"] if ref else []
     line = "Pieces in use, " + ". ".join(parts) + "."
     if ref and "google.colab" in sys.modules and "GPT2COURSE_WORKBENCH" not in os.environ:
         line += (
@@ -284,9 +266,4 @@ def describe(model: Any) -> str:
 
 def saved() -> dict[str, str]:
     """The saved pieces and their sources (for a look, or to copy elsewhere)."""
-    d = folder()
-    return (
-        {p.stem: p.read_text(encoding="utf-8") for p in sorted(d.glob("*.py"))}
-        if d.is_dir()
-        else {}
-    )
+    return {p.stem: p.read_text(encoding="utf-8") for p in sorted(folder().glob("*.py"))}

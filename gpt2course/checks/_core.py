@@ -12,13 +12,16 @@ solution line itself.
 from __future__ import annotations
 
 import contextvars
+import copy
 import os
 import re
 import sysconfig
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
+
+import torch
 
 F = TypeVar("F")
 Hint = str | Sequence[str]
@@ -79,8 +82,8 @@ def _hand_back(reference: F) -> F:
 _MEANINGS: list[tuple[str, str]] = [
     (
         r"view size is not compatible|view\(\) .*contiguous",
-        "a .view() on a tensor that is not contiguous (after a transpose or a slice): use "
-        ".reshape(), or .contiguous() before .view()",
+        "a .view() on a tensor that is not contiguous (a transpose or a slice changes the "
+        "memory layout, not the data): use .reshape(), or .contiguous() before .view()",
     ),
     (
         r"Boolean value of Tensor with more than one value is ambiguous",
@@ -134,16 +137,16 @@ def _is_learner_frame(filename: str) -> bool:
 def _explain_crash(e: BaseException, test: Callable, meanings: Iterable[tuple[str, str]]) -> str:
     """Whose crash it is (the learner's line, or the check's own), and what it usually means."""
     test_code = getattr(test, "__code__", None)
-    frames = []  # (filename, lineno, line, is_learners)
-    for frame, lineno in traceback.walk_tb(e.__traceback__):
-        filename = frame.f_code.co_filename
-        mine = frame.f_code is not test_code and _is_learner_frame(filename)
-        frames.append((filename, lineno, frame.f_code.co_name, mine))
-    summary = traceback.extract_tb(e.__traceback__)
+    codes = [frame.f_code for frame, _ in traceback.walk_tb(e.__traceback__)]
+    summary = traceback.extract_tb(e.__traceback__)  # the same frames: file, line, source
     text = f"{type(e).__name__}: {e}"
-    learner = [i for i, f in enumerate(frames) if f[3]]
+    learner = [
+        i
+        for i, (code, s) in enumerate(zip(codes, summary, strict=True))
+        if code is not test_code and _is_learner_frame(s.filename)
+    ]
     if not learner:
-        at = f" ({Path(frames[-1][0]).name}, line {frames[-1][1]})" if frames else ""
+        at = f" ({Path(summary[-1].filename).name}, line {summary[-1].lineno})" if summary else ""
         return (
             f"the check itself crashed{at} with {text}. This is a bug in the check, not in "
             "your code; please report it (your answer was not judged)"
@@ -207,46 +210,35 @@ def run_check(
     return learner
 
 
-def _describe(x: Any) -> str:
-    import torch
+def check(name: str, reference: Any, *, crash_meanings: Iterable[tuple[str, str]] = ()):
+    """Decorate ``test`` (it raises ``CheckFailure`` on a wrong answer) into the exercise's
+    check, ``check_thing(learner, hint=1)``, which runs it through ``run_check``."""
 
+    def make(test: Callable[[Any], Any]) -> Callable[..., Any]:
+        def checker(learner: Any, hint: int = 1) -> Any:
+            return run_check(
+                name, learner, reference, test, hint=hint, crash_meanings=crash_meanings
+            )
+
+        checker.__name__ = checker.__qualname__ = test.__name__
+        checker.__doc__, checker.__module__ = test.__doc__, test.__module__
+        return checker
+
+    return make
+
+
+def _describe(x: Any) -> str:
     if isinstance(x, torch.Tensor):
         return f"tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
     return f"{type(x).__name__} {x!r}"[:200]
 
 
 def _snapshot(x: Any) -> Any:
-    import torch
-
     if isinstance(x, torch.Tensor):
         return x.detach().clone()
     if isinstance(x, list | dict):
-        import copy
-
         return copy.deepcopy(x)
     return None
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Whether ``a`` still equals its snapshot ``b`` (tensors inside lists and dicts too)."""
-    import torch
-
-    if isinstance(a, torch.Tensor):
-        return (
-            isinstance(b, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a.detach(), b))
-        )
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return (
-            isinstance(b, list | tuple)
-            and len(a) == len(b)
-            and all(_same(x, y) for x, y in zip(a, b, strict=True))
-        )
-    try:
-        return bool(a == b)
-    except Exception:
-        return True
 
 
 def call(f: Callable, *args: Any, names: Sequence[str] = (), **kwargs: Any) -> Any:
@@ -257,7 +249,7 @@ def call(f: Callable, *args: Any, names: Sequence[str] = (), **kwargs: Any) -> A
     before = [_snapshot(v) for v in values]
     out = f(*args, **kwargs)
     for label, v, b in zip(labels, values, before, strict=True):
-        if b is not None and not _same(v, b):
+        if b is not None and not _equal(v, b):
             raise CheckFailure(
                 say(
                     (
@@ -274,8 +266,6 @@ def call(f: Callable, *args: Any, names: Sequence[str] = (), **kwargs: Any) -> A
 
 def require_tensor(got: Any, what: str, *, dtype: Any = None, grad: bool = False) -> None:
     """Fail unless ``got`` is a tensor (of ``dtype``; attached to the graph when ``grad``)."""
-    import torch
-
     if not isinstance(got, torch.Tensor):
         extra = ""
         if isinstance(got, float | int):
@@ -308,8 +298,6 @@ def _max_error(g: Any, w: Any) -> float:
 
 def _closest(got: Any, likely_bugs: Iterable[tuple[Hint, Any]], atol: float, rtol: float):
     """The hint of the likely bug whose output ``got`` matches best, or None."""
-    import torch
-
     g = got.detach().double().cpu()
     best, best_err = None, float("inf")
     for hint, wrong in likely_bugs:
@@ -339,36 +327,35 @@ def compare_tensors(
     output that bug would produce; when ``got`` matches some, the message names the closest.
     ``got`` is never cast: a wrong dtype is a wrong answer.
     """
-    import torch
-
     likely_bugs = list(likely_bugs)
+
+    def fail(msg: str) -> NoReturn:
+        hint = _closest(got, likely_bugs, atol, rtol)
+        raise CheckFailure(msg + (f". Likely bug: {say(hint)}" if hint else ""))
+
     if not isinstance(got, torch.Tensor):
         require_tensor(got, what)
     if got.shape != expected.shape:
-        hint = _closest(got, likely_bugs, atol, rtol)
-        msg = f"the {what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
-        raise CheckFailure(msg + (f". Likely bug: {say(hint)}" if hint else ""))
+        fail(f"the {what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}")
     if check_dtype and got.dtype != expected.dtype:
         require_tensor(got, what, dtype=expected.dtype)
     g, e = got.detach().double().cpu(), expected.detach().double().cpu()
     if torch.isnan(g).any() and not torch.isnan(e).any():
-        hint = _closest(got, likely_bugs, atol, rtol)
-        raise CheckFailure(
-            f"the {what} contains NaN ({int(torch.isnan(g).sum())} values)"
-            + (f". Likely bug: {say(hint)}" if hint else "")
-        )
+        fail(f"the {what} contains NaN ({int(torch.isnan(g).sum())} values)")
     close = torch.isclose(g, e, atol=atol, rtol=rtol, equal_nan=True)
-    if bool(close.all()):
-        return
-    err = _max_error(g, e)
-    pct = 100.0 * (1 - close.double().mean().item())
-    msg = f"the {what} differs from the reference: max error {err:.3g}, {pct:.1f}% of values wrong"
-    hint = _closest(got, likely_bugs, atol, rtol)
-    raise CheckFailure(msg + (f". Likely bug: {say(hint)}" if hint else ""))
+    if not close.all():
+        pct = 100.0 * (1 - close.double().mean().item())
+        fail(
+            f"the {what} differs from the reference: max error {_max_error(g, e):.3g}, "
+            f"{pct:.1f}% of values wrong"
+        )
 
 
 def _equal(a: Any, b: Any) -> bool:
-    """Plain-value equality that never lets a tensor or an odd type crash the check."""
+    """Equality of plain values (of one type) and of tensors, also inside lists and dicts,
+    that never lets an odd type crash the check."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a.detach(), b)
     if type(a) is not type(b) and not (isinstance(a, dict) and isinstance(b, dict)):
         if not (isinstance(a, int | float) and isinstance(b, int | float)):
             return False

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from .. import attention as reference
-from ._core import CheckFailure, call, compare_tensors, run_check
+from ..model import GPTConfig
+from ._core import CheckFailure, call, check, compare_tensors
 
 __all__ = [
     "check_causal_mask",
@@ -19,26 +19,10 @@ __all__ = [
     "check_split_heads",
 ]
 
-_VIEW_HINT = (
-    "a .view() after .transpose() needs .contiguous() first (or use .reshape()): "
-    "transposing changes the memory layout, not the data"
-)
-
-
 _INVERTED_HINT = (
     "the mask is inverted: True means 'may attend', so the scores to fill with -inf are "
     "those where the mask is False"
 )
-
-
-def _call(f: Callable, *args, names=(), **kwargs):
-    """Call learner code (inputs must stay unchanged), turning torch's view error into advice."""
-    try:
-        return call(f, *args, names=names, **kwargs)
-    except RuntimeError as e:
-        if "view size is not compatible" in str(e):
-            raise CheckFailure(_VIEW_HINT) from None
-        raise
 
 
 def _attend(q, k, v, mask=None, *, scale=None, mask_after_softmax=False, softmax_dim=-1):
@@ -77,233 +61,208 @@ def _sdpa_cases():
     ]
 
 
-def check_scaled_dot_product_attention(
-    scaled_dot_product_attention: Callable, hint: int = 1
-) -> Callable:
+@check(
+    "scaled_dot_product_attention",
+    reference.scaled_dot_product_attention,
+    crash_meanings=[
+        (
+            r"Dimension out of range|must match the size of tensor",
+            "a transpose of fixed axes (transpose(2, 3) or (1, 2)): the keys' last two "
+            "axes are -2 and -1 whatever the batch shape: k.transpose(-2, -1)",
+        )
+    ],
+)
+def check_scaled_dot_product_attention(f):
     """Check ``scaled_dot_product_attention(q, k, v, mask=None)``: any batch shape, any mask."""
-
-    def test(f):
-        names = ["q", "k", "v"]
-        for what, q, k, v, m in _sdpa_cases():
-            d = q.size(-1)
-            got = (
-                _call(f, q, k, v, names=names)
-                if m is None
-                else _call(f, q, k, v, mask=m, names=names)
-            )
-            what = f"output for {what}"
-            bugs = [
-                ("unscaled scores: did you divide by sqrt(d_k)?", _attend(q, k, v, m, scale=1.0)),
+    names = ["q", "k", "v"]
+    for what, q, k, v, m in _sdpa_cases():
+        d = q.size(-1)
+        got = call(f, q, k, v, names=names) if m is None else call(f, q, k, v, mask=m, names=names)
+        what = f"output for {what}"
+        bugs = [
+            ("unscaled scores: did you divide by sqrt(d_k)?", _attend(q, k, v, m, scale=1.0)),
+            (
+                "the scores are divided by d_k; divide by sqrt(d_k)",
+                _attend(q, k, v, m, scale=1 / d),
+            ),
+            (
                 (
-                    "the scores are divided by d_k; divide by sqrt(d_k)",
-                    _attend(q, k, v, m, scale=1 / d),
+                    "the softmax runs over the wrong axis; each query's weights over the "
+                    "keys must sum to 1",
+                    "the keys are the last axis of the scores (..., T_q, T_k): count from "
+                    "the end, so that 3-D and 4-D inputs both work",
+                ),
+                _attend(q, k, v, m, softmax_dim=-2),
+            ),
+        ]
+        if q.dim() == 4:
+            bugs.append(
+                (
+                    "the softmax runs over the heads axis (dim=1) of the 4-D scores; the "
+                    "keys are the last axis: count from the end",
+                    _attend(q, k, v, m, softmax_dim=1),
+                )
+            )
+        causal = reference.causal_mask(q.size(-2))
+        if m is None:
+            bugs.append(
+                (
+                    "the causal mask is applied although mask=None; apply only the mask "
+                    "you are given (None means every key may be attended to)",
+                    _attend(q, k, v, causal),
+                )
+            )
+        if m is not None:
+            bugs += [
+                (
+                    "the mask is applied after the softmax; fill the masked scores with "
+                    "-inf before it, so the remaining weights still sum to 1",
+                    _attend(q, k, v, m, mask_after_softmax=True),
                 ),
                 (
-                    (
-                        "the softmax runs over the wrong axis; each query's weights over the "
-                        "keys must sum to 1",
-                        "the keys are the last axis of the scores (..., T_q, T_k): count from "
-                        "the end, so that 3-D and 4-D inputs both work",
-                    ),
-                    _attend(q, k, v, m, softmax_dim=-2),
+                    "masked scores are set to 0, which still gets weight after the "
+                    "softmax; set them to float('-inf')",
+                    (q @ k.transpose(-2, -1) / math.sqrt(d)).masked_fill(~m, 0.0).softmax(-1) @ v,
+                ),
+                (
+                    "the mask argument is ignored: apply the mask you are given",
+                    _attend(q, k, v, None),
                 ),
             ]
-            if q.dim() == 4:
+            if not torch.equal(m, causal):
                 bugs.append(
                     (
-                        "the softmax runs over the heads axis (dim=1) of the 4-D scores; the "
-                        "keys are the last axis: count from the end",
-                        _attend(q, k, v, m, softmax_dim=1),
-                    )
-                )
-            causal = reference.causal_mask(q.size(-2))
-            if m is None:
-                bugs.append(
-                    (
-                        "the causal mask is applied although mask=None; apply only the mask "
-                        "you are given (None means every key may be attended to)",
+                        "the causal mask is used instead of the mask you are given; the "
+                        "caller's mask can be any pattern (padding, a prefix, ...)",
                         _attend(q, k, v, causal),
                     )
                 )
-            if m is not None:
-                bugs += [
-                    (
-                        "the mask is applied after the softmax; fill the masked scores with "
-                        "-inf before it, so the remaining weights still sum to 1",
-                        _attend(q, k, v, m, mask_after_softmax=True),
-                    ),
-                    (
-                        "masked scores are set to 0, which still gets weight after the "
-                        "softmax; set them to float('-inf')",
-                        (q @ k.transpose(-2, -1) / math.sqrt(d)).masked_fill(~m, 0.0).softmax(-1)
-                        @ v,
-                    ),
-                    (
-                        "the mask argument is ignored: apply the mask you are given",
-                        _attend(q, k, v, None),
-                    ),
-                ]
-                if not torch.equal(m, causal):
-                    bugs.append(
-                        (
-                            "the causal mask is used instead of the mask you are given; the "
-                            "caller's mask can be any pattern (padding, a prefix, ...)",
-                            _attend(q, k, v, causal),
-                        )
-                    )
-            if m is not None and isinstance(got, torch.Tensor) and got.isnan().any():
-                # An inverted mask blocks everything in some rows: their softmax is NaN.
-                if got.shape == q.shape and torch.allclose(
-                    got, _attend(q, k, v, ~m), equal_nan=True
-                ):
-                    raise CheckFailure(_INVERTED_HINT)
-                raise CheckFailure(
-                    f"the {what} contains NaN: a row whose scores are all -inf has no softmax. "
-                    "Is the mask inverted? True means 'may attend'."
-                )
-            if m is not None:
-                bugs.append((_INVERTED_HINT, _attend(q, k, v, ~m).nan_to_num(0.0)))
-            expected = reference.scaled_dot_product_attention(q, k, v, mask=m)
-            compare_tensors(got, expected, what=what, likely_bugs=bugs)
-
-    return run_check(
-        "scaled_dot_product_attention",
-        scaled_dot_product_attention,
-        reference.scaled_dot_product_attention,
-        test,
-        hint=hint,
-        crash_meanings=[
-            (
-                r"Dimension out of range|must match the size of tensor",
-                "a transpose of fixed axes (transpose(2, 3) or (1, 2)): the keys' last two "
-                "axes are -2 and -1 whatever the batch shape: k.transpose(-2, -1)",
+        if m is not None and isinstance(got, torch.Tensor) and got.isnan().any():
+            # An inverted mask blocks everything in some rows: their softmax is NaN.
+            if got.shape == q.shape and torch.allclose(got, _attend(q, k, v, ~m), equal_nan=True):
+                raise CheckFailure(_INVERTED_HINT)
+            raise CheckFailure(
+                f"the {what} contains NaN: a row whose scores are all -inf has no softmax. "
+                "Is the mask inverted? True means 'may attend'."
             )
-        ],
-    )
+        if m is not None:
+            bugs.append((_INVERTED_HINT, _attend(q, k, v, ~m).nan_to_num(0.0)))
+        expected = reference.scaled_dot_product_attention(q, k, v, mask=m)
+        compare_tensors(got, expected, what=what, likely_bugs=bugs)
 
 
-def check_causal_mask(causal_mask: Callable, hint: int = 1) -> Callable:
+@check("causal_mask", reference.causal_mask)
+def check_causal_mask(f):
     """Check ``causal_mask(T)``: a boolean (T, T) tensor, True where i may attend to j."""
-
-    def test(f):
-        for T in (5, 1, 7):
-            got = f(T)
-            if isinstance(got, torch.Tensor) and got.shape != (T, T):
-                extra = (
-                    "; return (T, T): broadcasting adds the batch and head axes where the "
-                    "mask is used"
-                    if got.dim() > 2 and got.shape[-2:] == (T, T)
-                    else "; build it from the argument T, not a fixed size"
-                )
-                raise CheckFailure(
-                    f"the mask for T={T} has shape {tuple(got.shape)}, expected ({T}, {T}){extra}"
-                )
-            if isinstance(got, torch.Tensor) and got.dtype != torch.bool:
-                raise CheckFailure(
-                    f"the mask should be boolean (True = may attend), got dtype {got.dtype}; "
-                    "pass dtype=torch.bool to torch.ones, or call .bool()"
-                )
-            ones = torch.ones(T, T, dtype=torch.bool)
-            compare_tensors(
-                got,
-                reference.causal_mask(T),
-                what=f"mask for T={T}",
-                atol=0,
-                rtol=0,
-                likely_bugs=[
-                    (
-                        "the mask is upside down: True must mark the past and the position "
-                        "itself, the lower triangle (tril), not the future",
-                        ones.triu(),
-                    ),
-                    ("the mask is inverted: True means 'may attend', not 'blocked'", ~ones.tril()),
-                    ("the diagonal is missing: a position may attend to itself", ones.tril(-1)),
-                ],
+    for T in (5, 1, 7):
+        got = f(T)
+        if isinstance(got, torch.Tensor) and got.shape != (T, T):
+            extra = (
+                "; return (T, T): broadcasting adds the batch and head axes where the mask is used"
+                if got.dim() > 2 and got.shape[-2:] == (T, T)
+                else "; build it from the argument T, not a fixed size"
             )
-
-    return run_check("causal_mask", causal_mask, reference.causal_mask, test, hint=hint)
+            raise CheckFailure(
+                f"the mask for T={T} has shape {tuple(got.shape)}, expected ({T}, {T}){extra}"
+            )
+        if isinstance(got, torch.Tensor) and got.dtype != torch.bool:
+            raise CheckFailure(
+                f"the mask should be boolean (True = may attend), got dtype {got.dtype}; "
+                "pass dtype=torch.bool to torch.ones, or call .bool()"
+            )
+        ones = torch.ones(T, T, dtype=torch.bool)
+        compare_tensors(
+            got,
+            reference.causal_mask(T),
+            what=f"mask for T={T}",
+            atol=0,
+            rtol=0,
+            likely_bugs=[
+                (
+                    "the mask is upside down: True must mark the past and the position "
+                    "itself, the lower triangle (tril), not the future",
+                    ones.triu(),
+                ),
+                ("the mask is inverted: True means 'may attend', not 'blocked'", ~ones.tril()),
+                ("the diagonal is missing: a position may attend to itself", ones.tril(-1)),
+            ],
+        )
 
 
 def _heads_input(B=2, T=5, C=12, seed=0):
     return torch.randn(B, T, C, generator=torch.Generator().manual_seed(seed))
 
 
-def check_split_heads(split_heads: Callable, hint: int = 1) -> Callable:
+@check("split_heads", reference.split_heads)
+def check_split_heads(f):
     """Check ``split_heads(x, n_head)``: (B, T, C) -> (B, n_head, T, C // n_head)."""
-
-    def test(f):
-        # Two head counts, so that a fixed number of heads does not pass.
-        for n_head in (3, 4):
-            x = _heads_input()
-            B, T, C = x.shape
-            hd = C // n_head
-            got = _call(f, x, n_head, names=["x"])
-            compare_tensors(
-                got,
-                reference.split_heads(x, n_head),
-                likely_bugs=[
-                    (
-                        "the view goes straight to (B, n_head, T, head_dim), which mixes positions "
-                        "and channels; view as (B, T, n_head, head_dim), then transpose(1, 2)",
-                        x.reshape(B, n_head, T, hd),
-                    ),
-                    (
-                        "each head takes every n_head-th channel; a head owns a contiguous slice: "
-                        "view as (B, T, n_head, head_dim), not (B, T, head_dim, n_head)",
-                        x.view(B, T, hd, n_head).permute(0, 3, 1, 2),
-                    ),
-                    (
-                        "the head axis is not moved in front of the time axis: transpose(1, 2)",
-                        x.view(B, T, n_head, hd),
-                    ),
-                    (
-                        "n_head and head_dim are swapped: there are n_head heads of C // n_head "
-                        "channels each",
-                        x.view(B, T, hd, n_head).transpose(1, 2),
-                    ),
-                ],
-                what=f"split heads (n_head={n_head})",
-            )
-
-    return run_check("split_heads", split_heads, reference.split_heads, test, hint=hint)
-
-
-def check_merge_heads(merge_heads: Callable, hint: int = 1) -> Callable:
-    """Check ``merge_heads(x)``: (B, n_head, T, head_dim) -> (B, T, n_head * head_dim)."""
-
-    def test(f):
-        # contiguous, like attention's output, so that a missing .contiguous() shows up
-        x = reference.split_heads(_heads_input(seed=1), 3).contiguous()  # (B, nh, T, hd)
-        B, H, T, D = x.shape
-        got = _call(f, x, names=["x"])
+    # Two head counts, so that a fixed number of heads does not pass.
+    for n_head in (3, 4):
+        x = _heads_input()
+        B, T, C = x.shape
+        hd = C // n_head
+        got = call(f, x, n_head, names=["x"])
         compare_tensors(
             got,
-            reference.merge_heads(x),
-            what="merged heads",
+            reference.split_heads(x, n_head),
             likely_bugs=[
                 (
-                    "heads merged in the wrong order: transpose(1, 2) back to "
-                    "(B, T, n_head, head_dim) before flattening the last two axes",
-                    x.reshape(B, T, H * D),
+                    "the view goes straight to (B, n_head, T, head_dim), which mixes positions "
+                    "and channels; view as (B, T, n_head, head_dim), then transpose(1, 2)",
+                    x.reshape(B, n_head, T, hd),
                 ),
                 (
-                    "the heads' channels are interleaved: move n_head next to head_dim with "
-                    "transpose(1, 2), not a permute that puts head_dim first",
-                    x.permute(0, 2, 3, 1).reshape(B, T, H * D),
+                    "each head takes every n_head-th channel; a head owns a contiguous slice: "
+                    "view as (B, T, n_head, head_dim), not (B, T, head_dim, n_head)",
+                    x.view(B, T, hd, n_head).permute(0, 3, 1, 2),
                 ),
                 (
-                    "the last two axes are not flattened: the result is (B, T, n_head * head_dim)",
-                    x.transpose(1, 2),
+                    "the head axis is not moved in front of the time axis: transpose(1, 2)",
+                    x.view(B, T, n_head, hd),
                 ),
                 (
-                    "transpose(1, 3) swaps the heads with head_dim; move T back next to B "
-                    "with transpose(1, 2)",
-                    x.transpose(1, 3).reshape(B, T, H * D),
+                    "n_head and head_dim are swapped: there are n_head heads of C // n_head "
+                    "channels each",
+                    x.view(B, T, hd, n_head).transpose(1, 2),
                 ),
             ],
+            what=f"split heads (n_head={n_head})",
         )
 
-    return run_check("merge_heads", merge_heads, reference.merge_heads, test, hint=hint)
+
+@check("merge_heads", reference.merge_heads)
+def check_merge_heads(f):
+    """Check ``merge_heads(x)``: (B, n_head, T, head_dim) -> (B, T, n_head * head_dim)."""
+    # contiguous, like attention's output, so that a missing .contiguous() shows up
+    x = reference.split_heads(_heads_input(seed=1), 3).contiguous()  # (B, nh, T, hd)
+    B, H, T, D = x.shape
+    got = call(f, x, names=["x"])
+    compare_tensors(
+        got,
+        reference.merge_heads(x),
+        what="merged heads",
+        likely_bugs=[
+            (
+                "heads merged in the wrong order: transpose(1, 2) back to "
+                "(B, T, n_head, head_dim) before flattening the last two axes",
+                x.reshape(B, T, H * D),
+            ),
+            (
+                "the heads' channels are interleaved: move n_head next to head_dim with "
+                "transpose(1, 2), not a permute that puts head_dim first",
+                x.permute(0, 2, 3, 1).reshape(B, T, H * D),
+            ),
+            (
+                "the last two axes are not flattened: the result is (B, T, n_head * head_dim)",
+                x.transpose(1, 2),
+            ),
+            (
+                "transpose(1, 3) swaps the heads with head_dim; move T back next to B "
+                "with transpose(1, 2)",
+                x.transpose(1, 3).reshape(B, T, H * D),
+            ),
+        ],
+    )
 
 
 def _module_variant(
@@ -327,76 +286,69 @@ def _module_variant(
     return F.linear(y, sd["c_proj.weight"], sd.get("c_proj.bias")) if proj else y
 
 
-def check_causal_self_attention(CausalSelfAttention: type, hint: int = 1) -> type:
+@check("CausalSelfAttention", reference.CausalSelfAttention)
+def check_causal_self_attention(cls):
     """Check a ``CausalSelfAttention(config)`` module whose ``forward(x)`` returns y (B, T, C)."""
-    from ..model import GPTConfig
-
-    def test(cls):
-        config = GPTConfig(
-            vocab_size=16, context_length=16, n_embd=32, n_layer=1, n_head=4, dropout=0.0
-        )
-        torch.manual_seed(0)
-        ref = reference.CausalSelfAttention(config).eval()
-        try:
-            mine = cls(config).eval()
-        except TypeError as e:
-            raise CheckFailure(f"CausalSelfAttention(config) could not be built: {e}") from None
-        try:
-            mine.load_state_dict(ref.state_dict())
-        except RuntimeError as e:
-            raise CheckFailure(
-                "the module should hold exactly two layers, named like GPT-2's: "
-                "c_attn = nn.Linear(n_embd, 3 * n_embd) and c_proj = nn.Linear(n_embd, n_embd) "
-                f"(torch said: {str(e).splitlines()[0]} ...)"
-            ) from None
-        x = torch.randn(2, 7, config.n_embd, generator=torch.Generator().manual_seed(1))
-        with torch.no_grad():
-            got = _call(mine, x, names=["x"])
-            sd, nh = ref.state_dict(), config.n_head
-            bugs = [
-                (
-                    "no causal mask: each position also sees the ones after it; "
-                    "pass mask=causal_mask(T)",
-                    _module_variant(sd, x, nh, causal=False),
-                ),
-                (
-                    "unscaled scores: did you divide by sqrt(d_k)?",
-                    _module_variant(sd, x, nh, scale=1.0),
-                ),
-                (
-                    "the scores are scaled by sqrt(n_embd); each head scales by sqrt(head_dim) "
-                    "= sqrt(n_embd // n_head)",
-                    _module_variant(sd, x, nh, scale=1 / math.sqrt(config.n_embd)),
-                ),
-                (
-                    "heads merged in the wrong order: transpose(1, 2) back to "
-                    "(B, T, n_head, head_dim) before the view to (B, T, C)",
-                    _module_variant(sd, x, nh, merge="wrong"),
-                ),
-                (
-                    "c_attn's output is split in the wrong order; GPT-2's layout is q, k, v",
-                    _module_variant(sd, x, nh, order="kqv"),
-                ),
-                (
-                    "c_attn's output is split in the wrong order; GPT-2's layout is q, k, v",
-                    _module_variant(sd, x, nh, order="qvk"),
-                ),
-                (
-                    "c_proj is not applied: project the merged heads with self.c_proj",
-                    _module_variant(sd, x, nh, proj=False),
-                ),
-                (
-                    "the softmax runs over the wrong axis of the (B, n_head, T, T) scores; "
-                    "each query's weights over the keys (the last axis) sum to 1",
-                    _module_variant(sd, x, nh, sm=-2),
-                ),
-                (
-                    "the softmax runs over the heads axis (dim=1); the keys are the last axis",
-                    _module_variant(sd, x, nh, sm=1),
-                ),
-            ]
-            compare_tensors(got, ref(x), what="output", likely_bugs=bugs)
-
-    return run_check(
-        "CausalSelfAttention", CausalSelfAttention, reference.CausalSelfAttention, test, hint=hint
+    config = GPTConfig(
+        vocab_size=16, context_length=16, n_embd=32, n_layer=1, n_head=4, dropout=0.0
     )
+    torch.manual_seed(0)
+    ref = reference.CausalSelfAttention(config).eval()
+    try:
+        mine = cls(config).eval()
+    except TypeError as e:
+        raise CheckFailure(f"CausalSelfAttention(config) could not be built: {e}") from None
+    try:
+        mine.load_state_dict(ref.state_dict())
+    except RuntimeError as e:
+        raise CheckFailure(
+            "the module should hold exactly two layers, named like GPT-2's: "
+            "c_attn = nn.Linear(n_embd, 3 * n_embd) and c_proj = nn.Linear(n_embd, n_embd) "
+            f"(torch said: {str(e).splitlines()[0]} ...)"
+        ) from None
+    x = torch.randn(2, 7, config.n_embd, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got = call(mine, x, names=["x"])
+        sd, nh = ref.state_dict(), config.n_head
+        bugs = [
+            (
+                "no causal mask: each position also sees the ones after it; "
+                "pass mask=causal_mask(T)",
+                _module_variant(sd, x, nh, causal=False),
+            ),
+            (
+                "unscaled scores: did you divide by sqrt(d_k)?",
+                _module_variant(sd, x, nh, scale=1.0),
+            ),
+            (
+                "the scores are scaled by sqrt(n_embd); each head scales by sqrt(head_dim) "
+                "= sqrt(n_embd // n_head)",
+                _module_variant(sd, x, nh, scale=1 / math.sqrt(config.n_embd)),
+            ),
+            (
+                "heads merged in the wrong order: transpose(1, 2) back to "
+                "(B, T, n_head, head_dim) before the view to (B, T, C)",
+                _module_variant(sd, x, nh, merge="wrong"),
+            ),
+            *[
+                (
+                    "c_attn's output is split in the wrong order; GPT-2's layout is q, k, v",
+                    _module_variant(sd, x, nh, order=order),
+                )
+                for order in ("kqv", "qvk")
+            ],
+            (
+                "c_proj is not applied: project the merged heads with self.c_proj",
+                _module_variant(sd, x, nh, proj=False),
+            ),
+            (
+                "the softmax runs over the wrong axis of the (B, n_head, T, T) scores; "
+                "each query's weights over the keys (the last axis) sum to 1",
+                _module_variant(sd, x, nh, sm=-2),
+            ),
+            (
+                "the softmax runs over the heads axis (dim=1); the keys are the last axis",
+                _module_variant(sd, x, nh, sm=1),
+            ),
+        ]
+        compare_tensors(got, ref(x), what="output", likely_bugs=bugs)

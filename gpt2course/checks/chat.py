@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 
 from .. import instruct
 from .. import preference as reference
-from ._core import CheckFailure, call, compare_tensors, require_tensor, run_check, say
+from ._core import CheckFailure, call, check, compare_tensors, require_tensor
 
 __all__ = ["check_collate", "check_dpo_loss"]
 
@@ -47,74 +45,66 @@ def _collate_variant(batch, pad_id, *, shift=1, mask_prompt=True, mask_pad=True,
     return X, Y
 
 
-def check_collate(collate: Callable, hint: int = 1) -> Callable:
+@check("collate", instruct.collate)
+def check_collate(f):
     """Check ``collate(batch, pad_id=0) -> (x, y)``: padded inputs, labels -100 but the answer."""
-
-    def test(f):
-        for pad_id in (0, 7):
-            batch = [(list(p), list(r)) for p, r in _BATCH]
-            got = call(f, batch, pad_id=pad_id, names=["batch"])
-            if not (isinstance(got, tuple | list) and len(got) == 2):
-                raise CheckFailure(f"collate should return (x, y), got {type(got).__name__}")
-            x, y = got
-            require_tensor(x, "inputs x", dtype=torch.long)
-            require_tensor(y, "labels y", dtype=torch.long)
-            want_x, want_y = reference_collate(batch, pad_id)
-            v = _collate_variant
-            x_bugs = [
+    for pad_id in (0, 7):
+        batch = [(list(p), list(r)) for p, r in _BATCH]
+        got = call(f, batch, pad_id=pad_id, names=["batch"])
+        if not (isinstance(got, tuple | list) and len(got) == 2):
+            raise CheckFailure(f"collate should return (x, y), got {type(got).__name__}")
+        x, y = got
+        require_tensor(x, "inputs x", dtype=torch.long)
+        require_tensor(y, "labels y", dtype=torch.long)
+        want_x, want_y = instruct.collate(batch, pad_id)
+        v = _collate_variant
+        x_bugs = [
+            (
+                "x keeps the last token; it has no next token to predict, so x is "
+                "prompt + response without its last id",
+                v(batch, pad_id, shift=0)[0],
+            ),
+            ("the padding goes on the left; pad on the right", v(batch, pad_id, left=True)[0]),
+        ]
+        if pad_id != 0:
+            x_bugs.append(("x is padded with 0; pad with the pad_id given", v(batch, 0)[0]))
+        compare_tensors(x, want_x, what=f"inputs x (pad_id={pad_id})", atol=0, rtol=0,
+                        likely_bugs=x_bugs)  # fmt: skip
+        y_bugs = [
+            (
                 (
-                    "x keeps the last token; it has no next token to predict, so x is "
-                    "prompt + response without its last id",
-                    v(batch, pad_id, shift=0)[0],
+                    "the labels are not shifted: y[i] is the token after x[i]",
+                    "position i predicts ids[i + 1]: the labels are the same sequence "
+                    "moved one step left",
                 ),
-                ("the padding goes on the left; pad on the right", v(batch, pad_id, left=True)[0]),
-            ]
-            if pad_id != 0:
-                x_bugs.append(("x is padded with 0; pad with the pad_id given", v(batch, 0)[0]))
-            compare_tensors(x, want_x, what=f"inputs x (pad_id={pad_id})", atol=0, rtol=0,
-                            likely_bugs=x_bugs)  # fmt: skip
-            y_bugs = [
-                (
-                    (
-                        "the labels are not shifted: y[i] is the token after x[i]",
-                        "position i predicts ids[i + 1]: the labels are the same sequence "
-                        "moved one step left",
-                    ),
-                    v(batch, pad_id, shift=0)[1][:, : want_y.size(1)],
-                ),
-                (
-                    "the prompt is not masked: its labels should be -100, so that the loss "
-                    "counts only the answer",
-                    v(batch, pad_id, mask_prompt=False)[1],
-                ),
-                (
-                    "the padding's labels should be -100 too: the model must not learn to "
-                    "predict padding",
-                    v(batch, pad_id, mask_pad=False)[1],
-                ),
-                (
-                    "one label too many is masked: the first answer token, predicted from "
-                    "the prompt's last position, must count",
-                    v(batch, pad_id, extra=1)[1],
-                ),
-                (
-                    "masked labels are 0; use -100, the index cross_entropy ignores",
-                    v(batch, pad_id, label_pad=0, mask_pad=True)[1],
-                ),
-                (
-                    "the padding goes on the left; pad on the right",
-                    v(batch, pad_id, left=True)[1],
-                ),
-            ]
-            compare_tensors(y, want_y, what=f"labels y (pad_id={pad_id})", atol=0, rtol=0,
-                            likely_bugs=y_bugs)  # fmt: skip
-
-    return run_check("collate", collate, reference_collate, test, hint=hint)
-
-
-def reference_collate(batch, pad_id: int = 0):
-    """The package's collate, under the exercise's signature."""
-    return instruct.collate(batch, pad_id)
+                v(batch, pad_id, shift=0)[1][:, : want_y.size(1)],
+            ),
+            (
+                "the prompt is not masked: its labels should be -100, so that the loss "
+                "counts only the answer",
+                v(batch, pad_id, mask_prompt=False)[1],
+            ),
+            (
+                "the padding's labels should be -100 too: the model must not learn to "
+                "predict padding",
+                v(batch, pad_id, mask_pad=False)[1],
+            ),
+            (
+                "one label too many is masked: the first answer token, predicted from "
+                "the prompt's last position, must count",
+                v(batch, pad_id, extra=1)[1],
+            ),
+            (
+                "masked labels are 0; use -100, the index cross_entropy ignores",
+                v(batch, pad_id, label_pad=0, mask_pad=True)[1],
+            ),
+            (
+                "the padding goes on the left; pad on the right",
+                v(batch, pad_id, left=True)[1],
+            ),
+        ]
+        compare_tensors(y, want_y, what=f"labels y (pad_id={pad_id})", atol=0, rtol=0,
+                        likely_bugs=y_bugs)  # fmt: skip
 
 
 def _dpo_inputs(seed: int = 0):
@@ -124,53 +114,48 @@ def _dpo_inputs(seed: int = 0):
     return pc.requires_grad_(), pr.requires_grad_(), rc, rr
 
 
-def check_dpo_loss(dpo_loss: Callable, hint: int = 1) -> Callable:
+@check("dpo_loss", reference.dpo_loss)
+def check_dpo_loss(f):
     """Check ``dpo_loss(pc, pr, rc, rr, beta=0.1) -> (loss, margin)`` against the paper's form."""
-
-    def test(f):
-        for beta in (0.1, 0.5):
-            pc, pr, rc, rr = _dpo_inputs()
-            got = call(f, pc, pr, rc, rr, beta=beta, names=["policy_chosen", "policy_rejected",
-                                                            "reference_chosen", "reference_rejected"])  # fmt: skip
-            if isinstance(got, torch.Tensor):
-                raise CheckFailure(
-                    "dpo_loss returned one tensor; return (loss, margin): the notebook watches "
-                    "the margin"
-                )
-            if not (isinstance(got, tuple | list) and len(got) == 2):
-                raise CheckFailure(
-                    f"dpo_loss should return (loss, margin), got {type(got).__name__}"
-                )
-            loss, margin = got
-            require_tensor(loss, "loss", grad=True)
-            m = (pc - rc) - (pr - rr)
-            want_loss, want_margin = reference.dpo_loss(pc, pr, rc, rr, beta=beta)
-            compare_tensors(
-                margin, want_margin, what=f"margin (beta={beta})",
-                likely_bugs=[
-                    ("the margin is reversed: chosen minus rejected", -m),
-                    ("the reference model's log-probabilities are missing from the margin", pc - pr),
-                    ("the margin is scaled by beta; beta goes into the loss only", beta * m),
-                ],
-            )  # fmt: skip
-            bugs = [
-                (
-                    "beta is not applied: the loss is -logsigmoid(beta * margin)",
-                    -F.logsigmoid(m).mean(),
-                ),
-                ("the margin is reversed: chosen minus rejected", -F.logsigmoid(-beta * m).mean()),
-                (
-                    "the reference model's log-probabilities are missing",
-                    -F.logsigmoid(beta * (pc - pr)).mean(),
-                ),
-                ("the loss is summed; average it over the pairs", -F.logsigmoid(beta * m).sum()),
-                (
-                    "the log is missing: -log sigmoid(...), not -sigmoid(...)",
-                    -torch.sigmoid(beta * m).mean(),
-                ),
-                ("the minus sign is missing: minimise -log sigmoid", F.logsigmoid(beta * m).mean()),
-            ]
-            compare_tensors(loss, want_loss, what=f"loss (beta={beta})",
-                            likely_bugs=[(say(h), b) for h, b in bugs])  # fmt: skip
-
-    return run_check("dpo_loss", dpo_loss, reference.dpo_loss, test, hint=hint)
+    for beta in (0.1, 0.5):
+        pc, pr, rc, rr = _dpo_inputs()
+        got = call(f, pc, pr, rc, rr, beta=beta, names=["policy_chosen", "policy_rejected",
+                                                        "reference_chosen", "reference_rejected"])  # fmt: skip
+        if isinstance(got, torch.Tensor):
+            raise CheckFailure(
+                "dpo_loss returned one tensor; return (loss, margin): the notebook watches "
+                "the margin"
+            )
+        if not (isinstance(got, tuple | list) and len(got) == 2):
+            raise CheckFailure(f"dpo_loss should return (loss, margin), got {type(got).__name__}")
+        loss, margin = got
+        require_tensor(loss, "loss", grad=True)
+        m = (pc - rc) - (pr - rr)
+        want_loss, want_margin = reference.dpo_loss(pc, pr, rc, rr, beta=beta)
+        compare_tensors(
+            margin, want_margin, what=f"margin (beta={beta})",
+            likely_bugs=[
+                ("the margin is reversed: chosen minus rejected", -m),
+                ("the reference model's log-probabilities are missing from the margin", pc - pr),
+                ("the margin is scaled by beta; beta goes into the loss only", beta * m),
+            ],
+        )  # fmt: skip
+        bugs = [
+            (
+                "beta is not applied: the loss is -logsigmoid(beta * margin)",
+                -F.logsigmoid(m).mean(),
+            ),
+            ("the margin is reversed: chosen minus rejected", -F.logsigmoid(-beta * m).mean()),
+            (
+                "the reference model's log-probabilities are missing",
+                -F.logsigmoid(beta * (pc - pr)).mean(),
+            ),
+            ("the loss is summed; average it over the pairs", -F.logsigmoid(beta * m).sum()),
+            (
+                "the log is missing: -log sigmoid(...), not -sigmoid(...)",
+                -torch.sigmoid(beta * m).mean(),
+            ),
+            ("the minus sign is missing: minimise -log sigmoid", F.logsigmoid(beta * m).mean()),
+        ]
+        compare_tensors(loss, want_loss, what=f"loss (beta={beta})",
+                        likely_bugs=bugs)  # fmt: skip

@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from .. import model as reference
 from ._core import CheckFailure, compare_tensors, run_check, say
+from .transformer import _modules
 
 __all__ = ["check_gpt", "reference_gpt"]
 
@@ -36,14 +37,8 @@ def reference_gpt(block: type | None = None):
     return GPT
 
 
-def _instance(cls: type, config: reference.GPTConfig) -> nn.Module:
-    m = cls(config)
-    missing = [n for n in _NAMES if not hasattr(m, n)]
-    if missing:
-        raise CheckFailure(
-            f"the model has no {', '.join(missing)}; use GPT-2's names ({', '.join(_NAMES)}) so "
-            "OpenAI's checkpoint can load into it in part 7"
-        )
+def _check_layout(m: nn.Module, config: reference.GPTConfig) -> None:
+    """GPT-2's layout: the blocks in an nn.ModuleList, the head tied to wte, no bias."""
     if not isinstance(m.h, nn.ModuleList) or len(m.h) != config.n_layer:
         raise CheckFailure(
             f"self.h should be an nn.ModuleList of config.n_layer ({config.n_layer}) blocks, got "
@@ -63,7 +58,6 @@ def _instance(cls: type, config: reference.GPTConfig) -> nn.Module:
         )
     if getattr(m.lm_head, "bias", None) is not None:
         raise CheckFailure("lm_head has a bias; GPT-2's head has none (bias=False)")
-    return m
 
 
 def _check_init(cls: type) -> None:
@@ -108,14 +102,8 @@ def check_gpt(gpt_class: type, block: type | None = None, *, hint: int = 1) -> t
 
     def test(cls: type) -> None:
         config = _config()
-        torch.manual_seed(0)
-        ref = Ref(config).eval()
-        with torch.no_grad():  # non-trivial LayerNorm gains and biases, so a missing one shows
-            g = torch.Generator().manual_seed(1)
-            for name, p in ref.named_parameters():
-                if name.endswith("bias") or "ln_" in name:
-                    p.add_(0.1 * torch.randn(p.shape, generator=g))
-        mine = _instance(cls, config).eval()
+        ref, mine = _modules(Ref, cls, config, _NAMES, seed=1)
+        _check_layout(mine, config)
         try:
             mine.load_state_dict(ref.state_dict())
         except RuntimeError as e:

@@ -1,14 +1,9 @@
-"""Checks for part 7: mapping a GPT-2 checkpoint's tensors onto our modules, perplexity.
-
-``perplexity`` and ``linear_from_conv1d`` are the references of two of notebook 07's
-exercises (the package had none).
-"""
+"""Checks for part 7: mapping a GPT-2 checkpoint's tensors onto our modules, perplexity."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +12,8 @@ from ..metrics import perplexity
 from ..model import GPT, GPTConfig
 from ..pretrained import convert as reference
 from ..pretrained.convert import linear_from_conv1d
-from ._core import CheckFailure, call, compare_tensors, run_check
+from ._core import CheckFailure, call, check, compare_tensors
+from .generation import _tiny_model
 
 __all__ = ["check_convert_hf_state_dict", "check_linear_from_conv1d", "check_perplexity"]
 
@@ -75,61 +71,47 @@ def _key_problems(got: dict, expected: dict) -> None:
             "attn.c_attn.bias is missing: it is a real parameter (the q, k, v biases). Skip "
             "only names that end with '.attn.bias' or '.attn.masked_bias' exactly"
         )
-    parts = []
-    if missing:
-        parts.append(f"missing {', '.join(missing[:4])}")
-    if extra:
-        parts.append(f"unexpected {', '.join(extra[:4])}")
+    parts = [
+        f"{w} {', '.join(ks[:4])}" for w, ks in (("missing", missing), ("unexpected", extra)) if ks
+    ]
     raise CheckFailure("the names differ from our GPT's: " + "; ".join(parts))
 
 
-def check_convert_hf_state_dict(convert_hf_state_dict: Callable, hint: int = 1) -> Callable:
+@check("convert_hf_state_dict", reference.convert_state_dict)
+def check_convert_hf_state_dict(f):
     """Check ``convert_hf_state_dict(hf_sd) -> dict`` (rename, skip buffers, transpose Conv1D)."""
-
-    def test(f):
-        for prefix, layout in (
-            ("transformer.", "transformers' layout"),
-            ("", "the hub file's layout"),
+    for prefix, layout in (
+        ("transformer.", "transformers' layout"),
+        ("", "the hub file's layout"),
+    ):
+        sd = _sample_checkpoint(prefix)
+        got = call(f, sd, names=["hf_sd"])
+        if not isinstance(got, dict):
+            raise CheckFailure(f"return a dict of name -> tensor, got {type(got).__name__}")
+        expected = reference.convert_state_dict(sd)
+        _key_problems(got, expected)
+        for name, want in expected.items():
+            raw = sd[prefix + name]
+            bugs = []
+            if reference.is_conv1d(name):
+                hint = _SQUARE_HINT if raw.shape[0] == raw.shape[1] else _TRANSPOSE_HINT
+                bugs.append((hint.format(name=name), raw))
+            elif raw.dim() == 2:
+                bugs.append((_EXTRA_TRANSPOSE_HINT.format(name=name), raw.t()))
+            compare_tensors(
+                got[name],
+                want,
+                what=f"{name} (from {layout})",
+                atol=0,
+                rtol=0,
+                likely_bugs=bugs,
+            )
+        if "lm_head.weight" in got and not torch.equal(
+            got["lm_head.weight"], expected["wte.weight"]
         ):
-            sd = _sample_checkpoint(prefix)
-            got = call(f, sd, names=["hf_sd"])
-            if not isinstance(got, dict):
-                raise CheckFailure(f"return a dict of name -> tensor, got {type(got).__name__}")
-            expected = reference.convert_state_dict(sd)
-            _key_problems(got, expected)
-            for name, want in expected.items():
-                raw = sd[prefix + name]
-                bugs = []
-                if reference.is_conv1d(name):
-                    hint = _SQUARE_HINT if raw.shape[0] == raw.shape[1] else _TRANSPOSE_HINT
-                    bugs.append((hint.format(name=name), raw))
-                elif raw.dim() == 2:
-                    bugs.append((_EXTRA_TRANSPOSE_HINT.format(name=name), raw.t()))
-                compare_tensors(
-                    got[name],
-                    want,
-                    what=f"{name} (from {layout})",
-                    atol=0,
-                    rtol=0,
-                    likely_bugs=bugs,
-                )
-            if "lm_head.weight" in got and not torch.equal(
-                got["lm_head.weight"], expected["wte.weight"]
-            ):
-                raise CheckFailure(
-                    "lm_head.weight must be wte.weight: GPT-2 ties them (or leave it out)"
-                )
-
-    return run_check(
-        "convert_hf_state_dict",
-        convert_hf_state_dict,
-        reference.convert_state_dict,
-        test,
-        hint=hint,
-    )
-
-
-# --- perplexity ---------------------------------------------------------------------------
+            raise CheckFailure(
+                "lm_head.weight must be wte.weight: GPT-2 ties them (or leave it out)"
+            )
 
 
 @torch.no_grad()
@@ -148,140 +130,126 @@ def _token_losses(model: GPT, ids: list[int], window: int, stride: int, *, score
     return losses
 
 
-def check_perplexity(perplexity_fn: Callable, hint: int = 1) -> Callable:
-    """Check ``perplexity(model, ids, window=1024) -> float`` on a tiny GPT."""
-
-    def test(f):
-        torch.manual_seed(0)
-        model = GPT(GPTConfig(vocab_size=50, context_length=16, n_embd=16, n_layer=1, n_head=2))
-        with torch.no_grad():
-            for p in model.parameters():
-                p.mul_(10.0)  # a confident model: the bugs move the figure a lot
-        model.eval()
-        g = torch.Generator().manual_seed(1)
-        short = torch.randint(0, 50, (12,), generator=g).tolist()
-        long = torch.randint(0, 50, (45,), generator=g).tolist()
-        for ids, label in ((short, "12 ids (one window)"), (long, "45 ids, context_length 16")):
-            got = call(f, model, ids, names=["model", "ids"])
-            if isinstance(got, torch.Tensor):
-                raise CheckFailure(
-                    "perplexity returned a tensor; return a Python float (.item() or math.exp "
-                    "of a float)"
-                )
-            if not isinstance(got, float | int):
-                raise CheckFailure(f"perplexity returned a {type(got).__name__}; return a float")
-            W = min(1024, model.config.context_length)
-            nll = _token_losses(model, ids, W, W // 2)
-            mean = sum(nll) / len(nll)
-            with torch.no_grad():
-                x = torch.tensor([ids[: W + 1][:-1]])
-                unshifted = F.cross_entropy(model(x)[0], x[0]).item()
-            every = _token_losses(model, ids, W, W // 2, score_all=True)
-            apart = _token_losses(model, ids, W, W)
-            bugs = [
-                ("this is the mean cross-entropy; the perplexity is its exponential", mean),
-                (
-                    "the exponential of the summed loss; average over the tokens first",
-                    math.exp(min(sum(nll), 700.0)),
-                ),
-                (
-                    "each position is scored against itself; the target is the next token "
-                    "(the ids shifted by one)",
-                    math.exp(unshifted),
-                ),
-                (
-                    "the windows' overlapping halves are scored twice; after the first "
-                    "window, score only the second half (targets of the rest = -100)",
-                    math.exp(sum(every) / len(every)),
-                ),
-                (
-                    "the windows do not overlap, so the first tokens of each window are "
-                    "scored with almost no context; step by half a window",
-                    math.exp(sum(apart) / len(apart)),
-                ),
-                ("a base-2 exponential; perplexity is exp() of a loss in nats", 2.0**mean),
-            ]
-            if len(ids) > W + 1:
-                first_only = _token_losses(model, ids[: W + 1], W, W // 2)
-                bugs.append(
-                    (
-                        "only the first window is scored: walk windows to the end of ids",
-                        math.exp(sum(first_only) / len(first_only)),
-                    )
-                )
-            compare_tensors(
-                torch.tensor(float(got), dtype=torch.float64),
-                torch.tensor(math.exp(mean), dtype=torch.float64),
-                what=f"perplexity of {label}",
-                rtol=1e-4,
-                atol=1e-6,
-                likely_bugs=[(h, torch.tensor(v, dtype=torch.float64)) for h, v in bugs],
-            )
-
-    meanings = [
+@check(
+    "perplexity",
+    perplexity,
+    crash_meanings=[
         (
             r"longer than the model's context|index out of range in self",
             "a window longer than the model's context_length: cap the window with "
             "min(window, model.config.context_length)",
         )
-    ]
-    return run_check(
-        "perplexity", perplexity_fn, perplexity, test, hint=hint, crash_meanings=meanings
-    )
+    ],
+)
+def check_perplexity(f):
+    """Check ``perplexity(model, ids, window=1024) -> float`` on a tiny GPT."""
+    # A confident model: the bugs move the figure a lot.
+    model = _tiny_model(0, 10.0, vocab_size=50, n_embd=16, n_layer=1, n_head=2)
+    g = torch.Generator().manual_seed(1)
+    short = torch.randint(0, 50, (12,), generator=g).tolist()
+    long = torch.randint(0, 50, (45,), generator=g).tolist()
+    for ids, label in ((short, "12 ids (one window)"), (long, "45 ids, context_length 16")):
+        got = call(f, model, ids, names=["model", "ids"])
+        if isinstance(got, torch.Tensor):
+            raise CheckFailure(
+                "perplexity returned a tensor; return a Python float (.item() or math.exp "
+                "of a float)"
+            )
+        if not isinstance(got, float | int):
+            raise CheckFailure(f"perplexity returned a {type(got).__name__}; return a float")
+        W = min(1024, model.config.context_length)
+        nll = _token_losses(model, ids, W, W // 2)
+        mean = sum(nll) / len(nll)
+        with torch.no_grad():
+            x = torch.tensor([ids[: W + 1][:-1]])
+            unshifted = F.cross_entropy(model(x)[0], x[0]).item()
+        every = _token_losses(model, ids, W, W // 2, score_all=True)
+        apart = _token_losses(model, ids, W, W)
+        bugs = [
+            ("this is the mean cross-entropy; the perplexity is its exponential", mean),
+            (
+                "the exponential of the summed loss; average over the tokens first",
+                math.exp(min(sum(nll), 700.0)),
+            ),
+            (
+                "each position is scored against itself; the target is the next token "
+                "(the ids shifted by one)",
+                math.exp(unshifted),
+            ),
+            (
+                "the windows' overlapping halves are scored twice; after the first "
+                "window, score only the second half (targets of the rest = -100)",
+                math.exp(sum(every) / len(every)),
+            ),
+            (
+                "the windows do not overlap, so the first tokens of each window are "
+                "scored with almost no context; step by half a window",
+                math.exp(sum(apart) / len(apart)),
+            ),
+            ("a base-2 exponential; perplexity is exp() of a loss in nats", 2.0**mean),
+        ]
+        if len(ids) > W + 1:
+            first_only = _token_losses(model, ids[: W + 1], W, W // 2)
+            bugs.append(
+                (
+                    "only the first window is scored: walk windows to the end of ids",
+                    math.exp(sum(first_only) / len(first_only)),
+                )
+            )
+        compare_tensors(
+            torch.tensor(float(got), dtype=torch.float64),
+            torch.tensor(math.exp(mean), dtype=torch.float64),
+            what=f"perplexity of {label}",
+            rtol=1e-4,
+            atol=1e-6,
+            likely_bugs=[(h, torch.tensor(v, dtype=torch.float64)) for h, v in bugs],
+        )
 
 
-# --- a Conv1D layer as an nn.Linear ----------------------------------------------------------
-
-
-def check_linear_from_conv1d(linear_from_conv1d_fn: Callable, hint: int = 1) -> Callable:
+@check("linear_from_conv1d", linear_from_conv1d)
+def check_linear_from_conv1d(f):
     """Check ``linear_from_conv1d(weight, bias) -> nn.Linear`` against Conv1D's x @ W + b."""
-
-    def test(f):
-        g = torch.Generator().manual_seed(0)
-        # Not square (like c_attn: 768 -> 2304), then square (like attn.c_proj: 768 -> 768).
-        for n_in, n_out in ((6, 18), (8, 8)):
-            w = torch.randn(n_in, n_out, generator=g)
-            b = torch.randn(n_out, generator=g)
-            layer = call(f, w, b, names=["weight", "bias"])
-            if not isinstance(layer, torch.nn.Linear):
-                raise CheckFailure(f"return an nn.Linear, got {type(layer).__name__}")
-            kind = "square " if n_in == n_out else ""
-            if tuple(layer.weight.shape) != (n_out, n_in):
-                raise CheckFailure(
-                    f"for a {kind}Conv1D weight of shape ({n_in}, {n_out}) the nn.Linear's weight "
-                    f"has shape {tuple(layer.weight.shape)}, expected ({n_out}, {n_in}): "
-                    "nn.Linear keeps (out_features, in_features)"
+    g = torch.Generator().manual_seed(0)
+    # Not square (like c_attn: 768 -> 2304), then square (like attn.c_proj: 768 -> 768).
+    for n_in, n_out in ((6, 18), (8, 8)):
+        w = torch.randn(n_in, n_out, generator=g)
+        b = torch.randn(n_out, generator=g)
+        layer = call(f, w, b, names=["weight", "bias"])
+        if not isinstance(layer, torch.nn.Linear):
+            raise CheckFailure(f"return an nn.Linear, got {type(layer).__name__}")
+        kind = "square " if n_in == n_out else ""
+        if tuple(layer.weight.shape) != (n_out, n_in):
+            raise CheckFailure(
+                f"for a {kind}Conv1D weight of shape ({n_in}, {n_out}) the nn.Linear's weight "
+                f"has shape {tuple(layer.weight.shape)}, expected ({n_out}, {n_in}): "
+                "nn.Linear keeps (out_features, in_features)"
+            )
+        x = torch.randn(2, 3, n_in, generator=g)
+        with torch.no_grad():
+            got = layer(x)
+        want = x @ w + b  # what Conv1D computes
+        bugs = [("the bias is missing (or left at its random start)", x @ w)]
+        if n_in != n_out:
+            bugs.append(
+                (
+                    "the weight is reshaped (or viewed) to (out, in), which keeps the "
+                    "numbers in memory order and mixes them up; a transpose swaps the axes",
+                    x @ w.reshape(n_out, n_in).t() + b,
                 )
-            x = torch.randn(2, 3, n_in, generator=g)
-            with torch.no_grad():
-                got = layer(x)
-            want = x @ w + b  # what Conv1D computes
-            bugs = [("the bias is missing (or left at its random start)", x @ w)]
-            if n_in != n_out:
-                bugs.append(
-                    (
-                        "the weight is reshaped (or viewed) to (out, in), which keeps the "
-                        "numbers in memory order and mixes them up; a transpose swaps the axes",
-                        x @ w.reshape(n_out, n_in).t() + b,
-                    )
+            )
+        else:  # only a square weight can be left untransposed and still fit
+            bugs.append(
+                (
+                    "the weight is not transposed: a square Conv1D weight fits nn.Linear's "
+                    "shape, but Conv1D computes x @ W and nn.Linear x @ W.T",
+                    x @ w.t() + b,
                 )
-            else:  # only a square weight can be left untransposed and still fit
-                bugs.append(
-                    (
-                        "the weight is not transposed: a square Conv1D weight fits nn.Linear's "
-                        "shape, but Conv1D computes x @ W and nn.Linear x @ W.T",
-                        x @ w.t() + b,
-                    )
+            )
+        if layer.bias is not None and not torch.equal(layer.bias.detach(), b):
+            bugs.append(
+                (
+                    "the bias is left at nn.Linear's random start: copy it in",
+                    x @ w + layer.bias.detach(),
                 )
-            if layer.bias is not None and not torch.equal(layer.bias.detach(), b):
-                bugs.append(
-                    (
-                        "the bias is left at nn.Linear's random start: copy it in",
-                        x @ w + layer.bias.detach(),
-                    )
-                )
-            compare_tensors(got, want, what=f"output of the {kind}layer", likely_bugs=bugs)
-
-    return run_check(
-        "linear_from_conv1d", linear_from_conv1d_fn, linear_from_conv1d, test, hint=hint
-    )
+            )
+        compare_tensors(got, want, what=f"output of the {kind}layer", likely_bugs=bugs)

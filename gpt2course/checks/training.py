@@ -11,71 +11,71 @@ import torch.nn.functional as F
 from .. import train as reference
 from ..model import GPT, GPTConfig
 from ..model import lm_loss as reference_loss
-from ._core import CheckFailure, call, compare_tensors, require_tensor, run_check
+from ._core import CheckFailure, call, check, compare_tensors, require_tensor
 
 __all__ = ["check_lm_loss", "check_lr_schedule", "check_train_step"]
 
 
-def check_lm_loss(lm_loss, hint: int = 1):
-    """Check ``lm_loss(logits, targets)`` against cross-entropy written out by torch."""
-
-    def test(f):
-        g = torch.Generator().manual_seed(0)
-        B, T, V = 2, 5, 11
-        # A slice of a longer tensor, as the next cells give it: not contiguous, and attached
-        # to a graph, so that the loss must be a tensor that can backward().
-        base = (torch.randn(B, T + 1, V, generator=g) * 2).requires_grad_()
-        logits = base[:, 1:]  # (B, T, V), not contiguous
-        targets = torch.randint(V, (B, T), generator=g)  # (B, T)
-        flat, flat_t = logits.reshape(-1, V), targets.reshape(-1)
-        try:
-            got = call(f, logits, targets, names=["logits", "targets"])
-        except RuntimeError as e:
-            if "target" in str(e) and "size" in str(e):
-                raise CheckFailure(
-                    "F.cross_entropy was given (B, T, V) logits and read dim 1 as the classes; "
-                    "flatten them to (B*T, V) and the targets to (B*T,) first"
-                ) from e
-            raise
-        require_tensor(got, "loss", grad=True)
-        expected = F.cross_entropy(flat, flat_t)
-        bugs = [
-            (
-                "the sum over positions instead of the mean (use the default reduction='mean')",
-                F.cross_entropy(flat, flat_t, reduction="sum"),
-            ),
-            (
-                "one loss per position: the training loss is their mean, a single number",
-                F.cross_entropy(flat, flat_t, reduction="none"),
-            ),
-            (
-                "softmax before cross_entropy: it takes raw logits and applies log-softmax itself",
-                F.cross_entropy(flat.softmax(-1), flat_t),
-            ),
-            (
-                "the targets are shifted a second time: y is already x shifted by one, "
-                "so logits[:, t] is scored against targets[:, t]",
-                F.cross_entropy(logits[:, :-1].reshape(-1, V), targets[:, 1:].reshape(-1)),
-            ),
-            (
-                "nll_loss on raw logits: it expects log-probabilities (use log_softmax first)",
-                F.nll_loss(flat, flat_t),
-            ),
-            (
-                "probabilities instead of log-probabilities: the loss is -log p(target)",
-                F.nll_loss(flat.softmax(-1), flat_t),
-            ),
-        ]
-        compare_tensors(got, expected, what="loss", likely_bugs=bugs)
-
-    meanings = [
+@check(
+    "lm_loss",
+    reference_loss,
+    crash_meanings=[
         (
             r"view size is not compatible",
             "a .view() on logits that are not contiguous (the next cells pass slices): "
             "flatten with .reshape() or .flatten(0, 1)",
         )
+    ],
+)
+def check_lm_loss(f):
+    """Check ``lm_loss(logits, targets)`` against cross-entropy written out by torch."""
+    g = torch.Generator().manual_seed(0)
+    B, T, V = 2, 5, 11
+    # A slice of a longer tensor, as the next cells give it: not contiguous, and attached
+    # to a graph, so that the loss must be a tensor that can backward().
+    base = (torch.randn(B, T + 1, V, generator=g) * 2).requires_grad_()
+    logits = base[:, 1:]  # (B, T, V), not contiguous
+    targets = torch.randint(V, (B, T), generator=g)  # (B, T)
+    flat, flat_t = logits.reshape(-1, V), targets.reshape(-1)
+    try:
+        got = call(f, logits, targets, names=["logits", "targets"])
+    except RuntimeError as e:
+        if "target" in str(e) and "size" in str(e):
+            raise CheckFailure(
+                "F.cross_entropy was given (B, T, V) logits and read dim 1 as the classes; "
+                "flatten them to (B*T, V) and the targets to (B*T,) first"
+            ) from e
+        raise
+    require_tensor(got, "loss", grad=True)
+    expected = F.cross_entropy(flat, flat_t)
+    bugs = [
+        (
+            "the sum over positions instead of the mean (use the default reduction='mean')",
+            F.cross_entropy(flat, flat_t, reduction="sum"),
+        ),
+        (
+            "one loss per position: the training loss is their mean, a single number",
+            F.cross_entropy(flat, flat_t, reduction="none"),
+        ),
+        (
+            "softmax before cross_entropy: it takes raw logits and applies log-softmax itself",
+            F.cross_entropy(flat.softmax(-1), flat_t),
+        ),
+        (
+            "the targets are shifted a second time: y is already x shifted by one, "
+            "so logits[:, t] is scored against targets[:, t]",
+            F.cross_entropy(logits[:, :-1].reshape(-1, V), targets[:, 1:].reshape(-1)),
+        ),
+        (
+            "nll_loss on raw logits: it expects log-probabilities (use log_softmax first)",
+            F.nll_loss(flat, flat_t),
+        ),
+        (
+            "probabilities instead of log-probabilities: the loss is -log p(target)",
+            F.nll_loss(flat.softmax(-1), flat_t),
+        ),
     ]
-    return run_check("lm_loss", lm_loss, reference_loss, test, hint=hint, crash_meanings=meanings)
+    compare_tensors(got, expected, what="loss", likely_bugs=bugs)
 
 
 def _schedule_variant(step, *, max_lr, min_lr, warmup_steps, max_steps, bug):
@@ -136,43 +136,36 @@ _SCHEDULE_BUGS = [
 ]
 
 
-def check_lr_schedule(lr_schedule, hint: int = 1):
+@check("lr_schedule", reference.lr_schedule)
+def check_lr_schedule(f):
     """Check ``lr_schedule(step, max_lr=, min_lr=, warmup_steps=, max_steps=)`` over a whole run."""
-
-    def test(f):
-        kw = dict(max_lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=50)
-        steps = range(0, 70)
-        values = [call(f, s, **kw) for s in steps]
-        bad = next((v for v in values if not isinstance(v, int | float)), None)
-        if bad is not None:
-            raise CheckFailure(
-                f"lr_schedule returned a {type(bad).__name__}; return a Python float "
-                "(.item() on a tensor): the optimizer's lr is a plain number"
-            )
-        got = torch.tensor(values, dtype=torch.float64)
-        expected = torch.tensor(
-            [reference.lr_schedule(s, **kw) for s in steps], dtype=torch.float64
+    kw = dict(max_lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=50)
+    steps = range(0, 70)
+    values = [call(f, s, **kw) for s in steps]
+    bad = next((v for v in values if not isinstance(v, int | float)), None)
+    if bad is not None:
+        raise CheckFailure(
+            f"lr_schedule returned a {type(bad).__name__}; return a Python float "
+            "(.item() on a tensor): the optimizer's lr is a plain number"
         )
-        bugs = [
-            (
-                hint,
-                torch.tensor(
-                    [_schedule_variant(s, **kw, bug=b) for s in steps], dtype=torch.float64
-                ),
-            )
-            for b, hint in _SCHEDULE_BUGS
-        ]
-        compare_tensors(
-            got,
-            expected,
-            what="learning rates of steps 0..69 (warmup 10, max 50)",
-            # float32 math (torch.cos) is right too: 1e-6 is far below any bug's error
-            atol=1e-6,
-            rtol=1e-5,
-            likely_bugs=bugs,
+    got = torch.tensor(values, dtype=torch.float64)
+    expected = torch.tensor([reference.lr_schedule(s, **kw) for s in steps], dtype=torch.float64)
+    bugs = [
+        (
+            hint,
+            torch.tensor([_schedule_variant(s, **kw, bug=b) for s in steps], dtype=torch.float64),
         )
-
-    return run_check("lr_schedule", lr_schedule, reference.lr_schedule, test, hint=hint)
+        for b, hint in _SCHEDULE_BUGS
+    ]
+    compare_tensors(
+        got,
+        expected,
+        what="learning rates of steps 0..69 (warmup 10, max 50)",
+        # float32 math (torch.cos) is right too: 1e-6 is far below any bug's error
+        atol=1e-6,
+        rtol=1e-5,
+        likely_bugs=bugs,
+    )
 
 
 _OLD_LR = 0.01  # the optimizer's rate before the step; the step must set its own
@@ -286,51 +279,48 @@ _STEP_BUGS = [
 ]
 
 
-def check_train_step(train_step, hint: int = 1):
+@check("train_step", reference.train_step)
+def check_train_step(f):
     """Check ``train_step(model, optimizer, micro_batches, lr, grad_clip)`` on a tiny GPT."""
-
-    def test(f):
-        lr = 0.5
-        # A huge clip leaves the gradient alone; a small one must rescale it.
-        for clip in (1e6, 0.05):
-            model, opt, micro = _tiny_setup(seed=1)
-            got_loss = call(
-                f, model, opt, micro, lr, clip, names=["model", "optimizer", "micro_batches"]
+    lr = 0.5
+    # A huge clip leaves the gradient alone; a small one must rescale it.
+    for clip in (1e6, 0.05):
+        model, opt, micro = _tiny_setup(seed=1)
+        got_loss = call(
+            f, model, opt, micro, lr, clip, names=["model", "optimizer", "micro_batches"]
+        )
+        want_params, want_loss = _step_variant(1, lr, clip)
+        bugs = [(h, _step_variant(1, lr, clip, b)[0]) for b, h in _STEP_BUGS]
+        compare_tensors(
+            _flat_params(model),
+            want_params,
+            what=f"weights after the step (grad_clip={clip})",
+            atol=1e-6,
+            rtol=1e-5,
+            likely_bugs=bugs,
+        )
+        if got_loss is None:
+            raise CheckFailure(
+                "train_step returned None: return the mean loss of the micro-batches"
             )
-            want_params, want_loss = _step_variant(1, lr, clip)
-            bugs = [(h, _step_variant(1, lr, clip, b)[0]) for b, h in _STEP_BUGS]
-            compare_tensors(
-                _flat_params(model),
-                want_params,
-                what=f"weights after the step (grad_clip={clip})",
-                atol=1e-6,
-                rtol=1e-5,
-                likely_bugs=bugs,
+        loss_bugs = [
+            (
+                "return the mean loss over the micro-batches, not the last one",
+                _step_variant(1, lr, clip, "last_loss")[1],
+            ),
+            (
+                "return the mean loss over the micro-batches, not their sum",
+                _step_variant(1, lr, clip, "sum_loss")[1],
+            ),
+        ]
+        if not isinstance(got_loss, float | int):
+            raise CheckFailure(
+                f"train_step returned a {type(got_loss).__name__}; return the mean loss as "
+                "a Python float (.item()): a tensor would keep every step's graph alive"
             )
-            if got_loss is None:
-                raise CheckFailure(
-                    "train_step returned None: return the mean loss of the micro-batches"
-                )
-            loss_bugs = [
-                (
-                    "return the mean loss over the micro-batches, not the last one",
-                    _step_variant(1, lr, clip, "last_loss")[1],
-                ),
-                (
-                    "return the mean loss over the micro-batches, not their sum",
-                    _step_variant(1, lr, clip, "sum_loss")[1],
-                ),
-            ]
-            if not isinstance(got_loss, float | int):
-                raise CheckFailure(
-                    f"train_step returned a {type(got_loss).__name__}; return the mean loss as "
-                    "a Python float (.item()): a tensor would keep every step's graph alive"
-                )
-            compare_tensors(
-                torch.tensor(float(got_loss), dtype=torch.float64),
-                want_loss,
-                what="returned loss",
-                likely_bugs=loss_bugs,
-            )
-
-    return run_check("train_step", train_step, reference.train_step, test, hint=hint)
+        compare_tensors(
+            torch.tensor(float(got_loss), dtype=torch.float64),
+            want_loss,
+            what="returned loss",
+            likely_bugs=loss_bugs,
+        )
