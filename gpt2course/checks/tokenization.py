@@ -13,7 +13,6 @@ __all__ = [
     "check_count_pairs",
     "check_merge",
     "check_train_merges",
-    "check_train",
     "check_encode",
     "check_decode",
 ]
@@ -181,9 +180,6 @@ def check_train_merges(f):
                 f"frequent pair then occurs {best} times{least}"
             )
         current = ref.merge(current, pair, new_id)
-
-
-check_train = check_train_merges  # the old name, kept for notebooks saved before the rename
 
 
 # --- encode and decode ------------------------------------------------------------------

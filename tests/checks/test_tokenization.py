@@ -330,7 +330,3 @@ def test_stub_is_not_done_yet(check):
         raise NotImplementedError
 
     assert_stub(check, stub)
-
-
-def test_old_name_is_kept():
-    assert checks.check_train is checks.check_train_merges
