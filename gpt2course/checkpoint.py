@@ -71,11 +71,7 @@ def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]
                 tensors[f"state.{idx}.{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars.setdefault(str(idx), {})[key] = value
-    groups = [
-        {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
-        for g in state_dict["param_groups"]
-    ]
-    return tensors, {"param_groups": groups, "scalars": scalars}
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
 
 
 def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
@@ -288,15 +284,10 @@ def load_checkpoint(
     )
 
 
-def is_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` is a folder written by ``save_checkpoint`` (``train --out``)."""
-    return (Path(path) / "checkpoint.json").is_file()
-
-
 def tokenizer_name(path: str | Path) -> str:
     """The tokenizer a checkpoint was trained with (``"bytes"`` or ``"gpt2"``); ``"gpt2"``
     for a model folder that is not a training checkpoint (GPT-2's own)."""
-    if not is_checkpoint(path):
+    if not (Path(path) / "checkpoint.json").is_file():
         return "gpt2"
     return _read_meta(Path(path)).get("extra", {}).get("tokenizer") or "gpt2"
 

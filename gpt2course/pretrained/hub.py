@@ -38,13 +38,6 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
 
 
-def _cached(hf_hub_download, kw: dict) -> Path | None:
-    try:
-        return Path(hf_hub_download(filename=WEIGHTS_FILE, local_files_only=True, **kw))
-    except Exception:
-        return None
-
-
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the hub answers at all: without a network, fail in seconds, not after retries."""
     from huggingface_hub import constants
@@ -60,7 +53,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 def _from_hub(name: str) -> tuple[Path, Path | None]:
     """The cached paths of a hub model's weights and config, downloading them if needed."""
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
     except ImportError:
         raise CheckpointError(
             f"loading {name!r} by name needs huggingface_hub (pip install huggingface_hub). {OFFLINE_HELP}"
@@ -68,7 +61,8 @@ def _from_hub(name: str) -> tuple[Path, Path | None]:
     repo = HUB_REPOS[name]
     kw = dict(repo_id=repo, cache_dir=str(hub_cache_dir()))
     # The published weights never change: a cached copy is used without asking the network.
-    cached = _cached(hf_hub_download, kw)
+    cached = try_to_load_from_cache(filename=WEIGHTS_FILE, **kw)
+    cached = Path(cached) if isinstance(cached, str) else None  # or a "known absent" marker
     offline = _offline() or (cached is None and not _hub_reachable())
     try:
         weights = cached or Path(

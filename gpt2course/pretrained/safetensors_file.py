@@ -47,7 +47,7 @@ class SafetensorsFile:
                 pass
         except SafetensorError as e:
             why = str(e).removeprefix("Error while deserializing header: ")
-            if "invalid offset" in why:
+            if "invalidoffset" in why.lower().replace(" ", ""):  # older safetensors: InvalidOffset
                 why += ": it overlaps another tensor or leaves a gap before it"
             raise CheckpointError(
                 f"{self.path} is not a valid .safetensors file ({why}): corrupt or truncated? "
@@ -88,15 +88,13 @@ class SafetensorsFile:
         return torch.frombuffer(buf, dtype=dtype).reshape(shape)
 
 
-def write_safetensors(
-    tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, str] | None = None
-) -> Path:
+def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path) -> Path:
     """Write tensors to a .safetensors file atomically (temp file, then rename)."""
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file(
             {k: v.contiguous() for k, v in tensors.items()},
             str(tmp),
-            metadata=dict(metadata or {"format": "pt"}),
+            metadata={"format": "pt"},
         )
     return path
