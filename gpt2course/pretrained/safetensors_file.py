@@ -47,11 +47,16 @@ class SafetensorsFile:
                 pass
         except SafetensorError as e:
             why = str(e).removeprefix("Error while deserializing header: ")
-            if "invalidoffset" in why.lower().replace(" ", ""):  # older safetensors: InvalidOffset
+            squashed = why.lower().replace(" ", "")  # older safetensors: "InvalidOffset", ...
+            if "invalidoffset" in squashed:
                 why += ": it overlaps another tensor or leaves a gap before it"
+            what = (  # the file's size is not what its header says: mostly a cut download
+                "is truncated, or longer than its header says"
+                if "incomplete" in squashed
+                else "is not a valid .safetensors file (corrupt or truncated?)"
+            )
             raise CheckpointError(
-                f"{self.path} is not a valid .safetensors file ({why}): corrupt or truncated? "
-                "Download it again (an interrupted download?)"
+                f"{self.path} {what}: {why}. Download it again (an interrupted download?)"
             ) from None
         with open(self.path, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
