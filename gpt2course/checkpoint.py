@@ -75,18 +75,13 @@ def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]
 
 
 def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict[str, Any]] = {}
+    """``optimizer.state_dict()`` again from the ``state.*`` tensors and the JSON rest."""
+    state = {int(idx): dict(values) for idx, values in meta.get("scalars", {}).items()}
     for name, t in tensors.items():
-        _, idx, key = name.split(".", 2)
-        state.setdefault(int(idx), {})[key] = t
-    for idx, values in meta.get("scalars", {}).items():
-        state.setdefault(int(idx), {}).update(values)
-    groups = []
-    for g in meta["param_groups"]:
-        g = dict(g)
-        if "betas" in g:
-            g["betas"] = tuple(g["betas"])
-        groups.append(g)
+        if name.startswith("state."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = t
+    groups = [g | {"betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
     return {"state": state, "param_groups": groups}
 
 
@@ -263,12 +258,7 @@ def load_checkpoint(
     model.train()  # ready to carry on training, as GPT(config) would be
     opt_file = path / "optimizer.safetensors"
     st = SafetensorsFile(opt_file if opt_file.is_file() else path / "rng.safetensors")
-    extra_tensors = {k: st.read(k) for k in st.entries}
-    rng = {k: v for k, v in extra_tensors.items() if k.startswith("rng.")}
-    optimizer_state = None
-    if "optimizer" in meta:
-        tensors = {k: v for k, v in extra_tensors.items() if k.startswith("state.")}
-        optimizer_state = _unflatten_optimizer(tensors, meta["optimizer"])
+    tensors = {k: st.read(k) for k in st.entries}
     return Checkpoint(
         model=model,
         config=model.config,
@@ -276,9 +266,11 @@ def load_checkpoint(
         data_position=meta.get("data_position", 0),
         history=meta.get("history"),
         train_config=meta.get("train_config"),
-        optimizer_state=optimizer_state,
+        optimizer_state=(
+            _unflatten_optimizer(tensors, meta["optimizer"]) if "optimizer" in meta else None
+        ),
         scaler_state=meta.get("scaler"),
-        rng_state=rng,
+        rng_state={k: v for k, v in tensors.items() if k.startswith("rng.")},
         extra=meta.get("extra", {}),
         path=path,
     )
