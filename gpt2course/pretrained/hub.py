@@ -95,26 +95,12 @@ def _remove_from_hub_cache(weights: Path) -> None:
         blob.unlink(missing_ok=True)
 
 
-# A hub revision is a git commit: 40 hex digits. Anything else in a bundle's manifest (a
-# "../.." or an absolute path) would turn the snapshot folder into a path outside the cache.
-REVISION_RE = re.compile(r"[0-9a-f]{40}")
-SHA256_RE = re.compile(r"[0-9a-f]{64}")
-
 # The sha256 of model.safetensors as published on the hub (its git-LFS pointer), for the
 # sizes where the course can cite it; a bundle's own manifest is not evidence of anything.
 # gpt2: openai-community/gpt2 at 607a30d783dfa663caf39e06633721c8d4cfcd7e, 548105171 bytes.
 PUBLISHED_WEIGHTS_SHA256 = {
     "gpt2": "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707",
 }
-
-
-def _inside(path: Path, root: Path) -> bool:
-    """Whether ``path`` (symlinks followed) is ``root`` or below it."""
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def check_hub_entry(repo: str, revision: str, sha: Mapping[str, str]) -> None:
@@ -124,7 +110,9 @@ def check_hub_entry(repo: str, revision: str, sha: Mapping[str, str]) -> None:
         raise CheckpointError(
             f"repo {repo!r} is not one of GPT-2's ({', '.join(HUB_REPOS.values())})"
         )
-    if not isinstance(revision, str) or not REVISION_RE.fullmatch(revision):
+    # A hub revision is a git commit: 40 hex digits. Anything else in a bundle's manifest (a
+    # "../.." or an absolute path) would turn the snapshot folder into a path outside the cache.
+    if not isinstance(revision, str) or not re.fullmatch(r"[0-9a-f]{40}", revision):
         raise CheckpointError(
             f"revision {revision!r} is not a commit hash (40 hex digits); refusing the bundle"
         )
@@ -134,7 +122,7 @@ def check_hub_entry(repo: str, revision: str, sha: Mapping[str, str]) -> None:
             f"the files listed are {names!r}; a model bundle has exactly {WEIGHTS_FILE} and {CONFIG_FILE}"
         )
     for fname, digest in sha.items():
-        if not isinstance(digest, str) or not SHA256_RE.fullmatch(digest):
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise CheckpointError(f"the sha256 of {fname} is {digest!r}, not 64 hex digits")
 
 
@@ -162,7 +150,7 @@ def _place_in_hub_cache(repo: str, revision: str, folder: Path, sha: Mapping[str
     snap.mkdir(parents=True, exist_ok=True)
     (root / "refs").mkdir(exist_ok=True)
     for sub in (root / "blobs", snap, root / "refs"):
-        if not _inside(sub, cache):  # a symlink planted in the cache earlier
+        if not sub.resolve().is_relative_to(cache.resolve()):  # a symlink planted earlier
             raise CheckpointError(f"{sub} leads outside the hub cache {cache}; remove it and retry")
     for fname, digest in sha.items():
         blob = root / "blobs" / digest
