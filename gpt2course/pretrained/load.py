@@ -151,8 +151,8 @@ def _natural(s: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
-def _few(names: list[str], n: int = 6) -> str:
-    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+def _few(names: list[str], n: int = 6, sep: str = ", ") -> str:
+    return sep.join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _hint(name: str, shape: tuple, expected: tuple, transpose: bool) -> str:
@@ -230,8 +230,7 @@ def _plan(
             "and as many blocks as the checkpoint?)"
         )
     if bad:
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        problems.append(f"wrong shape: {'; '.join(bad[:5])}{more} " + " ".join(hints).strip())
+        problems.append(f"wrong shape: {_few(bad, 5, '; ')} " + " ".join(hints).strip())
     if problems:
         config = getattr(model, "config", None)
         what = (
