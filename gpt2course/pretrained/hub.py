@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -126,36 +125,21 @@ def check_hub_entry(repo: str, revision: str, sha: Mapping[str, str]) -> None:
             raise CheckpointError(f"the sha256 of {fname} is {digest!r}, not 64 hex digits")
 
 
-def _link_or_copy(blob: Path, link: Path) -> None:
-    """Make ``link`` point at ``blob`` in one step (a new link renamed over the old), so two
-    processes seeding at once never see a missing file nor copy a blob onto itself."""
-    tmp = link.parent / f".{link.name}.{secrets.token_hex(6)}.link"
-    try:
-        tmp.symlink_to(os.path.relpath(blob, link.parent))
-        os.replace(tmp, link)
-    except OSError:  # no symlinks (some Windows setups): a copy works the same
-        tmp.unlink(missing_ok=True)
-        atomic_copy(blob, link)
-
-
 def _place_in_hub_cache(repo: str, revision: str, folder: Path, sha: Mapping[str, str]) -> None:
-    """Write files into huggingface_hub's layout: blobs/<sha256>, snapshots/<rev>/<file> linking
-    to them, refs/main naming the revision. Each file lands complete or not at all, only inside
-    the cache (the entry is checked first), and only with the hash it is listed with."""
+    """Write files into huggingface_hub's layout: snapshots/<rev>/<file> (as real files, as it
+    stores them itself where there are no symlinks) and refs/main naming the revision. Each file
+    lands complete or not at all, only inside the cache (the entry is checked first), and only
+    with the hash it is listed with."""
     check_hub_entry(repo, revision, sha)
     cache = hub_cache_dir()
     root = cache / ("models--" + repo.replace("/", "--"))
     snap = root / "snapshots" / revision
-    (root / "blobs").mkdir(parents=True, exist_ok=True)
     snap.mkdir(parents=True, exist_ok=True)
     (root / "refs").mkdir(exist_ok=True)
-    for sub in (root / "blobs", snap, root / "refs"):
+    for sub in (snap, root / "refs"):
         if not sub.resolve().is_relative_to(cache.resolve()):  # a symlink planted earlier
             raise CheckpointError(f"{sub} leads outside the hub cache {cache}; remove it and retry")
     for fname, digest in sha.items():
-        blob = root / "blobs" / digest
-        src = folder / fname
-        if blob.is_symlink() or not blob.is_file() or blob.stat().st_size != src.stat().st_size:
-            atomic_copy(src, blob, expected_sha256=digest)
-        _link_or_copy(blob, snap / fname)
+        # A new file renamed over the old (a link into blobs/ too): two seeds at once are safe.
+        atomic_copy(folder / fname, snap / fname, expected_sha256=digest)
     atomic_write_text(root / "refs" / "main", revision)
