@@ -60,30 +60,27 @@ def _from_hub(name: str) -> tuple[Path, Path | None]:
     repo = HUB_REPOS[name]
     kw = dict(repo_id=repo, cache_dir=str(hub_cache_dir()))
     # The published weights never change: a cached copy is used without asking the network.
-    cached = try_to_load_from_cache(filename=WEIGHTS_FILE, **kw)
-    cached = Path(cached) if isinstance(cached, str) else None  # or a "known absent" marker
-    offline = _offline() or (cached is None and not _hub_reachable())
-    try:
-        weights = cached or Path(
-            hf_hub_download(filename=WEIGHTS_FILE, local_files_only=offline, **kw)
-        )
-    except Exception as e:  # network errors come in many types, all need the same advice
-        if _offline():
-            why = "is not in the local hub cache and HF_HUB_OFFLINE is set"
-        elif offline:
-            why = f"is not in the local hub cache ({hub_cache_dir()}) and the hub is not reachable (no network?)"
-        else:
+    # (try_to_load_from_cache gives a path, None, or a marker for "known to be absent".)
+    weights, config = (
+        try_to_load_from_cache(filename=f, **kw) for f in (WEIGHTS_FILE, CONFIG_FILE)
+    )
+    if isinstance(weights, str):
+        return Path(weights), (Path(config) if isinstance(config, str) else None)
+    if _offline():
+        why = "is not in the local hub cache and HF_HUB_OFFLINE is set"
+    elif not _hub_reachable():
+        why = f"is not in the local hub cache ({hub_cache_dir()}) and the hub is not reachable (no network?)"
+    else:
+        try:
+            weights = Path(hf_hub_download(filename=WEIGHTS_FILE, **kw))
+        except Exception as e:  # network errors come in many types, all need the same advice
             why = f"could not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-        raise CheckpointError(f"{repo}/{WEIGHTS_FILE} {why}. {OFFLINE_HELP}") from None
-    try:
-        config = Path(
-            hf_hub_download(
-                filename=CONFIG_FILE, local_files_only=offline or cached is not None, **kw
-            )
-        )
-    except Exception:
-        config = None  # the published sizes are known without it
-    return weights, config
+        else:
+            try:
+                return weights, Path(hf_hub_download(filename=CONFIG_FILE, **kw))
+            except Exception:
+                return weights, None  # the published sizes are known without it
+    raise CheckpointError(f"{repo}/{WEIGHTS_FILE} {why}. {OFFLINE_HELP}")
 
 
 def _remove_from_hub_cache(weights: Path) -> None:
