@@ -85,14 +85,6 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": groups}
 
 
-def _rng_tensors() -> dict[str, torch.Tensor]:
-    out = {"rng.cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            out[f"rng.cuda.{i}"] = s
-    return out
-
-
 def restore_rng(rng_state: dict[str, torch.Tensor]) -> None:
     """Put back the RNG states a checkpoint saved (dropout then draws the same masks)."""
     if "rng.cpu" in rng_state:
@@ -141,7 +133,9 @@ def save_checkpoint(
             "scaler": scaler_state,
             "extra": extra or {},
         }
-        rng = _rng_tensors()
+        rng = {"rng.cpu": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng |= {f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
         if optimizer is not None:
             tensors, meta["optimizer"] = _flatten_optimizer(optimizer.state_dict())
             write_safetensors(tensors | rng, tmp / "optimizer.safetensors")

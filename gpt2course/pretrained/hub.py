@@ -33,10 +33,6 @@ def hub_cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-
-
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the hub answers at all: without a network, fail in seconds, not after retries."""
     from huggingface_hub import constants
@@ -66,7 +62,7 @@ def _from_hub(name: str) -> tuple[Path, Path | None]:
     )
     if isinstance(weights, str):
         return Path(weights), (Path(config) if isinstance(config, str) else None)
-    if _offline():
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
         why = "is not in the local hub cache and HF_HUB_OFFLINE is set"
     elif not _hub_reachable():
         why = f"is not in the local hub cache ({hub_cache_dir()}) and the hub is not reachable (no network?)"

@@ -147,10 +147,6 @@ def _tied(params: Mapping[str, nn.Parameter]) -> bool:
     return "lm_head.weight" not in params or params["lm_head.weight"] is params.get("wte.weight")
 
 
-def _natural(s: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
-
-
 def _few(names: list[str], n: int = 6, sep: str = ", ") -> str:
     return sep.join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
@@ -171,8 +167,12 @@ def _hint(name: str, shape: tuple, expected: tuple, transpose: bool) -> str:
     return ""
 
 
-def _check_heads(model: nn.Module, n_head: int | None) -> None:
-    """The number of heads changes no shape, so a wrong one would load and give wrong logits."""
+def _plan(
+    model: nn.Module, shapes: Mapping[str, tuple[int, ...]], n_head: int | None = None
+) -> dict[str, tuple[str, bool]]:
+    """Checkpoint key -> (our name, transpose?) for every tensor to copy; or ``CheckpointError``
+    naming each tensor with no parameter, each parameter with no tensor, each misfit shape."""
+    # The number of heads changes no shape, so a wrong one would load and give wrong logits.
     for name, module in model.named_modules():
         heads = getattr(module, "n_head", None)
         if n_head and name.endswith(".attn") and isinstance(heads, int) and heads != n_head:
@@ -181,14 +181,6 @@ def _check_heads(model: nn.Module, n_head: int | None) -> None:
                 "the weights would load and the attention would be wrong. Build the model from "
                 "the checkpoint's config"
             )
-
-
-def _plan(
-    model: nn.Module, shapes: Mapping[str, tuple[int, ...]], n_head: int | None = None
-) -> dict[str, tuple[str, bool]]:
-    """Checkpoint key -> (our name, transpose?) for every tensor to copy; or ``CheckpointError``
-    naming each tensor with no parameter, each parameter with no tensor, each misfit shape."""
-    _check_heads(model, n_head)
     params = dict(model.named_parameters(remove_duplicate=False))
     plan: dict[str, tuple[str, bool]] = {}
     done, unused, bad, hints = set(), [], [], {}
@@ -214,7 +206,10 @@ def _plan(
             hints[_hint(name, tuple(shape), expected, transpose)] = None
         plan[key] = (name, transpose)
         done.add(name)
-    missing = sorted(set(params) - done - {"lm_head.weight"}, key=_natural)
+    missing = sorted(  # in natural order: h.2 before h.10
+        set(params) - done - {"lm_head.weight"},
+        key=lambda s: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)],
+    )
     problems = []
     if missing:
         problems.append(
