@@ -82,8 +82,9 @@ def resolve(name_or_path: str | Path) -> tuple[Path, Path | None, str | None]:
     return p, (config if config.is_file() else None), None
 
 
-def _open(name_or_path: str | Path) -> tuple[SafetensorsFile, Path | None, dict, str | None]:
-    """The checked weights file, its config.json (path and settings) and its hub name."""
+def _open(name_or_path: str | Path) -> tuple[SafetensorsFile, GPTConfig | None, dict, str | None]:
+    """The checked weights file, the model's config (None for a lone .safetensors file), its
+    config.json's settings and its hub name."""
     weights, config_path, hub_name = resolve(name_or_path)
     try:
         st = SafetensorsFile(weights)
@@ -104,7 +105,8 @@ def _open(name_or_path: str | Path) -> tuple[SafetensorsFile, Path | None, dict,
         raise CheckpointError(
             f"{weights}: a GPT-2's weights are floating point, but these are not: {', '.join(bad[:6])}"
         )
-    return st, config_path, (_read_config(config_path) if config_path else {}), hub_name
+    raw = _read_config(config_path) if config_path else {}
+    return st, _gpt_config(config_path, raw, hub_name), raw, hub_name
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -122,13 +124,11 @@ def _read_config(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _gpt_config(
-    st: SafetensorsFile, path: Path | None, raw: dict, hub_name: str | None
-) -> GPTConfig:
+def _gpt_config(path: Path | None, raw: dict, hub_name: str | None) -> GPTConfig | None:
     """The model's config: ours from config.json if we wrote it, else transformers' keys, else
-    the published size's, else what the tensor shapes imply."""
+    the published size's; None for a lone .safetensors file."""
     if path is None:
-        return GPTConfig.from_name(hub_name) if hub_name else config_from_shapes(st.shapes())
+        return GPTConfig.from_name(hub_name) if hub_name else None
     try:
         if OUR_CONFIG_KEY not in raw:
             return config_from_hf(raw)
@@ -277,10 +277,9 @@ def load_weights(model: nn.Module, name_or_path: str | Path) -> nn.Module:
     ``CheckpointError`` names what does not fit. Sets ``model.is_standin`` (True for the
     course's random stand-in) and returns ``model``.
     """
-    st, config_path, raw, hub_name = _open(name_or_path)
     # The config refuses GPT-2 variants your model does not implement, and gives n_head,
     # which no shape tells; a lone .safetensors file has none.
-    config = _gpt_config(st, config_path, raw, hub_name) if config_path or hub_name else None
+    st, config, raw, _ = _open(name_or_path)
     load_tensors(model, st.shapes(), st.read, config and config.n_head)
     model.is_standin = bool(raw.get(STANDIN_KEY, False))
     return model
@@ -307,8 +306,8 @@ def load_pretrained(
     holding config.json + model.safetensors, or a .safetensors file. Returned in eval mode on
     ``device`` (default cpu) in ``dtype`` (default float32), with ``model.source`` (where the
     weights came from) and ``model.is_standin`` (a random stand-in, not GPT-2) set."""
-    st, config_path, raw, hub_name = _open(name_or_path)
-    config = _gpt_config(st, config_path, raw, hub_name)
+    st, config, raw, hub_name = _open(name_or_path)
+    config = config or config_from_shapes(st.shapes())  # the tensor shapes imply the rest
     shapes = st.shapes()
     # Checked on the meta device first: a config.json claiming n_embd=10**6 would otherwise
     # ask for terabytes before any tensor is compared.
