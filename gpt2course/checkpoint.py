@@ -166,7 +166,6 @@ def check_checkpoint_dest(path: str | Path) -> Path:
             f"{path} exists and is not a checkpoint folder; save into a new or empty folder"
         )
     try:  # the only sure test of writability (permissions, read-only mounts, a file on the way)
-        path.parent.mkdir(parents=True, exist_ok=True)
         os.rmdir(make_temp_dir(path))
     except OSError as e:
         raise CheckpointError(

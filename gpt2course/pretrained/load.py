@@ -348,10 +348,9 @@ def write_model(
     ``GPTConfig`` (under ``gpt2course_config``), so dropout and bias survive a round trip.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_safetensors(to_hf_state_dict(model), folder / WEIGHTS_FILE)
+    write_safetensors(to_hf_state_dict(model), folder / WEIGHTS_FILE)  # makes the folder
     cfg = hf_config_dict(model.config) | {OUR_CONFIG_KEY: model.config.to_dict()}
-    cfg |= dict(extra_config or {})
+    cfg |= extra_config or {}
     atomic_write_text(folder / CONFIG_FILE, json.dumps(cfg, indent=2) + "\n")
     return folder
 
