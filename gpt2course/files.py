@@ -167,8 +167,6 @@ def remove_stale_temps(dest: str | Path) -> list[Path]:
     running process still holds with ``lock_dir``. Returns what was removed."""
     dest = Path(dest)
     removed = []
-    if not dest.parent.is_dir():
-        return removed
     for p in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
         if not (p.name.endswith(".tmp") or p.name == f".{dest.name}.old") or p.is_symlink():
             continue
