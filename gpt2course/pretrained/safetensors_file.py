@@ -93,13 +93,8 @@ class SafetensorsFile:
         return torch.frombuffer(buf, dtype=dtype).reshape(shape)
 
 
-def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path) -> Path:
+def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path) -> None:
     """Write tensors to a .safetensors file atomically (temp file, then rename)."""
-    path = Path(path)
     with atomic_path(path) as tmp:
-        save_file(
-            {k: v.contiguous() for k, v in tensors.items()},
-            str(tmp),
-            metadata={"format": "pt"},
-        )
-    return path
+        tensors = {k: v.contiguous() for k, v in tensors.items()}
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
