@@ -28,11 +28,6 @@ class Asset:
     sha256: str
     what: str
 
-    @property
-    def tiktoken_cache_name(self) -> str:
-        """The file name tiktoken gives this URL in its cache (sha1 of the URL)."""
-        return hashlib.sha1(self.url.encode()).hexdigest()
-
 
 ASSETS: dict[str, Asset] = {
     a.name: a
@@ -131,10 +126,6 @@ def _install_copy(src: Path, dest: Path, expected: str) -> None:
         _check_hash(tmp, dest, expected, str(src))
 
 
-class _CutShort(Exception):
-    """A body shorter than its Content-Length: retried."""
-
-
 def download(url: str, dest: Path, sha256: str, retries: int = 3, timeout: float = 10.0) -> Path:
     """Download ``url`` to ``dest`` atomically (temp file + rename) and verify its sha256.
 
@@ -142,7 +133,6 @@ def download(url: str, dest: Path, sha256: str, retries: int = 3, timeout: float
     at once: retrying a dead host only makes a test run look hung. A server error (5xx) or a
     transfer that started and broke (reset, stalled, cut short) is tried again.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
     last = ""
     for attempt in range(retries):
         if attempt:
@@ -158,18 +148,12 @@ def download(url: str, dest: Path, sha256: str, retries: int = 3, timeout: float
             reason = getattr(e, "reason", e)
             raise AssetError(f"could not reach {url} ({reason}). {OFFLINE_HINT}") from None
         try:
-            with atomic_path(dest) as tmp:
-                with open(tmp, "xb") as out, response:
-                    shutil.copyfileobj(response, out)
-                    got, want = out.tell(), response.headers.get("Content-Length")
-                # http.client returns a body cut short as if it were whole: count the bytes.
-                # Raising (not `continue`) leaves the with block so the part file is dropped.
-                if want is not None and want.isdigit() and got != int(want):
-                    raise _CutShort(f"the transfer broke after {got} of {want} bytes")
+            with atomic_path(dest) as tmp, response:
+                # One read() of the whole (small) file: it raises IncompleteRead on a body cut
+                # short, which read(n), as copyfileobj calls it, would return as if whole.
+                tmp.write_bytes(response.read())
                 _check_hash(tmp, dest, sha256, url)
             return dest
-        except _CutShort as e:
-            last = str(e)
         except (OSError, http.client.HTTPException) as e:
             last = f"the transfer broke: {type(e).__name__}: {e}"
     raise AssetError(f"could not download {url} after {attempt + 1} tries ({last}). {OFFLINE_HINT}")
@@ -177,25 +161,21 @@ def download(url: str, dest: Path, sha256: str, retries: int = 3, timeout: float
 
 def fetch(name: str) -> Path:
     """The path of a verified asset in the cache, downloading it once if needed."""
-    asset = _get(name)
-    dest = path_of(name)
-    if dest.is_file():
-        if sha256_of(dest) == asset.sha256:
-            return dest
-        dest.unlink()  # a damaged copy: fetch it again
+    asset, dest = _get(name), path_of(name)
+    if is_present(name):
+        return dest
+    dest.unlink(missing_ok=True)  # a damaged copy: fetch it again
     return download(asset.url, dest, asset.sha256)
 
 
 def ensure_tiktoken_files() -> None:
     """Put the verified tokenizer files where tiktoken looks, so it needs no network."""
-    tdir = tiktoken_cache_dir()
-    tdir.mkdir(parents=True, exist_ok=True)
     for name in TIKTOKEN_FILES:
         asset = ASSETS[name]
-        dest = tdir / asset.tiktoken_cache_name
-        if dest.is_file() and sha256_of(dest) == asset.sha256:
-            continue
-        _install_copy(fetch(name), dest, asset.sha256)
+        # tiktoken names a download by the sha1 of its URL.
+        dest = tiktoken_cache_dir() / hashlib.sha1(asset.url.encode()).hexdigest()
+        if not (dest.is_file() and sha256_of(dest) == asset.sha256):
+            _install_copy(fetch(name), dest, asset.sha256)
 
 
 def tiktoken_gpt2():

@@ -71,35 +71,18 @@ def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]
                 tensors[f"state.{idx}.{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars.setdefault(str(idx), {})[key] = value
-    groups = [
-        {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
-        for g in state_dict["param_groups"]
-    ]
-    return tensors, {"param_groups": groups, "scalars": scalars}
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
 
 
 def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict[str, Any]] = {}
+    """``optimizer.state_dict()`` again from the ``state.*`` tensors and the JSON rest."""
+    state = {int(idx): dict(values) for idx, values in meta.get("scalars", {}).items()}
     for name, t in tensors.items():
-        _, idx, key = name.split(".", 2)
-        state.setdefault(int(idx), {})[key] = t
-    for idx, values in meta.get("scalars", {}).items():
-        state.setdefault(int(idx), {}).update(values)
-    groups = []
-    for g in meta["param_groups"]:
-        g = dict(g)
-        if "betas" in g:
-            g["betas"] = tuple(g["betas"])
-        groups.append(g)
+        if name.startswith("state."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = t
+    groups = [g | {"betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
     return {"state": state, "param_groups": groups}
-
-
-def _rng_tensors() -> dict[str, torch.Tensor]:
-    out = {"rng.cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            out[f"rng.cuda.{i}"] = s
-    return out
 
 
 def restore_rng(rng_state: dict[str, torch.Tensor]) -> None:
@@ -150,7 +133,9 @@ def save_checkpoint(
             "scaler": scaler_state,
             "extra": extra or {},
         }
-        rng = _rng_tensors()
+        rng = {"rng.cpu": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng |= {f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
         if optimizer is not None:
             tensors, meta["optimizer"] = _flatten_optimizer(optimizer.state_dict())
             write_safetensors(tensors | rng, tmp / "optimizer.safetensors")
@@ -181,7 +166,6 @@ def check_checkpoint_dest(path: str | Path) -> Path:
             f"{path} exists and is not a checkpoint folder; save into a new or empty folder"
         )
     try:  # the only sure test of writability (permissions, read-only mounts, a file on the way)
-        path.parent.mkdir(parents=True, exist_ok=True)
         os.rmdir(make_temp_dir(path))
     except OSError as e:
         raise CheckpointError(
@@ -267,12 +251,7 @@ def load_checkpoint(
     model.train()  # ready to carry on training, as GPT(config) would be
     opt_file = path / "optimizer.safetensors"
     st = SafetensorsFile(opt_file if opt_file.is_file() else path / "rng.safetensors")
-    extra_tensors = {k: st.read(k) for k in st.entries}
-    rng = {k: v for k, v in extra_tensors.items() if k.startswith("rng.")}
-    optimizer_state = None
-    if "optimizer" in meta:
-        tensors = {k: v for k, v in extra_tensors.items() if k.startswith("state.")}
-        optimizer_state = _unflatten_optimizer(tensors, meta["optimizer"])
+    tensors = {k: st.read(k) for k in st.entries}
     return Checkpoint(
         model=model,
         config=model.config,
@@ -280,23 +259,20 @@ def load_checkpoint(
         data_position=meta.get("data_position", 0),
         history=meta.get("history"),
         train_config=meta.get("train_config"),
-        optimizer_state=optimizer_state,
+        optimizer_state=(
+            _unflatten_optimizer(tensors, meta["optimizer"]) if "optimizer" in meta else None
+        ),
         scaler_state=meta.get("scaler"),
-        rng_state=rng,
+        rng_state={k: v for k, v in tensors.items() if k.startswith("rng.")},
         extra=meta.get("extra", {}),
         path=path,
     )
 
 
-def is_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` is a folder written by ``save_checkpoint`` (``train --out``)."""
-    return (Path(path) / "checkpoint.json").is_file()
-
-
 def tokenizer_name(path: str | Path) -> str:
     """The tokenizer a checkpoint was trained with (``"bytes"`` or ``"gpt2"``); ``"gpt2"``
     for a model folder that is not a training checkpoint (GPT-2's own)."""
-    if not is_checkpoint(path):
+    if not (Path(path) / "checkpoint.json").is_file():
         return "gpt2"
     return _read_meta(Path(path)).get("extra", {}).get("tokenizer") or "gpt2"
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["GPTConfig", "MODEL_NAMES", "SIZES"]
-
 # The four published GPT-2 sizes.
 SIZES = {
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768),  # 124M

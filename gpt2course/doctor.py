@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import platform
+import re
 import sys
 from dataclasses import dataclass
 
@@ -24,127 +25,75 @@ def _version(module: str) -> str | None:
     return getattr(mod, "__version__", "installed")
 
 
+def _package(module: str, fix: str, version_ok=lambda v: True) -> Finding:
+    v = _version(module)
+    return Finding(module, v is not None and version_ok(v), v or "not importable", fix)
+
+
+def _widgets_ok(v: str) -> bool:
+    """ipywidgets 7.7 or newer, before 9 (a version it does not say is taken as fine)."""
+    m = re.match(r"(\d+)\.(\d+)", v)
+    return v == "installed" or bool(m) and (7, 7) <= (int(m[1]), int(m[2])) < (9, 0)
+
+
+def _device() -> Finding:
+    """The device and dtype the course will pick."""
+    import torch
+
+    from .device import has_native_bf16, in_colab, pick_device, pick_dtype
+
+    try:
+        dev = pick_device()
+        dtype = str(pick_dtype(dev)).removeprefix("torch.")
+        name, note = dev.type, ""
+        if dev.type == "cuda":
+            name = f"cuda ({torch.cuda.get_device_name(dev)})"
+            note = "" if has_native_bf16(dev) else " (no native bf16: fp16 is used)"
+        elif dev.type == "cpu":
+            note = " (no GPU: the course runs on the CPU, slower in parts 6-8)"
+        where = " in Colab" if in_colab() else ""
+        return Finding("device", True, f"{name}{where}, dtype {dtype}{note}")
+    except Exception as e:  # a broken CUDA install should not hide the rest of the report
+        return Finding(
+            "device", False, f"{type(e).__name__}: {e}", "reinstall torch for your machine"
+        )
+
+
 def diagnose() -> list[Finding]:
     """Check Python, the packages, the device and dtype, and every asset."""
-    out: list[Finding] = []
-    py = platform.python_version()
-    out.append(
-        Finding(
-            "python",
-            sys.version_info >= (3, 10),
-            py,
-            "install Python 3.10 or newer (Colab and conda have it)",
-        )
-    )
+    from . import assets
 
-    torch_v = _version("torch")
+    py_fix = "install Python 3.10 or newer (Colab and conda have it)"
+    out = [Finding("python", sys.version_info >= (3, 10), platform.python_version(), py_fix)]
     out.append(
-        Finding(
+        _package(
             "torch",
-            torch_v is not None,
-            torch_v or "not importable",
             "pip install torch  (on a CPU-only machine: pip install torch --index-url "
             "https://download.pytorch.org/whl/cpu)",
         )
     )
-    if torch_v is not None:
-        from .device import has_native_bf16, in_colab, pick_device, pick_dtype
-
-        try:
-            dev = pick_device()
-            dtype = pick_dtype(dev)
-            name = dev.type
-            if dev.type == "cuda":
-                import torch
-
-                name = f"cuda ({torch.cuda.get_device_name(dev)})"
-                note = "" if has_native_bf16(dev) else " (no native bf16: fp16 is used)"
-            else:
-                note = (
-                    " (no GPU: the course runs on the CPU, slower in parts 6-8)"
-                    if dev.type == "cpu"
-                    else ""
-                )
-            where = " in Colab" if in_colab() else ""
-            out.append(
-                Finding(
-                    "device",
-                    True,
-                    f"{name}{where}, dtype {str(dtype).removeprefix('torch.')}{note}",
-                )
-            )
-        except Exception as e:  # a broken CUDA install should not hide the rest of the report
-            out.append(
-                Finding(
-                    "device", False, f"{type(e).__name__}: {e}", "reinstall torch for your machine"
-                )
-            )
-
-    widgets_v = _version("ipywidgets")
-    ok = widgets_v is not None and (
-        widgets_v == "installed" or widgets_v.split(".")[0] in ("7", "8")
-    )
-    if ok and widgets_v and widgets_v[0] == "7":
-        ok = tuple(int(x) for x in widgets_v.split(".")[:2]) >= (7, 7)
-    out.append(
-        Finding(
-            "ipywidgets",
-            ok,
-            widgets_v or "not importable",
-            'pip install "ipywidgets>=7.7,<9"',
-        )
-    )
-    tk_v = _version("tiktoken")
-    out.append(
-        Finding("tiktoken", tk_v is not None, tk_v or "not importable", "pip install tiktoken")
-    )
-
-    from . import assets
-
-    for name, a in assets.ASSETS.items():
+    if out[-1].ok:
+        out.append(_device())
+    out.append(_package("ipywidgets", 'pip install "ipywidgets>=7.7,<9"', _widgets_ok))
+    out.append(tiktoken := _package("tiktoken", "pip install tiktoken"))
+    for name in assets.ASSETS:
         p = assets.path_of(name)
         if not p.exists():
-            out.append(
-                Finding(
-                    f"asset {name}",
-                    False,
-                    f"missing from {assets.cache_dir()}",
-                    "python -m gpt2course assets fetch  (no network: assets seed --from DIR)",
-                )
-            )
-        elif assets.sha256_of(p) != a.sha256:
-            out.append(
-                Finding(
-                    f"asset {name}",
-                    False,
-                    "corrupt (wrong sha256)",
-                    f"delete {p} and run python -m gpt2course assets fetch",
-                )
-            )
+            fix = "python -m gpt2course assets fetch  (no network: assets seed --from DIR)"
+            out.append(Finding(f"asset {name}", False, f"missing from {assets.cache_dir()}", fix))
         else:
-            out.append(Finding(f"asset {name}", True, "ok"))
-
-    if tk_v is not None and all(assets.is_present(n) for n in assets.TIKTOKEN_FILES):
+            ok = assets.is_present(name)
+            detail = "ok" if ok else "corrupt (wrong sha256)"
+            fix = f"delete {p} and run python -m gpt2course assets fetch"
+            out.append(Finding(f"asset {name}", ok, detail, fix))
+    if tiktoken.ok and all(assets.is_present(n) for n in assets.TIKTOKEN_FILES):
         try:
-            enc = assets.tiktoken_gpt2()
-            ok = enc.encode("hello world") == [31373, 995]
-            out.append(
-                Finding(
-                    "tiktoken gpt2 offline",
-                    ok,
-                    "ready" if ok else "gives wrong ids",
-                    "python -m gpt2course assets seed --from DIR",
-                )
-            )
+            ok = assets.tiktoken_gpt2().encode("hello world") == [31373, 995]
+            detail = "ready" if ok else "gives wrong ids"
         except Exception as e:
-            out.append(
-                Finding(
-                    "tiktoken gpt2 offline",
-                    False,
-                    f"{type(e).__name__}: {e}",
-                    "python -m gpt2course assets seed --from DIR",
-                )
-            )
+            ok, detail = False, f"{type(e).__name__}: {e}"
+        fix = "python -m gpt2course assets seed --from DIR"
+        out.append(Finding("tiktoken gpt2 offline", ok, detail, fix))
     return out
 
 

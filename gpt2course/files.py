@@ -19,6 +19,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -42,20 +43,6 @@ def _temp_name(dest: Path, suffix: str) -> Path:
     return dest.parent / f".{dest.name}.{secrets.token_hex(6)}{suffix}"
 
 
-def _umask() -> int:
-    """The process's umask, read without changing it where the OS allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it
-    os.umask(mask)
-    return mask
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -67,7 +54,7 @@ def _fsync(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | Path, suffix: str = ".part") -> Iterator[Path]:
+def atomic_path(dest: str | Path) -> Iterator[Path]:
     """A temporary path beside ``dest`` to write; on a clean exit it replaces ``dest``.
 
     The path does not exist yet: create it with ``open`` (or any writer). If the block
@@ -76,12 +63,17 @@ def atomic_path(dest: str | Path, suffix: str = ".part") -> Iterator[Path]:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(dest, suffix)
+    tmp = _temp_name(dest, ".part")
     try:
+        # The mode a plain open gives (0666 minus the umask), read off a file made so; the
+        # umask itself cannot be read without setting it, which races with other threads.
+        tmp.touch(exist_ok=False)
+        mode = stat.S_IMODE(tmp.stat().st_mode)
+        tmp.unlink()
         yield tmp
         if not tmp.is_file():
             raise FileNotFoundError(f"nothing was written to {tmp} for {dest}")
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, mode)
         _fsync(tmp)
         os.replace(tmp, dest)
         with contextlib.suppress(OSError):  # make the rename itself durable (POSIX only)
@@ -175,8 +167,6 @@ def remove_stale_temps(dest: str | Path) -> list[Path]:
     running process still holds with ``lock_dir``. Returns what was removed."""
     dest = Path(dest)
     removed = []
-    if not dest.parent.is_dir():
-        return removed
     for p in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
         if not (p.name.endswith(".tmp") or p.name == f".{dest.name}.old") or p.is_symlink():
             continue

@@ -23,7 +23,7 @@ from .load import (
     write_model,
     write_standin_checkpoint,
 )
-from .published import PUBLISHED_GREEDY, PUBLISHED_PROMPT, greedy_ids, matches_published_greedy
+from .published import PUBLISHED_GREEDY, PUBLISHED_PROMPT, greedy_ids
 from .safetensors_file import SafetensorsFile
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "iter_checkpoint",
     "load_pretrained",
     "load_weights",
-    "matches_published_greedy",
     "our_name",
     "write_model",
     "write_standin_checkpoint",

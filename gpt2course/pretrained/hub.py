@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,17 +33,6 @@ def hub_cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-
-
-def _cached(hf_hub_download, kw: dict) -> Path | None:
-    try:
-        return Path(hf_hub_download(filename=WEIGHTS_FILE, local_files_only=True, **kw))
-    except Exception:
-        return None
-
-
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the hub answers at all: without a network, fail in seconds, not after retries."""
     from huggingface_hub import constants
@@ -60,7 +48,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 def _from_hub(name: str) -> tuple[Path, Path | None]:
     """The cached paths of a hub model's weights and config, downloading them if needed."""
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
     except ImportError:
         raise CheckpointError(
             f"loading {name!r} by name needs huggingface_hub (pip install huggingface_hub). {OFFLINE_HELP}"
@@ -68,29 +56,27 @@ def _from_hub(name: str) -> tuple[Path, Path | None]:
     repo = HUB_REPOS[name]
     kw = dict(repo_id=repo, cache_dir=str(hub_cache_dir()))
     # The published weights never change: a cached copy is used without asking the network.
-    cached = _cached(hf_hub_download, kw)
-    offline = _offline() or (cached is None and not _hub_reachable())
-    try:
-        weights = cached or Path(
-            hf_hub_download(filename=WEIGHTS_FILE, local_files_only=offline, **kw)
-        )
-    except Exception as e:  # network errors come in many types, all need the same advice
-        if _offline():
-            why = "is not in the local hub cache and HF_HUB_OFFLINE is set"
-        elif offline:
-            why = f"is not in the local hub cache ({hub_cache_dir()}) and the hub is not reachable (no network?)"
-        else:
+    # (try_to_load_from_cache gives a path, None, or a marker for "known to be absent".)
+    weights, config = (
+        try_to_load_from_cache(filename=f, **kw) for f in (WEIGHTS_FILE, CONFIG_FILE)
+    )
+    if isinstance(weights, str):
+        return Path(weights), (Path(config) if isinstance(config, str) else None)
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        why = "is not in the local hub cache and HF_HUB_OFFLINE is set"
+    elif not _hub_reachable():
+        why = f"is not in the local hub cache ({hub_cache_dir()}) and the hub is not reachable (no network?)"
+    else:
+        try:
+            weights = Path(hf_hub_download(filename=WEIGHTS_FILE, **kw))
+        except Exception as e:  # network errors come in many types, all need the same advice
             why = f"could not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-        raise CheckpointError(f"{repo}/{WEIGHTS_FILE} {why}. {OFFLINE_HELP}") from None
-    try:
-        config = Path(
-            hf_hub_download(
-                filename=CONFIG_FILE, local_files_only=offline or cached is not None, **kw
-            )
-        )
-    except Exception:
-        config = None  # the published sizes are known without it
-    return weights, config
+        else:
+            try:
+                return weights, Path(hf_hub_download(filename=CONFIG_FILE, **kw))
+            except Exception:
+                return weights, None  # the published sizes are known without it
+    raise CheckpointError(f"{repo}/{WEIGHTS_FILE} {why}. {OFFLINE_HELP}")
 
 
 def _remove_from_hub_cache(weights: Path) -> None:
@@ -101,26 +87,12 @@ def _remove_from_hub_cache(weights: Path) -> None:
         blob.unlink(missing_ok=True)
 
 
-# A hub revision is a git commit: 40 hex digits. Anything else in a bundle's manifest (a
-# "../.." or an absolute path) would turn the snapshot folder into a path outside the cache.
-REVISION_RE = re.compile(r"[0-9a-f]{40}")
-SHA256_RE = re.compile(r"[0-9a-f]{64}")
-
 # The sha256 of model.safetensors as published on the hub (its git-LFS pointer), for the
 # sizes where the course can cite it; a bundle's own manifest is not evidence of anything.
 # gpt2: openai-community/gpt2 at 607a30d783dfa663caf39e06633721c8d4cfcd7e, 548105171 bytes.
 PUBLISHED_WEIGHTS_SHA256 = {
     "gpt2": "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707",
 }
-
-
-def _inside(path: Path, root: Path) -> bool:
-    """Whether ``path`` (symlinks followed) is ``root`` or below it."""
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def check_hub_entry(repo: str, revision: str, sha: Mapping[str, str]) -> None:
@@ -130,7 +102,9 @@ def check_hub_entry(repo: str, revision: str, sha: Mapping[str, str]) -> None:
         raise CheckpointError(
             f"repo {repo!r} is not one of GPT-2's ({', '.join(HUB_REPOS.values())})"
         )
-    if not isinstance(revision, str) or not REVISION_RE.fullmatch(revision):
+    # A hub revision is a git commit: 40 hex digits. Anything else in a bundle's manifest (a
+    # "../.." or an absolute path) would turn the snapshot folder into a path outside the cache.
+    if not isinstance(revision, str) or not re.fullmatch(r"[0-9a-f]{40}", revision):
         raise CheckpointError(
             f"revision {revision!r} is not a commit hash (40 hex digits); refusing the bundle"
         )
@@ -140,40 +114,25 @@ def check_hub_entry(repo: str, revision: str, sha: Mapping[str, str]) -> None:
             f"the files listed are {names!r}; a model bundle has exactly {WEIGHTS_FILE} and {CONFIG_FILE}"
         )
     for fname, digest in sha.items():
-        if not isinstance(digest, str) or not SHA256_RE.fullmatch(digest):
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise CheckpointError(f"the sha256 of {fname} is {digest!r}, not 64 hex digits")
 
 
-def _link_or_copy(blob: Path, link: Path) -> None:
-    """Make ``link`` point at ``blob`` in one step (a new link renamed over the old), so two
-    processes seeding at once never see a missing file nor copy a blob onto itself."""
-    tmp = link.parent / f".{link.name}.{secrets.token_hex(6)}.link"
-    try:
-        tmp.symlink_to(os.path.relpath(blob, link.parent))
-        os.replace(tmp, link)
-    except OSError:  # no symlinks (some Windows setups): a copy works the same
-        tmp.unlink(missing_ok=True)
-        atomic_copy(blob, link)
-
-
 def _place_in_hub_cache(repo: str, revision: str, folder: Path, sha: Mapping[str, str]) -> None:
-    """Write files into huggingface_hub's layout: blobs/<sha256>, snapshots/<rev>/<file> linking
-    to them, refs/main naming the revision. Each file lands complete or not at all, only inside
-    the cache (the entry is checked first), and only with the hash it is listed with."""
+    """Write files into huggingface_hub's layout: snapshots/<rev>/<file> (as real files, as it
+    stores them itself where there are no symlinks) and refs/main naming the revision. Each file
+    lands complete or not at all, only inside the cache (the entry is checked first), and only
+    with the hash it is listed with."""
     check_hub_entry(repo, revision, sha)
     cache = hub_cache_dir()
     root = cache / ("models--" + repo.replace("/", "--"))
     snap = root / "snapshots" / revision
-    (root / "blobs").mkdir(parents=True, exist_ok=True)
     snap.mkdir(parents=True, exist_ok=True)
     (root / "refs").mkdir(exist_ok=True)
-    for sub in (root / "blobs", snap, root / "refs"):
-        if not _inside(sub, cache):  # a symlink planted in the cache earlier
+    for sub in (snap, root / "refs"):
+        if not sub.resolve().is_relative_to(cache.resolve()):  # a symlink planted earlier
             raise CheckpointError(f"{sub} leads outside the hub cache {cache}; remove it and retry")
     for fname, digest in sha.items():
-        blob = root / "blobs" / digest
-        src = folder / fname
-        if blob.is_symlink() or not blob.is_file() or blob.stat().st_size != src.stat().st_size:
-            atomic_copy(src, blob, expected_sha256=digest)
-        _link_or_copy(blob, snap / fname)
+        # A new file renamed over the old (a link into blobs/ too): two seeds at once are safe.
+        atomic_copy(folder / fname, snap / fname, expected_sha256=digest)
     atomic_write_text(root / "refs" / "main", revision)

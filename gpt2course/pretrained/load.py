@@ -82,8 +82,9 @@ def resolve(name_or_path: str | Path) -> tuple[Path, Path | None, str | None]:
     return p, (config if config.is_file() else None), None
 
 
-def _open(name_or_path: str | Path) -> tuple[SafetensorsFile, Path | None, dict, str | None]:
-    """The checked weights file, its config.json (path and settings) and its hub name."""
+def _open(name_or_path: str | Path) -> tuple[SafetensorsFile, GPTConfig | None, dict, str | None]:
+    """The checked weights file, the model's config (None for a lone .safetensors file), its
+    config.json's settings and its hub name."""
     weights, config_path, hub_name = resolve(name_or_path)
     try:
         st = SafetensorsFile(weights)
@@ -104,7 +105,8 @@ def _open(name_or_path: str | Path) -> tuple[SafetensorsFile, Path | None, dict,
         raise CheckpointError(
             f"{weights}: a GPT-2's weights are floating point, but these are not: {', '.join(bad[:6])}"
         )
-    return st, config_path, (_read_config(config_path) if config_path else {}), hub_name
+    raw = _read_config(config_path) if config_path else {}
+    return st, _gpt_config(config_path, raw, hub_name), raw, hub_name
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -122,13 +124,11 @@ def _read_config(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _gpt_config(
-    st: SafetensorsFile, path: Path | None, raw: dict, hub_name: str | None
-) -> GPTConfig:
+def _gpt_config(path: Path | None, raw: dict, hub_name: str | None) -> GPTConfig | None:
     """The model's config: ours from config.json if we wrote it, else transformers' keys, else
-    the published size's, else what the tensor shapes imply."""
+    the published size's; None for a lone .safetensors file."""
     if path is None:
-        return GPTConfig.from_name(hub_name) if hub_name else config_from_shapes(st.shapes())
+        return GPTConfig.from_name(hub_name) if hub_name else None
     try:
         if OUR_CONFIG_KEY not in raw:
             return config_from_hf(raw)
@@ -147,12 +147,8 @@ def _tied(params: Mapping[str, nn.Parameter]) -> bool:
     return "lm_head.weight" not in params or params["lm_head.weight"] is params.get("wte.weight")
 
 
-def _natural(s: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
-
-
-def _few(names: list[str], n: int = 6) -> str:
-    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+def _few(names: list[str], n: int = 6, sep: str = ", ") -> str:
+    return sep.join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _hint(name: str, shape: tuple, expected: tuple, transpose: bool) -> str:
@@ -171,8 +167,12 @@ def _hint(name: str, shape: tuple, expected: tuple, transpose: bool) -> str:
     return ""
 
 
-def _check_heads(model: nn.Module, n_head: int | None) -> None:
-    """The number of heads changes no shape, so a wrong one would load and give wrong logits."""
+def _plan(
+    model: nn.Module, shapes: Mapping[str, tuple[int, ...]], n_head: int | None = None
+) -> dict[str, tuple[str, bool]]:
+    """Checkpoint key -> (our name, transpose?) for every tensor to copy; or ``CheckpointError``
+    naming each tensor with no parameter, each parameter with no tensor, each misfit shape."""
+    # The number of heads changes no shape, so a wrong one would load and give wrong logits.
     for name, module in model.named_modules():
         heads = getattr(module, "n_head", None)
         if n_head and name.endswith(".attn") and isinstance(heads, int) and heads != n_head:
@@ -181,14 +181,6 @@ def _check_heads(model: nn.Module, n_head: int | None) -> None:
                 "the weights would load and the attention would be wrong. Build the model from "
                 "the checkpoint's config"
             )
-
-
-def _plan(
-    model: nn.Module, shapes: Mapping[str, tuple[int, ...]], n_head: int | None = None
-) -> dict[str, tuple[str, bool]]:
-    """Checkpoint key -> (our name, transpose?) for every tensor to copy; or ``CheckpointError``
-    naming each tensor with no parameter, each parameter with no tensor, each misfit shape."""
-    _check_heads(model, n_head)
     params = dict(model.named_parameters(remove_duplicate=False))
     plan: dict[str, tuple[str, bool]] = {}
     done, unused, bad, hints = set(), [], [], {}
@@ -214,7 +206,10 @@ def _plan(
             hints[_hint(name, tuple(shape), expected, transpose)] = None
         plan[key] = (name, transpose)
         done.add(name)
-    missing = sorted(set(params) - done - {"lm_head.weight"}, key=_natural)
+    missing = sorted(  # in natural order: h.2 before h.10
+        set(params) - done - {"lm_head.weight"},
+        key=lambda s: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)],
+    )
     problems = []
     if missing:
         problems.append(
@@ -230,8 +225,7 @@ def _plan(
             "and as many blocks as the checkpoint?)"
         )
     if bad:
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        problems.append(f"wrong shape: {'; '.join(bad[:5])}{more} " + " ".join(hints).strip())
+        problems.append(f"wrong shape: {_few(bad, 5, '; ')} " + " ".join(hints).strip())
     if problems:
         config = getattr(model, "config", None)
         what = (
@@ -283,10 +277,9 @@ def load_weights(model: nn.Module, name_or_path: str | Path) -> nn.Module:
     ``CheckpointError`` names what does not fit. Sets ``model.is_standin`` (True for the
     course's random stand-in) and returns ``model``.
     """
-    st, config_path, raw, hub_name = _open(name_or_path)
     # The config refuses GPT-2 variants your model does not implement, and gives n_head,
     # which no shape tells; a lone .safetensors file has none.
-    config = _gpt_config(st, config_path, raw, hub_name) if config_path or hub_name else None
+    st, config, raw, _ = _open(name_or_path)
     load_tensors(model, st.shapes(), st.read, config and config.n_head)
     model.is_standin = bool(raw.get(STANDIN_KEY, False))
     return model
@@ -313,8 +306,8 @@ def load_pretrained(
     holding config.json + model.safetensors, or a .safetensors file. Returned in eval mode on
     ``device`` (default cpu) in ``dtype`` (default float32), with ``model.source`` (where the
     weights came from) and ``model.is_standin`` (a random stand-in, not GPT-2) set."""
-    st, config_path, raw, hub_name = _open(name_or_path)
-    config = _gpt_config(st, config_path, raw, hub_name)
+    st, config, raw, hub_name = _open(name_or_path)
+    config = config or config_from_shapes(st.shapes())  # the tensor shapes imply the rest
     shapes = st.shapes()
     # Checked on the meta device first: a config.json claiming n_embd=10**6 would otherwise
     # ask for terabytes before any tensor is compared.
@@ -355,10 +348,9 @@ def write_model(
     ``GPTConfig`` (under ``gpt2course_config``), so dropout and bias survive a round trip.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_safetensors(to_hf_state_dict(model), folder / WEIGHTS_FILE)
+    write_safetensors(to_hf_state_dict(model), folder / WEIGHTS_FILE)  # makes the folder
     cfg = hf_config_dict(model.config) | {OUR_CONFIG_KEY: model.config.to_dict()}
-    cfg |= dict(extra_config or {})
+    cfg |= extra_config or {}
     atomic_write_text(folder / CONFIG_FILE, json.dumps(cfg, indent=2) + "\n")
     return folder
 

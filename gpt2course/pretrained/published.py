@@ -20,8 +20,3 @@ def greedy_ids(model: nn.Module, ids: list[int], n: int) -> list[int]:
     """``n`` greedy tokens after ``ids`` from any module mapping ids (B, T) to logits (B, T, vocab)."""
     idx = torch.tensor([ids], device=next(model.parameters()).device)
     return generate(model, idx, n, temperature=0)[0, len(ids) :].tolist()
-
-
-def matches_published_greedy(model: nn.Module) -> bool:
-    """Whether ``model`` continues "The dog" greedily as the real gpt2 does (recorded outside)."""
-    return greedy_ids(model, PUBLISHED_PROMPT, len(PUBLISHED_GREEDY)) == PUBLISHED_GREEDY
