@@ -8,7 +8,6 @@ explicit version stores and the fused kernels avoid.
 
 from __future__ import annotations
 
-import argparse
 from functools import partial
 
 import torch
@@ -16,15 +15,9 @@ import torch.nn.functional as F
 
 from gpt2course.attention import causal_mask, scaled_dot_product_attention
 
-from ._timing import timed
+from ._timing import best_of, device_label, parser
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def _time(f, device: torch.device, repeat: int) -> float:
-    """Best wall time of ``repeat`` calls after a warm-up, in seconds."""
-    f()
-    return min(timed(f, device)[0] for _ in range(repeat))
 
 
 def run(
@@ -38,24 +31,20 @@ def run(
             torch.randn(batch, 12, T, 64, generator=g).to(device=device, dtype=dtype)
             for _ in range(3)
         )  # (B, nh, T, hd)
-        mask = causal_mask(T, device=device)
+        ours = partial(scaled_dot_product_attention, q, k, v, mask=causal_mask(T, device=device))
+        theirs = partial(F.scaled_dot_product_attention, q, k, v, is_causal=True)
         with torch.no_grad():
-            ours = scaled_dot_product_attention(q, k, v, mask=mask)
-            theirs = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            t_ours = _time(
-                partial(scaled_dot_product_attention, q, k, v, mask=mask), device, repeat
-            )
-            t_torch = _time(
-                partial(F.scaled_dot_product_attention, q, k, v, is_causal=True), device, repeat
-            )
+            t_ours, t_torch = best_of(ours, device, repeat), best_of(theirs, device, repeat)
+            out = ours()
+            max_diff = (out.float() - theirs().float()).abs().max().item()
         rows.append(
             dict(
                 T=T,
                 ours_ms=1e3 * t_ours,
                 torch_ms=1e3 * t_torch,
                 ratio=t_ours / t_torch,
-                max_diff=(ours.float() - theirs.float()).abs().max().item(),
-                finite=bool(torch.isfinite(ours).all()),
+                max_diff=max_diff,
+                finite=bool(torch.isfinite(out).all()),
                 weights_mib=batch * 12 * T * T * q.element_size() / 2**20,
             )
         )
@@ -63,7 +52,7 @@ def run(
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m gpt2course bench attention", description=__doc__)
+    p = parser("attention", __doc__)
     p.add_argument("--lengths", default="128,256,512,1024", help="comma-separated sequence lengths")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
@@ -78,13 +67,9 @@ def main(argv: list[str]) -> int:
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     lengths = [int(t) for t in args.lengths.split(",")]
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU, {torch.get_num_threads()} thread(s)"
-    )
     print(
-        f"attention, B={args.batch}, 12 heads x 64, causal, {dtype}, {name}, torch {torch.__version__}"
+        f"attention, B={args.batch}, 12 heads x 64, causal, {dtype}, {device_label(device)}, "
+        f"torch {torch.__version__}"
     )
     print(
         f"{'T':>6} {'ours ms':>10} {'torch ms':>10} {'ours/torch':>11} {'max diff':>10} {'weights MiB':>12}"

@@ -50,11 +50,6 @@ class NotebookTiming:
         return sum(s.seconds for s in self.sections)
 
 
-def _source(cell) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
-
-
 def _cell_seconds(cell) -> float:
     """How long one executed cell ran, from the timestamps nbclient records."""
     ex = cell.get("metadata", {}).get("execution", {})
@@ -71,7 +66,7 @@ def sections_of(cells: list) -> list[Section]:
     out = [Section("(setup, before the first heading)")]
     for cell in cells:
         if cell.get("cell_type") == "markdown":
-            headings = HEADING.findall(_source(cell))
+            headings = HEADING.findall(course.cell_source(cell))
             if headings:
                 level, text = headings[-1]
                 if len(level) == 1:  # the title: its cells install, import and set sizes
