@@ -12,10 +12,8 @@ pretrained on Shakespeare).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import time
 
 import torch
 
@@ -27,6 +25,8 @@ from gpt2course.model import GPT, GPTConfig
 from gpt2course.tokenizer.named import ByteTokenizer, get_tokenizer
 from gpt2course.train import TrainConfig, train
 
+from ._timing import parser, timed
+
 # name -> (n_layer, n_embd, steps, batch, lr, tasks, base pretraining steps, n_train, n_held_out);
 # "quick" and "full" are notebook 09's two settings.
 INSTRUCT_SETTINGS = {
@@ -36,6 +36,21 @@ INSTRUCT_SETTINGS = {
     "gpu": (4, 128, 6000, 32, 1e-3, None, 0, 4000, 300),
     "pretrained-base": (4, 128, 2000, 32, 2e-3, None, 600, 4000, 300),
 }
+
+
+def _train(model, batches, device, steps: int, lr: float, min_lr: float, warmup: int, **kw):
+    """(seconds, history) of ``steps`` steps of ``train`` with no weight decay and no evaluation."""
+    cfg = TrainConfig(
+        max_steps=steps,
+        learning_rate=lr,
+        min_lr=min_lr,
+        warmup_steps=warmup,
+        weight_decay=0.0,
+        device=str(device),
+        progress=False,
+        **kw,
+    )
+    return timed(lambda: train(model, batches, None, cfg), device)
 
 
 def bench_lora(
@@ -61,19 +76,8 @@ def bench_lora(
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-        cfg = TrainConfig(
-            max_steps=steps,
-            learning_rate=lr,
-            min_lr=lr,
-            warmup_steps=0,
-            weight_decay=0.0,
-            device=str(device),
-            precision="fp32",
-            progress=False,
-        )
-        start = time.perf_counter()
-        history = train(model, RandomBatches(ids, batch, block, seed=0), None, cfg)
-        seconds = time.perf_counter() - start
+        batches = RandomBatches(ids, batch, block, seed=0)
+        seconds, history = _train(model, batches, device, steps, lr, lr, 0, precision="fp32")
         trainable, total = lora.parameter_counts(model)
         mem = lora.training_memory_bytes(model)
         rows.append(
@@ -112,18 +116,7 @@ def bench_instruct(name: str, device: torch.device) -> dict:
     before = instruct.evaluate(model, held_out, tok)
     encoded = [instruct.encode_example(e, tok) for e in train_set]
     loader = DataLoader(encoded, batch_size=batch, shuffle=True, collate_fn=instruct.collate)
-    cfg = TrainConfig(
-        max_steps=steps,
-        learning_rate=lr,
-        min_lr=lr / 10,
-        warmup_steps=30,
-        weight_decay=0.0,
-        device=str(device),
-        progress=False,
-    )
-    start = time.perf_counter()
-    train(model, loader, None, cfg)
-    seconds = time.perf_counter() - start
+    seconds, _ = _train(model, loader, device, steps, lr, lr / 10, 30)
     after = instruct.evaluate(model, held_out, tok)
     return {
         "setting": name,
@@ -137,7 +130,7 @@ def bench_instruct(name: str, device: torch.device) -> dict:
 
 def main(argv: list[str]) -> int:
     """Run the chosen parts and print one JSON line per result."""
-    p = argparse.ArgumentParser(prog="python -m gpt2course bench finetuning")
+    p = parser("finetuning")
     p.add_argument("--part", choices=["lora", "instruct", "all"], default="all")
     p.add_argument("--model", default="gpt2", help="gpt2 (124M shape) or tiny")
     p.add_argument("--steps", type=int, default=20, help="steps per fine-tuning run (lora part)")

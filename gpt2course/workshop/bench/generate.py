@@ -14,7 +14,6 @@ once, so no decoder can beat B * bandwidth / weight bytes tokens/s. ``--model ti
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 
 import torch
@@ -24,7 +23,7 @@ from gpt2course.fastgen import FastGenerator
 from gpt2course.generation import generate
 from gpt2course.model import MODEL_NAMES, GPTConfig
 
-from ._timing import hf_greedy, sync, timed
+from ._timing import hf_greedy, parser, sync, timed
 
 # Peak memory bandwidth (GB/s) by GPU name, for the decoding bound; the first match wins.
 BANDWIDTH_GBS = [
@@ -77,7 +76,7 @@ def profile_steps(fn: Callable[[], object], device: torch.device) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print one row per (implementation, batch size)."""
-    p = argparse.ArgumentParser(prog="python -m gpt2course bench generate", description=__doc__)
+    p = parser("generate", __doc__)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--model", default="gpt2", choices=[*MODEL_NAMES, "tiny"], help="the shape")
     p.add_argument("--batch-sizes", default="1", help="comma-separated, e.g. 1,8")

@@ -12,7 +12,6 @@ learners who read, type and think.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from .. import course
 from ..record import device_name
+from ._timing import parser
 
 HEADING = re.compile(r"^(#{1,3})\s+(.+?)\s*$", re.M)
 
@@ -141,10 +141,7 @@ def machine() -> str:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m gpt2course bench notebooks",
-        description="Run notebooks in a fresh kernel and report the time of each section.",
-    )
+    p = parser("notebooks", "Run notebooks in a fresh kernel and report the time of each section.")
     p.add_argument("notebooks", nargs="*", help="numbers or slugs (default: every generated one)")
     p.add_argument("--version", choices=list(course.VERSIONS), default="solutions")
     p.add_argument("--quick", action="store_true", help="GPT2COURSE_QUICK=1, as CI runs them")
@@ -153,10 +150,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--markdown", action="store_true", help="print markdown tables instead")
     args = p.parse_args(argv)
 
+    todo = [nb for nb in course.NOTEBOOKS if course.notebook_path(nb, args.version).exists()]
     try:
-        todo = [course.find(s) for s in args.notebooks] if args.notebooks else [
-            nb for nb in course.NOTEBOOKS if course.notebook_path(nb, args.version).exists()
-        ]  # fmt: skip
+        todo = [course.find(s) for s in args.notebooks] if args.notebooks else todo
     except KeyError as e:
         print(e.args[0], file=sys.stderr)
         return 2
@@ -171,16 +167,8 @@ def main(argv: list[str]) -> int:
         results.append(t)
         print(markdown_timing(t) if args.markdown else format_timing(t), flush=True)
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "machine": machine(),
-                    "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
-                    "notebooks": [{**asdict(t), "cells_s": round(t.cells_s, 2)} for t in results],
-                },
-                indent=1,
-            )
-            + "\n",
-            encoding="utf-8",
-        )
+        date = datetime.now(timezone.utc).isoformat(timespec="minutes")
+        figures = [{**asdict(t), "cells_s": round(t.cells_s, 2)} for t in results]
+        out = {"machine": machine(), "date": date, "notebooks": figures}
+        args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return 1 if any(t.error for t in results) else 0

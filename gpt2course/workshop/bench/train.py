@@ -9,7 +9,6 @@ noisy machine slows both alike.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
 import io
@@ -29,6 +28,8 @@ from gpt2course.data import RandomBatches, load_text, split_tokens
 from gpt2course.model import GPT, GPTConfig, lm_loss
 from gpt2course.tokenizer.named import get_tokenizer
 from gpt2course.train import _autocast, configure_optimizer, train_step
+
+from ._timing import parser
 
 
 class PlainBlock(nn.Module):
@@ -220,7 +221,7 @@ def compare(
 
 def main(argv: list[str]) -> int:
     """Print tokens/s of a training step for both models (median over alternating steps)."""
-    p = argparse.ArgumentParser(prog="python -m gpt2course bench train", description=__doc__)
+    p = parser("train", __doc__)
     p.add_argument("--preset", default="shakespeare-bytes", help="model size: a train preset's")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--context-length", type=int, default=128)
