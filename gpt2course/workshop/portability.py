@@ -30,26 +30,12 @@ class Setting:
     def __str__(self) -> str:
         return f"ATEN_CPU_CAPABILITY={self.capability} OMP_NUM_THREADS={self.threads}"
 
-    def env(self) -> dict[str, str]:
-        """The environment variables that select this setting."""
-        return {
-            "ATEN_CPU_CAPABILITY": self.capability,
-            "OMP_NUM_THREADS": str(self.threads),
-            "MKL_NUM_THREADS": str(self.threads),
-        }
-
 
 def best_capability() -> str:
     """The kernels PyTorch picks on this machine when left alone (e.g. "avx512")."""
     import torch
 
     return torch.backends.cpu.get_cpu_capability().lower()
-
-
-def default_settings() -> list[Setting]:
-    """Plain, AVX2 and this machine's best kernels, each on one thread and on two."""
-    caps = list(dict.fromkeys(["default", "avx2", best_capability()]))
-    return [Setting(cap, n) for cap in caps for n in (1, 2)]
 
 
 def parse_settings(text: str) -> list[Setting]:
@@ -68,12 +54,6 @@ def parse_settings(text: str) -> list[Setting]:
     return out
 
 
-def notebook_paths(slugs: list[str] | None = None) -> list[Path]:
-    """The learner and solution notebooks that nbval compares (all, or those named)."""
-    todo = [course.find(s) for s in slugs] if slugs else course.NOTEBOOKS
-    return [course.notebook_path(nb, v) for nb in todo for v in ("learner", "solutions")]
-
-
 def run_setting(
     setting: Setting, paths: list[Path], timeout: float = 1800
 ) -> tuple[bool, float, str]:
@@ -81,7 +61,9 @@ def run_setting(
     root = course.repo_root()
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0"]
     cmd += [str(p.relative_to(root)) for p in paths]
-    env = {**os.environ, **setting.env(), "GPT2COURSE_QUICK": "1"}
+    n = str(setting.threads)
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": setting.capability, "GPT2COURSE_QUICK": "1"}
+    env |= {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
@@ -100,8 +82,12 @@ def run_setting(
 
 def main(settings: list[Setting] | None = None, slugs: list[str] | None = None) -> int:
     """Run every setting, print a line each as it finishes; 0 when all pass."""
-    settings = settings or default_settings()
-    paths = notebook_paths(slugs)
+    # By default plain, AVX2 and this machine's best kernels, each on one thread and on two.
+    caps = dict.fromkeys(["default", "avx2", best_capability()])
+    settings = settings or [Setting(cap, n) for cap in caps for n in (1, 2)]
+    # The learner and solution notebooks that nbval compares (all, or those named).
+    todo = [course.find(s) for s in slugs] if slugs else course.NOTEBOOKS
+    paths = [course.notebook_path(nb, v) for nb in todo for v in ("learner", "solutions")]
     print(f"{len(paths)} notebooks under nbval; this machine's best kernels: {best_capability()}")
     failures = 0
     for setting in settings:
