@@ -31,21 +31,14 @@ from gpt2course.train import TrainConfig, train
 
 # The command line: python -m gpt2course train
 
+_EVAL = dict(eval_interval=200, eval_batches=20, weight_decay=0.1)  # what every preset shares
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The notebook's default run: bytes, a 0.8M-parameter GPT; val 1.84 in under 2 minutes on
     # 2 CPU cores (docs/benchmarks.md).
     "shakespeare-bytes": {
         "model": dict(vocab_size=256, context_length=128, n_embd=128, n_layer=4, n_head=4),
         "data": dict(text="shakespeare", tokenizer="bytes", batch_size=16, context_length=128),
-        "train": dict(
-            max_steps=1200,
-            learning_rate=2e-3,
-            min_lr=2e-4,
-            warmup_steps=50,
-            eval_interval=200,
-            eval_batches=20,
-            weight_decay=0.1,
-        ),
+        "train": dict(max_steps=1200, learning_rate=2e-3, min_lr=2e-4, warmup_steps=50, **_EVAL),
     },
     # The catch-up checkpoint for later parts: GPT-2's tokenizer, so tiktoken reads its ids.
     # 338k tokens overfit fast: a 1500-step run on an H200 bottomed out at val 4.80 near
@@ -55,15 +48,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             vocab_size=50257, context_length=256, n_embd=256, n_layer=4, n_head=4, dropout=0.1
         ),
         "data": dict(text="shakespeare", tokenizer="gpt2", batch_size=16, context_length=256),
-        "train": dict(
-            max_steps=800,
-            learning_rate=1e-3,
-            min_lr=1e-4,
-            warmup_steps=100,
-            eval_interval=200,
-            eval_batches=20,
-            weight_decay=0.1,
-        ),
+        "train": dict(max_steps=800, learning_rate=1e-3, min_lr=1e-4, warmup_steps=100, **_EVAL),
     },
     # GPT-2 124M with the GPT-3 paper's recipe for its size (as in Karpathy's build-nanogpt):
     # ~0.5M tokens per step whatever the GPU count.
@@ -77,16 +62,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             context_length=1024,
             total_batch_tokens=524288,
         ),
-        "train": dict(
-            max_steps=19073,
-            learning_rate=6e-4,
-            min_lr=6e-5,
-            warmup_steps=715,
-            eval_interval=250,
-            eval_batches=20,
-            weight_decay=0.1,
-            compile=True,
-        ),
+        "train": {
+            **dict(max_steps=19073, learning_rate=6e-4, min_lr=6e-5, warmup_steps=715),
+            **dict(_EVAL, eval_interval=250, compile=True),
+        },
     },
 }
 
@@ -101,13 +80,6 @@ DATA_DEFAULTS: dict[str, Any] = dict(
     val_bin=None,
     total_batch_tokens=None,  # if set, grad_accum_steps = this / (batch * block * processes)
 )
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text  # a bare string such as a path
 
 
 def resolve_config(
@@ -160,7 +132,10 @@ def resolve_config(
             raise ValueError(
                 f"override {ov!r} should look like train.max_steps=100 (model., data. or train.)"
             )
-        cfg[section][name] = _parse_value(value)
+        try:
+            cfg[section][name] = json.loads(value)
+        except json.JSONDecodeError:
+            cfg[section][name] = value  # a bare string such as a path
     unknown = set(cfg["data"]) - set(DATA_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown data keys {sorted(unknown)}; known: {sorted(DATA_DEFAULTS)}")
@@ -170,13 +145,11 @@ def resolve_config(
 
 def _check_data(data: dict[str, Any]) -> None:
     """Raise ``ValueError`` naming a data setting of the wrong type or range."""
-    for key in ("batch_size", "context_length"):
-        v = data[key]
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"data.{key} must be a positive integer, got {v!r}")
-    v = data["total_batch_tokens"]
-    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-        raise ValueError(f"data.total_batch_tokens must be a positive integer or null, got {v!r}")
+    for key in ("batch_size", "context_length", "total_batch_tokens"):
+        v, nullable = data[key], key == "total_batch_tokens"
+        if not (type(v) is int and v >= 1) and not (nullable and v is None):  # a bool is no int
+            or_null = " or null" if nullable else ""
+            raise ValueError(f"data.{key} must be a positive integer{or_null}, got {v!r}")
     v = data["val_fraction"]
     if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < 1:
         raise ValueError(f"data.val_fraction must be a number between 0 and 1, got {v!r}")

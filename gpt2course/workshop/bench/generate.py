@@ -114,18 +114,18 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.new_tokens} new tokens, greedy, best of {args.repeats}"
     )
 
-    impls: list[tuple[str, Callable[[torch.Tensor, int], torch.Tensor]]] = [
-        ("ours, KV cache", lambda idx, n: generate(ours, idx, n, temperature=0, use_cache=True)),
-    ]
-    if not args.skip_no_cache:
-        impls.append(
-            ("ours, no cache", lambda i, n: generate(ours, i, n, temperature=0, use_cache=False))
-        )
-    if not args.skip_fast:  # part 7's static KV cache, one CUDA graph per step on a GPU
+    impls: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
+        "ours, KV cache": lambda i, n: generate(ours, i, n, temperature=0, use_cache=True),
+        "ours, no cache": lambda i, n: generate(ours, i, n, temperature=0, use_cache=False),
+        "ours, fast (graph)": lambda i, n: fast.generate(i, n, temperature=0),
+        "transformers generate": lambda i, n: hf_greedy(hf, i, n),
+    }
+    skipped = dict(
+        zip(list(impls)[1:], [args.skip_no_cache, args.skip_fast, args.skip_hf], strict=True)
+    )
+    impls = {name: fn for name, fn in impls.items() if not skipped.get(name)}
+    if "ours, fast (graph)" in impls:  # part 7's static KV cache, one CUDA graph per step on a GPU
         fast = FastGenerator(ours, max_len=args.prompt_tokens + args.new_tokens)
-        impls.append(("ours, fast (graph)", lambda idx, n: fast.generate(idx, n, temperature=0)))
-    if not args.skip_hf:
-        impls.append(("transformers generate", lambda idx, n: hf_greedy(hf, idx, n)))
 
     header = f"{'implementation':<24}{'batch':>6}{'tokens/s':>12}{'ms/step':>10}"
     header += f"{'same ids':>10}" + (f"{'peak GiB':>10}" if device.type == "cuda" else "")
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         g = torch.Generator().manual_seed(B)
         idx = torch.randint(0, ours.config.vocab_size, (B, args.prompt_tokens), generator=g)
         idx = idx.to(device)
-        for _, fn in impls:
+        for fn in impls.values():
             fn(idx, 5)  # warm-up: kernels, allocator, caches, the graph capture
         # Interleaved repeats, best of each: on a shared machine the load changes from one
         # run to the next, and the fastest run is the one least disturbed.
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         outs: dict[str, torch.Tensor] = {}
         peak: dict[str, float] = {}
         for _ in range(args.repeats):
-            for name, fn in impls:
+            for name, fn in impls.items():
                 seconds, out = timed(
                     lambda fn=fn, idx=idx: fn(idx, args.new_tokens), device, reset_peak=True
                 )
@@ -151,18 +151,14 @@ def main(argv: list[str] | None = None) -> int:
                 outs[name] = out
                 if device.type == "cuda":
                     peak[name] = torch.cuda.max_memory_allocated(device) / 2**30
-        first = outs[impls[0][0]]
+        first = outs["ours, KV cache"]
         rates = {}
-        for name, _ in impls:
-            seconds = best[name]
+        for name, seconds in best.items():
             same = torch.equal(outs[name], first)
             differ += not same
             rates[name] = B * args.new_tokens / seconds
             row = f"{name:<24}{B:>6}{rates[name]:>12.1f}{1000 * seconds / args.new_tokens:>10.2f}"
-            row += f"{'yes' if same else 'NO':>10}"
-            if device.type == "cuda":
-                row += f"{peak[name]:>10.2f}"
-            print(row)
+            print(row + f"{'yes' if same else 'NO':>10}" + (f"{peak[name]:>10.2f}" if peak else ""))
         for name in ("ours, KV cache", "ours, fast (graph)"):
             if name in rates and "transformers generate" in rates:
                 ratio = rates[name] / rates["transformers generate"]
@@ -177,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     if args.profile:  # the fast decoder where there is one: the row a GPU is meant to win
-        name = "ours, fast (graph)" if "ours, fast (graph)" in rates else impls[0][0]
+        name = "ours, fast (graph)" if "ours, fast (graph)" in rates else "ours, KV cache"
         print(f"profile of 3 decoding steps, {name}, batch {B} (prompt included):")
-        print(profile_steps(lambda: dict(impls)[name](idx, 3), device))
+        print(profile_steps(lambda: impls[name](idx, 3), device))
     return 1 if differ else 0

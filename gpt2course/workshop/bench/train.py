@@ -9,6 +9,7 @@ noisy machine slows both alike.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import io
@@ -131,28 +132,19 @@ def _nanogpt_step(model, opt, x, y, lr: float, clip: float, dtype) -> float:
     return loss.item()
 
 
-def compare(
-    other,
-    name: str,
-    preset: str,
-    batch_size: int,
-    context_length: int,
-    steps: int,
-    device: str = "cpu",
-    dtype: torch.dtype | None = None,
-    compile: bool = False,
-    fused: bool = False,
-    profile: bool = False,
-) -> dict:
+def compare(other, name: str, args: argparse.Namespace) -> dict:
     """Tokens/s of a training step, ours vs ``other`` (a module with nanoGPT's ``GPT`` and
-    ``GPTConfig``): same weights, same batches, alternating steps."""
+    ``GPTConfig``): same weights, same batches, alternating steps, as ``main``'s ``args`` say."""
+    preset, batch_size, steps = args.preset, args.batch_size, args.rounds * args.steps
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[args.autocast]
     from gpt2course.workshop.train import PRESETS
 
     mcfg = GPTConfig(**PRESETS[preset]["model"])
     tok = get_tokenizer(PRESETS[preset]["data"]["tokenizer"])
     train_ids, _ = split_tokens(tok.encode(load_text("shakespeare")))
-    batches = RandomBatches(train_ids, batch_size, min(context_length, mcfg.context_length), seed=0)
-    dev = torch.device(device)
+    T = min(args.context_length, mcfg.context_length)
+    batches = RandomBatches(train_ids, batch_size, T, seed=0)
+    dev = torch.device(args.device)
     torch.manual_seed(0)
     ours = GPT(mcfg).to(dev)
     models = {"ours": ours, name: nanogpt_twin(other, ours)}
@@ -161,8 +153,8 @@ def compare(
         ours.eval(), models[name].eval()
         first = {"ours": lm_loss(ours(x0), y0).item(), name: models[name](x0, y0)[1].item()}
         ours.train(), models[name].train()
-    runners = {n: (torch.compile(m) if compile else m) for n, m in models.items()}
-    opts = {n: _optimizer(m, 1e-3, fused) for n, m in models.items()}
+    runners = {n: (torch.compile(m) if args.compile else m) for n, m in models.items()}
+    opts = {n: _optimizer(m, 1e-3, args.fused) for n, m in models.items()}
 
     def step(n: str, i: int) -> float:
         x, y = (t.to(dev) for t in batches.batch(i))
@@ -188,7 +180,7 @@ def compare(
     # CPU seconds are steadier than wall time on a shared machine (other jobs' time is not
     # counted), and equal to it on one thread with the machine to ourselves.
     per_cpu = {n: round(tokens / statistics.median(ts)) for n, ts in cpu.items()}
-    if profile:
+    if args.profile:
         from torch.profiler import profile as torch_profile
 
         for n in models:
@@ -201,10 +193,10 @@ def compare(
         "model": preset,
         "params_M": round(ours.num_params() / 1e6, 2),
         "batch": f"{batch_size}x{batches.context_length}",
-        "device": device,
+        "device": args.device,
         "autocast": str(dtype).removeprefix("torch.") if dtype else None,
-        "compile": compile,
-        "fused_adamw": fused,
+        "compile": args.compile,
+        "fused_adamw": args.fused,
         "steps": steps,
         "first_loss": {k: round(v, 4) for k, v in first.items()},
         "last_loss": {k: round(v[-1], 3) for k, v in losses.items()},
@@ -246,18 +238,5 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         other, name = PLAIN, "plain nanoGPT-style"
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[args.autocast]
-    steps = args.rounds * args.steps
-    kw = dict(device=args.device, dtype=dtype, compile=args.compile, fused=args.fused)
-    result = compare(
-        other,
-        name,
-        args.preset,
-        args.batch_size,
-        args.context_length,
-        steps,
-        **kw,
-        profile=args.profile,
-    )
-    print(json.dumps(result))
+    print(json.dumps(compare(other, name, args)))
     return 0
