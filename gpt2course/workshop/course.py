@@ -138,13 +138,8 @@ def recorded_cell(nb: Notebook, key: str) -> str:
 
 
 def _cell(kind: str, source: str, tags: list[str] | None = None) -> dict:
-    cell = {"cell_type": kind, "metadata": {}, "source": source}
-    if tags:
-        cell["metadata"]["tags"] = tags
-    if kind == "code":
-        cell["execution_count"] = None
-        cell["outputs"] = []
-    return cell
+    cell = {"cell_type": kind, "metadata": {"tags": tags} if tags else {}, "source": source}
+    return cell | ({"execution_count": None, "outputs": []} if kind == "code" else {})
 
 
 def parse_source(text: str) -> list[tuple[str, str, list[str]]]:
@@ -345,9 +340,9 @@ def readme_table() -> str:
     return "\n".join(rows)
 
 
-def write_readme_table(readme: Path | None = None) -> None:
+def write_readme_table() -> None:
     """Regenerate the README's notebook list between its markers."""
-    readme = readme or repo_root() / "README.md"
+    readme = repo_root() / "README.md"
     text = readme.read_text(encoding="utf-8")
     a, b = text.index(README_START) + len(README_START), text.index(README_END)
     readme.write_text(text[:a] + "\n" + readme_table() + "\n" + text[b:], encoding="utf-8")

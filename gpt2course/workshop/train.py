@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from gpt2course.callbacks import PrintSamples
 from gpt2course.checkpoint import check_checkpoint_dest, run_settings
@@ -184,18 +185,11 @@ def build_data(
 
 def _init_distributed() -> tuple[int, int, int]:
     """Join the process group when launched by torchrun: nccl on GPUs, gloo on CPUs."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 or dist.is_initialized():
-        return distributed()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    want = os.environ.get("GPT2COURSE_DEVICE", "")
-    if torch.cuda.is_available() and want != "cpu":
-        torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl")
-    else:
-        dist.init_process_group("gloo")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        gpus = torch.cuda.is_available() and os.environ.get("GPT2COURSE_DEVICE") != "cpu"
+        if gpus:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if gpus else "gloo")
     return distributed()
 
 
@@ -274,21 +268,12 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         callbacks = [PrintSamples(tok)] if args.samples else []
-        history = train(
-            model,
-            train_b,
-            val_b,
-            tcfg,
-            callbacks,
-            resume=args.resume,
-            extra={"tokenizer": tok.name, "data": data},
-        )
+        extra = {"tokenizer": tok.name, "data": data}
+        history = train(model, train_b, val_b, tcfg, callbacks, resume=args.resume, extra=extra)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:
-        import torch.distributed as dist
-
         if dist.is_initialized():
             dist.destroy_process_group()
     if rank == 0 and history.step:
