@@ -126,17 +126,6 @@ def header_cells(nb: Notebook, version: str) -> list[dict]:
     return [_cell("markdown", md), _cell("code", code)]
 
 
-def recorded_cell(nb: Notebook, key: str) -> str:
-    """The cell that shows, after a ``record:KEY`` cell, what it gave at full size."""
-    return (
-        "# What the cell above gave at the default, full-size settings, recorded with\n"
-        f"# `python -m gpt2course notebooks record {nb.slug[:2]}` (see gpt2course.recorded).\n"
-        "from gpt2course import recorded\n"
-        "\n"
-        f'recorded.show("{nb.slug}", "{key}")'
-    )
-
-
 def _cell(kind: str, source: str, tags: list[str] | None = None) -> dict:
     cell = {"cell_type": kind, "metadata": {"tags": tags} if tags else {}, "source": source}
     return cell | ({"execution_count": None, "outputs": []} if kind == "code" else {})
@@ -211,9 +200,14 @@ def build_notebook(nb: Notebook, version: str, source_text: str) -> dict:
         if kind == "code":
             src = strip_solutions(src) if version == "learner" else keep_solutions(src)
         cells.append(_cell(kind, src, [t for t in tags if t != "instructor"]))
-        for tag in tags:
-            if tag.startswith("record:"):
-                cells.append(_cell("code", recorded_cell(nb, tag.removeprefix("record:"))))
+        for key in [t.removeprefix("record:") for t in tags if t.startswith("record:")]:
+            # Shows, after a record:KEY cell, what it gave at full size.
+            shown = (
+                "# What the cell above gave at the default, full-size settings, recorded with\n"
+                f"# `python -m gpt2course notebooks record {nb.slug[:2]}` (see gpt2course.recorded).\n"
+                f'from gpt2course import recorded\n\nrecorded.show("{nb.slug}", "{key}")'
+            )
+            cells.append(_cell("code", shown))
     metadata: dict = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},

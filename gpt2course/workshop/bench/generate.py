@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from gpt2course.device import pick_dtype
 from gpt2course.fastgen import FastGenerator
@@ -60,18 +61,6 @@ def build_models(name: str, device: torch.device, dtype: torch.dtype):
     with torch.device(device):  # initialise on the device: gpt2-xl's init on a CPU takes a minute
         hf = GPT2LMHeadModel(GPT2Config(**hf_config_dict(config))).to(dtype).eval()
     return hf, from_transformers(hf)
-
-
-def profile_steps(fn: Callable[[], object], device: torch.device) -> str:
-    """Where the time of decoding goes: a torch.profiler table of ``fn()``."""
-    from torch.profiler import ProfilerActivity, profile
-
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=acts) as prof:
-        fn()
-        sync(device)
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=key, row_limit=15)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,5 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:  # the fast decoder where there is one: the row a GPU is meant to win
         name = "ours, fast (graph)" if "ours, fast (graph)" in rates else "ours, KV cache"
         print(f"profile of 3 decoding steps, {name}, batch {B} (prompt included):")
-        print(profile_steps(lambda: impls[name](idx, 3), device))
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            impls[name](idx, 3)
+            sync(device)
+        key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=15))
     return 1 if differ else 0
