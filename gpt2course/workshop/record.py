@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt2course import recorded
+from gpt2course.files import atomic_write_text
 
 from . import course
 
@@ -39,8 +40,7 @@ def harvest(slug: str, notebook: dict[str, Any], seconds: float, device: str) ->
     for cell in notebook["cells"]:
         for tag in cell.get("metadata", {}).get("tags", []):
             if tag.startswith(TAG):
-                kept = [k for k in (_keep(o) for o in cell.get("outputs", [])) if k]
-                cells[tag[len(TAG) :]] = kept
+                cells[tag[len(TAG) :]] = [k for o in cell.get("outputs", []) if (k := _keep(o))]
     meta = {
         "date": time.strftime("%Y-%m-%d"),
         "device": device,
@@ -48,10 +48,8 @@ def harvest(slug: str, notebook: dict[str, Any], seconds: float, device: str) ->
         "torch": torch.__version__.split("+")[0],
         "minutes": seconds / 60,
     }
-    p = recorded.path(slug)
-    p.parent.mkdir(exist_ok=True)
-    p.write_text(json.dumps({"meta": meta, "cells": cells}, indent=1) + "\n", encoding="utf-8")
-    return p
+    record = json.dumps({"meta": meta, "cells": cells}, indent=1) + "\n"
+    return atomic_write_text(recorded.path(slug), record)
 
 
 def device_name() -> str:

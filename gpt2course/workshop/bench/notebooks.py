@@ -21,6 +21,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+
+from gpt2course.files import atomic_write_text
+
 from .. import course
 from ..record import device_name
 from ._timing import parser
@@ -108,8 +112,7 @@ def time_notebook(
 def format_timing(t: NotebookTiming) -> str:
     """A small table: one row per section, then the totals."""
     lines = [f"{t.slug} ({t.version}, {'quick' if t.quick else 'full'} mode)"]
-    for s in t.sections:
-        lines.append(f"  {s.seconds:8.1f} s  {s.cells:3d} cells  {s.heading}")
+    lines += [f"  {s.seconds:8.1f} s  {s.cells:3d} cells  {s.heading}" for s in t.sections]
     lines.append(f"  {t.cells_s:8.1f} s in cells; {t.wall_s:.1f} s with kernel start")
     if t.error:
         lines.append(f"  FAILED: {t.error}")
@@ -135,8 +138,6 @@ def _fmt_s(seconds: float) -> str:
 
 def machine() -> str:
     """One line naming this machine: its GPU or CPU, Python and torch."""
-    import torch
-
     return f"{device_name()}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
@@ -170,5 +171,5 @@ def main(argv: list[str]) -> int:
         date = datetime.now(timezone.utc).isoformat(timespec="minutes")
         figures = [{**asdict(t), "cells_s": round(t.cells_s, 2)} for t in results]
         out = {"machine": machine(), "date": date, "notebooks": figures}
-        args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        atomic_write_text(args.json, json.dumps(out, indent=1) + "\n")
     return 1 if any(t.error for t in results) else 0
