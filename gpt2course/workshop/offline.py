@@ -39,14 +39,14 @@ def bundle_models(names: list[str], dest: Path) -> list[Path]:
         if config is None:
             raise CheckpointError(f"{HUB_REPOS[key]} has no {CONFIG_FILE} in the cache")
         out = dest / key
-        out.mkdir(parents=True, exist_ok=True)
-        for src, fname in ((weights, WEIGHTS_FILE), (config, CONFIG_FILE)):
-            written.append(atomic_copy(src, out / fname))
+        written += [
+            atomic_copy(weights, out / WEIGHTS_FILE),
+            atomic_copy(config, out / CONFIG_FILE),
+        ]
         revision = weights.parent.name  # the snapshot folder is named by the commit
         manifest = {"repo": HUB_REPOS[key], "revision": revision, "sha256": _manifest_entry(out)}
-        written.append(
-            atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-        )
+        text = json.dumps(manifest, indent=2) + "\n"
+        written.append(atomic_write_text(out / "manifest.json", text))
     return written
 
 

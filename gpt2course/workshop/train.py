@@ -27,7 +27,7 @@ from gpt2course.data import RandomBatches, load_text, split_tokens
 from gpt2course.device import distributed
 from gpt2course.files import CheckpointError
 from gpt2course.model import GPT
-from gpt2course.tokenizer.named import ByteTokenizer, TiktokenGPT2, get_tokenizer
+from gpt2course.tokenizer.named import Tokenizer, get_tokenizer
 from gpt2course.train import TrainConfig, train
 
 # The command line: python -m gpt2course train
@@ -137,15 +137,11 @@ def resolve_config(
             cfg[section][name] = json.loads(value)
         except json.JSONDecodeError:
             cfg[section][name] = value  # a bare string such as a path
-    unknown = set(cfg["data"]) - set(DATA_DEFAULTS)
+    data = cfg["data"]
+    unknown = set(data) - set(DATA_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown data keys {sorted(unknown)}; known: {sorted(DATA_DEFAULTS)}")
-    _check_data(cfg["data"])
-    return cfg
-
-
-def _check_data(data: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming a data setting of the wrong type or range."""
+    # A data setting of the wrong type or range is named here, not met later in the loop.
     for key in ("batch_size", "context_length", "total_batch_tokens"):
         v, nullable = data[key], key == "total_batch_tokens"
         if not (type(v) is int and v >= 1) and not (nullable and v is None):  # a bool is no int
@@ -157,11 +153,12 @@ def _check_data(data: dict[str, Any]) -> None:
     for key in ("text", "tokenizer", "train_bin", "val_bin"):
         if data[key] is not None and not isinstance(data[key], str):
             raise ValueError(f"data.{key} must be a string, got {data[key]!r}")
+    return cfg
 
 
 def build_data(
-    data: dict[str, Any], seed: int, rank: int = 0, world_size: int = 1
-) -> tuple[RandomBatches, RandomBatches, ByteTokenizer | TiktokenGPT2]:
+    data: dict, seed: int, rank: int, world_size: int
+) -> tuple[RandomBatches, RandomBatches, Tokenizer]:
     """Train and validation batch streams (this rank's shard) and the tokenizer, from data settings."""
     tok = get_tokenizer(data["tokenizer"])
     if data.get("train_bin"):
