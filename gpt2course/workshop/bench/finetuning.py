@@ -60,12 +60,8 @@ def bench_lora(
     tok = get_tokenizer("gpt2")
     ids = torch.tensor(tok.encode(load_text("shakespeare")))
     torch.manual_seed(0)
-    config = (
-        GPTConfig.from_name(model_name)
-        if model_name.startswith("gpt2")
-        else GPTConfig(n_layer=4, n_head=4, n_embd=128, context_length=block)
-    )
-    base = GPT(config)
+    tiny = GPTConfig(n_layer=4, n_head=4, n_embd=128, context_length=block)
+    base = GPT(GPTConfig.from_name(model_name) if model_name.startswith("gpt2") else tiny)
     rows = []
     for kind in ["full", "lora"]:
         model = copy.deepcopy(base)

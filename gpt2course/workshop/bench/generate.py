@@ -27,15 +27,8 @@ from gpt2course.model import MODEL_NAMES, GPTConfig
 from ._timing import hf_greedy, parser, sync, timed
 
 # Peak memory bandwidth (GB/s) by GPU name, for the decoding bound; the first match wins.
-BANDWIDTH_GBS = [
-    ("H200", 4800),
-    ("H100 PCIe", 2000),
-    ("H100", 3350),
-    ("A100", 2039),
-    ("L4", 300),
-    ("T4", 320),
-    ("A10", 600),
-]
+BANDWIDTH_GBS = {"H200": 4800, "H100 PCIe": 2000, "H100": 3350, "A100": 2039}
+BANDWIDTH_GBS |= {"L4": 300, "T4": 320, "A10": 600}
 
 
 def bandwidth_gbs(device: torch.device) -> float | None:
@@ -43,7 +36,7 @@ def bandwidth_gbs(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
-    return next((bw for key, bw in BANDWIDTH_GBS if key in name), None)
+    return next((bw for key, bw in BANDWIDTH_GBS.items() if key in name), None)
 
 
 def build_models(name: str, device: torch.device, dtype: torch.dtype):

@@ -80,12 +80,10 @@ def main(argv: list[str]) -> int:
     t_tik = best_of(lambda: tik.encode_ordinary(text), cpu, args.repeats)  # one thread
     print(f"encode (GPT-2 vocabulary): {len(ids):,} ids, identical to tiktoken's")
     print(f"  tiktoken, one thread   {t_tik:7.3f} s  {mb / t_tik:6.1f} MB/s")
-    print(
-        f"  ours, empty cache      {cold:7.3f} s  {mb / cold:6.1f} MB/s  {cold / t_tik:5.1f}x tiktoken's time"
-    )
-    print(
-        f"  ours, warm cache       {warm:7.3f} s  {mb / warm:6.1f} MB/s  {warm / t_tik:5.1f}x tiktoken's time"
-    )
+    for what, t in (("empty", cold), ("warm", warm)):
+        print(
+            f"  ours, {what + ' cache':<16} {t:7.3f} s  {mb / t:6.1f} MB/s  {t / t_tik:5.1f}x tiktoken's time"
+        )
 
     t_train, tok = timed(lambda: train_bpe(text, args.vocab_size), cpu)
     print(f"\ntrain_bpe to vocab {args.vocab_size} ({len(tok.merges)} merges), all of the text")
