@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from . import course, record
+from . import course, portability, record
 
 
 def main(argv: list[str]) -> int:
@@ -52,14 +52,9 @@ def main(argv: list[str]) -> int:
         except KeyError as e:
             print(f"error: {e.args[0]}", file=sys.stderr)
             return 2
-        print(
-            "now rebuild them: python -m gpt2course notebooks build --execute "
-            + " ".join(args.slugs)
-        )
+        print("now rebuild them: python -m gpt2course notebooks build --execute", *args.slugs)
         return 0
     if args.cmd == "portability":
-        from . import portability
-
         try:
             settings = portability.parse_settings(args.settings) if args.settings else None
             return portability.main(settings, args.slugs or None)
