@@ -74,8 +74,7 @@ def github_slug(url: str | None = None) -> str:
 
 def colab_url(nb: Notebook, version: str = "learner") -> str:
     """The 'Open in Colab' link of one notebook version."""
-    sub = VERSIONS[version]
-    path = f"notebooks/{sub + '/' if sub else ''}{nb.slug}.ipynb"
+    path = notebook_path(nb, version).relative_to(repo_root()).as_posix()
     return f"https://colab.research.google.com/github/{github_slug()}/blob/{BRANCH}/{path}"
 
 
@@ -92,13 +91,10 @@ def install_line() -> str:
 
 def header_cells(nb: Notebook, version: str) -> list[dict]:
     """The badge cell and the Colab install cell that every notebook starts with."""
-    badge = colab_badge(nb, version)
-    gpu = (
-        "\n\nThis notebook is faster on a GPU: in Colab, *Runtime → Change runtime type → T4 GPU*."
-        if nb.gpu
-        else ""
-    )
-    md = f"{badge}\n\n# {nb.title}{gpu}"
+    md = f"{colab_badge(nb, version)}\n\n# {nb.title}"
+    if nb.gpu:
+        md += "\n\nThis notebook is faster on a GPU: in Colab, "
+        md += "*Runtime → Change runtime type → T4 GPU*."
     # Plain pip through subprocess, not %pip: %pip prints a failure and carries on, and the
     # learner meets it two cells later as a ModuleNotFoundError.
     code = (
