@@ -59,7 +59,7 @@ class PlainGPT(nn.Module):
     def __init__(self, c) -> None:
         super().__init__()
         self.wte = nn.Embedding(c.vocab_size, c.n_embd)
-        self.wpe = nn.Embedding(c.context_length, c.n_embd)
+        self.wpe = nn.Embedding(c.block_size, c.n_embd)
         self.h = nn.ModuleList(PlainBlock(c) for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(c.n_embd)
         self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
@@ -95,7 +95,7 @@ def nanogpt_twin(mod, ours: GPT) -> nn.Module:
     """nanoGPT's GPT with ``ours``'s config and a copy of its weights."""
     c = ours.config
     nc = mod.GPTConfig(
-        context_length=c.context_length,
+        block_size=c.context_length,  # nanoGPT's name for it
         vocab_size=c.vocab_size,
         n_layer=c.n_layer,
         n_head=c.n_head,
