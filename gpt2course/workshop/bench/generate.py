@@ -15,6 +15,7 @@ once, so no decoder can beat B * bandwidth / weight bytes tokens/s. ``--model ti
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -81,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     dtype = pick_dtype(device)
     bandwidth = args.bandwidth_gbs or bandwidth_gbs(device)
 
@@ -113,10 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     header += f"{'same ids':>10}" + (f"{'peak GiB':>10}" if device.type == "cuda" else "")
     print(header, flush=True)
     differ = 0
-    for B in batch_sizes:
+    for B in [int(b) for b in args.batch_sizes.split(",")]:
         g = torch.Generator().manual_seed(B)
-        idx = torch.randint(0, ours.config.vocab_size, (B, args.prompt_tokens), generator=g)
-        idx = idx.to(device)
+        idx = torch.randint(0, ours.config.vocab_size, (B, args.prompt_tokens), generator=g).to(
+            device
+        )
         for fn in impls.values():
             fn(idx, 5)  # warm-up: kernels, allocator, caches, the graph capture
         # Interleaved repeats, best of each: on a shared machine the load changes from one
@@ -126,9 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         peak: dict[str, float] = {}
         for _ in range(args.repeats):
             for name, fn in impls.items():
-                seconds, out = timed(
-                    lambda fn=fn, idx=idx: fn(idx, args.new_tokens), device, reset_peak=True
-                )
+                run = partial(fn, idx, args.new_tokens)
+                seconds, out = timed(run, device, reset_peak=True)
                 best[name] = min(best.get(name, float("inf")), seconds)
                 outs[name] = out
                 if device.type == "cuda":
@@ -147,11 +147,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{'':<4}batch {B}: {name} / transformers = {ratio:.2f}x")
         if bandwidth:
             bound = B * bandwidth * 1e9 / weight_bytes
-            fastest = max(rates.values())
             print(
                 f"{'':<4}batch {B}: bandwidth bound {bound:,.0f} tokens/s "
                 f"({weight_bytes / 1e9:.2f} GB of weights per step at {bandwidth:g} GB/s); "
-                f"the fastest row reaches {fastest / bound:.1%} of it",
+                f"the fastest row reaches {max(rates.values()) / bound:.1%} of it",
                 flush=True,
             )
     if args.profile:  # the fast decoder where there is one: the row a GPU is meant to win
