@@ -84,10 +84,7 @@ DATA_DEFAULTS: dict[str, Any] = dict(
 
 
 def resolve_config(
-    preset: str | None = None,
-    config_file: str | None = None,
-    overrides: Sequence[str] = (),
-    base: dict[str, dict[str, Any]] | None = None,
+    preset: str | None, config_file: str | None, overrides: Sequence[str], base: dict | None
 ) -> dict[str, dict[str, Any]]:
     """The run's {"model", "data", "train"} settings: preset (or ``base``, e.g. a checkpoint's
     own settings), then the JSON file, then KEY=VALUE."""
@@ -217,10 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     try:
-        base = None
-        if args.resume and not (args.config or args.preset):
-            base = run_settings(args.resume)
-        cfg = resolve_config(args.preset, args.config, args.overrides, base=base)
+        own = args.resume and not (args.config or args.preset)  # the checkpoint's settings
+        base = run_settings(args.resume) if own else None
+        cfg = resolve_config(args.preset, args.config, args.overrides, base)
         tcfg = TrainConfig.from_dict(cfg["train"])
         tcfg.validate()
         mcfg = GPTConfig(**cfg["model"])

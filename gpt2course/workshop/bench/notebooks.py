@@ -70,22 +70,18 @@ def sections_of(cells: list) -> list[Section]:
     out = [Section("(setup, before the first heading)")]
     for cell in cells:
         if cell.get("cell_type") == "markdown":
-            headings = HEADING.findall(course.cell_source(cell))
-            if headings:
+            if headings := HEADING.findall(course.cell_source(cell)):
                 level, text = headings[-1]
                 if len(level) == 1:  # the title: its cells install, import and set sizes
                     text = "start: install, imports, settings"
                 out.append(Section(("  " if len(level) > 2 else "") + text))
-            continue
-        if cell.get("cell_type") == "code":
+        elif cell.get("cell_type") == "code":
             out[-1].cells += 1
             out[-1].seconds += _cell_seconds(cell)
     return [s for s in out if s.cells]
 
 
-def time_notebook(
-    nb: course.Notebook, version: str = "solutions", quick: bool = False, timeout: int = 1800
-) -> NotebookTiming:
+def time_notebook(nb: course.Notebook, version: str, quick: bool, timeout: int) -> NotebookTiming:
     """Run one committed notebook top to bottom in a fresh kernel and time its sections."""
     import nbformat
     from nbclient.exceptions import CellExecutionError, CellTimeoutError

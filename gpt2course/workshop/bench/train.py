@@ -165,9 +165,7 @@ def compare(other, name: str, args: argparse.Namespace) -> dict:
     for i in range(3):  # warm-up: allocator, kernels, compilation
         for n in models:
             step(n, i)
-    wall: dict[str, list[float]] = {n: [] for n in models}
-    cpu: dict[str, list[float]] = {n: [] for n in models}
-    losses: dict[str, list[float]] = {n: [] for n in models}
+    wall, cpu, losses = ({n: [] for n in models} for _ in range(3))
     for i in range(steps):
         # Each model goes first on every other step, so neither always runs on a warm cache.
         for n in list(models)[:: 1 if i % 2 == 0 else -1]:
