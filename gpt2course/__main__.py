@@ -35,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     try:
-        return _run(argv)
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            print(usage())
+            return 0
+        if argv[0] not in VERBS:
+            print(f"unknown verb {argv[0]!r}.\n\n{usage()}", file=sys.stderr)
+            return 2
+        return int(importlib.import_module(VERBS[argv[0]][0]).main(argv[1:]) or 0)
     except SystemExit as e:  # argparse's own one-line complaints, kept as they are
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except KeyboardInterrupt:
@@ -49,16 +55,6 @@ def main(argv: list[str] | None = None) -> int:
         hint = "" if known else " (an unexpected error; please report it)"
         print(f"error: {what}{hint}. Run again with --debug to see where.", file=sys.stderr)
         return 1
-
-
-def _run(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(usage())
-        return 0
-    if argv[0] not in VERBS:
-        print(f"unknown verb {argv[0]!r}.\n\n{usage()}", file=sys.stderr)
-        return 2
-    return int(importlib.import_module(VERBS[argv[0]][0]).main(argv[1:]) or 0)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from gpt2course.model import GPT, GPTConfig
 from gpt2course.tokenizer.named import ByteTokenizer, get_tokenizer
 from gpt2course.train import TrainConfig, train
 
-from ._timing import parser, timed
+from ._timing import device_label, parser, timed
 
 # name -> (n_layer, n_embd, steps, batch, lr, tasks, base pretraining steps, n_train, n_held_out);
 # "quick" and "full" are notebook 09's two settings.
@@ -63,13 +63,12 @@ def bench_lora(
     tiny = GPTConfig(n_layer=4, n_head=4, n_embd=128, context_length=block)
     base = GPT(GPTConfig.from_name(model_name) if model_name.startswith("gpt2") else tiny)
     rows = []
-    for kind in ["full", "lora"]:
+    cuda = device.type == "cuda"
+    for kind, lr in [("full", 1e-4), ("lora", 1e-3)]:
         model = copy.deepcopy(base)
-        lr = 1e-4
         if kind == "lora":
             lora.apply_lora(model, lora.DEFAULT_TARGETS, rank=8, alpha=16)
-            lr = 1e-3
-        if device.type == "cuda":
+        if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         batches = RandomBatches(ids, batch, block, seed=0)
@@ -83,9 +82,7 @@ def bench_lora(
                 "trainable": trainable,
                 "total": total,
                 "weights_grads_adam_MB": round(mem["total"] / 1e6, 1),
-                "peak_cuda_MB": round(torch.cuda.max_memory_allocated() / 1e6, 1)
-                if device.type == "cuda"
-                else None,
+                "peak_cuda_MB": round(torch.cuda.max_memory_allocated() / 1e6, 1) if cuda else None,
                 "ms_per_step": round(1000 * seconds / steps, 1),
                 "loss_first": round(history.train_loss[0], 3),
                 "loss_last": round(history.train_loss[-1], 3),
@@ -140,10 +137,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
     device = pick_device(args.device)
-    print(
-        f"device: {device}"
-        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
-    )
+    print(f"device: {device} ({device_label(device)})")
     if args.part in ("lora", "all"):
         for row in bench_lora(args.model, args.steps, args.batch, args.block, device):
             print(json.dumps(row), flush=True)
