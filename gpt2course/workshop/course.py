@@ -14,6 +14,7 @@ From each source the generator writes three notebooks:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -340,8 +341,6 @@ def write_readme_table() -> None:
 
 def stale_notebooks() -> list[str]:
     """The committed notebooks whose cells differ from what their source makes."""
-    import json
-
     problems = []
     for nb in NOTEBOOKS:
         src = source_path(nb)

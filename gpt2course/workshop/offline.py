@@ -80,8 +80,7 @@ def check_model_bundle(folder: Path) -> Checked:
     repo = manifest.get("repo", HUB_REPOS[key])
     if repo != HUB_REPOS[key]:
         raise _refuse(folder, f"manifest.json names repo {repo!r}, expected {HUB_REPOS[key]!r}")
-    sha = manifest.get("sha256")
-    revision = manifest.get("revision")
+    sha, revision = manifest.get("sha256"), manifest.get("revision")
     try:
         check_hub_entry(repo, revision, sha)
     except CheckpointError as e:

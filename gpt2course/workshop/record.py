@@ -25,11 +25,8 @@ def _keep(output: dict[str, Any]) -> dict[str, Any] | None:
     """The part of an output worth keeping: text and pictures, no widget state or stderr."""
     if output.get("output_type") == "stream":
         return None if output.get("name") == "stderr" else {**output}
-    data = {
-        k: v
-        for k, v in output.get("data", {}).items()
-        if k in ("text/plain", "image/png", "text/html")
-    }
+    kinds = ("text/plain", "image/png", "text/html")
+    data = {k: v for k, v in output.get("data", {}).items() if k in kinds}
     return {"output_type": "display_data", "data": data, "metadata": {}} if data else None
 
 

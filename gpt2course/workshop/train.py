@@ -253,9 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
         model = GPT(mcfg)
         if rank == 0:
-            n = model.num_params()
             print(
-                f"training a {n / 1e6:.2f}M-parameter GPT on {world} process(es), "
+                f"training a {model.num_params() / 1e6:.2f}M-parameter GPT on {world} process(es), "
                 f"{tcfg.grad_accum_steps} micro-batch(es) of {data['batch_size']}x{data['context_length']} "
                 f"tokens each per step, for {tcfg.max_steps} steps",
                 file=sys.stderr,

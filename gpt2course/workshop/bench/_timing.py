@@ -51,12 +51,6 @@ def device_label(device: torch.device) -> str:
 
 def hf_greedy(hf: torch.nn.Module, idx: torch.Tensor, n: int) -> torch.Tensor:
     """Exactly ``n`` greedy tokens from a transformers model: the ids (B, T + n)."""
+    greedy = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
     with torch.inference_mode():
-        return hf.generate(
-            idx,
-            attention_mask=torch.ones_like(idx),
-            max_new_tokens=n,
-            min_new_tokens=n,
-            do_sample=False,
-            pad_token_id=0,
-        )
+        return hf.generate(idx, attention_mask=torch.ones_like(idx), **greedy)

@@ -76,8 +76,7 @@ def _peak_rss_bytes() -> int:
 
 def _current_rss_bytes() -> int:
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:  # not Linux: the peak so far is the best there is
         return _peak_rss_bytes()
 
@@ -134,10 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t0 = time.perf_counter()
         folder = write_random_checkpoint(config, root / args.model)
-        size = os.path.getsize(folder / WEIGHTS_FILE)
-        print(
-            f"{args.model} shape, random weights: {size / 1e9:.2f} GB file written in {time.perf_counter() - t0:.0f} s"
-        )
+        gb, seconds = os.path.getsize(folder / WEIGHTS_FILE) / 1e9, time.perf_counter() - t0
+        print(f"{args.model} shape, random weights: {gb:.2f} GB file written in {seconds:.0f} s")
         print(
             f"{'loader':<18}{'model GB':>10}{'peak RSS GB':>13}{'peak/model':>12}"
             f"{'added/model':>13}{'after use':>11}{'seconds':>9}"
