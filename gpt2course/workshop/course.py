@@ -295,8 +295,7 @@ def set_repo(url: str) -> None:
     text = here.read_text(encoding="utf-8")
     text = re.sub(r'^REPO_URL = ".*"$', f'REPO_URL = "{url}"', text, count=1, flags=re.M)
     here.write_text(text, encoding="utf-8")
-    old = REPO_URL
-    REPO_URL = url
+    old, REPO_URL = REPO_URL, url
     root = repo_root()
     names = ["pyproject.toml", "environment.yml", "README.md"]
     for f in [*(root / name for name in names), *root.glob("docs/*.md")]:

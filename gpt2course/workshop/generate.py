@@ -110,18 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if getattr(model, "is_standin", False):
         print(pretrained.STANDIN_BANNER, file=sys.stderr)
-    fast = not args.no_fast
-    print(
-        f"[{model.source}, {model.num_params() / 1e6:.0f}M parameters, {device.type}, {str(dtype).removeprefix('torch.')}, {'fast path' if fast else 'part 5 generate'}]",
-        file=sys.stderr,
-    )
+    what = f"{device.type}, {str(dtype).removeprefix('torch.')}, "
+    what += "part 5 generate" if args.no_fast else "fast path"
+    print(f"[{model.source}, {model.num_params() / 1e6:.0f}M parameters, {what}]", file=sys.stderr)
 
     gen = None if args.seed is None else torch.Generator().manual_seed(args.seed)
     idx = torch.tensor([ids], device=device)
     sampling = dict(temperature=args.temperature, top_k=top_k, top_p=args.top_p, generator=gen)
     tokens = (
         FastGenerator(model).stream(idx, args.max_new_tokens, **sampling)
-        if fast
+        if not args.no_fast
         else stream(model, idx, args.max_new_tokens, use_cache=True, **sampling)
     )
 

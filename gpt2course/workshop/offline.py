@@ -138,8 +138,7 @@ def unverified(names: list[str]) -> list[str]:
 
 def bundle(dest: str | Path, models: tuple[str, ...] | list[str] = ()) -> list[Path]:
     """Write every asset (and, on request, pretrained models) to ``dest`` for an offline room."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    dest = Path(dest)  # atomic_copy makes the folder
     written = [atomic_copy(assets.fetch(name), dest / name) for name in assets.ASSETS]
     if models:
         written += bundle_models(list(models), dest / "models")

@@ -70,8 +70,7 @@ def record(slugs: list[str], timeout: int = 3600) -> list[Path]:
         path = course.notebook_path(nb, "solutions")
         print(f"running {path.relative_to(course.repo_root())} at full size ...", file=sys.stderr)
         t0 = time.perf_counter()
-        done = course.execute(
-            course.build_notebook(nb, "solutions", text), path.parent, timeout, quick=False
-        )
+        notebook = course.build_notebook(nb, "solutions", text)
+        done = course.execute(notebook, path.parent, timeout, quick=False)
         written.append(harvest(nb.slug, done, time.perf_counter() - t0, device_name()))
     return written

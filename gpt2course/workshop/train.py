@@ -248,8 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 f"the {tok.name} tokenizer has {tok.vocab_size} ids but model.vocab_size is {mcfg.vocab_size}"
             )
-        if args.out:
-            tcfg.checkpoint_dir = args.out
+        tcfg.checkpoint_dir = args.out or tcfg.checkpoint_dir
         torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
         model = GPT(mcfg)
         if rank == 0:

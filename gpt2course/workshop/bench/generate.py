@@ -47,10 +47,8 @@ def build_models(name: str, device: torch.device, dtype: torch.dtype):
     from gpt2course.pretrained import from_transformers
     from gpt2course.pretrained.convert import hf_config_dict
 
-    if name == "tiny":
-        config = GPTConfig(n_layer=2, n_head=2, n_embd=64, context_length=256)  # GPT-2's vocabulary
-    else:
-        config = GPTConfig.from_name(name)
+    tiny = GPTConfig(n_layer=2, n_head=2, n_embd=64, context_length=256)  # GPT-2's vocabulary
+    config = tiny if name == "tiny" else GPTConfig.from_name(name)
     torch.manual_seed(0)
     with torch.device(device):  # initialise on the device: gpt2-xl's init on a CPU takes a minute
         hf = GPT2LMHeadModel(GPT2Config(**hf_config_dict(config))).to(dtype).eval()

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.profiler import profile as torch_profile
 
 from gpt2course.data import RandomBatches, load_text, split_tokens
 from gpt2course.model import GPT, GPTConfig, lm_loss
@@ -179,8 +180,6 @@ def compare(other, name: str, args: argparse.Namespace) -> dict:
     # counted), and equal to it on one thread with the machine to ourselves.
     per_cpu = {n: round(tokens / statistics.median(ts)) for n, ts in cpu.items()}
     if args.profile:
-        from torch.profiler import profile as torch_profile
-
         for n in models:
             with torch_profile() as prof:
                 step(n, 0)
