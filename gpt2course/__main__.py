@@ -10,24 +10,20 @@ from __future__ import annotations
 import importlib
 import sys
 
-# verb -> (module, function taking argv, one-line help)
+# verb -> (the module whose main(argv) runs it, one-line help)
 VERBS = {
-    "assets": ("gpt2course.workshop.assets", "main", "download, bundle or seed the offline assets"),
-    "doctor": ("gpt2course.doctor", "main", "check this environment and say how to fix it"),
-    "notebooks": (
-        "gpt2course.workshop.notebooks",
-        "main",
-        "generate the notebooks from notebooks/src",
-    ),
-    "bench": ("gpt2course.workshop.bench", "main", "run a benchmark (`bench --help` lists them)"),
-    "generate": ("gpt2course.workshop.generate", "main", "generate text from a model, streamed"),
-    "train": ("gpt2course.workshop.train", "main", "train a GPT (torchrun for several processes)"),
+    "assets": ("gpt2course.workshop.assets", "download, bundle or seed the offline assets"),
+    "doctor": ("gpt2course.doctor", "check this environment and say how to fix it"),
+    "notebooks": ("gpt2course.workshop.notebooks", "generate the notebooks from notebooks/src"),
+    "bench": ("gpt2course.workshop.bench", "run a benchmark (`bench --help` lists them)"),
+    "generate": ("gpt2course.workshop.generate", "generate text from a model, streamed"),
+    "train": ("gpt2course.workshop.train", "train a GPT (torchrun for several processes)"),
 }
 
 
 def usage() -> str:
     lines = ["usage: python -m gpt2course VERB [options]", "", "verbs:"]
-    lines += [f"  {verb:<10} {help_}" for verb, (_, _, help_) in VERBS.items()]
+    lines += [f"  {verb:<10} {help_}" for verb, (_, help_) in VERBS.items()]
     lines.append("\n`python -m gpt2course VERB --help` says more about one verb.")
     return "\n".join(lines)
 
@@ -39,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     try:
-        return _run(argv)
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            print(usage())
+            return 0
+        if argv[0] not in VERBS:
+            print(f"unknown verb {argv[0]!r}.\n\n{usage()}", file=sys.stderr)
+            return 2
+        return int(importlib.import_module(VERBS[argv[0]][0]).main(argv[1:]) or 0)
     except SystemExit as e:  # argparse's own one-line complaints, kept as they are
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except KeyboardInterrupt:
@@ -53,18 +55,6 @@ def main(argv: list[str] | None = None) -> int:
         hint = "" if known else " (an unexpected error; please report it)"
         print(f"error: {what}{hint}. Run again with --debug to see where.", file=sys.stderr)
         return 1
-
-
-def _run(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(usage())
-        return 0
-    verb, rest = argv[0], argv[1:]
-    if verb not in VERBS:
-        print(f"unknown verb {verb!r}.\n\n{usage()}", file=sys.stderr)
-        return 2
-    module, func, _ = VERBS[verb]
-    return int(getattr(importlib.import_module(module), func)(rest) or 0)
 
 
 if __name__ == "__main__":

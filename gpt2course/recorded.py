@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from .device import quick_mode
-
-__all__ = ["label", "load", "path", "show"]
 
 FOLDER = Path(__file__).parent / "recorded"
 
@@ -25,20 +22,6 @@ FOLDER = Path(__file__).parent / "recorded"
 def path(slug: str) -> Path:
     """Where the recorded full-size outputs of one notebook are kept."""
     return FOLDER / f"{slug}.json"
-
-
-def load(slug: str) -> dict[str, Any] | None:
-    """The record of one notebook: ``{"meta": {...}, "cells": {KEY: [outputs]}}``, or None."""
-    p = path(slug)
-    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
-
-
-def label(meta: dict[str, Any]) -> str:
-    """One line saying where and when the recorded run was made."""
-    return (
-        f"Recorded full-size run (the default settings, not quick mode): {meta['date']}, "
-        f"{meta['device']}, torch {meta['torch']}, notebook run in {meta['minutes']:.1f} min."
-    )
 
 
 def show(slug: str, key: str) -> None:
@@ -51,11 +34,16 @@ def show(slug: str, key: str) -> None:
         if quick_mode()
         else "Above: your run."
     )
-    record = load(slug)
-    if record is None or key not in record["cells"]:
+    # {"meta": {...}, "cells": {KEY: [outputs]}}, written by gpt2course.workshop.record
+    record = json.loads(path(slug).read_text(encoding="utf-8")) if path(slug).is_file() else {}
+    if key not in record.get("cells", {}):
         print(f"{above}\nNo full-size run of this cell is recorded yet.")
         return
-    print(f"{above}\n{label(record['meta'])}\n")
+    meta = record["meta"]
+    print(
+        f"{above}\nRecorded full-size run (the default settings, not quick mode): {meta['date']}, "
+        f"{meta['device']}, torch {meta['torch']}, notebook run in {meta['minutes']:.1f} min.\n"
+    )
     for out in record["cells"][key]:
         if out.get("output_type") == "stream":
             text = out.get("text", "")

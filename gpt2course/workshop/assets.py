@@ -16,21 +16,17 @@ def main(argv: list[str]) -> int:
         prog="python -m gpt2course assets",
         description="The course's downloads, and offline bundles for rooms without wifi.",
     )
-    sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="each asset, whether it is in the cache, and where")
-    sub.add_parser("fetch", help="download every asset into the cache (needs a network)")
-    b = sub.add_parser(
-        "bundle", help="write every asset to DIR, to copy to machines with no network"
-    )
+    add = p.add_subparsers(dest="cmd", required=True).add_parser
+    add("list", help="each asset, whether it is in the cache, and where")
+    add("fetch", help="download every asset into the cache (needs a network)")
+    b = add("bundle", help="write every asset to DIR, to copy to machines with no network")
     b.add_argument("dir")
     b.add_argument(
         "--models",
         default="",
         help="also carry pretrained weights, comma-separated (e.g. gpt2,gpt2-medium)",
     )
-    s = sub.add_parser(
-        "seed", help="import a bundle into this machine's cache (verifies every hash)"
-    )
+    s = add("seed", help="import a bundle into this machine's cache (verifies every hash)")
     s.add_argument("--from", dest="src", required=True, metavar="DIR")
     args = p.parse_args(argv)
 

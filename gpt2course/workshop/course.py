@@ -14,11 +14,15 @@ From each source the generator writes three notebooks:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from unittest.mock import patch
+
+from gpt2course.files import atomic_path
 
 # The one place the repository URL stands. `python -m gpt2course notebooks set-repo URL`
 # rewrites it here and regenerates everything that shows it (badges, install cells, README).
@@ -71,8 +75,7 @@ def github_slug(url: str | None = None) -> str:
 
 def colab_url(nb: Notebook, version: str = "learner") -> str:
     """The 'Open in Colab' link of one notebook version."""
-    sub = VERSIONS[version]
-    path = f"notebooks/{sub + '/' if sub else ''}{nb.slug}.ipynb"
+    path = notebook_path(nb, version).relative_to(repo_root()).as_posix()
     return f"https://colab.research.google.com/github/{github_slug()}/blob/{BRANCH}/{path}"
 
 
@@ -89,13 +92,10 @@ def install_line() -> str:
 
 def header_cells(nb: Notebook, version: str) -> list[dict]:
     """The badge cell and the Colab install cell that every notebook starts with."""
-    badge = colab_badge(nb, version)
-    gpu = (
-        "\n\nThis notebook is faster on a GPU: in Colab, *Runtime → Change runtime type → T4 GPU*."
-        if nb.gpu
-        else ""
-    )
-    md = f"{badge}\n\n# {nb.title}{gpu}"
+    md = f"{colab_badge(nb, version)}\n\n# {nb.title}"
+    if nb.gpu:
+        md += "\n\nThis notebook is faster on a GPU: in Colab, "
+        md += "*Runtime → Change runtime type → T4 GPU*."
     # Plain pip through subprocess, not %pip: %pip prints a failure and carries on, and the
     # learner meets it two cells later as a ModuleNotFoundError.
     code = (
@@ -123,59 +123,28 @@ def header_cells(nb: Notebook, version: str) -> list[dict]:
     return [_cell("markdown", md), _cell("code", code)]
 
 
-def recorded_cell(nb: Notebook, key: str) -> str:
-    """The cell that shows, after a ``record:KEY`` cell, what it gave at full size."""
-    return (
-        "# What the cell above gave at the default, full-size settings, recorded with\n"
-        f"# `python -m gpt2course notebooks record {nb.slug[:2]}` (see gpt2course.recorded).\n"
-        "from gpt2course import recorded\n"
-        "\n"
-        f'recorded.show("{nb.slug}", "{key}")'
-    )
-
-
 def _cell(kind: str, source: str, tags: list[str] | None = None) -> dict:
-    cell = {"cell_type": kind, "metadata": {}, "source": source}
-    if tags:
-        cell["metadata"]["tags"] = tags
-    if kind == "code":
-        cell["execution_count"] = None
-        cell["outputs"] = []
-    return cell
+    cell = {"cell_type": kind, "metadata": {"tags": tags} if tags else {}, "source": source}
+    return cell | ({"execution_count": None, "outputs": []} if kind == "code" else {})
 
 
 def parse_source(text: str) -> list[tuple[str, str, list[str]]]:
     """Split a percent-format source into (kind, source, tags) cells."""
     cells: list[tuple[str, list[str], list[str]]] = []
-    current: tuple[str, list[str], list[str]] | None = None
     for line in text.splitlines():
-        m = CELL.match(line)
-        if m:
+        if m := CELL.match(line):
             kind = "markdown" if m.group("markdown") else "code"
-            tags = m.group("tags").split()
-            current = (kind, [], tags)
-            cells.append(current)
-            continue
-        if current is None:
-            if line.strip():
-                raise ValueError(f"text before the first '# %%' cell marker: {line!r}")
-            continue
-        current[1].append(line)
-    out = []
-    for kind, lines, tags in cells:
-        if kind == "markdown":
-            lines = [_unmark(line) for line in lines]
-        src = "\n".join(lines).strip("\n")
-        out.append((kind, src, tags))
-    return out
-
-
-def _unmark(line: str) -> str:
-    if line.startswith("# "):
-        return line[2:]
-    if line.strip() in ("#", ""):
-        return ""
-    raise ValueError(f"markdown lines must start with '# ': {line!r}")
+            cells.append((kind, [], m.group("tags").split()))
+        elif cells:
+            cells[-1][1].append(line)
+        elif line.strip():
+            raise ValueError(f"text before the first '# %%' cell marker: {line!r}")
+    for kind, lines, _ in cells:
+        for i, line in enumerate(lines if kind == "markdown" else []):
+            if not (line.startswith("# ") or line.strip() in ("#", "")):
+                raise ValueError(f"markdown lines must start with '# ': {line!r}")
+            lines[i] = line[2:] if line.startswith("# ") else ""
+    return [(kind, "\n".join(lines).strip("\n"), tags) for kind, lines, tags in cells]
 
 
 def strip_solutions(source: str) -> str:
@@ -184,34 +153,27 @@ def strip_solutions(source: str) -> str:
     ``# HINT:`` comment lines inside the block are kept for the learner.
     """
     out: list[str] = []
-    lines = source.splitlines()
-    i = 0
-    while i < len(lines):
-        m = BEGIN.match(lines[i])
-        if not m:
-            if END.match(lines[i]):
-                raise ValueError("'# END SOLUTION' without '# BEGIN SOLUTION'")
-            out.append(lines[i])
-            i += 1
-            continue
-        indent = m.group(1)
-        j = i + 1
-        hints = []
-        while j < len(lines) and not END.match(lines[j]):
-            if BEGIN.match(lines[j]):
+    indent = None  # inside a solution: the indentation of its BEGIN line
+    for line in source.splitlines():
+        if m := BEGIN.match(line):
+            if indent is not None:
                 raise ValueError("nested '# BEGIN SOLUTION'")
-            if lines[j].strip().startswith("# HINT:"):
-                hints.append(indent + lines[j].strip())
-            j += 1
-        if j == len(lines):
-            raise ValueError("'# BEGIN SOLUTION' without '# END SOLUTION'")
-        out.extend(hints)
-        out.append(f"{indent}# Your code here.")
-        out.append(
-            f'{indent}raise NotImplementedError("Exercise not done yet: write it, '
-            'then run the check below.")'
-        )
-        i = j + 1
+            indent = m.group(1)
+        elif END.match(line):
+            if indent is None:
+                raise ValueError("'# END SOLUTION' without '# BEGIN SOLUTION'")
+            out.append(f"{indent}# Your code here.")
+            out.append(
+                f'{indent}raise NotImplementedError("Exercise not done yet: write it, '
+                'then run the check below.")'
+            )
+            indent = None
+        elif indent is None:
+            out.append(line)
+        elif line.strip().startswith("# HINT:"):
+            out.append(indent + line.strip())
+    if indent is not None:
+        raise ValueError("'# BEGIN SOLUTION' without '# END SOLUTION'")
     return "\n".join(out)
 
 
@@ -225,7 +187,8 @@ def keep_solutions(source: str) -> str:
 def build_notebook(nb: Notebook, version: str, source_text: str) -> dict:
     """The notebook (nbformat 4 dict, no outputs) of one version of one source."""
     cells = header_cells(nb, version)
-    notes = instructor_notes_path(nb)
+    # Optional notes (timings, goals, where learners stall) shown atop the instructor version.
+    notes = repo_root() / "notebooks" / "instructor_notes" / f"{nb.slug}.md"
     if version == "instructor" and notes.exists():
         cells.append(_cell("markdown", notes.read_text(encoding="utf-8").strip()))
     for kind, src, tags in parse_source(source_text):
@@ -234,9 +197,14 @@ def build_notebook(nb: Notebook, version: str, source_text: str) -> dict:
         if kind == "code":
             src = strip_solutions(src) if version == "learner" else keep_solutions(src)
         cells.append(_cell(kind, src, [t for t in tags if t != "instructor"]))
-        for tag in tags:
-            if tag.startswith("record:"):
-                cells.append(_cell("code", recorded_cell(nb, tag.removeprefix("record:"))))
+        for key in [t.removeprefix("record:") for t in tags if t.startswith("record:")]:
+            # Shows, after a record:KEY cell, what it gave at full size.
+            shown = (
+                "# What the cell above gave at the default, full-size settings, recorded with\n"
+                f"# `python -m gpt2course notebooks record {nb.slug[:2]}` (see gpt2course.recorded).\n"
+                f'from gpt2course import recorded\n\nrecorded.show("{nb.slug}", "{key}")'
+            )
+            cells.append(_cell("code", shown))
     metadata: dict = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
@@ -259,11 +227,6 @@ def source_path(nb: Notebook, root: Path | None = None) -> Path:
     return (root or repo_root()) / "notebooks" / "src" / f"{nb.slug}.py"
 
 
-def instructor_notes_path(nb: Notebook, root: Path | None = None) -> Path:
-    """Optional notes (timings, goals, where learners stall) shown atop the instructor version."""
-    return (root or repo_root()) / "notebooks" / "instructor_notes" / f"{nb.slug}.md"
-
-
 def find(slug_or_prefix: str) -> Notebook:
     """A notebook by slug or by its number ('03')."""
     for nb in NOTEBOOKS:
@@ -274,13 +237,16 @@ def find(slug_or_prefix: str) -> Notebook:
 
 def cells_signature(notebook: dict) -> list[tuple[str, str, list[str]]]:
     """What the generator decides about a notebook: each cell's kind, source and tags."""
-    out = []
-    for cell in notebook["cells"]:
-        src = cell["source"]
-        if isinstance(src, list):
-            src = "".join(src)
-        out.append((cell["cell_type"], src, cell.get("metadata", {}).get("tags", [])))
-    return out
+    return [
+        (cell["cell_type"], cell_source(cell), cell.get("metadata", {}).get("tags", []))
+        for cell in notebook["cells"]
+    ]
+
+
+def cell_source(cell: dict) -> str:
+    """A cell's source as one string (nbformat allows a list of lines)."""
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
 
 
 def execute(notebook: dict, cwd: Path, timeout: int = 600, quick: bool = True) -> dict:
@@ -292,48 +258,31 @@ def execute(notebook: dict, cwd: Path, timeout: int = 600, quick: bool = True) -
     from nbclient import NotebookClient
 
     node = notebook if isinstance(notebook, nbformat.NotebookNode) else nbformat.from_dict(notebook)
-    saved = os.environ.get("GPT2COURSE_QUICK")
-    os.environ["GPT2COURSE_QUICK"] = "1" if quick else "0"  # the kernel inherits it
-    try:
+    with patch.dict(os.environ, GPT2COURSE_QUICK="1" if quick else "0"):  # the kernel inherits it
         NotebookClient(
             node, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
         ).execute()
-    finally:
-        if saved is None:
-            os.environ.pop("GPT2COURSE_QUICK", None)
-        else:
-            os.environ["GPT2COURSE_QUICK"] = saved
     return node
 
 
-def write_notebook(notebook: dict, path: Path) -> None:
-    """Write a notebook the way nbformat does (stable diffs)."""
+def build(slugs: list[str] | None = None, execute_cells: bool = False) -> list[Path]:
+    """Generate the notebooks of the given sources (all by default); optionally run them."""
     import nbformat
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    node = nbformat.from_dict(notebook)
-    tmp = path.with_suffix(".ipynb.tmp")
-    nbformat.write(node, str(tmp))
-    tmp.replace(path)
-
-
-def build(
-    slugs: list[str] | None = None, execute_cells: bool = False, versions: list[str] | None = None
-) -> list[Path]:
-    """Generate the notebooks of the given sources (all by default); optionally run them."""
     written = []
     todo = (
         [find(s) for s in slugs] if slugs else [nb for nb in NOTEBOOKS if source_path(nb).exists()]
     )
     for nb in todo:
         text = source_path(nb).read_text(encoding="utf-8")
-        for version in versions or list(VERSIONS):
+        for version in VERSIONS:
             notebook = build_notebook(nb, version, text)
             path = notebook_path(nb, version)
             if execute_cells and version != "instructor":
                 print(f"running {path.relative_to(repo_root())} ...", file=sys.stderr, flush=True)
                 notebook = execute(notebook, cwd=path.parent)
-            write_notebook(notebook, path)
+            with atomic_path(path) as tmp:  # written the way nbformat does: stable diffs
+                nbformat.write(nbformat.from_dict(notebook), str(tmp))
             written.append(path)
     return written
 
@@ -346,15 +295,10 @@ def set_repo(url: str) -> None:
     text = here.read_text(encoding="utf-8")
     text = re.sub(r'^REPO_URL = ".*"$', f'REPO_URL = "{url}"', text, count=1, flags=re.M)
     here.write_text(text, encoding="utf-8")
-    old = REPO_URL
-    REPO_URL = url
+    old, REPO_URL = REPO_URL, url
     root = repo_root()
-    for f in [
-        root / "pyproject.toml",
-        root / "environment.yml",
-        root / "README.md",
-        *root.glob("docs/*.md"),
-    ]:
+    names = ["pyproject.toml", "environment.yml", "README.md"]
+    for f in [*(root / name for name in names), *root.glob("docs/*.md")]:
         if f.exists():
             f.write_text(f.read_text(encoding="utf-8").replace(old, url), encoding="utf-8")
     write_readme_table()
@@ -364,13 +308,11 @@ def set_repo(url: str) -> None:
     for nb in NOTEBOOKS:
         for version in VERSIONS:
             path = notebook_path(nb, version)
-            if not path.exists():
-                continue
-            node = nbformat.read(str(path), as_version=4)
-            fresh = header_cells(nb, version)
-            node.cells[0].source = fresh[0]["source"]
-            node.cells[1].source = fresh[1]["source"]
-            nbformat.write(node, str(path))
+            if path.exists():
+                node = nbformat.read(str(path), as_version=4)
+                for cell, fresh in zip(node.cells, header_cells(nb, version), strict=False):
+                    cell.source = fresh["source"]
+                nbformat.write(node, str(path))
 
 
 README_START = "<!-- notebooks:start -->"
@@ -388,9 +330,9 @@ def readme_table() -> str:
     return "\n".join(rows)
 
 
-def write_readme_table(readme: Path | None = None) -> None:
+def write_readme_table() -> None:
     """Regenerate the README's notebook list between its markers."""
-    readme = readme or repo_root() / "README.md"
+    readme = repo_root() / "README.md"
     text = readme.read_text(encoding="utf-8")
     a, b = text.index(README_START) + len(README_START), text.index(README_END)
     readme.write_text(text[:a] + "\n" + readme_table() + "\n" + text[b:], encoding="utf-8")
@@ -398,8 +340,6 @@ def write_readme_table(readme: Path | None = None) -> None:
 
 def stale_notebooks() -> list[str]:
     """The committed notebooks whose cells differ from what their source makes."""
-    import json
-
     problems = []
     for nb in NOTEBOOKS:
         src = source_path(nb)

@@ -11,8 +11,8 @@ import codecs
 import sys
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command's options."""
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options, load the model, stream the text; 0 on success."""
     p = argparse.ArgumentParser(
         prog="python -m gpt2course generate",
         description="Generate text with GPT-2 (or a checkpoint of yours), streamed as it comes.",
@@ -59,12 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use part 5's generate (growing KV cache) instead of the static cache + CUDA graph",
     )
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Parse the options, load the model, stream the text; 0 on success."""
-    args = build_parser().parse_args(argv)
+    args = p.parse_args(argv)
     import torch
 
     from gpt2course import checkpoint, pretrained
@@ -115,35 +110,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if getattr(model, "is_standin", False):
         print(pretrained.STANDIN_BANNER, file=sys.stderr)
-    fast = not args.no_fast
-    print(
-        f"[{model.source}, {model.num_params() / 1e6:.0f}M parameters, {device.type}, {str(dtype).removeprefix('torch.')}, {'fast path' if fast else 'part 5 generate'}]",
-        file=sys.stderr,
-    )
+    what = f"{device.type}, {str(dtype).removeprefix('torch.')}, "
+    what += "part 5 generate" if args.no_fast else "fast path"
+    print(f"[{model.source}, {model.num_params() / 1e6:.0f}M parameters, {what}]", file=sys.stderr)
 
-    generator = None
-    if args.seed is not None:
-        generator = torch.Generator().manual_seed(args.seed)
+    gen = None if args.seed is None else torch.Generator().manual_seed(args.seed)
     idx = torch.tensor([ids], device=device)
-    sampling = dict(
-        temperature=args.temperature, top_k=top_k, top_p=args.top_p, generator=generator
-    )
+    sampling = dict(temperature=args.temperature, top_k=top_k, top_p=args.top_p, generator=gen)
     tokens = (
         FastGenerator(model).stream(idx, args.max_new_tokens, **sampling)
-        if fast
+        if not args.no_fast
         else stream(model, idx, args.max_new_tokens, use_cache=True, **sampling)
     )
 
     # A character can span several tokens: decode bytes incrementally, print whole characters.
     utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    out = sys.stdout
-    out.write(args.prompt)
-    out.flush()
+    print(args.prompt, end="", flush=True)
     try:
         for tok in tokens:
-            out.write(utf8.decode(token_bytes(int(tok[0]))))
-            out.flush()
+            print(utf8.decode(token_bytes(int(tok[0]))), end="", flush=True)
     except KeyboardInterrupt:
         pass
-    out.write(utf8.decode(b"", final=True) + "\n")
+    print(utf8.decode(b"", final=True))
     return 0

@@ -6,25 +6,21 @@ import argparse
 import json
 import sys
 
-from . import course, record
+from . import course, portability, record
 
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m gpt2course notebooks")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser(
-        "build", help="write learner, solution and instructor notebooks from notebooks/src"
-    )
+    add = p.add_subparsers(dest="cmd", required=True).add_parser
+    b = add("build", help="write learner, solution and instructor notebooks from notebooks/src")
     b.add_argument("slugs", nargs="*", help="notebooks to build (slug or number); all by default")
     b.add_argument(
         "--execute", action="store_true", help="run them (quick mode) to fill the outputs"
     )
-    sub.add_parser("check", help="fail if a committed notebook differs from what its source makes")
-    r = sub.add_parser(
-        "record", help="run notebooks at full size and keep their record: cells' outputs"
-    )
+    add("check", help="fail if a committed notebook differs from what its source makes")
+    r = add("record", help="run notebooks at full size and keep their record: cells' outputs")
     r.add_argument("slugs", nargs="+", help="notebooks to record (slug or number)")
-    pt = sub.add_parser(
+    pt = add(
         "portability",
         help="run the notebooks under nbval with other CPUs' kernels and thread counts",
     )
@@ -35,9 +31,7 @@ def main(argv: list[str]) -> int:
         help="CAPABILITY:THREADS,... (e.g. default:1,avx2:2); by default default, avx2 and "
         "this machine's best kernels, each with 1 and 2 threads",
     )
-    s = sub.add_parser(
-        "set-repo", help="point badges, install cells and links at another repository"
-    )
+    s = add("set-repo", help="point badges, install cells and links at another repository")
     s.add_argument("url")
     args = p.parse_args(argv)
     if args.cmd == "build":
@@ -58,14 +52,9 @@ def main(argv: list[str]) -> int:
         except KeyError as e:
             print(f"error: {e.args[0]}", file=sys.stderr)
             return 2
-        print(
-            "now rebuild them: python -m gpt2course notebooks build --execute "
-            + " ".join(args.slugs)
-        )
+        print("now rebuild them: python -m gpt2course notebooks build --execute", *args.slugs)
         return 0
     if args.cmd == "portability":
-        from . import portability
-
         try:
             settings = portability.parse_settings(args.settings) if args.settings else None
             return portability.main(settings, args.slugs or None)

@@ -8,7 +8,6 @@ has to know about the other.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from gpt2course import assets
@@ -40,27 +39,20 @@ def bundle_models(names: list[str], dest: Path) -> list[Path]:
         if config is None:
             raise CheckpointError(f"{HUB_REPOS[key]} has no {CONFIG_FILE} in the cache")
         out = dest / key
-        out.mkdir(parents=True, exist_ok=True)
-        for src, fname in ((weights, WEIGHTS_FILE), (config, CONFIG_FILE)):
-            written.append(atomic_copy(src, out / fname))
+        written += [
+            atomic_copy(weights, out / WEIGHTS_FILE),
+            atomic_copy(config, out / CONFIG_FILE),
+        ]
         revision = weights.parent.name  # the snapshot folder is named by the commit
         manifest = {"repo": HUB_REPOS[key], "revision": revision, "sha256": _manifest_entry(out)}
-        written.append(
-            atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-        )
+        text = json.dumps(manifest, indent=2) + "\n"
+        written.append(atomic_write_text(out / "manifest.json", text))
     return written
 
 
-@dataclass(frozen=True)
-class ModelBundle:
-    """One model folder of a bundle, checked: what ``seed`` will place in the hub cache."""
-
-    name: str
-    folder: Path
-    repo: str
-    revision: str
-    sha256: dict[str, str]
-    published: bool  # the weights' hash is the course's published one, not only the bundle's
+# One model folder of a bundle, checked: (repo, revision, sha256 of each file), what ``seed``
+# will place in the hub cache.
+Checked = tuple[str, str, dict[str, str]]
 
 
 def _refuse(folder: Path, why: str) -> CheckpointError:
@@ -69,7 +61,7 @@ def _refuse(folder: Path, why: str) -> CheckpointError:
     )
 
 
-def check_model_bundle(folder: Path) -> ModelBundle:
+def check_model_bundle(folder: Path) -> Checked:
     """Check one ``models/<name>/`` folder without writing anything: a model the course knows,
     a manifest naming only a commit hash and the two model files, regular files inside the
     bundle with those hashes, and, where the course knows it, the published weights hash."""
@@ -88,8 +80,7 @@ def check_model_bundle(folder: Path) -> ModelBundle:
     repo = manifest.get("repo", HUB_REPOS[key])
     if repo != HUB_REPOS[key]:
         raise _refuse(folder, f"manifest.json names repo {repo!r}, expected {HUB_REPOS[key]!r}")
-    sha = manifest.get("sha256")
-    revision = manifest.get("revision")
+    sha, revision = manifest.get("sha256"), manifest.get("revision")
     try:
         check_hub_entry(repo, revision, sha)
     except CheckpointError as e:
@@ -114,13 +105,13 @@ def check_model_bundle(folder: Path) -> ModelBundle:
         SafetensorsFile(folder / WEIGHTS_FILE)
     except CheckpointError as e:
         raise _refuse(folder, str(e)) from None
-    return ModelBundle(key, folder, repo, revision, dict(sha), published is not None)
+    return repo, revision, dict(sha)
 
 
-def check_models(src: Path) -> list[ModelBundle]:
+def check_models(src: Path) -> dict[Path, Checked]:
     """Every model folder of ``src`` (a bundle's ``models/``), checked; raises on the first bad one."""
-    src = Path(src)
-    return [check_model_bundle(p) for p in sorted(src.iterdir()) if p.is_dir() or p.is_symlink()]
+    folders = sorted(p for p in Path(src).iterdir() if p.is_dir() or p.is_symlink())
+    return {p: check_model_bundle(p) for p in folders}
 
 
 def seed_models(src: Path) -> list[str]:
@@ -133,10 +124,10 @@ def seed_models(src: Path) -> list[str]:
     return _place_models(check_models(src))
 
 
-def _place_models(checked: list[ModelBundle]) -> list[str]:
-    for m in checked:
-        _place_in_hub_cache(m.repo, m.revision, m.folder, m.sha256)
-    return [m.name for m in checked]
+def _place_models(checked: dict[Path, Checked]) -> list[str]:
+    for folder, (repo, revision, sha) in checked.items():
+        _place_in_hub_cache(repo, revision, folder, sha)
+    return [folder.name for folder in checked]
 
 
 def unverified(names: list[str]) -> list[str]:
@@ -147,11 +138,8 @@ def unverified(names: list[str]) -> list[str]:
 
 def bundle(dest: str | Path, models: tuple[str, ...] | list[str] = ()) -> list[Path]:
     """Write every asset (and, on request, pretrained models) to ``dest`` for an offline room."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in assets.ASSETS:
-        written.append(atomic_copy(assets.fetch(name), dest / name))
+    dest = Path(dest)  # atomic_copy makes the folder
+    written = [atomic_copy(assets.fetch(name), dest / name) for name in assets.ASSETS]
     if models:
         written += bundle_models(list(models), dest / "models")
     return written
@@ -169,23 +157,17 @@ def seed(src: str | Path) -> list[str]:
     bad = [
         n
         for n in assets.ASSETS
-        if (src / n).is_file() and sha256_of(src / n) != assets.ASSETS[n].sha256
+        if n not in missing and sha256_of(src / n) != assets.ASSETS[n].sha256
     ]
-    if missing or bad:
-        parts = []
-        if missing:
-            parts.append("missing: " + ", ".join(missing))
-        if bad:
-            parts.append("wrong sha256 (corrupt copy?): " + ", ".join(bad))
+    found = (("missing", missing), ("wrong sha256 (corrupt copy?)", bad))
+    parts = [f"{what}: {', '.join(names)}" for what, names in found if names]
+    if parts:
         raise assets.AssetError(
             f"the bundle in {src} is incomplete; {'; '.join(parts)}. Nothing was imported."
         )
     # Check the models too before writing anything, so a refusal really imported nothing.
-    models = check_models(src / "models") if (src / "models").is_dir() else []
-    imported = []
+    models = check_models(src / "models") if (src / "models").is_dir() else {}
     for name in assets.ASSETS:
         assets._install_copy(src / name, assets.path_of(name), assets.ASSETS[name].sha256)
-        imported.append(name)
     assets.ensure_tiktoken_files()
-    imported += _place_models(models)
-    return imported
+    return list(assets.ASSETS) + _place_models(models)

@@ -14,29 +14,13 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import course
 
-
-@dataclass(frozen=True)
-class Setting:
-    """One way a machine may run PyTorch: its kernels and its thread count."""
-
-    capability: str  # "default", "avx2", "avx512" (ATEN_CPU_CAPABILITY's values)
-    threads: int
-
-    def __str__(self) -> str:
-        return f"ATEN_CPU_CAPABILITY={self.capability} OMP_NUM_THREADS={self.threads}"
-
-    def env(self) -> dict[str, str]:
-        """The environment variables that select this setting."""
-        return {
-            "ATEN_CPU_CAPABILITY": self.capability,
-            "OMP_NUM_THREADS": str(self.threads),
-            "MKL_NUM_THREADS": str(self.threads),
-        }
+# A setting, one way a machine may run PyTorch: its kernels ("default", "avx2", "avx512":
+# ATEN_CPU_CAPABILITY's values) and its thread count.
+Setting = tuple[str, int]
 
 
 def best_capability() -> str:
@@ -44,12 +28,6 @@ def best_capability() -> str:
     import torch
 
     return torch.backends.cpu.get_cpu_capability().lower()
-
-
-def default_settings() -> list[Setting]:
-    """Plain, AVX2 and this machine's best kernels, each on one thread and on two."""
-    caps = list(dict.fromkeys(["default", "avx2", best_capability()]))
-    return [Setting(cap, n) for cap in caps for n in (1, 2)]
 
 
 def parse_settings(text: str) -> list[Setting]:
@@ -62,16 +40,10 @@ def parse_settings(text: str) -> list[Setting]:
                 f"bad setting {part!r}: write CAPABILITY:THREADS with CAPABILITY one of "
                 "default, avx2, avx512 (for example default:1,avx2:2)"
             )
-        out.append(Setting(cap, int(threads)))
+        out.append((cap, int(threads)))
     if not out:
         raise ValueError("no settings given; for example --settings default:1,avx2:2")
     return out
-
-
-def notebook_paths(slugs: list[str] | None = None) -> list[Path]:
-    """The learner and solution notebooks that nbval compares (all, or those named)."""
-    todo = [course.find(s) for s in slugs] if slugs else course.NOTEBOOKS
-    return [course.notebook_path(nb, v) for nb in todo for v in ("learner", "solutions")]
 
 
 def run_setting(
@@ -81,7 +53,9 @@ def run_setting(
     root = course.repo_root()
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0"]
     cmd += [str(p.relative_to(root)) for p in paths]
-    env = {**os.environ, **setting.env(), "GPT2COURSE_QUICK": "1"}
+    n = str(setting[1])
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": setting[0], "GPT2COURSE_QUICK": "1"}
+    env |= {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
@@ -100,14 +74,19 @@ def run_setting(
 
 def main(settings: list[Setting] | None = None, slugs: list[str] | None = None) -> int:
     """Run every setting, print a line each as it finishes; 0 when all pass."""
-    settings = settings or default_settings()
-    paths = notebook_paths(slugs)
+    # By default plain, AVX2 and this machine's best kernels, each on one thread and on two.
+    caps = dict.fromkeys(["default", "avx2", best_capability()])
+    settings = settings or [(cap, n) for cap in caps for n in (1, 2)]
+    # The learner and solution notebooks that nbval compares (all, or those named).
+    todo = [course.find(s) for s in slugs] if slugs else course.NOTEBOOKS
+    paths = [course.notebook_path(nb, v) for nb in todo for v in ("learner", "solutions")]
     print(f"{len(paths)} notebooks under nbval; this machine's best kernels: {best_capability()}")
     failures = 0
-    for setting in settings:
-        ok, seconds, summary = run_setting(setting, paths)
+    for cap, threads in settings:
+        ok, seconds, summary = run_setting((cap, threads), paths)
         failures += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {setting}  {seconds:5.0f} s  {summary}", flush=True)
+        what = f"ATEN_CPU_CAPABILITY={cap} OMP_NUM_THREADS={threads}"
+        print(f"{'ok  ' if ok else 'FAIL'} {what}  {seconds:5.0f} s  {summary}", flush=True)
     if failures:
         print(
             f"{failures} of {len(settings)} settings failed: a committed output depends on the "

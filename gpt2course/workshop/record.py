@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from gpt2course import recorded
+from gpt2course.files import atomic_write_text
 
 from . import course
 
@@ -23,11 +25,8 @@ def _keep(output: dict[str, Any]) -> dict[str, Any] | None:
     """The part of an output worth keeping: text and pictures, no widget state or stderr."""
     if output.get("output_type") == "stream":
         return None if output.get("name") == "stderr" else {**output}
-    data = {
-        k: v
-        for k, v in output.get("data", {}).items()
-        if k in ("text/plain", "image/png", "text/html")
-    }
+    kinds = ("text/plain", "image/png", "text/html")
+    data = {k: v for k, v in output.get("data", {}).items() if k in kinds}
     return {"output_type": "display_data", "data": data, "metadata": {}} if data else None
 
 
@@ -39,8 +38,7 @@ def harvest(slug: str, notebook: dict[str, Any], seconds: float, device: str) ->
     for cell in notebook["cells"]:
         for tag in cell.get("metadata", {}).get("tags", []):
             if tag.startswith(TAG):
-                kept = [k for k in (_keep(o) for o in cell.get("outputs", [])) if k]
-                cells[tag[len(TAG) :]] = kept
+                cells[tag[len(TAG) :]] = [k for o in cell.get("outputs", []) if (k := _keep(o))]
     meta = {
         "date": time.strftime("%Y-%m-%d"),
         "device": device,
@@ -48,10 +46,8 @@ def harvest(slug: str, notebook: dict[str, Any], seconds: float, device: str) ->
         "torch": torch.__version__.split("+")[0],
         "minutes": seconds / 60,
     }
-    p = recorded.path(slug)
-    p.parent.mkdir(exist_ok=True)
-    p.write_text(json.dumps({"meta": meta, "cells": cells}, indent=1) + "\n", encoding="utf-8")
-    return p
+    record = json.dumps({"meta": meta, "cells": cells}, indent=1) + "\n"
+    return atomic_write_text(recorded.path(slug), record)
 
 
 def device_name() -> str:
@@ -60,14 +56,9 @@ def device_name() -> str:
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    m = re.search(r"^model name\s*:(.*)$", info, re.M)
+    cpu = m.group(1).strip() if m else platform.processor() or platform.machine()
     return f"CPU ({cpu}, {os.cpu_count()} cores)"
 
 
@@ -79,8 +70,7 @@ def record(slugs: list[str], timeout: int = 3600) -> list[Path]:
         path = course.notebook_path(nb, "solutions")
         print(f"running {path.relative_to(course.repo_root())} at full size ...", file=sys.stderr)
         t0 = time.perf_counter()
-        done = course.execute(
-            course.build_notebook(nb, "solutions", text), path.parent, timeout, quick=False
-        )
+        notebook = course.build_notebook(nb, "solutions", text)
+        done = course.execute(notebook, path.parent, timeout, quick=False)
         written.append(harvest(nb.slug, done, time.perf_counter() - t0, device_name()))
     return written

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from gpt2course.callbacks import PrintSamples
 from gpt2course.checkpoint import check_checkpoint_dest, run_settings
@@ -26,26 +27,19 @@ from gpt2course.data import RandomBatches, load_text, split_tokens
 from gpt2course.device import distributed
 from gpt2course.files import CheckpointError
 from gpt2course.model import GPT
-from gpt2course.tokenizer.named import ByteTokenizer, TiktokenGPT2, get_tokenizer
+from gpt2course.tokenizer.named import Tokenizer, get_tokenizer
 from gpt2course.train import TrainConfig, train
 
 # The command line: python -m gpt2course train
 
+_EVAL = dict(eval_interval=200, eval_batches=20, weight_decay=0.1)  # what every preset shares
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The notebook's default run: bytes, a 0.8M-parameter GPT; val 1.84 in under 2 minutes on
     # 2 CPU cores (docs/benchmarks.md).
     "shakespeare-bytes": {
         "model": dict(vocab_size=256, context_length=128, n_embd=128, n_layer=4, n_head=4),
         "data": dict(text="shakespeare", tokenizer="bytes", batch_size=16, context_length=128),
-        "train": dict(
-            max_steps=1200,
-            learning_rate=2e-3,
-            min_lr=2e-4,
-            warmup_steps=50,
-            eval_interval=200,
-            eval_batches=20,
-            weight_decay=0.1,
-        ),
+        "train": dict(max_steps=1200, learning_rate=2e-3, min_lr=2e-4, warmup_steps=50, **_EVAL),
     },
     # The catch-up checkpoint for later parts: GPT-2's tokenizer, so tiktoken reads its ids.
     # 338k tokens overfit fast: a 1500-step run on an H200 bottomed out at val 4.80 near
@@ -55,15 +49,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             vocab_size=50257, context_length=256, n_embd=256, n_layer=4, n_head=4, dropout=0.1
         ),
         "data": dict(text="shakespeare", tokenizer="gpt2", batch_size=16, context_length=256),
-        "train": dict(
-            max_steps=800,
-            learning_rate=1e-3,
-            min_lr=1e-4,
-            warmup_steps=100,
-            eval_interval=200,
-            eval_batches=20,
-            weight_decay=0.1,
-        ),
+        "train": dict(max_steps=800, learning_rate=1e-3, min_lr=1e-4, warmup_steps=100, **_EVAL),
     },
     # GPT-2 124M with the GPT-3 paper's recipe for its size (as in Karpathy's build-nanogpt):
     # ~0.5M tokens per step whatever the GPU count.
@@ -77,16 +63,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             context_length=1024,
             total_batch_tokens=524288,
         ),
-        "train": dict(
-            max_steps=19073,
-            learning_rate=6e-4,
-            min_lr=6e-5,
-            warmup_steps=715,
-            eval_interval=250,
-            eval_batches=20,
-            weight_decay=0.1,
-            compile=True,
-        ),
+        "train": {
+            **dict(max_steps=19073, learning_rate=6e-4, min_lr=6e-5, warmup_steps=715),
+            **dict(_EVAL, eval_interval=250, compile=True),
+        },
     },
 }
 
@@ -103,18 +83,8 @@ DATA_DEFAULTS: dict[str, Any] = dict(
 )
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text  # a bare string such as a path
-
-
 def resolve_config(
-    preset: str | None = None,
-    config_file: str | None = None,
-    overrides: Sequence[str] = (),
-    base: dict[str, dict[str, Any]] | None = None,
+    preset: str | None, config_file: str | None, overrides: Sequence[str], base: dict | None
 ) -> dict[str, dict[str, Any]]:
     """The run's {"model", "data", "train"} settings: preset (or ``base``, e.g. a checkpoint's
     own settings), then the JSON file, then KEY=VALUE."""
@@ -160,34 +130,32 @@ def resolve_config(
             raise ValueError(
                 f"override {ov!r} should look like train.max_steps=100 (model., data. or train.)"
             )
-        cfg[section][name] = _parse_value(value)
-    unknown = set(cfg["data"]) - set(DATA_DEFAULTS)
+        try:
+            cfg[section][name] = json.loads(value)
+        except json.JSONDecodeError:
+            cfg[section][name] = value  # a bare string such as a path
+    data = cfg["data"]
+    unknown = set(data) - set(DATA_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown data keys {sorted(unknown)}; known: {sorted(DATA_DEFAULTS)}")
-    _check_data(cfg["data"])
-    return cfg
-
-
-def _check_data(data: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming a data setting of the wrong type or range."""
-    for key in ("batch_size", "context_length"):
-        v = data[key]
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"data.{key} must be a positive integer, got {v!r}")
-    v = data["total_batch_tokens"]
-    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-        raise ValueError(f"data.total_batch_tokens must be a positive integer or null, got {v!r}")
+    # A data setting of the wrong type or range is named here, not met later in the loop.
+    for key in ("batch_size", "context_length", "total_batch_tokens"):
+        v, nullable = data[key], key == "total_batch_tokens"
+        if not (type(v) is int and v >= 1) and not (nullable and v is None):  # a bool is no int
+            or_null = " or null" if nullable else ""
+            raise ValueError(f"data.{key} must be a positive integer{or_null}, got {v!r}")
     v = data["val_fraction"]
     if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < 1:
         raise ValueError(f"data.val_fraction must be a number between 0 and 1, got {v!r}")
     for key in ("text", "tokenizer", "train_bin", "val_bin"):
         if data[key] is not None and not isinstance(data[key], str):
             raise ValueError(f"data.{key} must be a string, got {data[key]!r}")
+    return cfg
 
 
 def build_data(
-    data: dict[str, Any], seed: int, rank: int = 0, world_size: int = 1
-) -> tuple[RandomBatches, RandomBatches, ByteTokenizer | TiktokenGPT2]:
+    data: dict, seed: int, rank: int, world_size: int
+) -> tuple[RandomBatches, RandomBatches, Tokenizer]:
     """Train and validation batch streams (this rank's shard) and the tokenizer, from data settings."""
     tok = get_tokenizer(data["tokenizer"])
     if data.get("train_bin"):
@@ -211,18 +179,11 @@ def build_data(
 
 def _init_distributed() -> tuple[int, int, int]:
     """Join the process group when launched by torchrun: nccl on GPUs, gloo on CPUs."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 or dist.is_initialized():
-        return distributed()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    want = os.environ.get("GPT2COURSE_DEVICE", "")
-    if torch.cuda.is_available() and want != "cpu":
-        torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl")
-    else:
-        dist.init_process_group("gloo")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        gpus = torch.cuda.is_available() and os.environ.get("GPT2COURSE_DEVICE") != "cpu"
+        if gpus:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if gpus else "gloo")
     return distributed()
 
 
@@ -253,10 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     try:
-        base = None
-        if args.resume and not (args.config or args.preset):
-            base = run_settings(args.resume)
-        cfg = resolve_config(args.preset, args.config, args.overrides, base=base)
+        own = args.resume and not (args.config or args.preset)  # the checkpoint's settings
+        base = run_settings(args.resume) if own else None
+        cfg = resolve_config(args.preset, args.config, args.overrides, base)
         tcfg = TrainConfig.from_dict(cfg["train"])
         tcfg.validate()
         mcfg = GPTConfig(**cfg["model"])
@@ -288,34 +248,23 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 f"the {tok.name} tokenizer has {tok.vocab_size} ids but model.vocab_size is {mcfg.vocab_size}"
             )
-        if args.out:
-            tcfg.checkpoint_dir = args.out
+        tcfg.checkpoint_dir = args.out or tcfg.checkpoint_dir
         torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
         model = GPT(mcfg)
         if rank == 0:
-            n = model.num_params()
             print(
-                f"training a {n / 1e6:.2f}M-parameter GPT on {world} process(es), "
+                f"training a {model.num_params() / 1e6:.2f}M-parameter GPT on {world} process(es), "
                 f"{tcfg.grad_accum_steps} micro-batch(es) of {data['batch_size']}x{data['context_length']} "
                 f"tokens each per step, for {tcfg.max_steps} steps",
                 file=sys.stderr,
             )
         callbacks = [PrintSamples(tok)] if args.samples else []
-        history = train(
-            model,
-            train_b,
-            val_b,
-            tcfg,
-            callbacks,
-            resume=args.resume,
-            extra={"tokenizer": tok.name, "data": data},
-        )
+        extra = {"tokenizer": tok.name, "data": data}
+        history = train(model, train_b, val_b, tcfg, callbacks, resume=args.resume, extra=extra)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:
-        import torch.distributed as dist
-
         if dist.is_initialized():
             dist.destroy_process_group()
     if rank == 0 and history.step:

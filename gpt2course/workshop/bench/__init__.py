@@ -7,13 +7,9 @@ import pkgutil
 import sys
 
 
-def available() -> list[str]:
-    """The benchmark names: the modules here, less the private helpers (``_timing``)."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
-
-
 def main(argv: list[str]) -> int:
-    names = available()
+    # The benchmark names: the modules here, less the private helpers (``_timing``).
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: python -m gpt2course bench NAME [options]\nbenchmarks: " + ", ".join(names))
         return 0

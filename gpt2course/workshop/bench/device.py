@@ -8,7 +8,6 @@ runs the same code on the CPU at tiny sizes, so that CI keeps the script from ro
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 
@@ -17,9 +16,28 @@ import torch
 from gpt2course.fastgen import FastGenerator
 from gpt2course.model import GPT, GPTConfig
 
+from ._timing import parser
+
 
 def _say(line: str) -> None:
     print(line, flush=True)
+
+
+def _train(model, batches, d: torch.device, lr: float, steps: int, half: bool, first: int = 0):
+    """``steps`` training steps (fp16 autocast + GradScaler when ``half``) on batches from
+    ``first`` on: (losses, all finite, the scaler or None)."""
+    from gpt2course.train import configure_optimizer, train_step
+
+    opt = configure_optimizer(model, lr)
+    scaler = torch.amp.GradScaler(d.type) if half else None
+    losses = []
+    for i in range(first, first + steps):
+        x, y = (t.to(d) for t in batches.batch(i))
+        dtype = torch.float16 if half else None
+        losses.append(
+            train_step(model, opt, [(x, y)], lr, 1.0, autocast_dtype=dtype, scaler=scaler)
+        )
+    return losses, all(math.isfinite(v) for v in losses), scaler
 
 
 def fp16_path(dry: bool) -> int:
@@ -27,7 +45,6 @@ def fp16_path(dry: bool) -> int:
     from gpt2course import lora
     from gpt2course.data import RandomBatches, load_text
     from gpt2course.tokenizer.named import get_tokenizer
-    from gpt2course.train import configure_optimizer, train_step
 
     d = torch.device("cpu" if dry else "cuda")
     steps = 3 if dry else 300
@@ -38,40 +55,23 @@ def fp16_path(dry: bool) -> int:
     batches = RandomBatches(ids, 16, cfg.context_length, seed=0)
     torch.manual_seed(0)
     base = GPT(cfg).to(d)
-    runs: dict[str, GPT] = {}
     failed = 0
     for kind in ("fp32", "fp16 + GradScaler"):
         model = copy.deepcopy(base)
-        opt = configure_optimizer(model, 2e-3)
-        half = kind != "fp32"
-        scaler = torch.amp.GradScaler(d.type) if half else None
-        losses = []
-        for i in range(steps):
-            x, y = (t.to(d) for t in batches.batch(i))
-            losses.append(
-                train_step(
-                    model,
-                    opt,
-                    [(x, y)],
-                    2e-3,
-                    1.0,
-                    autocast_dtype=torch.float16 if half else None,
-                    scaler=scaler,
-                )
-            )
-        ok = all(math.isfinite(v) for v in losses)
+        losses, ok, scaler = _train(model, batches, d, 2e-3, steps, half=kind != "fp32")
         failed += not ok
         scale = f", final loss scale {scaler.get_scale():.0f}" if scaler else ""
         _say(
             f"train {kind}: {steps} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
             f"{'all finite' if ok else 'INF/NaN'}{scale}"
         )
-        runs[kind] = model
+        if kind == "fp32":
+            trained = model
     # Greedy decoding of the fp32-trained model, in fp32 and cast to fp16, from one prompt.
     prompt = torch.tensor([get_tokenizer("bytes").encode("ROMEO:\n")], device=d)
     n = 8 if dry else 60
-    want = FastGenerator(runs["fp32"]).generate(prompt, n, temperature=0)
-    fp16 = copy.deepcopy(runs["fp32"]).half() if not dry else copy.deepcopy(runs["fp32"])
+    want = FastGenerator(trained).generate(prompt, n, temperature=0)
+    fp16 = copy.deepcopy(trained).half() if not dry else copy.deepcopy(trained)
     got = FastGenerator(fp16).generate(prompt, n, temperature=0)
     same = (got == want)[0].tolist()
     first = same.index(False) if False in same else None
@@ -82,16 +82,8 @@ def fp16_path(dry: bool) -> int:
         + ("same ids" if first is None else f"DIFFER from position {first - prompt.size(1)}")
     )
     # LoRA on the trained model under fp16 autocast + GradScaler.
-    model = lora.apply_lora(copy.deepcopy(runs["fp32"]), lora.DEFAULT_TARGETS, rank=8, alpha=16)
-    opt = configure_optimizer(model, 1e-3)
-    scaler = torch.amp.GradScaler(d.type)
-    losses = []
-    for i in range(steps // 3 or 1):
-        x, y = (t.to(d) for t in batches.batch(10_000 + i))
-        losses.append(
-            train_step(model, opt, [(x, y)], 1e-3, 1.0, autocast_dtype=torch.float16, scaler=scaler)
-        )
-    ok = all(math.isfinite(v) for v in losses)
+    model = lora.apply_lora(copy.deepcopy(trained), lora.DEFAULT_TARGETS, rank=8, alpha=16)
+    losses, ok, _ = _train(model, batches, d, 1e-3, steps // 3 or 1, half=True, first=10_000)
     failed += not ok
     _say(
         f"LoRA fp16 + GradScaler: {len(losses)} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
@@ -122,7 +114,7 @@ PARTS = {"fp16": fp16_path, "memory": memory}
 
 def main(argv: list[str]) -> int:
     """Run one part of the device check."""
-    p = argparse.ArgumentParser(prog="python -m gpt2course bench device")
+    p = parser("device")
     p.add_argument("part", choices=list(PARTS))
     p.add_argument("--dry", action="store_true", help="on the CPU at tiny sizes (CI)")
     args = p.parse_args(argv)

@@ -12,10 +12,8 @@ pretrained on Shakespeare).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import time
 
 import torch
 
@@ -26,6 +24,8 @@ from gpt2course.experiments import shakespeare_base
 from gpt2course.model import GPT, GPTConfig
 from gpt2course.tokenizer.named import ByteTokenizer, get_tokenizer
 from gpt2course.train import TrainConfig, train
+
+from ._timing import device_label, parser, timed
 
 # name -> (n_layer, n_embd, steps, batch, lr, tasks, base pretraining steps, n_train, n_held_out);
 # "quick" and "full" are notebook 09's two settings.
@@ -38,6 +38,21 @@ INSTRUCT_SETTINGS = {
 }
 
 
+def _train(model, batches, device, steps: int, lr: float, min_lr: float, warmup: int, **kw):
+    """(seconds, history) of ``steps`` steps of ``train`` with no weight decay and no evaluation."""
+    cfg = TrainConfig(
+        max_steps=steps,
+        learning_rate=lr,
+        min_lr=min_lr,
+        warmup_steps=warmup,
+        weight_decay=0.0,
+        device=str(device),
+        progress=False,
+        **kw,
+    )
+    return timed(lambda: train(model, batches, None, cfg), device)
+
+
 def bench_lora(
     model_name: str, steps: int, batch: int, block: int, device: torch.device
 ) -> list[dict]:
@@ -45,35 +60,19 @@ def bench_lora(
     tok = get_tokenizer("gpt2")
     ids = torch.tensor(tok.encode(load_text("shakespeare")))
     torch.manual_seed(0)
-    config = (
-        GPTConfig.from_name(model_name)
-        if model_name.startswith("gpt2")
-        else GPTConfig(n_layer=4, n_head=4, n_embd=128, context_length=block)
-    )
-    base = GPT(config)
+    tiny = GPTConfig(n_layer=4, n_head=4, n_embd=128, context_length=block)
+    base = GPT(GPTConfig.from_name(model_name) if model_name.startswith("gpt2") else tiny)
     rows = []
-    for kind in ["full", "lora"]:
+    cuda = device.type == "cuda"
+    for kind, lr in [("full", 1e-4), ("lora", 1e-3)]:
         model = copy.deepcopy(base)
-        lr = 1e-4
         if kind == "lora":
             lora.apply_lora(model, lora.DEFAULT_TARGETS, rank=8, alpha=16)
-            lr = 1e-3
-        if device.type == "cuda":
+        if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-        cfg = TrainConfig(
-            max_steps=steps,
-            learning_rate=lr,
-            min_lr=lr,
-            warmup_steps=0,
-            weight_decay=0.0,
-            device=str(device),
-            precision="fp32",
-            progress=False,
-        )
-        start = time.perf_counter()
-        history = train(model, RandomBatches(ids, batch, block, seed=0), None, cfg)
-        seconds = time.perf_counter() - start
+        batches = RandomBatches(ids, batch, block, seed=0)
+        seconds, history = _train(model, batches, device, steps, lr, lr, 0, precision="fp32")
         trainable, total = lora.parameter_counts(model)
         mem = lora.training_memory_bytes(model)
         rows.append(
@@ -83,9 +82,7 @@ def bench_lora(
                 "trainable": trainable,
                 "total": total,
                 "weights_grads_adam_MB": round(mem["total"] / 1e6, 1),
-                "peak_cuda_MB": round(torch.cuda.max_memory_allocated() / 1e6, 1)
-                if device.type == "cuda"
-                else None,
+                "peak_cuda_MB": round(torch.cuda.max_memory_allocated() / 1e6, 1) if cuda else None,
                 "ms_per_step": round(1000 * seconds / steps, 1),
                 "loss_first": round(history.train_loss[0], 3),
                 "loss_last": round(history.train_loss[-1], 3),
@@ -112,18 +109,7 @@ def bench_instruct(name: str, device: torch.device) -> dict:
     before = instruct.evaluate(model, held_out, tok)
     encoded = [instruct.encode_example(e, tok) for e in train_set]
     loader = DataLoader(encoded, batch_size=batch, shuffle=True, collate_fn=instruct.collate)
-    cfg = TrainConfig(
-        max_steps=steps,
-        learning_rate=lr,
-        min_lr=lr / 10,
-        warmup_steps=30,
-        weight_decay=0.0,
-        device=str(device),
-        progress=False,
-    )
-    start = time.perf_counter()
-    train(model, loader, None, cfg)
-    seconds = time.perf_counter() - start
+    seconds, _ = _train(model, loader, device, steps, lr, lr / 10, 30)
     after = instruct.evaluate(model, held_out, tok)
     return {
         "setting": name,
@@ -137,7 +123,7 @@ def bench_instruct(name: str, device: torch.device) -> dict:
 
 def main(argv: list[str]) -> int:
     """Run the chosen parts and print one JSON line per result."""
-    p = argparse.ArgumentParser(prog="python -m gpt2course bench finetuning")
+    p = parser("finetuning")
     p.add_argument("--part", choices=["lora", "instruct", "all"], default="all")
     p.add_argument("--model", default="gpt2", help="gpt2 (124M shape) or tiny")
     p.add_argument("--steps", type=int, default=20, help="steps per fine-tuning run (lora part)")
@@ -151,10 +137,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
     device = pick_device(args.device)
-    print(
-        f"device: {device}"
-        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
-    )
+    print(f"device: {device} ({device_label(device)})")
     if args.part in ("lora", "all"):
         for row in bench_lora(args.model, args.steps, args.batch, args.block, device):
             print(json.dumps(row), flush=True)

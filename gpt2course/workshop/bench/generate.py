@@ -14,28 +14,22 @@ once, so no decoder can beat B * bandwidth / weight bytes tokens/s. ``--model ti
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
+from functools import partial
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from gpt2course.device import pick_dtype
 from gpt2course.fastgen import FastGenerator
 from gpt2course.generation import generate
 from gpt2course.model import MODEL_NAMES, GPTConfig
 
-from ._timing import hf_greedy, sync, timed
+from ._timing import hf_greedy, parser, sync, timed
 
 # Peak memory bandwidth (GB/s) by GPU name, for the decoding bound; the first match wins.
-BANDWIDTH_GBS = [
-    ("H200", 4800),
-    ("H100 PCIe", 2000),
-    ("H100", 3350),
-    ("A100", 2039),
-    ("L4", 300),
-    ("T4", 320),
-    ("A10", 600),
-]
+BANDWIDTH_GBS = {"H200": 4800, "H100 PCIe": 2000, "H100": 3350, "A100": 2039}
+BANDWIDTH_GBS |= {"L4": 300, "T4": 320, "A10": 600}
 
 
 def bandwidth_gbs(device: torch.device) -> float | None:
@@ -43,7 +37,7 @@ def bandwidth_gbs(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
-    return next((bw for key, bw in BANDWIDTH_GBS if key in name), None)
+    return next((bw for key, bw in BANDWIDTH_GBS.items() if key in name), None)
 
 
 def build_models(name: str, device: torch.device, dtype: torch.dtype):
@@ -53,31 +47,17 @@ def build_models(name: str, device: torch.device, dtype: torch.dtype):
     from gpt2course.pretrained import from_transformers
     from gpt2course.pretrained.convert import hf_config_dict
 
-    if name == "tiny":
-        config = GPTConfig(n_layer=2, n_head=2, n_embd=64, context_length=256)  # GPT-2's vocabulary
-    else:
-        config = GPTConfig.from_name(name)
+    tiny = GPTConfig(n_layer=2, n_head=2, n_embd=64, context_length=256)  # GPT-2's vocabulary
+    config = tiny if name == "tiny" else GPTConfig.from_name(name)
     torch.manual_seed(0)
     with torch.device(device):  # initialise on the device: gpt2-xl's init on a CPU takes a minute
         hf = GPT2LMHeadModel(GPT2Config(**hf_config_dict(config))).to(dtype).eval()
     return hf, from_transformers(hf)
 
 
-def profile_steps(fn: Callable[[], object], device: torch.device) -> str:
-    """Where the time of decoding goes: a torch.profiler table of ``fn()``."""
-    from torch.profiler import ProfilerActivity, profile
-
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=acts) as prof:
-        fn()
-        sync(device)
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=key, row_limit=15)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print one row per (implementation, batch size)."""
-    p = argparse.ArgumentParser(prog="python -m gpt2course bench generate", description=__doc__)
+    p = parser("generate", __doc__)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--model", default="gpt2", choices=[*MODEL_NAMES, "tiny"], help="the shape")
     p.add_argument("--batch-sizes", default="1", help="comma-separated, e.g. 1,8")
@@ -100,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     dtype = pick_dtype(device)
     bandwidth = args.bandwidth_gbs or bandwidth_gbs(device)
 
@@ -115,28 +94,29 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.new_tokens} new tokens, greedy, best of {args.repeats}"
     )
 
-    impls: list[tuple[str, Callable[[torch.Tensor, int], torch.Tensor]]] = [
-        ("ours, KV cache", lambda idx, n: generate(ours, idx, n, temperature=0, use_cache=True)),
-    ]
-    if not args.skip_no_cache:
-        impls.append(
-            ("ours, no cache", lambda i, n: generate(ours, i, n, temperature=0, use_cache=False))
-        )
-    if not args.skip_fast:  # part 7's static KV cache, one CUDA graph per step on a GPU
+    impls: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
+        "ours, KV cache": lambda i, n: generate(ours, i, n, temperature=0, use_cache=True),
+        "ours, no cache": lambda i, n: generate(ours, i, n, temperature=0, use_cache=False),
+        "ours, fast (graph)": lambda i, n: fast.generate(i, n, temperature=0),
+        "transformers generate": lambda i, n: hf_greedy(hf, i, n),
+    }
+    skipped = dict(
+        zip(list(impls)[1:], [args.skip_no_cache, args.skip_fast, args.skip_hf], strict=True)
+    )
+    impls = {name: fn for name, fn in impls.items() if not skipped.get(name)}
+    if "ours, fast (graph)" in impls:  # part 7's static KV cache, one CUDA graph per step on a GPU
         fast = FastGenerator(ours, max_len=args.prompt_tokens + args.new_tokens)
-        impls.append(("ours, fast (graph)", lambda idx, n: fast.generate(idx, n, temperature=0)))
-    if not args.skip_hf:
-        impls.append(("transformers generate", lambda idx, n: hf_greedy(hf, idx, n)))
 
     header = f"{'implementation':<24}{'batch':>6}{'tokens/s':>12}{'ms/step':>10}"
     header += f"{'same ids':>10}" + (f"{'peak GiB':>10}" if device.type == "cuda" else "")
     print(header, flush=True)
     differ = 0
-    for B in batch_sizes:
+    for B in [int(b) for b in args.batch_sizes.split(",")]:
         g = torch.Generator().manual_seed(B)
-        idx = torch.randint(0, ours.config.vocab_size, (B, args.prompt_tokens), generator=g)
-        idx = idx.to(device)
-        for _, fn in impls:
+        idx = torch.randint(0, ours.config.vocab_size, (B, args.prompt_tokens), generator=g).to(
+            device
+        )
+        for fn in impls.values():
             fn(idx, 5)  # warm-up: kernels, allocator, caches, the graph capture
         # Interleaved repeats, best of each: on a shared machine the load changes from one
         # run to the next, and the fastest run is the one least disturbed.
@@ -144,41 +124,40 @@ def main(argv: list[str] | None = None) -> int:
         outs: dict[str, torch.Tensor] = {}
         peak: dict[str, float] = {}
         for _ in range(args.repeats):
-            for name, fn in impls:
-                seconds, out = timed(
-                    lambda fn=fn, idx=idx: fn(idx, args.new_tokens), device, reset_peak=True
-                )
+            for name, fn in impls.items():
+                run = partial(fn, idx, args.new_tokens)
+                seconds, out = timed(run, device, reset_peak=True)
                 best[name] = min(best.get(name, float("inf")), seconds)
                 outs[name] = out
                 if device.type == "cuda":
                     peak[name] = torch.cuda.max_memory_allocated(device) / 2**30
-        first = outs[impls[0][0]]
+        first = outs["ours, KV cache"]
         rates = {}
-        for name, _ in impls:
-            seconds = best[name]
+        for name, seconds in best.items():
             same = torch.equal(outs[name], first)
             differ += not same
             rates[name] = B * args.new_tokens / seconds
             row = f"{name:<24}{B:>6}{rates[name]:>12.1f}{1000 * seconds / args.new_tokens:>10.2f}"
-            row += f"{'yes' if same else 'NO':>10}"
-            if device.type == "cuda":
-                row += f"{peak[name]:>10.2f}"
-            print(row)
+            print(row + f"{'yes' if same else 'NO':>10}" + (f"{peak[name]:>10.2f}" if peak else ""))
         for name in ("ours, KV cache", "ours, fast (graph)"):
             if name in rates and "transformers generate" in rates:
                 ratio = rates[name] / rates["transformers generate"]
                 print(f"{'':<4}batch {B}: {name} / transformers = {ratio:.2f}x")
         if bandwidth:
             bound = B * bandwidth * 1e9 / weight_bytes
-            fastest = max(rates.values())
             print(
                 f"{'':<4}batch {B}: bandwidth bound {bound:,.0f} tokens/s "
                 f"({weight_bytes / 1e9:.2f} GB of weights per step at {bandwidth:g} GB/s); "
-                f"the fastest row reaches {fastest / bound:.1%} of it",
+                f"the fastest row reaches {max(rates.values()) / bound:.1%} of it",
                 flush=True,
             )
     if args.profile:  # the fast decoder where there is one: the row a GPU is meant to win
-        name = "ours, fast (graph)" if "ours, fast (graph)" in rates else impls[0][0]
+        name = "ours, fast (graph)" if "ours, fast (graph)" in rates else "ours, KV cache"
         print(f"profile of 3 decoding steps, {name}, batch {B} (prompt included):")
-        print(profile_steps(lambda: dict(impls)[name](idx, 3), device))
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            impls[name](idx, 3)
+            sync(device)
+        key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=15))
     return 1 if differ else 0

@@ -12,7 +12,6 @@ learners who read, type and think.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import re
@@ -22,8 +21,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+
+from gpt2course.files import atomic_write_text
+
 from .. import course
 from ..record import device_name
+from ._timing import parser
 
 HEADING = re.compile(r"^(#{1,3})\s+(.+?)\s*$", re.M)
 
@@ -50,11 +54,6 @@ class NotebookTiming:
         return sum(s.seconds for s in self.sections)
 
 
-def _source(cell) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
-
-
 def _cell_seconds(cell) -> float:
     """How long one executed cell ran, from the timestamps nbclient records."""
     ex = cell.get("metadata", {}).get("execution", {})
@@ -71,22 +70,18 @@ def sections_of(cells: list) -> list[Section]:
     out = [Section("(setup, before the first heading)")]
     for cell in cells:
         if cell.get("cell_type") == "markdown":
-            headings = HEADING.findall(_source(cell))
-            if headings:
+            if headings := HEADING.findall(course.cell_source(cell)):
                 level, text = headings[-1]
                 if len(level) == 1:  # the title: its cells install, import and set sizes
                     text = "start: install, imports, settings"
                 out.append(Section(("  " if len(level) > 2 else "") + text))
-            continue
-        if cell.get("cell_type") == "code":
+        elif cell.get("cell_type") == "code":
             out[-1].cells += 1
             out[-1].seconds += _cell_seconds(cell)
     return [s for s in out if s.cells]
 
 
-def time_notebook(
-    nb: course.Notebook, version: str = "solutions", quick: bool = False, timeout: int = 1800
-) -> NotebookTiming:
+def time_notebook(nb: course.Notebook, version: str, quick: bool, timeout: int) -> NotebookTiming:
     """Run one committed notebook top to bottom in a fresh kernel and time its sections."""
     import nbformat
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
@@ -113,8 +108,7 @@ def time_notebook(
 def format_timing(t: NotebookTiming) -> str:
     """A small table: one row per section, then the totals."""
     lines = [f"{t.slug} ({t.version}, {'quick' if t.quick else 'full'} mode)"]
-    for s in t.sections:
-        lines.append(f"  {s.seconds:8.1f} s  {s.cells:3d} cells  {s.heading}")
+    lines += [f"  {s.seconds:8.1f} s  {s.cells:3d} cells  {s.heading}" for s in t.sections]
     lines.append(f"  {t.cells_s:8.1f} s in cells; {t.wall_s:.1f} s with kernel start")
     if t.error:
         lines.append(f"  FAILED: {t.error}")
@@ -140,16 +134,11 @@ def _fmt_s(seconds: float) -> str:
 
 def machine() -> str:
     """One line naming this machine: its GPU or CPU, Python and torch."""
-    import torch
-
     return f"{device_name()}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m gpt2course bench notebooks",
-        description="Run notebooks in a fresh kernel and report the time of each section.",
-    )
+    p = parser("notebooks", "Run notebooks in a fresh kernel and report the time of each section.")
     p.add_argument("notebooks", nargs="*", help="numbers or slugs (default: every generated one)")
     p.add_argument("--version", choices=list(course.VERSIONS), default="solutions")
     p.add_argument("--quick", action="store_true", help="GPT2COURSE_QUICK=1, as CI runs them")
@@ -158,10 +147,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--markdown", action="store_true", help="print markdown tables instead")
     args = p.parse_args(argv)
 
+    todo = [nb for nb in course.NOTEBOOKS if course.notebook_path(nb, args.version).exists()]
     try:
-        todo = [course.find(s) for s in args.notebooks] if args.notebooks else [
-            nb for nb in course.NOTEBOOKS if course.notebook_path(nb, args.version).exists()
-        ]  # fmt: skip
+        todo = [course.find(s) for s in args.notebooks] if args.notebooks else todo
     except KeyError as e:
         print(e.args[0], file=sys.stderr)
         return 2
@@ -176,16 +164,8 @@ def main(argv: list[str]) -> int:
         results.append(t)
         print(markdown_timing(t) if args.markdown else format_timing(t), flush=True)
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "machine": machine(),
-                    "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
-                    "notebooks": [{**asdict(t), "cells_s": round(t.cells_s, 2)} for t in results],
-                },
-                indent=1,
-            )
-            + "\n",
-            encoding="utf-8",
-        )
+        date = datetime.now(timezone.utc).isoformat(timespec="minutes")
+        figures = [{**asdict(t), "cells_s": round(t.cells_s, 2)} for t in results]
+        out = {"machine": machine(), "date": date, "notebooks": figures}
+        atomic_write_text(args.json, json.dumps(out, indent=1) + "\n")
     return 1 if any(t.error for t in results) else 0

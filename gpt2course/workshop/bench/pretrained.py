@@ -27,19 +27,19 @@ from pathlib import Path
 import torch
 
 from gpt2course.model import GPTConfig
+from gpt2course.pretrained.convert import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    config_from_hf,
+    hf_config_dict,
+    to_hf_state_dict,
+)
+from gpt2course.pretrained.load import empty_model, load_pretrained, load_tensors
 
 
 def write_random_checkpoint(config: GPTConfig, folder: Path, seed: int = 0) -> Path:
     """A .safetensors file (+ config.json) of this shape with random weights, in the hub
     file's key layout (with the old mask buffers), written one tensor at a time."""
-    from gpt2course.pretrained.convert import (
-        CONFIG_FILE,
-        WEIGHTS_FILE,
-        hf_config_dict,
-        to_hf_state_dict,
-    )
-    from gpt2course.pretrained.load import empty_model
-
     meta = to_hf_state_dict(empty_model(config), prefix="")  # shapes only, on the meta device
     shapes = {k: tuple(t.shape) for k, t in meta.items()}
     n = config.context_length
@@ -47,13 +47,9 @@ def write_random_checkpoint(config: GPTConfig, folder: Path, seed: int = 0) -> P
         shapes[f"h.{i}.attn.bias"] = (1, 1, n, n)
     header, offset = {"__metadata__": {"format": "pt"}}, 0
     for key, shape in shapes.items():
-        nbytes = 4 * math.prod(shape)
-        header[key] = {
-            "dtype": "F32",
-            "shape": list(shape),
-            "data_offsets": [offset, offset + nbytes],
-        }
-        offset += nbytes
+        end = offset + 4 * math.prod(shape)
+        header[key] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, end]}
+        offset = end
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # safetensors aligns the data to 8 bytes
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,17 +76,13 @@ def _peak_rss_bytes() -> int:
 
 def _current_rss_bytes() -> int:
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:  # not Linux: the peak so far is the best there is
         return _peak_rss_bytes()
 
 
 def _child(folder: str, reader: str) -> None:
     """Load once and print a JSON line: peak RSS before and after, model bytes, seconds."""
-    from gpt2course.pretrained.convert import CONFIG_FILE, WEIGHTS_FILE, config_from_hf
-    from gpt2course.pretrained.load import empty_model, load_pretrained, load_tensors
-
     torch.ones(1) @ torch.ones(1)  # let torch allocate its own runtime memory first
     before = _current_rss_bytes()
     t0 = time.perf_counter()
@@ -141,10 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t0 = time.perf_counter()
         folder = write_random_checkpoint(config, root / args.model)
-        size = os.path.getsize(folder / "model.safetensors")
-        print(
-            f"{args.model} shape, random weights: {size / 1e9:.2f} GB file written in {time.perf_counter() - t0:.0f} s"
-        )
+        gb, seconds = os.path.getsize(folder / WEIGHTS_FILE) / 1e9, time.perf_counter() - t0
+        print(f"{args.model} shape, random weights: {gb:.2f} GB file written in {seconds:.0f} s")
         print(
             f"{'loader':<18}{'model GB':>10}{'peak RSS GB':>13}{'peak/model':>12}"
             f"{'added/model':>13}{'after use':>11}{'seconds':>9}"

@@ -3,14 +3,12 @@ speed, and the incremental trainer against a naive recount-every-merge one."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
-import time
-from collections.abc import Callable
 from itertools import pairwise
 
 import regex
+import torch
 
 from gpt2course.tokenizer import (
     GPT2_SPLIT_PATTERN,
@@ -19,6 +17,8 @@ from gpt2course.tokenizer import (
     load_gpt2_tokenizer,
     train_bpe,
 )
+
+from ._timing import best_of, parser, timed
 
 
 def train_bpe_naive(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN) -> BPETokenizer:
@@ -41,18 +41,9 @@ def train_bpe_naive(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTER
     return BPETokenizer(merges, pattern)
 
 
-def _best_of(fn: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def main(argv: list[str]) -> int:
     """Print encoding and training speeds; see docs/benchmarks.md for recorded figures."""
-    p = argparse.ArgumentParser(prog="python -m gpt2course bench tokenizer", description=__doc__)
+    p = parser("tokenizer", __doc__)
     p.add_argument("--repeats", type=int, default=3, help="timing runs; the best counts")
     p.add_argument("--vocab-size", type=int, default=1256, help="train_bpe target (default 1256)")
     p.add_argument(
@@ -80,36 +71,27 @@ def main(argv: list[str]) -> int:
     tik = assets.tiktoken_gpt2()
     ours = load_gpt2_tokenizer()
     ours._cache.clear()
-    t0 = time.perf_counter()
-    ids = ours.encode_ordinary(text)
-    cold = time.perf_counter() - t0
+    cpu = torch.device("cpu")
+    cold, ids = timed(lambda: ours.encode_ordinary(text), cpu)
     if ids != tik.encode_ordinary(text):
         print("ERROR: our ids differ from tiktoken's")
         return 1
-    warm = _best_of(lambda: ours.encode_ordinary(text), args.repeats)
-    t_tik = _best_of(lambda: tik.encode_ordinary(text), args.repeats)  # one thread
+    warm = best_of(lambda: ours.encode_ordinary(text), cpu, args.repeats)
+    t_tik = best_of(lambda: tik.encode_ordinary(text), cpu, args.repeats)  # one thread
     print(f"encode (GPT-2 vocabulary): {len(ids):,} ids, identical to tiktoken's")
     print(f"  tiktoken, one thread   {t_tik:7.3f} s  {mb / t_tik:6.1f} MB/s")
-    print(
-        f"  ours, empty cache      {cold:7.3f} s  {mb / cold:6.1f} MB/s  {cold / t_tik:5.1f}x tiktoken's time"
-    )
-    print(
-        f"  ours, warm cache       {warm:7.3f} s  {mb / warm:6.1f} MB/s  {warm / t_tik:5.1f}x tiktoken's time"
-    )
+    for what, t in (("empty", cold), ("warm", warm)):
+        print(
+            f"  ours, {what + ' cache':<16} {t:7.3f} s  {mb / t:6.1f} MB/s  {t / t_tik:5.1f}x tiktoken's time"
+        )
 
-    t0 = time.perf_counter()
-    tok = train_bpe(text, args.vocab_size)
-    t_train = time.perf_counter() - t0
+    t_train, tok = timed(lambda: train_bpe(text, args.vocab_size), cpu)
     print(f"\ntrain_bpe to vocab {args.vocab_size} ({len(tok.merges)} merges), all of the text")
     print(f"  incremental            {t_train:7.2f} s")
     if args.naive_chars:
         prefix = text[: args.naive_chars]
-        t0 = time.perf_counter()
-        fast = train_bpe(prefix, args.vocab_size)
-        t_fast = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        slow = train_bpe_naive(prefix, args.vocab_size)
-        t_slow = time.perf_counter() - t0
+        t_fast, fast = timed(lambda: train_bpe(prefix, args.vocab_size), cpu)
+        t_slow, slow = timed(lambda: train_bpe_naive(prefix, args.vocab_size), cpu)
         same = "same merges" if fast.merges == slow.merges else "DIFFERENT merges"
         print(
             f"  on the first {len(prefix):,} characters: incremental {t_fast:.2f} s, "

@@ -24,11 +24,14 @@ from types import SimpleNamespace
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.profiler import profile as torch_profile
 
 from gpt2course.data import RandomBatches, load_text, split_tokens
 from gpt2course.model import GPT, GPTConfig, lm_loss
 from gpt2course.tokenizer.named import get_tokenizer
 from gpt2course.train import _autocast, configure_optimizer, train_step
+
+from ._timing import parser
 
 
 class PlainBlock(nn.Module):
@@ -57,7 +60,7 @@ class PlainGPT(nn.Module):
     def __init__(self, c) -> None:
         super().__init__()
         self.wte = nn.Embedding(c.vocab_size, c.n_embd)
-        self.wpe = nn.Embedding(c.context_length, c.n_embd)
+        self.wpe = nn.Embedding(c.block_size, c.n_embd)
         self.h = nn.ModuleList(PlainBlock(c) for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(c.n_embd)
         self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
@@ -93,7 +96,7 @@ def nanogpt_twin(mod, ours: GPT) -> nn.Module:
     """nanoGPT's GPT with ``ours``'s config and a copy of its weights."""
     c = ours.config
     nc = mod.GPTConfig(
-        context_length=c.context_length,
+        block_size=c.context_length,  # nanoGPT's name for it
         vocab_size=c.vocab_size,
         n_layer=c.n_layer,
         n_head=c.n_head,
@@ -130,28 +133,19 @@ def _nanogpt_step(model, opt, x, y, lr: float, clip: float, dtype) -> float:
     return loss.item()
 
 
-def compare(
-    other,
-    name: str,
-    preset: str,
-    batch_size: int,
-    context_length: int,
-    steps: int,
-    device: str = "cpu",
-    dtype: torch.dtype | None = None,
-    compile: bool = False,
-    fused: bool = False,
-    profile: bool = False,
-) -> dict:
+def compare(other, name: str, args: argparse.Namespace) -> dict:
     """Tokens/s of a training step, ours vs ``other`` (a module with nanoGPT's ``GPT`` and
-    ``GPTConfig``): same weights, same batches, alternating steps."""
+    ``GPTConfig``): same weights, same batches, alternating steps, as ``main``'s ``args`` say."""
+    preset, batch_size, steps = args.preset, args.batch_size, args.rounds * args.steps
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[args.autocast]
     from gpt2course.workshop.train import PRESETS
 
     mcfg = GPTConfig(**PRESETS[preset]["model"])
     tok = get_tokenizer(PRESETS[preset]["data"]["tokenizer"])
     train_ids, _ = split_tokens(tok.encode(load_text("shakespeare")))
-    batches = RandomBatches(train_ids, batch_size, min(context_length, mcfg.context_length), seed=0)
-    dev = torch.device(device)
+    T = min(args.context_length, mcfg.context_length)
+    batches = RandomBatches(train_ids, batch_size, T, seed=0)
+    dev = torch.device(args.device)
     torch.manual_seed(0)
     ours = GPT(mcfg).to(dev)
     models = {"ours": ours, name: nanogpt_twin(other, ours)}
@@ -160,8 +154,8 @@ def compare(
         ours.eval(), models[name].eval()
         first = {"ours": lm_loss(ours(x0), y0).item(), name: models[name](x0, y0)[1].item()}
         ours.train(), models[name].train()
-    runners = {n: (torch.compile(m) if compile else m) for n, m in models.items()}
-    opts = {n: _optimizer(m, 1e-3, fused) for n, m in models.items()}
+    runners = {n: (torch.compile(m) if args.compile else m) for n, m in models.items()}
+    opts = {n: _optimizer(m, 1e-3, args.fused) for n, m in models.items()}
 
     def step(n: str, i: int) -> float:
         x, y = (t.to(dev) for t in batches.batch(i))
@@ -172,9 +166,7 @@ def compare(
     for i in range(3):  # warm-up: allocator, kernels, compilation
         for n in models:
             step(n, i)
-    wall: dict[str, list[float]] = {n: [] for n in models}
-    cpu: dict[str, list[float]] = {n: [] for n in models}
-    losses: dict[str, list[float]] = {n: [] for n in models}
+    wall, cpu, losses = ({n: [] for n in models} for _ in range(3))
     for i in range(steps):
         # Each model goes first on every other step, so neither always runs on a warm cache.
         for n in list(models)[:: 1 if i % 2 == 0 else -1]:
@@ -187,9 +179,7 @@ def compare(
     # CPU seconds are steadier than wall time on a shared machine (other jobs' time is not
     # counted), and equal to it on one thread with the machine to ourselves.
     per_cpu = {n: round(tokens / statistics.median(ts)) for n, ts in cpu.items()}
-    if profile:
-        from torch.profiler import profile as torch_profile
-
+    if args.profile:
         for n in models:
             with torch_profile() as prof:
                 step(n, 0)
@@ -200,10 +190,10 @@ def compare(
         "model": preset,
         "params_M": round(ours.num_params() / 1e6, 2),
         "batch": f"{batch_size}x{batches.context_length}",
-        "device": device,
+        "device": args.device,
         "autocast": str(dtype).removeprefix("torch.") if dtype else None,
-        "compile": compile,
-        "fused_adamw": fused,
+        "compile": args.compile,
+        "fused_adamw": args.fused,
         "steps": steps,
         "first_loss": {k: round(v, 4) for k, v in first.items()},
         "last_loss": {k: round(v[-1], 3) for k, v in losses.items()},
@@ -220,7 +210,7 @@ def compare(
 
 def main(argv: list[str]) -> int:
     """Print tokens/s of a training step for both models (median over alternating steps)."""
-    p = argparse.ArgumentParser(prog="python -m gpt2course bench train", description=__doc__)
+    p = parser("train", __doc__)
     p.add_argument("--preset", default="shakespeare-bytes", help="model size: a train preset's")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--context-length", type=int, default=128)
@@ -245,18 +235,5 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         other, name = PLAIN, "plain nanoGPT-style"
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[args.autocast]
-    steps = args.rounds * args.steps
-    kw = dict(device=args.device, dtype=dtype, compile=args.compile, fused=args.fused)
-    result = compare(
-        other,
-        name,
-        args.preset,
-        args.batch_size,
-        args.context_length,
-        steps,
-        **kw,
-        profile=args.profile,
-    )
-    print(json.dumps(result))
+    print(json.dumps(compare(other, name, args)))
     return 0
