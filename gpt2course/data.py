@@ -20,20 +20,6 @@ from torch.utils.data import DataLoader, Dataset
 from . import assets
 from .tokenizer.named import Tokenizer, encode_in_pieces
 
-__all__ = [
-    "TEXTS",
-    "RandomBatches",
-    "split_tokens",
-    "TokenWindowDataset",
-    "batches_from",
-    "check_batch",
-    "embed",
-    "load_text",
-    "make_dataloaders",
-    "make_windows",
-    "num_windows",
-]
-
 # Text name -> the asset that holds it.
 TEXTS = {"tinyshakespeare": "tinyshakespeare.txt"}
 

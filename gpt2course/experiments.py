@@ -28,18 +28,6 @@ from .model import GPT, MLP, GPTConfig
 from .preference import PreferencePair, sequence_logprobs
 from .train import TrainConfig, train
 
-__all__ = [
-    "RESIDUAL_SETTINGS",
-    "GradientProfile",
-    "residual_gradients",
-    "TrainingProfile",
-    "residual_training",
-    "byte_entropies",
-    "shakespeare_base",
-    "mistake_pairs",
-    "preference_rate",
-]
-
 RESIDUAL_SETTINGS = ("pre-LN", "post-LN", "no residual")
 
 

@@ -13,17 +13,6 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = [
-    "ROADMAP",
-    "TIMELINE",
-    "Milestone",
-    "heads_figure",
-    "kv_cache_figure",
-    "model_figure",
-    "roadmap_figure",
-    "timeline_figure",
-]
-
 # (part, short title, stage): the stages colour the roadmap.
 ROADMAP: list[tuple[str, str, str]] = [
     ("00", "setup", "start"),

@@ -17,23 +17,6 @@ import torch
 
 from .generation import generate
 
-__all__ = [
-    "INSTRUCTION_MARKER",
-    "RESPONSE_MARKER",
-    "IGNORE_INDEX",
-    "TASKS",
-    "WORDS",
-    "Example",
-    "format_prompt",
-    "encode_example",
-    "collate",
-    "make_tasks",
-    "task_split",
-    "exact_match",
-    "greedy_answers",
-    "evaluate",
-]
-
 INSTRUCTION_MARKER = "### Instruction:\n"
 # The response marker tells the model "your turn": at inference we stop the prompt here
 # and let it write.

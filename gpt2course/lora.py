@@ -21,20 +21,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = [
-    "DEFAULT_TARGETS",
-    "LoRALinear",
-    "apply_lora",
-    "merge_lora",
-    "merged_weight",
-    "mark_only_lora_trainable",
-    "lora_state_dict",
-    "save_adapters",
-    "load_adapters",
-    "parameter_counts",
-    "training_memory_bytes",
-]
-
 # Attention's fused q/k/v projection and both MLP layers, as in the issue and the LoRA paper's
 # advice to adapt the attention weights first.
 DEFAULT_TARGETS: tuple[str, ...] = ("c_attn", "mlp.c_fc", "mlp.c_proj")

@@ -19,8 +19,6 @@ import torch.nn.functional as F
 
 from .instruct import IGNORE_INDEX, Example, collate, format_prompt
 
-__all__ = ["PreferencePair", "rejected_answer", "preference_pairs", "sequence_logprobs", "dpo_loss"]
-
 
 @dataclass(frozen=True)
 class PreferencePair:

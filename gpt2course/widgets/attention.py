@@ -16,16 +16,6 @@ import torch
 from ..attention import causal_mask, scaled_dot_product_attention, split_heads
 from .static import Snapshot
 
-__all__ = [
-    "AttentionViewer",
-    "attention_viewer",
-    "attention_weights",
-    "by_token_html",
-    "display_token",
-    "heatmap_html",
-    "token_strings",
-]
-
 # One hue for weights; cells a query may not see (the future) are hatched grey.
 _RGB = "31, 119, 180"
 _FUTURE = "background:repeating-linear-gradient(45deg,#f3f3f3 0 3px,#e2e2e2 3px 6px)"

@@ -20,14 +20,6 @@ from ..generation import check_sampling_args, next_token_probs
 from .attention import display_token, token_strings
 from .static import Snapshot
 
-__all__ = [
-    "NextTokenRow",
-    "SamplingPlayground",
-    "distribution_html",
-    "next_token_rows",
-    "sampling_playground",
-]
-
 _KEPT = "#1f77b4"
 _CUT = "#c8c8c8"
 

@@ -14,8 +14,6 @@ from typing import Any
 
 import ipywidgets as widgets
 
-__all__ = ["Snapshot", "static_html"]
-
 _IPYWIDGETS_7 = widgets.__version__.startswith("7.")
 NOTE = (
     '<div style="color:#777;font-size:smaller;margin-top:4px">A picture of the widget as the '

@@ -16,8 +16,6 @@ import ipywidgets as widgets
 from ..tokenizer.named import Tokenizer
 from .static import Snapshot
 
-__all__ = ["render_tokens", "token_pieces", "token_viewer"]
-
 # Light colours that keep black text readable; neighbours always differ.
 PALETTE = ("#cde8ff", "#ffe0b3", "#d4f5d0", "#f9d0e6", "#e6dcff", "#fff3a8", "#c9f0ef", "#f6d5c8")
 DEFAULT_TEXT = (
