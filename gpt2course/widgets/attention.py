@@ -29,14 +29,12 @@ def display_token(s: str) -> str:
     return s.replace(" ", "␣").replace("\n", "↵").replace("\t", "→") or "∅"
 
 
-def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
-    """Each id's text on its own (tiktoken's bytes decoded leniently, else ``decode([id])``)."""
+def token_strings(tokenizer: Any, ids: Sequence[int], errors: str = "replace") -> list[str]:
+    """Each id's text on its own (its bytes decoded with ``errors``, else ``decode([id])``)."""
     ids = [int(i) for i in ids]
     if hasattr(tokenizer, "decode_single_token_bytes"):
         # A single token may hold half of a multi-byte character: show � rather than fail.
-        return [
-            tokenizer.decode_single_token_bytes(i).decode("utf-8", errors="replace") for i in ids
-        ]
+        return [tokenizer.decode_single_token_bytes(i).decode("utf-8", errors) for i in ids]
     return [tokenizer.decode([i]) for i in ids]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..tokenizer.named import Tokenizer
+from .attention import token_strings
 from .static import Snapshot
 
 # Light colours that keep black text readable; neighbours always differ.
@@ -35,11 +36,11 @@ def _as_dict(tokenizers: Mapping[str, Tokenizer] | Tokenizer) -> dict[str, Token
     return {_name(tokenizers): tokenizers}
 
 
-def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
-    # Show special tokens as tokens: a viewer should never refuse the text it is given.
+def encode_all(tokenizer: Tokenizer, text: str) -> list[int]:
+    """``text``'s ids with special tokens as tokens: a widget never refuses the text it is given."""
     try:
         return list(tokenizer.encode(text, allowed_special="all"))
-    except TypeError:
+    except TypeError:  # a tokenizer without tiktoken's allowed_special
         return list(tokenizer.encode(text))
 
 
@@ -47,13 +48,10 @@ def token_pieces(tokenizer: Tokenizer, text: str) -> list[tuple[int, str]]:
     """``(id, text)`` per token; bytes that are only part of a character show as ``\\xNN``."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    out = []
-    for i in _encode(tokenizer, text):
-        data = tokenizer.decode_single_token_bytes(i)
-        # A token may hold half of a multi-byte character (common outside English): show
-        # those bytes rather than a misleading whole character.
-        out.append((i, data.decode("utf-8", errors="backslashreplace")))
-    return out
+    ids = encode_all(tokenizer, text)
+    # A token may hold half of a multi-byte character (common outside English): show
+    # those bytes rather than a misleading whole character.
+    return list(zip(ids, token_strings(tokenizer, ids, "backslashreplace"), strict=True))
 
 
 def _visible(piece: str, show_whitespace: bool) -> str:
