@@ -176,13 +176,8 @@ def merge_lora(model: nn.Module) -> nn.Module:
     The merged model has no extra cost at inference and the base model's state-dict keys.
     """
     for name, m in _lora_layers(model).items():
-        linear = nn.Linear(
-            m.in_features,
-            m.out_features,
-            bias=m.bias is not None,
-            device=m.weight.device,
-            dtype=m.weight.dtype,
-        )
+        w = m.weight
+        linear = nn.Linear(m.in_features, m.out_features, m.bias is not None, w.device, w.dtype)
         linear.weight.copy_(merged_weight(m))
         if m.bias is not None:
             linear.bias.copy_(m.bias)

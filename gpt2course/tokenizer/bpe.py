@@ -316,11 +316,7 @@ class BPETokenizer:
                     merges[(a, b)] = new
         except (IndexError, ValueError) as e:
             raise ValueError(f"{path} is damaged at line {n}: {e}") from None
-        tok = BPETokenizer.__new__(cls)
-        BPETokenizer.__init__(
-            tok, merges, meta["pattern"], meta.get("special_tokens"), meta.get("byte_ids")
-        )
-        return tok
+        return cls(merges, meta["pattern"], meta.get("special_tokens"), meta.get("byte_ids"))
 
 
 def train_bpe(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN) -> BPETokenizer:

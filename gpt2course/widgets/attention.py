@@ -192,14 +192,11 @@ class AttentionViewer(Snapshot):
         for control in (self.layer, self.head, self.mean, self.mode, self.token):
             control.observe(self._update, names="value")
         header = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
-        super().__init__(
-            [
-                *header,
-                widgets.HBox([self.layer, self.head, self.mean]),
-                widgets.HBox([self.mode, self.token]),
-                self.view,
-            ]
-        )
+        rows = [
+            widgets.HBox([self.layer, self.head, self.mean]),
+            widgets.HBox([self.mode, self.token]),
+        ]
+        super().__init__([*header, *rows, self.view])
         self._update()
 
     def render(self) -> str:
