@@ -48,7 +48,8 @@ def _as_ids(ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
     return t.long()
 
 
-def _check_window_args(n_ids: int, context_length: int, stride: int) -> None:
+def num_windows(n_ids: int, context_length: int, stride: int) -> int:
+    """How many (input, target) windows fit in ``n_ids`` ids with the given stride."""
     if context_length < 1:
         raise ValueError(f"context_length must be at least 1, got {context_length}")
     if stride < 1:
@@ -62,11 +63,6 @@ def _check_window_args(n_ids: int, context_length: int, stride: int) -> None:
             f"= {context_length + 1} ids (the input and the one next token). Use more text or "
             "a smaller context_length."
         )
-
-
-def num_windows(n_ids: int, context_length: int, stride: int) -> int:
-    """How many (input, target) windows fit in ``n_ids`` ids with the given stride."""
-    _check_window_args(n_ids, context_length, stride)
     # Window i starts at i * stride and needs ids up to i * stride + context_length.
     return (n_ids - context_length - 1) // stride + 1
 

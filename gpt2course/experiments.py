@@ -40,17 +40,6 @@ class GradientProfile:
     input_grad_norm: float
 
 
-def _gpt2_init(sublayer: nn.Module, depth: int) -> None:
-    # GPT-2's initialisation (what our GPT applies): N(0, 0.02) weights, zero biases, and
-    # the projections back into the stream scaled by 1/sqrt(2 * layers).
-    for name, module in sublayer.named_modules():
-        if isinstance(module, nn.Linear):
-            std = 0.02 / math.sqrt(2 * depth) if name.endswith("c_proj") else 0.02
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-
-
 def _shakespeare_bytes() -> torch.Tensor:
     """Tiny Shakespeare as byte ids, (N,)."""
     return torch.tensor(list(load_text("shakespeare").encode("utf-8")))
@@ -69,8 +58,14 @@ class _Stack(nn.Module):
         config = GPTConfig(n_embd=width, n_head=1, n_layer=depth, context_length=8, vocab_size=100)
         self.setting = setting
         self.sublayers = nn.ModuleList((make_sublayer or MLP)(config) for _ in range(depth))
-        for sublayer in self.sublayers:
-            _gpt2_init(sublayer, depth)
+        # GPT-2's initialisation (what our GPT applies): N(0, 0.02) weights, zero biases, and
+        # the projections back into the stream scaled by 1/sqrt(2 * layers).
+        for name, module in self.sublayers.named_modules():
+            if isinstance(module, nn.Linear):
+                std = 0.02 / math.sqrt(2 * depth) if name.endswith("c_proj") else 0.02
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
         self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(depth))
         self.ln_f = nn.LayerNorm(width)
 

@@ -75,10 +75,6 @@ class LoRALinear(nn.Linear):
         return f"{super().extra_repr()}, rank={self.rank}, alpha={self.alpha:g}"
 
 
-def _matches(name: str, targets: Iterable[str]) -> bool:
-    return any(name == t or name.endswith("." + t) for t in targets)
-
-
 def _shared_weights(model: nn.Module) -> set[int]:
     seen: dict[int, int] = {}
     for _, p in model.named_parameters(remove_duplicate=False):
@@ -114,7 +110,7 @@ def apply_lora(
     chosen = [
         (name, m)
         for name, m in model.named_modules()
-        if isinstance(m, nn.Linear) and _matches(name, targets)
+        if isinstance(m, nn.Linear) and any(name == t or name.endswith("." + t) for t in targets)
     ]
     if not chosen:
         linears = sorted(

@@ -161,12 +161,6 @@ def by_token_html(
     )
 
 
-def _pick(weights: torch.Tensor, layer: int, head: int) -> torch.Tensor:
-    """(T, T) weights of one layer and head; head -1 averages the heads."""
-    w = weights[layer]  # (nh, T, T)
-    return w.mean(0) if head < 0 else w[head]
-
-
 class AttentionViewer(Snapshot):
     """Pick a layer, a head (or their mean) and a view; see the attention pattern.
 
@@ -202,7 +196,8 @@ class AttentionViewer(Snapshot):
     def render(self) -> str:
         """The HTML for the current choices."""
         head = -1 if self.mean.value else self.head.value
-        m = _pick(self.weights, self.layer.value, head)
+        w = self.weights[self.layer.value]  # (nh, T, T)
+        m = w.mean(0) if head < 0 else w[head]  # (T, T)
         where = f"layer {self.layer.value}, " + ("mean of heads" if head < 0 else f"head {head}")
         if self.mode.value == "heatmap":
             return heatmap_html(m, self.tokens, caption=where)
@@ -223,13 +218,6 @@ class AttentionViewer(Snapshot):
 DEMO_TEXT = "The cat sat on the mat because it was tired."
 
 
-def _untrained_gpt() -> torch.nn.Module:
-    from ..model import GPT, GPTConfig
-
-    torch.manual_seed(0)
-    return GPT(GPTConfig(n_layer=2, n_head=4, n_embd=64, context_length=64)).eval()
-
-
 def attention_viewer(
     model: torch.nn.Module | None = None,
     tokenizer: Any = None,
@@ -247,7 +235,10 @@ def attention_viewer(
 
         tokenizer = tiktoken_gpt2()
     if model is None:
-        model = _untrained_gpt()
+        from ..model import GPT, GPTConfig
+
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(n_layer=2, n_head=4, n_embd=64, context_length=64)).eval()
         title = title or "an untrained GPT (random weights), 2 layers x 4 heads"
     ids = tokenizer.encode(text)[:max_tokens]
     if not ids:
