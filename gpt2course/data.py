@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,6 @@ from torch.utils.data import DataLoader, Dataset
 from . import assets
 from .tokenizer.named import Tokenizer, encode_in_pieces
 
-# Text name -> the asset that holds it.
 TEXTS = {"tinyshakespeare": "tinyshakespeare.txt"}
 
 
@@ -148,11 +148,10 @@ def make_dataloaders(
     train = TokenWindowDataset(train_ids, context_length, stride)
     val = TokenWindowDataset(val_ids, context_length, stride)
     g = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(
-        train, batch_size=batch_size, shuffle=True, generator=g, **loader_kwargs
+    return (
+        DataLoader(train, batch_size=batch_size, shuffle=True, generator=g, **loader_kwargs),
+        DataLoader(val, batch_size=batch_size, shuffle=False, **loader_kwargs),
     )
-    val_loader = DataLoader(val, batch_size=batch_size, shuffle=False, **loader_kwargs)
-    return train_loader, val_loader
 
 
 def embed(idx: torch.Tensor, wte: torch.nn.Embedding, wpe: torch.nn.Embedding) -> torch.Tensor:
@@ -184,6 +183,7 @@ def split_tokens(
     return t[:n], t[n:]
 
 
+@dataclass(eq=False)
 class RandomBatches:
     """An endless, reproducible stream of ``(x, y)`` batches of random windows of a token array.
 
@@ -193,28 +193,22 @@ class RandomBatches:
     with ``W`` times the gradient accumulation would see.
     """
 
-    def __init__(
-        self,
-        tokens: torch.Tensor | np.ndarray,
-        batch_size: int,
-        context_length: int,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ):
-        if len(tokens) < context_length + 2:
+    tokens: torch.Tensor | np.ndarray = field(repr=False)
+    batch_size: int
+    context_length: int
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self) -> None:
+        n, T = len(self.tokens), self.context_length
+        if n < T + 2:
             raise ValueError(
-                f"only {len(tokens)} tokens: a window needs context_length + 1 = {context_length + 1}; "
+                f"only {n} tokens: a window needs context_length + 1 = {T + 1}; "
                 "use a smaller context_length or more text"
             )
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
-        self.tokens = tokens
-        self.batch_size = batch_size
-        self.context_length = context_length
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is not in 0..{self.world_size - 1}")
 
     def batch(self, n: int) -> Batch:
         """The ``n``-th batch of this rank: x and y, each (batch_size, context_length)."""

@@ -126,7 +126,6 @@ def _last(rng: random.Random) -> Example:
     return Example(f"Last word: {' '.join(words)}", words[-1], "last")
 
 
-# task name -> generator of one random example
 TASKS: dict[str, Callable[[random.Random], Example]] = {
     "add": _add,
     "reverse": _reverse,
