@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -76,9 +77,7 @@ class LoRALinear(nn.Linear):
 
 
 def _shared_weights(model: nn.Module) -> set[int]:
-    seen: dict[int, int] = {}
-    for _, p in model.named_parameters(remove_duplicate=False):
-        seen[id(p)] = seen.get(id(p), 0) + 1
+    seen = Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
     return {pid for pid, n in seen.items() if n > 1}
 
 

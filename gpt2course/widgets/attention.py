@@ -13,7 +13,9 @@ from typing import Any
 import ipywidgets as widgets
 import torch
 
+from ..assets import tiktoken_gpt2
 from ..attention import causal_mask, scaled_dot_product_attention, split_heads
+from ..model import GPT, GPTConfig
 from .static import Snapshot
 
 # One hue for weights; cells a query may not see (the future) are hatched grey.
@@ -231,12 +233,8 @@ def attention_viewer(
     says so: random weights spread their attention evenly, so only the shapes are meaningful.
     """
     if tokenizer is None:
-        from ..assets import tiktoken_gpt2
-
         tokenizer = tiktoken_gpt2()
     if model is None:
-        from ..model import GPT, GPTConfig
-
         torch.manual_seed(0)
         model = GPT(GPTConfig(n_layer=2, n_head=4, n_embd=64, context_length=64)).eval()
         title = title or "an untrained GPT (random weights), 2 layers x 4 heads"

@@ -16,6 +16,7 @@ from typing import Any
 import ipywidgets as widgets
 import torch
 
+from ..assets import tiktoken_gpt2
 from ..generation import check_sampling_args, next_token_probs
 from .attention import display_token, token_strings
 from .static import Snapshot
@@ -122,8 +123,6 @@ class SamplingPlayground:
         seed: int = 0,
     ):
         if tokenizer is None:
-            from ..assets import tiktoken_gpt2
-
             tokenizer = tiktoken_gpt2()
         self.model, self.tokenizer, self.top_n = model, tokenizer, top_n
         self.generator = torch.Generator().manual_seed(seed)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from typing import Any
 
 import ipywidgets as widgets
 
@@ -24,16 +23,12 @@ DEFAULT_TEXT = (
 )
 
 
-def _name(tokenizer: Any) -> str:
-    return str(getattr(tokenizer, "name", None) or type(tokenizer).__name__)
-
-
 def _as_dict(tokenizers: Mapping[str, Tokenizer] | Tokenizer) -> dict[str, Tokenizer]:
     if isinstance(tokenizers, Mapping):
         if not tokenizers:
             raise ValueError("pass at least one tokenizer, e.g. {'GPT-2': load_gpt2_tokenizer()}")
         return dict(tokenizers)
-    return {_name(tokenizers): tokenizers}
+    return {str(getattr(tokenizers, "name", None) or type(tokenizers).__name__): tokenizers}
 
 
 def encode_all(tokenizer: Tokenizer, text: str) -> list[int]:
