@@ -1,15 +1,6 @@
-"""Small experiments the notebooks run and the tests check, so both use the same code.
-
-``residual_gradients`` (part 4): how much gradient reaches each layer of a deep stack of
-MLP sublayers with pre-LN residuals (GPT-2), post-LN residuals (the original Transformer)
-or no residuals, at GPT-2's initialisation, for a loss that depends on the input.
-``residual_training``: the same stacks trained for a hundred steps on Tiny Shakespeare at
-one learning rate without warm-up, and what then reaches the input.
-
-``shakespeare_base`` (part 9): a small byte-level GPT pretrained on Tiny Shakespeare for a
-few hundred steps, a base that already knows some English to instruction-tune;
-``mistake_pairs`` and ``preference_rate``: preference pairs from the model's own wrong
-answers, and how often it now prefers the right one.
+"""Small experiments the notebooks run and the tests check, so both use the same code:
+deep stacks with pre-LN, post-LN or no residuals (part 4), and a small Shakespeare base
+with preference pairs from its own mistakes (part 9).
 """
 
 from __future__ import annotations

@@ -143,20 +143,13 @@ def make_tasks(n: int, seed: int = 0, tasks: Sequence[str] | None = None) -> lis
     if unknown or not names:
         raise ValueError(f"unknown tasks {unknown or names}; choose from {', '.join(TASKS)}")
     rng = random.Random(seed)
-    seen: set[str] = set()
-    out: list[Example] = []
-    tries = 0
-    while len(out) < n:
-        tries += 1
-        if tries > 50 * n + 1000:
-            raise ValueError(
-                f"could not draw {n} distinct examples from tasks {names}; ask for fewer"
-            )
+    out: dict[str, Example] = {}  # by instruction, so that none repeats
+    for _ in range(50 * n + 1000):
+        if len(out) == n:
+            return list(out.values())
         ex = TASKS[names[len(out) % len(names)]](rng)
-        if ex.instruction not in seen:
-            seen.add(ex.instruction)
-            out.append(ex)
-    return out
+        out.setdefault(ex.instruction, ex)
+    raise ValueError(f"could not draw {n} distinct examples from tasks {names}; ask for fewer")
 
 
 def task_split(
