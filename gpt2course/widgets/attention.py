@@ -1,8 +1,5 @@
-"""The attention viewer: which tokens each token attends to, per layer and head.
-
-Rendering is pure (weights and tokens in, HTML out) so it is tested without a browser; the
-widget only wires core ipywidgets (7.7 and 8) to it. Hover over a cell to read its weight.
-"""
+"""The attention viewer: which tokens each token attends to, per layer and head; hover over
+a cell to read its weight."""
 
 from __future__ import annotations
 

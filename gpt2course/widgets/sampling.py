@@ -2,8 +2,7 @@
 
 A prompt box, three sliders and a bar chart of the next-token distribution: blue bars are
 the tokens sampling may pick, grey ones were cut by top-k/top-p. "Sample one token" draws
-from the blue bars and appends the token to the prompt. Rendering is pure (numbers in,
-HTML out) and tested without a browser; the widget wires core ipywidgets (7.7 and 8) to it.
+from the blue bars and appends the token to the prompt.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
 """The token viewer: type text, see its tokens as coloured spans, one tokenizer or several
-side by side. Hover over a token to read its id and bytes.
-
-``render_tokens`` is pure (tokenizers and text in, HTML out) so it is tested without a
-browser; ``token_viewer`` only wires core ipywidgets (7.7 and 8) to it.
-"""
+side by side. Hover over a token to read its id and bytes."""
 
 from __future__ import annotations
 
@@ -49,19 +45,14 @@ def token_pieces(tokenizer: Tokenizer, text: str) -> list[tuple[int, str]]:
     return list(zip(ids, token_strings(tokenizer, ids, "backslashreplace"), strict=True))
 
 
-def _visible(piece: str, show_whitespace: bool) -> str:
-    if show_whitespace:
-        piece = piece.replace(" ", "␣").replace("\t", "→")
-    # Keep line breaks (the text's shape) but make them visible as tokens.
-    return piece.replace("\n", "↵\n")
-
-
 def _column(name: str, pieces: list[tuple[int, str]], n_chars: int, show_whitespace: bool) -> str:
     spans = []
     for k, (i, piece) in enumerate(pieces):
         title = html.escape(f"id {i}: {piece!r}", quote=True)
         colour = PALETTE[k % len(PALETTE)]
-        body = html.escape(_visible(piece, show_whitespace)) or "∅"
+        shown = piece.replace(" ", "␣").replace("\t", "→") if show_whitespace else piece
+        # Keep line breaks (the text's shape) but make them visible as tokens.
+        body = html.escape(shown.replace("\n", "↵\n")) or "∅"
         spans.append(
             f'<span title="{title}" style="background:{colour};border-radius:3px;'
             f'padding:1px 0;margin-right:1px">{body}</span>'
