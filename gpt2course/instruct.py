@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from .generation import generate
 
@@ -71,13 +72,10 @@ def collate(
         seqs.append(ids[:-1])
         # Position i predicts ids[i + 1]; the first len(prompt) - 1 targets are prompt tokens.
         labels.append([IGNORE_INDEX] * (len(prompt) - 1) + list(response))
-    T = max(len(s) for s in seqs)
-    x = torch.full((len(batch), T), pad_id, dtype=torch.long)
-    y = torch.full((len(batch), T), IGNORE_INDEX, dtype=torch.long)
-    for i, (s, lab) in enumerate(zip(seqs, labels, strict=True)):
-        x[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        y[i, : len(lab)] = torch.tensor(lab, dtype=torch.long)
-    return x, y
+    x = [torch.tensor(s, dtype=torch.long) for s in seqs]
+    y = [torch.tensor(lab, dtype=torch.long) for lab in labels]  # each as long as its input
+    # Both (B, T), batch first: x padded with pad_id, y with IGNORE_INDEX.
+    return pad_sequence(x, True, pad_id), pad_sequence(y, True, IGNORE_INDEX)
 
 
 # ---- the generated task set -------------------------------------------------------------

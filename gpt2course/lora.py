@@ -263,13 +263,7 @@ def training_memory_bytes(model: nn.Module, optimizer_states: int = 2) -> dict[s
     """Bytes held by weights, gradients and optimizer state (AdamW keeps 2 per trainable
     parameter), not counting activations. The part that LoRA shrinks."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    grads = sum(p.numel() * p.element_size() for p in trainable)
+    grads = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     # AdamW keeps its moments in the parameter's dtype.
-    optim = optimizer_states * grads
-    return {
-        "weights": weights,
-        "gradients": grads,
-        "optimizer": optim,
-        "total": weights + grads + optim,
-    }
+    sizes = {"weights": weights, "gradients": grads, "optimizer": optimizer_states * grads}
+    return {**sizes, "total": sum(sizes.values())}
