@@ -72,10 +72,9 @@ def make_windows(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All windows at once: inputs and targets, each (n_windows, context_length) LongTensor."""
     t = _as_ids(ids)
-    n = num_windows(t.numel(), context_length, stride)
-    starts = torch.arange(n) * stride  # (N,)
-    idx = starts[:, None] + torch.arange(context_length + 1)  # (N, context_length + 1)
-    chunks = t[idx]
+    num_windows(t.numel(), context_length, stride)  # refuses arguments that fit no window
+    # Window i is t[i * stride : i * stride + context_length + 1]; clone: copies, not views.
+    chunks = t.unfold(0, context_length + 1, stride).clone()  # (N, context_length + 1)
     return chunks[:, :-1], chunks[:, 1:]
 
 

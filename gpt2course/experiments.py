@@ -196,7 +196,6 @@ def shakespeare_base(
     """A byte-level GPT pretrained on Tiny Shakespeare for ``steps`` steps (part 6's recipe)."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    ids = _shakespeare_bytes()
     torch.manual_seed(seed)
     model = GPT(
         GPTConfig(
@@ -205,7 +204,7 @@ def shakespeare_base(
     )
     train(
         model,
-        RandomBatches(ids, batch_size, context_length, seed=seed),
+        RandomBatches(_shakespeare_bytes(), batch_size, context_length, seed=seed),
         None,
         TrainConfig(
             max_steps=steps,

@@ -126,8 +126,7 @@ def timeline_figure() -> Figure:
     ax.set_ylim(-2.0, 2.0)
     ax.set_yticks([])
     ax.set_xticks(range(2018, 2024))
-    for side in ("left", "right", "top"):
-        ax.spines[side].set_visible(False)
+    ax.spines[["left", "right", "top"]].set_visible(False)
     ax.set_title("From GPT-1 to GPT-4", fontsize=10)
     fig.tight_layout()
     return fig
