@@ -3,6 +3,7 @@ side by side. Hover over a token to read its id and bytes."""
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Mapping
 
@@ -101,10 +102,7 @@ def token_viewer(
         placeholder="Type or paste text here",
         layout=widgets.Layout(width="100%", height="80px"),
     )
-    out = widgets.HTML(value=render_tokens(tokenizers, text, show_whitespace=show_whitespace))
-
-    def redraw(change: dict) -> None:
-        out.value = render_tokens(tokenizers, change["new"], show_whitespace=show_whitespace)
-
-    box.observe(redraw, names="value")
+    out = widgets.HTML()
+    draw = functools.partial(render_tokens, tokenizers, show_whitespace=show_whitespace)
+    widgets.dlink((box, "value"), (out, "value"), draw)  # draws now, then on every change
     return Snapshot([box, out])
