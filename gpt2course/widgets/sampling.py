@@ -125,7 +125,7 @@ class SamplingPlayground:
             tokenizer = tiktoken_gpt2()
         self.model, self.tokenizer, self.top_n = model, tokenizer, top_n
         self.generator = torch.Generator().manual_seed(seed)
-        self._logits: torch.Tensor | None = None
+        self._logits: tuple[str, torch.Tensor] | None = None  # (prompt, its logits)
         style = {"description_width": "initial"}
 
         def slider(cls: type, description: str, **kw: Any) -> widgets.Widget:
@@ -150,9 +150,8 @@ class SamplingPlayground:
         self.button = widgets.Button(description="Sample one token", button_style="primary")
         self.chart = widgets.HTML()
         self.status = widgets.HTML()
-        for w in (self.temperature, self.top_k, self.top_p):
+        for w in (self.prompt, self.temperature, self.top_k, self.top_p):
             w.observe(lambda _change: self.render(), names="value")
-        self.prompt.observe(self._prompt_changed, names="value")
         self.button.on_click(lambda _b: self.sample())
         controls = [self.prompt, self.temperature, self.top_k, self.top_p, self.button]
         self.widget = Snapshot([*controls, self.status, self.chart])
@@ -164,10 +163,6 @@ class SamplingPlayground:
         top_p = self.top_p.value if self.top_p.value < 1.0 else None
         return float(self.temperature.value), top_k, top_p
 
-    def _prompt_changed(self, _change: Any) -> None:
-        self._logits = None
-        self.render()
-
     def _ids(self) -> list[int]:
         ids = encode_all(self.tokenizer, self.prompt.value)
         vocab = self.model.config.vocab_size
@@ -178,9 +173,10 @@ class SamplingPlayground:
         return ids
 
     def _last_logits(self) -> torch.Tensor:
-        if self._logits is None:  # the model runs only when the prompt changed
-            self._logits = last_logits(self.model, self._ids())
-        return self._logits
+        if self._logits is None or self._logits[0] != self.prompt.value:
+            # The model runs only when the prompt changed, not when a slider moved.
+            self._logits = (self.prompt.value, last_logits(self.model, self._ids()))
+        return self._logits[1]
 
     def rows(self) -> list[NextTokenRow]:
         """The chart's rows for the current prompt and sliders."""
