@@ -70,16 +70,14 @@ class Callback:
         """After the last step."""
 
 
+@dataclass
 class PrintSamples(Callback):
     """Print a short seeded sample at every evaluation, to watch the model learn."""
 
-    def __init__(
-        self, tokenizer: Tokenizer, prompt: str = "\n", max_new_tokens: int = 120, seed: int = 0
-    ):
-        self.tokenizer = tokenizer
-        self.prompt = prompt
-        self.max_new_tokens = max_new_tokens
-        self.seed = seed
+    tokenizer: Tokenizer
+    prompt: str = "\n"
+    max_new_tokens: int = 120
+    seed: int = 0
 
     def on_eval(self, state: TrainState) -> None:
         if not state.is_main:

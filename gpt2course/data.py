@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +21,6 @@ from torch.utils.data import DataLoader, Dataset
 from . import assets
 from .tokenizer.named import Tokenizer, encode_in_pieces
 
-__all__ = [
-    "TEXTS",
-    "RandomBatches",
-    "split_tokens",
-    "TokenWindowDataset",
-    "batches_from",
-    "check_batch",
-    "embed",
-    "load_text",
-    "make_dataloaders",
-    "make_windows",
-    "num_windows",
-]
-
-# Text name -> the asset that holds it.
 TEXTS = {"tinyshakespeare": "tinyshakespeare.txt"}
 
 
@@ -62,7 +48,8 @@ def _as_ids(ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
     return t.long()
 
 
-def _check_window_args(n_ids: int, context_length: int, stride: int) -> None:
+def num_windows(n_ids: int, context_length: int, stride: int) -> int:
+    """How many (input, target) windows fit in ``n_ids`` ids with the given stride."""
     if context_length < 1:
         raise ValueError(f"context_length must be at least 1, got {context_length}")
     if stride < 1:
@@ -76,11 +63,6 @@ def _check_window_args(n_ids: int, context_length: int, stride: int) -> None:
             f"= {context_length + 1} ids (the input and the one next token). Use more text or "
             "a smaller context_length."
         )
-
-
-def num_windows(n_ids: int, context_length: int, stride: int) -> int:
-    """How many (input, target) windows fit in ``n_ids`` ids with the given stride."""
-    _check_window_args(n_ids, context_length, stride)
     # Window i starts at i * stride and needs ids up to i * stride + context_length.
     return (n_ids - context_length - 1) // stride + 1
 
@@ -90,10 +72,9 @@ def make_windows(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All windows at once: inputs and targets, each (n_windows, context_length) LongTensor."""
     t = _as_ids(ids)
-    n = num_windows(t.numel(), context_length, stride)
-    starts = torch.arange(n) * stride  # (N,)
-    idx = starts[:, None] + torch.arange(context_length + 1)  # (N, context_length + 1)
-    chunks = t[idx]
+    num_windows(t.numel(), context_length, stride)  # refuses arguments that fit no window
+    # Window i is t[i * stride : i * stride + context_length + 1]; clone: copies, not views.
+    chunks = t.unfold(0, context_length + 1, stride).clone()  # (N, context_length + 1)
     return chunks[:, :-1], chunks[:, 1:]
 
 
@@ -166,11 +147,10 @@ def make_dataloaders(
     train = TokenWindowDataset(train_ids, context_length, stride)
     val = TokenWindowDataset(val_ids, context_length, stride)
     g = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(
-        train, batch_size=batch_size, shuffle=True, generator=g, **loader_kwargs
+    return (
+        DataLoader(train, batch_size=batch_size, shuffle=True, generator=g, **loader_kwargs),
+        DataLoader(val, batch_size=batch_size, shuffle=False, **loader_kwargs),
     )
-    val_loader = DataLoader(val, batch_size=batch_size, shuffle=False, **loader_kwargs)
-    return train_loader, val_loader
 
 
 def embed(idx: torch.Tensor, wte: torch.nn.Embedding, wpe: torch.nn.Embedding) -> torch.Tensor:
@@ -202,6 +182,7 @@ def split_tokens(
     return t[:n], t[n:]
 
 
+@dataclass(eq=False)
 class RandomBatches:
     """An endless, reproducible stream of ``(x, y)`` batches of random windows of a token array.
 
@@ -211,28 +192,22 @@ class RandomBatches:
     with ``W`` times the gradient accumulation would see.
     """
 
-    def __init__(
-        self,
-        tokens: torch.Tensor | np.ndarray,
-        batch_size: int,
-        context_length: int,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ):
-        if len(tokens) < context_length + 2:
+    tokens: torch.Tensor | np.ndarray = field(repr=False)
+    batch_size: int
+    context_length: int
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self) -> None:
+        n, T = len(self.tokens), self.context_length
+        if n < T + 2:
             raise ValueError(
-                f"only {len(tokens)} tokens: a window needs context_length + 1 = {context_length + 1}; "
+                f"only {n} tokens: a window needs context_length + 1 = {T + 1}; "
                 "use a smaller context_length or more text"
             )
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
-        self.tokens = tokens
-        self.batch_size = batch_size
-        self.context_length = context_length
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is not in 0..{self.world_size - 1}")
 
     def batch(self, n: int) -> Batch:
         """The ``n``-th batch of this rank: x and y, each (batch_size, context_length)."""

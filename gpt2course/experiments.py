@@ -1,15 +1,6 @@
-"""Small experiments the notebooks run and the tests check, so both use the same code.
-
-``residual_gradients`` (part 4): how much gradient reaches each layer of a deep stack of
-MLP sublayers with pre-LN residuals (GPT-2), post-LN residuals (the original Transformer)
-or no residuals, at GPT-2's initialisation, for a loss that depends on the input.
-``residual_training``: the same stacks trained for a hundred steps on Tiny Shakespeare at
-one learning rate without warm-up, and what then reaches the input.
-
-``shakespeare_base`` (part 9): a small byte-level GPT pretrained on Tiny Shakespeare for a
-few hundred steps, a base that already knows some English to instruction-tune;
-``mistake_pairs`` and ``preference_rate``: preference pairs from the model's own wrong
-answers, and how often it now prefers the right one.
+"""Small experiments the notebooks run and the tests check, so both use the same code:
+deep stacks with pre-LN, post-LN or no residuals (part 4), and a small Shakespeare base
+with preference pairs from its own mistakes (part 9).
 """
 
 from __future__ import annotations
@@ -28,18 +19,6 @@ from .model import GPT, MLP, GPTConfig
 from .preference import PreferencePair, sequence_logprobs
 from .train import TrainConfig, train
 
-__all__ = [
-    "RESIDUAL_SETTINGS",
-    "GradientProfile",
-    "residual_gradients",
-    "TrainingProfile",
-    "residual_training",
-    "byte_entropies",
-    "shakespeare_base",
-    "mistake_pairs",
-    "preference_rate",
-]
-
 RESIDUAL_SETTINGS = ("pre-LN", "post-LN", "no residual")
 
 
@@ -50,17 +29,6 @@ class GradientProfile:
     setting: str
     layer_grad_norms: list[float]  # index 0 is the sublayer nearest the input
     input_grad_norm: float
-
-
-def _gpt2_init(sublayer: nn.Module, depth: int) -> None:
-    # GPT-2's initialisation (what our GPT applies): N(0, 0.02) weights, zero biases, and
-    # the projections back into the stream scaled by 1/sqrt(2 * layers).
-    for name, module in sublayer.named_modules():
-        if isinstance(module, nn.Linear):
-            std = 0.02 / math.sqrt(2 * depth) if name.endswith("c_proj") else 0.02
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
 
 
 def _shakespeare_bytes() -> torch.Tensor:
@@ -81,8 +49,14 @@ class _Stack(nn.Module):
         config = GPTConfig(n_embd=width, n_head=1, n_layer=depth, context_length=8, vocab_size=100)
         self.setting = setting
         self.sublayers = nn.ModuleList((make_sublayer or MLP)(config) for _ in range(depth))
-        for sublayer in self.sublayers:
-            _gpt2_init(sublayer, depth)
+        # GPT-2's initialisation (what our GPT applies): N(0, 0.02) weights, zero biases, and
+        # the projections back into the stream scaled by 1/sqrt(2 * layers).
+        for name, module in self.sublayers.named_modules():
+            if isinstance(module, nn.Linear):
+                std = 0.02 / math.sqrt(2 * depth) if name.endswith("c_proj") else 0.02
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
         self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(depth))
         self.ln_f = nn.LayerNorm(width)
 
@@ -222,7 +196,6 @@ def shakespeare_base(
     """A byte-level GPT pretrained on Tiny Shakespeare for ``steps`` steps (part 6's recipe)."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    ids = _shakespeare_bytes()
     torch.manual_seed(seed)
     model = GPT(
         GPTConfig(
@@ -231,7 +204,7 @@ def shakespeare_base(
     )
     train(
         model,
-        RandomBatches(ids, batch_size, context_length, seed=seed),
+        RandomBatches(_shakespeare_bytes(), batch_size, context_length, seed=seed),
         None,
         TrainConfig(
             max_steps=steps,

@@ -12,17 +12,7 @@ from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
-
-__all__ = [
-    "ROADMAP",
-    "TIMELINE",
-    "Milestone",
-    "heads_figure",
-    "kv_cache_figure",
-    "model_figure",
-    "roadmap_figure",
-    "timeline_figure",
-]
+from matplotlib.patches import FancyBboxPatch, Rectangle
 
 # (part, short title, stage): the stages colour the roadmap.
 ROADMAP: list[tuple[str, str, str]] = [
@@ -97,13 +87,11 @@ def roadmap_figure() -> Figure:
     ax.set_ylim(-1.1, 1.0)
     ax.axis("off")
     for i, (part, title, stage) in enumerate(ROADMAP):
-        ax.add_patch(
-            _box(i - 0.42, -0.45, 0.84, 0.9, _STAGE_COLOURS[stage]),
-        )
+        ax.add_patch(_box(i - 0.42, -0.45, 0.84, 0.9, _STAGE_COLOURS[stage]))
         ax.text(i, 0.22, part, ha="center", va="center", fontsize=11, weight="bold")
         ax.text(i, -0.12, title, ha="center", va="center", fontsize=7.5)
         if i:
-            ax.annotate("", (i - 0.42, 0), (i - 0.58, 0), arrowprops=dict(arrowstyle="->", lw=1))
+            _arrow(ax, i - 0.58, 0, i - 0.42, 0)
     for j, (stage, colour) in enumerate(_STAGE_COLOURS.items()):
         x = 0.6 + 1.9 * j
         ax.add_patch(_box(x - 0.15, -0.95, 0.3, 0.22, colour))
@@ -111,9 +99,7 @@ def roadmap_figure() -> Figure:
     return fig
 
 
-def _box(x: float, y: float, w: float, h: float, colour: str):
-    from matplotlib.patches import FancyBboxPatch
-
+def _box(x: float, y: float, w: float, h: float, colour: str) -> FancyBboxPatch:
     return FancyBboxPatch(
         (x, y), w, h, boxstyle="round,pad=0.02", facecolor=colour, edgecolor="#455a64"
     )
@@ -140,8 +126,7 @@ def timeline_figure() -> Figure:
     ax.set_ylim(-2.0, 2.0)
     ax.set_yticks([])
     ax.set_xticks(range(2018, 2024))
-    for side in ("left", "right", "top"):
-        ax.spines[side].set_visible(False)
+    ax.spines[["left", "right", "top"]].set_visible(False)
     ax.set_title("From GPT-1 to GPT-4", fontsize=10)
     fig.tight_layout()
     return fig
@@ -217,8 +202,6 @@ def model_figure(config=None) -> Figure:
 
 def heads_figure(n_head: int = 4, T: int = 5, n_embd: int = 12) -> Figure:
     """c_attn's output split into q, k, v, and each split into heads: (B, T, C) -> (B, nh, T, hd)."""
-    from matplotlib.patches import Rectangle
-
     hd = n_embd // n_head
     colours = plt.get_cmap("tab10").colors
     cell = 0.25
@@ -259,8 +242,6 @@ def heads_figure(n_head: int = 4, T: int = 5, n_embd: int = 12) -> Figure:
 
 def kv_cache_figure(prompt: int = 4, steps: int = 3) -> Figure:
     """The KV cache during generation: each step adds one key/value row and one query."""
-    from matplotlib.patches import Rectangle
-
     fig, axes = plt.subplots(1, steps, figsize=(10, 3.0), sharey=True)
     for s, ax in enumerate(axes):
         n = prompt + s  # keys and values held after this step

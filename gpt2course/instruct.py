@@ -14,25 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from .generation import generate
-
-__all__ = [
-    "INSTRUCTION_MARKER",
-    "RESPONSE_MARKER",
-    "IGNORE_INDEX",
-    "TASKS",
-    "WORDS",
-    "Example",
-    "format_prompt",
-    "encode_example",
-    "collate",
-    "make_tasks",
-    "task_split",
-    "exact_match",
-    "greedy_answers",
-    "evaluate",
-]
 
 INSTRUCTION_MARKER = "### Instruction:\n"
 # The response marker tells the model "your turn": at inference we stop the prompt here
@@ -88,13 +72,10 @@ def collate(
         seqs.append(ids[:-1])
         # Position i predicts ids[i + 1]; the first len(prompt) - 1 targets are prompt tokens.
         labels.append([IGNORE_INDEX] * (len(prompt) - 1) + list(response))
-    T = max(len(s) for s in seqs)
-    x = torch.full((len(batch), T), pad_id, dtype=torch.long)
-    y = torch.full((len(batch), T), IGNORE_INDEX, dtype=torch.long)
-    for i, (s, lab) in enumerate(zip(seqs, labels, strict=True)):
-        x[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        y[i, : len(lab)] = torch.tensor(lab, dtype=torch.long)
-    return x, y
+    x = [torch.tensor(s, dtype=torch.long) for s in seqs]
+    y = [torch.tensor(lab, dtype=torch.long) for lab in labels]  # each as long as its input
+    # Both (B, T), batch first: x padded with pad_id, y with IGNORE_INDEX.
+    return pad_sequence(x, True, pad_id), pad_sequence(y, True, IGNORE_INDEX)
 
 
 # ---- the generated task set -------------------------------------------------------------
@@ -143,7 +124,6 @@ def _last(rng: random.Random) -> Example:
     return Example(f"Last word: {' '.join(words)}", words[-1], "last")
 
 
-# task name -> generator of one random example
 TASKS: dict[str, Callable[[random.Random], Example]] = {
     "add": _add,
     "reverse": _reverse,
@@ -161,20 +141,13 @@ def make_tasks(n: int, seed: int = 0, tasks: Sequence[str] | None = None) -> lis
     if unknown or not names:
         raise ValueError(f"unknown tasks {unknown or names}; choose from {', '.join(TASKS)}")
     rng = random.Random(seed)
-    seen: set[str] = set()
-    out: list[Example] = []
-    tries = 0
-    while len(out) < n:
-        tries += 1
-        if tries > 50 * n + 1000:
-            raise ValueError(
-                f"could not draw {n} distinct examples from tasks {names}; ask for fewer"
-            )
+    out: dict[str, Example] = {}  # by instruction, so that none repeats
+    for _ in range(50 * n + 1000):
+        if len(out) == n:
+            return list(out.values())
         ex = TASKS[names[len(out) % len(names)]](rng)
-        if ex.instruction not in seen:
-            seen.add(ex.instruction)
-            out.append(ex)
-    return out
+        out.setdefault(ex.instruction, ex)
+    raise ValueError(f"could not draw {n} distinct examples from tasks {names}; ask for fewer")
 
 
 def task_split(

@@ -14,26 +14,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-__all__ = [
-    "DEFAULT_TARGETS",
-    "LoRALinear",
-    "apply_lora",
-    "merge_lora",
-    "merged_weight",
-    "mark_only_lora_trainable",
-    "lora_state_dict",
-    "save_adapters",
-    "load_adapters",
-    "parameter_counts",
-    "training_memory_bytes",
-]
 
 # Attention's fused q/k/v projection and both MLP layers, as in the issue and the LoRA paper's
 # advice to adapt the attention weights first.
@@ -89,14 +76,8 @@ class LoRALinear(nn.Linear):
         return f"{super().extra_repr()}, rank={self.rank}, alpha={self.alpha:g}"
 
 
-def _matches(name: str, targets: Iterable[str]) -> bool:
-    return any(name == t or name.endswith("." + t) for t in targets)
-
-
 def _shared_weights(model: nn.Module) -> set[int]:
-    seen: dict[int, int] = {}
-    for _, p in model.named_parameters(remove_duplicate=False):
-        seen[id(p)] = seen.get(id(p), 0) + 1
+    seen = Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
     return {pid for pid, n in seen.items() if n > 1}
 
 
@@ -128,7 +109,7 @@ def apply_lora(
     chosen = [
         (name, m)
         for name, m in model.named_modules()
-        if isinstance(m, nn.Linear) and _matches(name, targets)
+        if isinstance(m, nn.Linear) and any(name == t or name.endswith("." + t) for t in targets)
     ]
     if not chosen:
         linears = sorted(
@@ -190,13 +171,8 @@ def merge_lora(model: nn.Module) -> nn.Module:
     The merged model has no extra cost at inference and the base model's state-dict keys.
     """
     for name, m in _lora_layers(model).items():
-        linear = nn.Linear(
-            m.in_features,
-            m.out_features,
-            bias=m.bias is not None,
-            device=m.weight.device,
-            dtype=m.weight.dtype,
-        )
+        w = m.weight
+        linear = nn.Linear(m.in_features, m.out_features, m.bias is not None, w.device, w.dtype)
         linear.weight.copy_(merged_weight(m))
         if m.bias is not None:
             linear.bias.copy_(m.bias)
@@ -287,13 +263,7 @@ def training_memory_bytes(model: nn.Module, optimizer_states: int = 2) -> dict[s
     """Bytes held by weights, gradients and optimizer state (AdamW keeps 2 per trainable
     parameter), not counting activations. The part that LoRA shrinks."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    grads = sum(p.numel() * p.element_size() for p in trainable)
+    grads = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     # AdamW keeps its moments in the parameter's dtype.
-    optim = optimizer_states * grads
-    return {
-        "weights": weights,
-        "gradients": grads,
-        "optimizer": optim,
-        "total": weights + grads + optim,
-    }
+    sizes = {"weights": weights, "gradients": grads, "optimizer": optimizer_states * grads}
+    return {**sizes, "total": sum(sizes.values())}

@@ -8,8 +8,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["perplexity"]
-
 
 @torch.no_grad()
 def perplexity(model: nn.Module, ids: list[int], window: int = 1024) -> float:

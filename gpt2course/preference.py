@@ -17,9 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .instruct import IGNORE_INDEX, Example, collate, format_prompt
-
-__all__ = ["PreferencePair", "rejected_answer", "preference_pairs", "sequence_logprobs", "dpo_loss"]
+from .instruct import IGNORE_INDEX, Example, collate, encode_example
 
 
 @dataclass(frozen=True)
@@ -57,10 +55,8 @@ def sequence_logprobs(
     model: torch.nn.Module, instructions: Sequence[str], answers: Sequence[str], tokenizer
 ) -> torch.Tensor:
     """log p(answer + end token | prompt) under ``model``, one sum per row: shape (B,)."""
-    batch = [
-        (tokenizer.encode(format_prompt(i)), tokenizer.encode(a) + [tokenizer.eot_token])
-        for i, a in zip(instructions, answers, strict=True)
-    ]
+    pairs = zip(instructions, answers, strict=True)
+    batch = [encode_example(Example(i, a, ""), tokenizer) for i, a in pairs]
     device = next(model.parameters()).device
     x, y = collate(batch)
     x, y = x.to(device), y.to(device)

@@ -99,8 +99,6 @@ class BPETokenizer:
             f"special_tokens={len(self.special_tokens)})"
         )
 
-    # --- encoding -------------------------------------------------------------------
-
     def _encode_chunk(self, data: bytes) -> list[int]:
         byte_ids, ranks, merges = self.byte_ids, self._ranks, self.merges
         ids = [byte_ids[b] for b in data]
@@ -236,8 +234,6 @@ class BPETokenizer:
         """The special tokens' texts (as tiktoken names it)."""
         return set(self.special_tokens)
 
-    # --- decoding -------------------------------------------------------------------
-
     def _as_id_list(self, ids: Iterable[int]) -> list[int]:
         if hasattr(ids, "tolist"):  # a tensor or numpy array
             ids = ids.tolist()
@@ -283,8 +279,6 @@ class BPETokenizer:
         """The bytes of one token (may be part of a UTF-8 character)."""
         return self.decode_bytes([token])
 
-    # --- save and load ----------------------------------------------------------------
-
     def save(self, path: str | Path) -> Path:
         """Write the tokenizer as a small text file: a header line, a JSON line, one merge per line."""
         path = Path(path)
@@ -316,11 +310,7 @@ class BPETokenizer:
                     merges[(a, b)] = new
         except (IndexError, ValueError) as e:
             raise ValueError(f"{path} is damaged at line {n}: {e}") from None
-        tok = BPETokenizer.__new__(cls)
-        BPETokenizer.__init__(
-            tok, merges, meta["pattern"], meta.get("special_tokens"), meta.get("byte_ids")
-        )
-        return tok
+        return cls(merges, meta["pattern"], meta.get("special_tokens"), meta.get("byte_ids"))
 
 
 def train_bpe(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN) -> BPETokenizer:

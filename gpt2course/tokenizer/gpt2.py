@@ -23,19 +23,11 @@ ENDOFTEXT = "<|endoftext|>"
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable character table: printable bytes stand for themselves,
     the others (space, control bytes...) are shifted to characters from 256 up."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    chars = printable[:]
-    n = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + n)
-            n += 1
-    return dict(zip(printable, (chr(c) for c in chars), strict=True))
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    printable += range(ord("®"), ord("ÿ") + 1)
+    others = [b for b in range(256) if b not in printable]
+    chars = printable + [256 + n for n in range(len(others))]
+    return dict(zip(printable + others, map(chr, chars), strict=True))
 
 
 class GPT2Tokenizer(BPETokenizer):

@@ -85,40 +85,30 @@ def encode_in_pieces(encode: Callable[[str], list[int]], text: str) -> list[int]
     every 10,000 characters (where the ids may differ from one giant space token sequence)."""
     if len(text) <= _CHUNK and not re.search(rf"\s{{{_LONG_SPACE}}}", text):
         return encode(text)
-    ids: list[int] = []
-    chunk: list[str] = []
+    chunks: list[list[str]] = [[]]
     size = 0
-
-    def flush() -> None:
-        nonlocal size
-        if chunk:
-            ids.extend(encode("".join(chunk)))
-            chunk.clear()
-            size = 0
-
     for piece in _SAFE_CUT.split(text):
         for part in _cap_spaces(piece):
             if size + len(part) > _CHUNK:
-                flush()
-            chunk.append(part)
+                chunks.append([])
+                size = 0
+            chunks[-1].append(part)
             size += len(part)
             if len(part) >= _LONG_SPACE:  # a capped run is encoded on its own
-                flush()
-    flush()
-    return ids
+                chunks.append([])
+                size = 0
+    return [i for chunk in chunks if chunk for i in encode("".join(chunk))]
 
 
 def _cap_spaces(piece: str) -> list[str]:
     """``piece`` split so that no part holds a whitespace run longer than ``_LONG_SPACE``."""
-    out, at = [], 0
-    for m in re.finditer(rf"\s{{{_LONG_SPACE + 1},}}", piece):
-        if m.start() > at:
-            out.append(piece[at : m.start()])
-        run = m.group()
-        out += [run[i : i + _LONG_SPACE] for i in range(0, len(run), _LONG_SPACE)]
-        at = m.end()
-    if at < len(piece):
-        out.append(piece[at:])
+    out = []
+    # With a group in the pattern, re.split alternates: text, long run, text, long run, ...
+    for k, part in enumerate(re.split(rf"(\s{{{_LONG_SPACE + 1},}})", piece)):
+        if k % 2:
+            out += [part[i : i + _LONG_SPACE] for i in range(0, len(part), _LONG_SPACE)]
+        elif part:
+            out.append(part)
     return out
 
 

@@ -1,8 +1,5 @@
-"""The attention viewer: which tokens each token attends to, per layer and head.
-
-Rendering is pure (weights and tokens in, HTML out) so it is tested without a browser; the
-widget only wires core ipywidgets (7.7 and 8) to it. Hover over a cell to read its weight.
-"""
+"""The attention viewer: which tokens each token attends to, per layer and head; hover over
+a cell to read its weight."""
 
 from __future__ import annotations
 
@@ -13,18 +10,10 @@ from typing import Any
 import ipywidgets as widgets
 import torch
 
+from ..assets import tiktoken_gpt2
 from ..attention import causal_mask, scaled_dot_product_attention, split_heads
+from ..model import GPT, GPTConfig
 from .static import Snapshot
-
-__all__ = [
-    "AttentionViewer",
-    "attention_viewer",
-    "attention_weights",
-    "by_token_html",
-    "display_token",
-    "heatmap_html",
-    "token_strings",
-]
 
 # One hue for weights; cells a query may not see (the future) are hatched grey.
 _RGB = "31, 119, 180"
@@ -39,14 +28,12 @@ def display_token(s: str) -> str:
     return s.replace(" ", "␣").replace("\n", "↵").replace("\t", "→") or "∅"
 
 
-def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
-    """Each id's text on its own (tiktoken's bytes decoded leniently, else ``decode([id])``)."""
+def token_strings(tokenizer: Any, ids: Sequence[int], errors: str = "replace") -> list[str]:
+    """Each id's text on its own (its bytes decoded with ``errors``, else ``decode([id])``)."""
     ids = [int(i) for i in ids]
     if hasattr(tokenizer, "decode_single_token_bytes"):
         # A single token may hold half of a multi-byte character: show � rather than fail.
-        return [
-            tokenizer.decode_single_token_bytes(i).decode("utf-8", errors="replace") for i in ids
-        ]
+        return [tokenizer.decode_single_token_bytes(i).decode("utf-8", errors) for i in ids]
     return [tokenizer.decode([i]) for i in ids]
 
 
@@ -173,12 +160,6 @@ def by_token_html(
     )
 
 
-def _pick(weights: torch.Tensor, layer: int, head: int) -> torch.Tensor:
-    """(T, T) weights of one layer and head; head -1 averages the heads."""
-    w = weights[layer]  # (nh, T, T)
-    return w.mean(0) if head < 0 else w[head]
-
-
 class AttentionViewer(Snapshot):
     """Pick a layer, a head (or their mean) and a view; see the attention pattern.
 
@@ -204,20 +185,18 @@ class AttentionViewer(Snapshot):
         for control in (self.layer, self.head, self.mean, self.mode, self.token):
             control.observe(self._update, names="value")
         header = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
-        super().__init__(
-            [
-                *header,
-                widgets.HBox([self.layer, self.head, self.mean]),
-                widgets.HBox([self.mode, self.token]),
-                self.view,
-            ]
-        )
+        rows = [
+            widgets.HBox([self.layer, self.head, self.mean]),
+            widgets.HBox([self.mode, self.token]),
+        ]
+        super().__init__([*header, *rows, self.view])
         self._update()
 
     def render(self) -> str:
         """The HTML for the current choices."""
         head = -1 if self.mean.value else self.head.value
-        m = _pick(self.weights, self.layer.value, head)
+        w = self.weights[self.layer.value]  # (nh, T, T)
+        m = w.mean(0) if head < 0 else w[head]  # (T, T)
         where = f"layer {self.layer.value}, " + ("mean of heads" if head < 0 else f"head {head}")
         if self.mode.value == "heatmap":
             return heatmap_html(m, self.tokens, caption=where)
@@ -238,13 +217,6 @@ class AttentionViewer(Snapshot):
 DEMO_TEXT = "The cat sat on the mat because it was tired."
 
 
-def _untrained_gpt() -> torch.nn.Module:
-    from ..model import GPT, GPTConfig
-
-    torch.manual_seed(0)
-    return GPT(GPTConfig(n_layer=2, n_head=4, n_embd=64, context_length=64)).eval()
-
-
 def attention_viewer(
     model: torch.nn.Module | None = None,
     tokenizer: Any = None,
@@ -258,11 +230,10 @@ def attention_viewer(
     says so: random weights spread their attention evenly, so only the shapes are meaningful.
     """
     if tokenizer is None:
-        from ..assets import tiktoken_gpt2
-
         tokenizer = tiktoken_gpt2()
     if model is None:
-        model = _untrained_gpt()
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(n_layer=2, n_head=4, n_embd=64, context_length=64)).eval()
         title = title or "an untrained GPT (random weights), 2 layers x 4 heads"
     ids = tokenizer.encode(text)[:max_tokens]
     if not ids:

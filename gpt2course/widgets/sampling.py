@@ -2,8 +2,7 @@
 
 A prompt box, three sliders and a bar chart of the next-token distribution: blue bars are
 the tokens sampling may pick, grey ones were cut by top-k/top-p. "Sample one token" draws
-from the blue bars and appends the token to the prompt. Rendering is pure (numbers in,
-HTML out) and tested without a browser; the widget wires core ipywidgets (7.7 and 8) to it.
+from the blue bars and appends the token to the prompt.
 """
 
 from __future__ import annotations
@@ -16,17 +15,11 @@ from typing import Any
 import ipywidgets as widgets
 import torch
 
+from ..assets import tiktoken_gpt2
 from ..generation import check_sampling_args, next_token_probs
 from .attention import display_token, token_strings
 from .static import Snapshot
-
-__all__ = [
-    "NextTokenRow",
-    "SamplingPlayground",
-    "distribution_html",
-    "next_token_rows",
-    "sampling_playground",
-]
+from .tokens import encode_all
 
 _KEPT = "#1f77b4"
 _CUT = "#c8c8c8"
@@ -117,13 +110,6 @@ def distribution_html(rows: Sequence[NextTokenRow], title: str = "") -> str:
     return "".join(lines)
 
 
-def _encode(tokenizer: Any, text: str) -> list[int]:
-    try:
-        return list(tokenizer.encode(text, allowed_special="all"))
-    except TypeError:  # a tokenizer without tiktoken's allowed_special
-        return list(tokenizer.encode(text))
-
-
 class SamplingPlayground:
     """Prompt box, temperature/top-k/top-p sliders, the next-token bar chart, a sample button."""
 
@@ -136,14 +122,17 @@ class SamplingPlayground:
         seed: int = 0,
     ):
         if tokenizer is None:
-            from ..assets import tiktoken_gpt2
-
             tokenizer = tiktoken_gpt2()
         self.model, self.tokenizer, self.top_n = model, tokenizer, top_n
         self.generator = torch.Generator().manual_seed(seed)
-        self._logits: torch.Tensor | None = None
+        self._logits: tuple[str, torch.Tensor] | None = None  # (prompt, its logits)
         style = {"description_width": "initial"}
-        wide = widgets.Layout(width="420px")
+
+        def slider(cls: type, description: str, **kw: Any) -> widgets.Widget:
+            return cls(
+                description=description, style=style, layout=widgets.Layout(width="420px"), **kw
+            )
+
         self.prompt = widgets.Textarea(
             value=prompt,
             description="prompt",
@@ -151,45 +140,21 @@ class SamplingPlayground:
             layout=widgets.Layout(width="520px"),
             style=style,
         )
-        self.temperature = widgets.FloatSlider(
-            value=1.0,
-            min=0.0,
-            max=2.0,
-            step=0.05,
-            description="temperature",
-            style=style,
-            layout=wide,
+        self.temperature = slider(
+            widgets.FloatSlider, "temperature", value=1.0, min=0.0, max=2.0, step=0.05
         )
-        self.top_k = widgets.IntSlider(
-            value=0, min=0, max=100, description="top-k (0 = off)", style=style, layout=wide
-        )
-        self.top_p = widgets.FloatSlider(
-            value=1.0,
-            min=0.05,
-            max=1.0,
-            step=0.05,
-            description="top-p (1 = off)",
-            style=style,
-            layout=wide,
+        self.top_k = slider(widgets.IntSlider, "top-k (0 = off)", value=0, min=0, max=100)
+        self.top_p = slider(
+            widgets.FloatSlider, "top-p (1 = off)", value=1.0, min=0.05, max=1.0, step=0.05
         )
         self.button = widgets.Button(description="Sample one token", button_style="primary")
         self.chart = widgets.HTML()
         self.status = widgets.HTML()
-        for w in (self.temperature, self.top_k, self.top_p):
+        for w in (self.prompt, self.temperature, self.top_k, self.top_p):
             w.observe(lambda _change: self.render(), names="value")
-        self.prompt.observe(self._prompt_changed, names="value")
         self.button.on_click(lambda _b: self.sample())
-        self.widget = Snapshot(
-            [
-                self.prompt,
-                self.temperature,
-                self.top_k,
-                self.top_p,
-                self.button,
-                self.status,
-                self.chart,
-            ]
-        )
+        controls = [self.prompt, self.temperature, self.top_k, self.top_p, self.button]
+        self.widget = Snapshot([*controls, self.status, self.chart])
         self.render()
 
     def settings(self) -> tuple[float, int | None, float | None]:
@@ -198,12 +163,8 @@ class SamplingPlayground:
         top_p = self.top_p.value if self.top_p.value < 1.0 else None
         return float(self.temperature.value), top_k, top_p
 
-    def _prompt_changed(self, _change: Any) -> None:
-        self._logits = None
-        self.render()
-
     def _ids(self) -> list[int]:
-        ids = _encode(self.tokenizer, self.prompt.value)
+        ids = encode_all(self.tokenizer, self.prompt.value)
         vocab = self.model.config.vocab_size
         if any(i >= vocab for i in ids):
             raise ValueError(
@@ -211,13 +172,17 @@ class SamplingPlayground:
             )
         return ids
 
+    def _last_logits(self) -> torch.Tensor:
+        if self._logits is None or self._logits[0] != self.prompt.value:
+            # The model runs only when the prompt changed, not when a slider moved.
+            self._logits = (self.prompt.value, last_logits(self.model, self._ids()))
+        return self._logits[1]
+
     def rows(self) -> list[NextTokenRow]:
         """The chart's rows for the current prompt and sliders."""
-        if self._logits is None:
-            self._logits = last_logits(self.model, self._ids())
         t, k, p = self.settings()
         return next_token_rows(
-            self.model, self.tokenizer, [], t, k, p, self.top_n, logits=self._logits
+            self.model, self.tokenizer, [], t, k, p, self.top_n, self._last_logits()
         )
 
     def render(self) -> None:
@@ -235,10 +200,8 @@ class SamplingPlayground:
 
     def sample(self) -> int:
         """Draw one token with the current settings, append it to the prompt, return its id."""
-        if self._logits is None:
-            self._logits = last_logits(self.model, self._ids())
         t, k, p = self.settings()
-        probs = next_token_probs(self._logits.float().cpu()[None], t, k, p)  # (1, vocab)
+        probs = next_token_probs(self._last_logits().float().cpu()[None], t, k, p)  # (1, vocab)
         next_id = int(torch.multinomial(probs, 1, generator=self.generator))
         self.prompt.value = self.prompt.value + self.tokenizer.decode([next_id])  # re-renders
         return next_id

@@ -14,8 +14,6 @@ from typing import Any
 
 import ipywidgets as widgets
 
-__all__ = ["Snapshot", "static_html"]
-
 _IPYWIDGETS_7 = widgets.__version__.startswith("7.")
 NOTE = (
     '<div style="color:#777;font-size:smaller;margin-top:4px">A picture of the widget as the '
@@ -49,9 +47,7 @@ def static_html(w: widgets.Widget) -> str:
         return f"<div>{'☑' if w.value else '☐'} {html.escape(w.description or '')}</div>"
     if isinstance(w, widgets.Button):
         return f"<div><button disabled>{html.escape(w.description or '')}</button></div>"
-    if isinstance(w, (widgets.ToggleButtons, widgets.Dropdown, widgets.RadioButtons)):
-        return f"<div>{_label(w)}<b>{html.escape(str(w.value))}</b></div>"
-    if hasattr(w, "value"):  # sliders and other value widgets
+    if hasattr(w, "value"):  # sliders, toggle buttons, dropdowns and other value widgets
         return f"<div>{_label(w)}<b>{html.escape(str(w.value))}</b></div>"
     return ""
 

@@ -1,22 +1,17 @@
 """The token viewer: type text, see its tokens as coloured spans, one tokenizer or several
-side by side. Hover over a token to read its id and bytes.
-
-``render_tokens`` is pure (tokenizers and text in, HTML out) so it is tested without a
-browser; ``token_viewer`` only wires core ipywidgets (7.7 and 8) to it.
-"""
+side by side. Hover over a token to read its id and bytes."""
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Mapping
-from typing import Any
 
 import ipywidgets as widgets
 
 from ..tokenizer.named import Tokenizer
+from .attention import token_strings
 from .static import Snapshot
-
-__all__ = ["render_tokens", "token_pieces", "token_viewer"]
 
 # Light colours that keep black text readable; neighbours always differ.
 PALETTE = ("#cde8ff", "#ffe0b3", "#d4f5d0", "#f9d0e6", "#e6dcff", "#fff3a8", "#c9f0ef", "#f6d5c8")
@@ -25,23 +20,19 @@ DEFAULT_TEXT = (
 )
 
 
-def _name(tokenizer: Any) -> str:
-    return str(getattr(tokenizer, "name", None) or type(tokenizer).__name__)
-
-
 def _as_dict(tokenizers: Mapping[str, Tokenizer] | Tokenizer) -> dict[str, Tokenizer]:
     if isinstance(tokenizers, Mapping):
         if not tokenizers:
             raise ValueError("pass at least one tokenizer, e.g. {'GPT-2': load_gpt2_tokenizer()}")
         return dict(tokenizers)
-    return {_name(tokenizers): tokenizers}
+    return {str(getattr(tokenizers, "name", None) or type(tokenizers).__name__): tokenizers}
 
 
-def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
-    # Show special tokens as tokens: a viewer should never refuse the text it is given.
+def encode_all(tokenizer: Tokenizer, text: str) -> list[int]:
+    """``text``'s ids with special tokens as tokens: a widget never refuses the text it is given."""
     try:
         return list(tokenizer.encode(text, allowed_special="all"))
-    except TypeError:
+    except TypeError:  # a tokenizer without tiktoken's allowed_special
         return list(tokenizer.encode(text))
 
 
@@ -49,20 +40,10 @@ def token_pieces(tokenizer: Tokenizer, text: str) -> list[tuple[int, str]]:
     """``(id, text)`` per token; bytes that are only part of a character show as ``\\xNN``."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    out = []
-    for i in _encode(tokenizer, text):
-        data = tokenizer.decode_single_token_bytes(i)
-        # A token may hold half of a multi-byte character (common outside English): show
-        # those bytes rather than a misleading whole character.
-        out.append((i, data.decode("utf-8", errors="backslashreplace")))
-    return out
-
-
-def _visible(piece: str, show_whitespace: bool) -> str:
-    if show_whitespace:
-        piece = piece.replace(" ", "␣").replace("\t", "→")
-    # Keep line breaks (the text's shape) but make them visible as tokens.
-    return piece.replace("\n", "↵\n")
+    ids = encode_all(tokenizer, text)
+    # A token may hold half of a multi-byte character (common outside English): show
+    # those bytes rather than a misleading whole character.
+    return list(zip(ids, token_strings(tokenizer, ids, "backslashreplace"), strict=True))
 
 
 def _column(name: str, pieces: list[tuple[int, str]], n_chars: int, show_whitespace: bool) -> str:
@@ -70,7 +51,9 @@ def _column(name: str, pieces: list[tuple[int, str]], n_chars: int, show_whitesp
     for k, (i, piece) in enumerate(pieces):
         title = html.escape(f"id {i}: {piece!r}", quote=True)
         colour = PALETTE[k % len(PALETTE)]
-        body = html.escape(_visible(piece, show_whitespace)) or "∅"
+        shown = piece.replace(" ", "␣").replace("\t", "→") if show_whitespace else piece
+        # Keep line breaks (the text's shape) but make them visible as tokens.
+        body = html.escape(shown.replace("\n", "↵\n")) or "∅"
         spans.append(
             f'<span title="{title}" style="background:{colour};border-radius:3px;'
             f'padding:1px 0;margin-right:1px">{body}</span>'
@@ -119,10 +102,7 @@ def token_viewer(
         placeholder="Type or paste text here",
         layout=widgets.Layout(width="100%", height="80px"),
     )
-    out = widgets.HTML(value=render_tokens(tokenizers, text, show_whitespace=show_whitespace))
-
-    def redraw(change: dict) -> None:
-        out.value = render_tokens(tokenizers, change["new"], show_whitespace=show_whitespace)
-
-    box.observe(redraw, names="value")
+    out = widgets.HTML()
+    draw = functools.partial(render_tokens, tokenizers, show_whitespace=show_whitespace)
+    widgets.dlink((box, "value"), (out, "value"), draw)  # draws now, then on every change
     return Snapshot([box, out])
