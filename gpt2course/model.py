@@ -96,7 +96,7 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """GPT-2's initialisation: weights from N(0, 0.02), biases 0, LayerNorms 1 and 0."""
+        """GPT-2's initialisation: weights from N(0, 0.02), biases 0 (LayerNorms keep 1 and 0)."""
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
