@@ -21,6 +21,7 @@ from torch import nn
 from .generation import generate
 from .tokenizer.named import ByteTokenizer, TiktokenGPT2, Tokenizer
 
+IGNORE_INDEX = -100  # what F.cross_entropy (and lm_loss) skips
 ROLES = ("system", "user", "assistant")
 END = "<|end|>"
 CHAT_TOKENS = tuple(f"<|{role}|>" for role in ROLES) + (END,)
@@ -113,6 +114,26 @@ def render_prompt(messages: Sequence[Mapping[str, str]], tokenizer: ChatTokenize
     if messages[-1]["role"] == "assistant":
         raise ValueError("the conversation already ends with the assistant: add a user message")
     return render_conversation(messages, tokenizer)[0] + [tokenizer.role_token("assistant")]
+
+
+def collate(
+    batch: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad rendered ``(ids, mask)`` conversations into inputs ``x`` and labels ``y``, both (B, T).
+
+    ``y[i]`` is the next token where the mask says the model should learn it, else -100
+    (which the loss skips), so only the assistant's replies are learned.
+    """
+    if not batch:
+        raise ValueError("collate got an empty batch")
+    T = max(len(ids) for ids, _ in batch) - 1
+    x = torch.full((len(batch), T), pad_id, dtype=torch.long)
+    y = torch.full((len(batch), T), IGNORE_INDEX, dtype=torch.long)
+    for row, (ids, mask) in enumerate(batch):
+        ids, mask = torch.tensor(ids), torch.tensor(mask, dtype=torch.bool)
+        x[row, : len(ids) - 1] = ids[:-1]
+        y[row, : len(ids) - 1] = torch.where(mask[1:], ids[1:], IGNORE_INDEX)
+    return x, y
 
 
 @torch.no_grad()

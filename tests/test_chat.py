@@ -4,7 +4,14 @@ import pytest
 import tiktoken
 import torch
 
-from gpt2course.chat import CHAT_TOKENS, chat_tokenizer, grow_vocab, render_conversation, reply
+from gpt2course.chat import (
+    CHAT_TOKENS,
+    chat_tokenizer,
+    collate,
+    grow_vocab,
+    render_conversation,
+    reply,
+)
 from gpt2course.config import GPTConfig
 from gpt2course.model import GPT
 
@@ -69,3 +76,19 @@ def test_reply_refuses_a_conversation_longer_than_the_context():
     model = GPT(GPTConfig(vocab_size=260, context_length=8, n_layer=1, n_head=2, n_embd=8))
     with pytest.raises(ValueError, match="start a new chat"):
         reply(model, chat_tokenizer("bytes"), [{"role": "user", "content": "far too long"}])
+
+
+def test_collate_learns_exactly_the_masked_next_tokens():
+    tok = chat_tokenizer("bytes")
+    a = render_conversation(
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}], tok
+    )
+    b = render_conversation(
+        [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "!"}], tok
+    )
+    x, y = collate([a, b])
+    assert x.shape == y.shape == (2, len(b[0]) - 1)
+    assert torch.equal(x[0, : len(a[0]) - 1], torch.tensor(a[0][:-1]))
+    learned = [t for t in y[0].tolist() if t != -100]
+    assert tok.decode(learned) == "Yo<|end|>"
+    assert tok.decode([t for t in y[1].tolist() if t != -100]) == "!<|end|>"
