@@ -50,6 +50,9 @@ NOTEBOOKS: list[Notebook] = [
     Notebook("07_pretrained_gpt2", "The real GPT-2: loading OpenAI's weights", gpu=True),
     Notebook("08_finetuning", "Fine-tuning GPT-2 on your own text, with LoRA", gpu=True),
     Notebook("09_from_gpt2_to_chatgpt", "From GPT-2 to ChatGPT: instruction tuning in miniature"),
+    Notebook(
+        "10_rlhf_in_miniature", "RLHF in miniature: a reward model, RL with a KL penalty, DPO"
+    ),
 ]
 
 VERSIONS = {"learner": "", "solutions": "solutions", "instructor": "instructor"}
