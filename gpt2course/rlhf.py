@@ -300,7 +300,7 @@ def rl_train(
     kl_coef: float,
     prompts_per_step: int = 8,
     group_size: int = 8,
-    learning_rate: float = 1e-4,
+    learning_rate: float = 5e-4,
     max_new_tokens: int = 16,
     eval_every: int = 10,
     seed: int = 0,

@@ -50,13 +50,13 @@ device = pick_device()
 QUICK = quick_mode()
 # Sizes: quick (the automatic tests, ~1 min) and, beside it, the full setting (~10 min on a
 # 2-core CPU; `python -m gpt2course bench rlhf` runs the same miniature).
-N_EMBD, PRETRAIN_STEPS = (64, 60) if QUICK else (128, 300)
+N_EMBD, PRETRAIN_STEPS = (64, 60) if QUICK else (96, 200)
 TASKS = ["count", "last"]  # two of part 9's tasks: counting words, and the last word
-N_TRAIN, N_HELD_OUT = (1000, 24) if QUICK else (4000, 64)
-SFT_STEPS = 300 if QUICK else 1000
-RM_PROMPTS, RM_STEPS = (150, 100) if QUICK else (400, 300)
-RL_STEPS, KL_COEF = (30, 1.5) if QUICK else (100, 1.5)
-DPO_STEPS = 30 if QUICK else 100
+N_TRAIN, N_HELD_OUT = (1000, 24) if QUICK else (2000, 48)
+SFT_STEPS = 300 if QUICK else 600
+RM_PROMPTS, RM_STEPS = (150, 200) if QUICK else (300, 300)
+RL_STEPS, KL_COEF = (30, 0.5) if QUICK else (60, 0.5)
+DPO_STEPS = 30 if QUICK else 60
 GROUP_SIZE, MAX_NEW_TOKENS = 8, 16  # replies sampled per prompt; the longest reply
 print("device:", device)
 
