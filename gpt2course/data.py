@@ -68,10 +68,16 @@ def encode_text(name_or_path: str, tokenizer: Tokenizer) -> torch.Tensor:
 
     def ids() -> Iterator[int]:
         for f in files:
-            if hasattr(tokenizer, "encode_iterable"):
-                yield from tokenizer.encode_iterable(read_chunks(f))
-            else:  # a tokenizer without one (tiktoken's own): the whole file at once
-                yield from encode_in_pieces(tokenizer.encode, f.read_text(encoding="utf-8"))
+            try:
+                if hasattr(tokenizer, "encode_iterable"):
+                    yield from tokenizer.encode_iterable(read_chunks(f))
+                else:  # a tokenizer without one (tiktoken's own): the whole file at once
+                    yield from encode_in_pieces(tokenizer.encode, f.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{f} is not UTF-8 text ({e.reason}); save it as UTF-8 "
+                    "or move it out of the folder"
+                ) from None
             if eot is not None:
                 yield eot
 

@@ -110,6 +110,9 @@ def test_encode_text_streams_a_file_or_a_folder_of_documents(tmp_path):
     for bad, match in ((tmp_path / "empty", "no .txt files"), (tmp_path / "nope", "unknown text")):
         with pytest.raises(FileNotFoundError, match=match):
             encode_text(str(bad), get_tokenizer("gpt2"))
+    (folder / "latin1.txt").write_bytes("café".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.txt is not UTF-8 text .*save it as UTF-8"):
+        encode_text(str(folder), get_tokenizer("gpt2"))
 
 
 def test_dataloaders_split_and_shapes():
