@@ -126,3 +126,15 @@ def test_ci_runs_the_readmes_two_commands():
     ci = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     for command in block:
         assert command in ci, f".ci/run must run the README's command {command!r}"
+
+
+def test_instructor_version_shows_the_solutions_outputs():
+    sol = course.build_notebook(course.NOTEBOOKS[0], "solutions", SOURCE)
+    ins = course.build_notebook(course.NOTEBOOKS[0], "instructor", SOURCE)
+    for n, cell in enumerate(c for c in sol["cells"] if c["cell_type"] == "code"):
+        cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": f"cell {n}\n"}]
+        cell["execution_count"] = n + 1
+    course.copy_outputs(sol, ins)
+    got = [c["outputs"] for c in ins["cells"] if c["cell_type"] == "code"]
+    want = [c["outputs"] for c in sol["cells"] if c["cell_type"] == "code"]
+    assert got == want

@@ -275,16 +275,33 @@ def build(slugs: list[str] | None = None, execute_cells: bool = False) -> list[P
     )
     for nb in todo:
         text = source_path(nb).read_text(encoding="utf-8")
-        for version in VERSIONS:
+        ran: dict[str, dict] = {}
+        for version in VERSIONS:  # learner, solutions, instructor: in that order
             notebook = build_notebook(nb, version, text)
             path = notebook_path(nb, version)
             if execute_cells and version != "instructor":
                 print(f"running {path.relative_to(repo_root())} ...", file=sys.stderr, flush=True)
-                notebook = execute(notebook, cwd=path.parent)
+                notebook = ran[version] = execute(notebook, cwd=path.parent)
+            elif execute_cells:
+                # The instructor version is the solutions plus notes: it shows their outputs,
+                # so an instructor previewing it on GitHub sees the results.
+                copy_outputs(ran["solutions"], notebook)
             with atomic_path(path) as tmp:  # written the way nbformat does: stable diffs
                 nbformat.write(nbformat.from_dict(notebook), str(tmp))
             written.append(path)
     return written
+
+
+def copy_outputs(source: dict, target: dict) -> None:
+    """Give ``target``'s code cells the outputs of ``source``'s cells with the same code, in order."""
+    ran = [c for c in source["cells"] if c["cell_type"] == "code"]
+    i = 0
+    for cell in (c for c in target["cells"] if c["cell_type"] == "code"):
+        same = [j for j in range(i, len(ran)) if cell_source(ran[j]) == cell_source(cell)]
+        if same:
+            i = same[0] + 1
+            cell["outputs"] = ran[same[0]]["outputs"]
+            cell["execution_count"] = ran[same[0]]["execution_count"]
 
 
 def set_repo(url: str) -> None:
