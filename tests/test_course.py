@@ -138,3 +138,13 @@ def test_instructor_version_shows_the_solutions_outputs():
     got = [c["outputs"] for c in ins["cells"] if c["cell_type"] == "code"]
     want = [c["outputs"] for c in sol["cells"] if c["cell_type"] == "code"]
     assert got == want
+
+
+def test_estimate_counts_words_and_solution_lines():
+    text = "# %% [markdown]\n# one two three\n\n# %%\ndef f():\n    # BEGIN SOLUTION\n"
+    text += "    # HINT: a hint\n    x = 1\n    return x\n    # END SOLUTION\n"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(course.Path, "read_text", lambda self, encoding=None: text)
+        e = course.estimate(course.NOTEBOOKS[0])
+    assert (e.words, e.exercise_lines) == (3, (2,))
+    assert e.minutes == pytest.approx(3 / 130 + 7)

@@ -184,6 +184,53 @@ def keep_solutions(source: str) -> str:
     )
 
 
+# A learner's time at the desk, before any machine time: prose read at about 130 words a
+# minute (technical text, read with the code beside it), and each exercise 5 minutes plus
+# one per line of its solution, at most 20 (reading the task, writing, a failed check, a fix).
+WORDS_PER_MINUTE = 130
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a learner reads and writes in one notebook, and the minutes that take."""
+
+    words: int
+    exercise_lines: tuple[int, ...]
+
+    @property
+    def reading(self) -> float:
+        return self.words / WORDS_PER_MINUTE
+
+    @property
+    def exercises(self) -> float:
+        return float(sum(min(20, 5 + n) for n in self.exercise_lines))
+
+    @property
+    def minutes(self) -> float:
+        return self.reading + self.exercises
+
+
+def estimate(nb: Notebook) -> Estimate:
+    """The learner's desk time in notebook ``nb``: its prose and its exercises."""
+    words, lines = 0, []
+    for kind, src, tags in parse_source(source_path(nb).read_text(encoding="utf-8")):
+        if "instructor" in tags:
+            continue
+        if kind == "markdown":
+            words += len(re.findall(r"[A-Za-z0-9][\w'’-]*", src))
+            continue
+        inside = None
+        for line in src.splitlines():
+            if BEGIN.match(line):
+                inside = 0
+            elif END.match(line):
+                lines.append(inside)
+                inside = None
+            elif inside is not None and line.strip() and not line.strip().startswith("#"):
+                inside += 1
+    return Estimate(words, tuple(lines))
+
+
 def build_notebook(nb: Notebook, version: str, source_text: str) -> dict:
     """The notebook (nbformat 4 dict, no outputs) of one version of one source."""
     cells = header_cells(nb, version)
