@@ -24,6 +24,17 @@ def path(slug: str) -> Path:
     return FOLDER / f"{slug}.json"
 
 
+def busy(meta: dict) -> str:
+    """How busy the machine was during a recorded run, in words for its label."""
+    load, cores = meta.get("load"), meta.get("cores")
+    if load is None:
+        return "(how busy the machine was is not recorded)"
+    if load < 1:
+        return f"(a quiet machine: load {load:.1f})"
+    share = f" on {cores} cores" if cores else ""
+    return f"(a shared machine: load {load:.1f}{share}, so slower than it would be alone)"
+
+
 def show(slug: str, key: str) -> None:
     """Display what cell ``key`` of notebook ``slug`` gave at full size, with its label."""
     from IPython.display import display
@@ -42,7 +53,8 @@ def show(slug: str, key: str) -> None:
     meta = record["meta"]
     print(
         f"{above}\nRecorded full-size run (the default settings, not quick mode): {meta['date']}, "
-        f"{meta['device']}, torch {meta['torch']}, notebook run in {meta['minutes']:.1f} min.\n"
+        f"{meta['device']}, torch {meta['torch']}, notebook run in {meta['minutes']:.1f} min "
+        f"{busy(meta)}.\n"
     )
     for out in record["cells"][key]:
         if out.get("output_type") == "stream":

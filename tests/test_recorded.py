@@ -70,3 +70,23 @@ def test_show_labels_quick_mode_and_the_recording(folder, capsys, monkeypatch) -
 def test_show_without_a_recording_says_so(folder, capsys) -> None:
     recorded.show("06_pretraining", "samples")
     assert "No full-size run of this cell is recorded yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "load,words", [(0.4, "a quiet machine: load 0.4"), (3.2, "a shared machine: load 3.2 on 2")]
+)
+def test_the_label_says_how_busy_the_machine_was(folder, capsys, monkeypatch, load, words) -> None:
+    monkeypatch.setattr(record.os, "cpu_count", lambda: 2)
+    record.harvest("06_pretraining", _executed(), 60.0, "CPU (test)", load=load)
+    recorded.show("06_pretraining", "samples")
+    assert words in capsys.readouterr().out
+
+
+def test_load_watch_averages_the_load_during_the_run(monkeypatch) -> None:
+    loads = iter([1.0, 3.0, 5.0, 5.0, 5.0])
+    monkeypatch.setattr(record.os, "getloadavg", lambda: (next(loads), 0.0, 0.0))
+    with record.LoadWatch(every=0.01) as watch:
+        while len(watch.samples) < 2:
+            pass
+    assert watch.samples[:3] == [1.0, 3.0, 5.0]  # the last one taken on the way out
+    assert watch.mean == pytest.approx(sum(watch.samples) / len(watch.samples))
