@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -126,3 +127,21 @@ def test_ci_runs_the_readmes_two_commands():
     ci = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     for command in block:
         assert command in ci, f".ci/run must run the README's command {command!r}"
+
+
+def test_notebooks_run_by_the_builder_draw_no_progress_bars(monkeypatch, tmp_path):
+    # A bar's fragments would be kept in the committed outputs (test_notebook_outputs).
+    import nbclient
+
+    seen = {}
+
+    class Client:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def execute(self):
+            seen.update({k: os.environ.get(k) for k in ("GPT2COURSE_PROGRESS", "GPT2COURSE_QUICK")})
+
+    monkeypatch.setattr(nbclient, "NotebookClient", Client)
+    course.execute({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, tmp_path)
+    assert seen == {"GPT2COURSE_PROGRESS": "0", "GPT2COURSE_QUICK": "1"}
