@@ -89,8 +89,9 @@ print("same as nn.LayerNorm:", torch.allclose(y, ln(x), atol=1e-4))
 # into one matrix. GPT-2 uses **GELU**, $x\,\Phi(x)$ with $\Phi$ the normal CDF: like ReLU
 # for large $|x|$, but smooth around 0 and slightly negative just below it.
 #
-# In 2018 the exact $\Phi$ (through `erf`) was slow on accelerators, so GPT-2 was trained
-# with a tanh approximation:
+# GPT-2 was trained with a tanh approximation, the one GELU's paper (Hendrycks and Gimpel
+# 2016) gives as a fast stand-in for the exact $\Phi$ (through `erf`). GPT-1's code already
+# used it, and GPT-2's code kept it; neither paper says why they chose it over the exact form:
 #
 # $$\mathrm{GELU}(x) \approx \tfrac12 x\left(1 + \tanh\!\left(\sqrt{2/\pi}\,(x + 0.044715\,x^3)\right)\right)$$
 #
