@@ -64,8 +64,9 @@ TIMELINE: list[Milestone] = [
         "Brown et al. 2020, Language Models are Few-Shot Learners",
     ),
     Milestone(
-        "InstructGPT", 2022 + 2 / 12, "Mar 2022", "1.3B-175B", "", "API only",
-        "Ouyang et al. 2022, Training language models to follow instructions with human feedback",
+        "InstructGPT", 2022 + 0 / 12, "27 Jan 2022", "1.3B-175B", "", "API default (paper Mar 2022)",
+        "OpenAI, Aligning Language Models to Follow Instructions (27 Jan 2022); Ouyang et al. "
+        "2022 (March), Training language models to follow instructions with human feedback",
     ),
     Milestone(
         "ChatGPT", 2022 + 10 / 12, "30 Nov 2022", "undisclosed", "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -148,3 +149,21 @@ def test_estimate_counts_words_and_solution_lines():
         e = course.estimate(course.NOTEBOOKS[0])
     assert (e.words, e.exercise_lines) == (3, (2,))
     assert e.minutes == pytest.approx(3 / 130 + 7)
+
+
+def test_notebooks_run_by_the_builder_draw_no_progress_bars(monkeypatch, tmp_path):
+    # A bar's fragments would be kept in the committed outputs (test_notebook_outputs).
+    import nbclient
+
+    seen = {}
+
+    class Client:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def execute(self):
+            seen.update({k: os.environ.get(k) for k in ("GPT2COURSE_PROGRESS", "GPT2COURSE_QUICK")})
+
+    monkeypatch.setattr(nbclient, "NotebookClient", Client)
+    course.execute({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, tmp_path)
+    assert seen == {"GPT2COURSE_PROGRESS": "0", "GPT2COURSE_QUICK": "1"}

@@ -63,7 +63,7 @@ def test_training_starts_where_the_gradient_experiment_starts():
 
 
 def _verdicts(runs: dict) -> dict[str, bool]:
-    """What notebook 04's check cell prints, for one set of runs."""
+    """What notebook 04's text says of its training run, for one set of runs."""
     tail = {s: statistics.median(p.input_grad_norms[-20:]) for s, p in runs.items()}
     final = {s: sum(p.losses[-10:]) / 10 for s, p in runs.items()}
     stds = runs["post-LN"].stream_stds

@@ -305,7 +305,9 @@ def execute(notebook: dict, cwd: Path, timeout: int = 600, quick: bool = True) -
     from nbclient import NotebookClient
 
     node = notebook if isinstance(notebook, nbformat.NotebookNode) else nbformat.from_dict(notebook)
-    with patch.dict(os.environ, GPT2COURSE_QUICK="1" if quick else "0"):  # the kernel inherits it
+    # The kernel inherits these; a progress bar would leave its fragments in the outputs.
+    env = {"GPT2COURSE_QUICK": "1" if quick else "0", "GPT2COURSE_PROGRESS": "0"}
+    with patch.dict(os.environ, env):
         NotebookClient(
             node, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
         ).execute()

@@ -90,7 +90,8 @@ print(torch.allclose(out[4], context))
 # %% [markdown]
 # ## Why divide by $\sqrt{d}$
 # With random vectors of `d` numbers each, a dot product is a sum of `d` terms, so its
-# spread grows like $\sqrt{d}$. With GPT-2's 64 numbers per head, raw scores of ±20 are
+# spread grows like $\sqrt{d}$. With GPT-2's 64 numbers per head (each of spread 1), the raw
+# scores have a spread of $\sqrt{64} = 8$: differences of 10 or 20 between two scores are
 # common, and softmax of such scores is nearly one-hot: one token takes all the weight,
 # and the gradients through the others vanish. Dividing by $\sqrt{d}$ brings the scores
 # back to a spread of about 1, whatever `d` is.

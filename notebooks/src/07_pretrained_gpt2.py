@@ -424,7 +424,8 @@ sampling_playground(model, enc, prompt="The capital of France is")
 # uniformly among that many tokens. Knowing nothing gives 50,257 (the vocabulary size); the
 # random stand-in is near that. Text longer than 1,024 tokens is cut into windows; each
 # window overlaps the previous one by half, and only its second half is scored, so every
-# scored token sees at least 512 tokens of context.
+# scored token after the first window sees at least 512 tokens of context (the first
+# window is scored whole: its first tokens have little before them).
 #
 # ### Exercise: the perplexity
 # Write `perplexity(model, ids, window)` as just described; it returns a Python float.
