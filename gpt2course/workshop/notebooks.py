@@ -37,6 +37,9 @@ def main(argv: list[str]) -> int:
     add("check", help="fail if a committed notebook differs from what its source makes")
     r = add("record", help="run notebooks at full size and keep their record: cells' outputs")
     r.add_argument("slugs", nargs="+", help="notebooks to record (slug or number)")
+    bd = add("bands", help="run a notebook's default training per seed: its report card's bands")
+    bd.add_argument("slug", help="notebook (slug or number)")
+    bd.add_argument("--seeds", type=int, default=3, help="how many seeds (0, 1, ...)")
     pt = add(
         "portability",
         help="run the notebooks under nbval with other CPUs' kernels and thread counts",
@@ -71,6 +74,13 @@ def main(argv: list[str]) -> int:
             print(f"error: {e.args[0]}", file=sys.stderr)
             return 2
         print("now rebuild them: python -m gpt2course notebooks build --execute", *args.slugs)
+        return 0
+    if args.cmd == "bands":
+        try:
+            print(record.record_bands(args.slug, list(range(args.seeds))))
+        except (KeyError, RuntimeError) as e:
+            print(f"error: {e.args[0]}", file=sys.stderr)
+            return 2
         return 0
     if args.cmd == "portability":
         try:

@@ -54,8 +54,10 @@ def harvest(
         "load": None if load is None else round(load, 1),
         "cores": os.cpu_count(),
     }
-    record = json.dumps({"meta": meta, "cells": cells}, indent=1) + "\n"
-    return atomic_write_text(recorded.path(slug), record)
+    p = recorded.path(slug)
+    bands = json.loads(p.read_text(encoding="utf-8")).get("bands") if p.is_file() else None
+    record = {"meta": meta, "cells": cells} | ({"bands": bands} if bands else {})
+    return atomic_write_text(p, json.dumps(record, indent=1) + "\n")
 
 
 def device_name() -> str:
@@ -109,3 +111,46 @@ class LoadWatch:
     @property
     def mean(self) -> float:
         return sum(self.samples) / len(self.samples)
+
+
+# How each notebook's report card figures are reproduced at its default settings, seed by
+# seed: the train command's preset that is the notebook's run, and its summary's key.
+BAND_RUNS = {
+    "06_pretraining": (["--preset", "shakespeare-bytes"], {"validation loss": "val_loss"}),
+}
+
+
+def record_bands(slug: str, seeds: list[int]) -> Path:
+    """Run a notebook's default training once per seed and keep each figure's results as
+    the band its report card compares a learner's run with."""
+    import contextlib
+    import io
+    import tempfile
+
+    from . import train as train_verb
+
+    nb = course.find(slug)
+    if nb.slug not in BAND_RUNS:
+        raise KeyError(f"no band runs for {nb.slug}; known: {', '.join(BAND_RUNS)}")
+    argv, keys = BAND_RUNS[nb.slug]
+    runs: dict[str, list[float]] = {name: [] for name in keys}
+    t0 = time.perf_counter()
+    with LoadWatch() as load:
+        for seed in seeds:
+            out = io.StringIO()
+            with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(out):
+                rc = train_verb.main([*argv, "--out", tmp, f"train.seed={seed}"])
+            if rc:
+                raise RuntimeError(f"the seed {seed} run of {nb.slug} failed (exit {rc})")
+            summary = json.loads(out.getvalue().strip().splitlines()[-1])
+            for name, key in keys.items():
+                runs[name].append(summary[key])
+    how = (
+        f"`python -m gpt2course train {' '.join(argv)}` (the notebook's defaults), seeds "
+        f"{', '.join(map(str, seeds))}, {time.strftime('%Y-%m-%d')}, {device_name()}, "
+        f"{(time.perf_counter() - t0) / 60 / len(seeds):.1f} min a run, mean load {load.mean:.1f}"
+    )
+    p = recorded.path(nb.slug)
+    record = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {"meta": {}, "cells": {}}
+    record["bands"] = {name: {"runs": r, "how": how} for name, r in runs.items()}
+    return atomic_write_text(p, json.dumps(record, indent=1) + "\n")
