@@ -62,6 +62,9 @@ def main(argv: list[str]) -> int:
                 )
             print(f"cache: {assets.cache_dir()}; tiktoken files in {assets.tiktoken_cache_dir()}")
             return 0
+    except ValueError as e:  # a request that cannot be done as asked: a usage error
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (assets.AssetError, CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

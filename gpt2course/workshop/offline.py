@@ -139,6 +139,12 @@ def unverified(names: list[str]) -> list[str]:
 def bundle(dest: str | Path, models: tuple[str, ...] | list[str] = ()) -> list[Path]:
     """Write every asset (and, on request, pretrained models) to ``dest`` for an offline room."""
     dest = Path(dest)  # atomic_copy makes the folder
+    if dest.resolve() == assets.cache_dir().resolve():
+        # Each file would be copied onto itself: the bundle would overwrite what it reads.
+        raise ValueError(
+            f"{dest} is the course's own cache, which the bundle is read from; "
+            "bundle into another folder, e.g. ./gpt2course-bundle"
+        )
     written = [atomic_copy(assets.fetch(name), dest / name) for name in assets.ASSETS]
     if models:
         written += bundle_models(list(models), dest / "models")
