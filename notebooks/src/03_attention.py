@@ -333,7 +333,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, T, C)."""
         # BEGIN SOLUTION
-        # HINT: self.c_attn(x).split(self.n_embd, dim=2) gives q, k, v in that order.
+        # HINT: c_attn's 3C output channels hold q, k and v side by side; cut them apart first.
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
         q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # (B, nh, T, hd)
