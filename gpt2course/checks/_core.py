@@ -6,7 +6,9 @@ unfinished or wrong exercise never stops the notebook.
 
 Hints come in levels: a likely bug's hint is a string, or a tuple of strings from "names
 the bug" to "a bigger step"; ``check_thing(fn, hint=2)`` shows the second. No level is the
-solution line itself.
+solution line itself. An exercise's own hints work the same way: the notebook's ``# HINT:``
+names the step (level 1), and ``@check(..., hints=(level 2, level 3, ...))`` gives bigger
+steps to a learner who is not done or stuck and asks for them.
 """
 
 from __future__ import annotations
@@ -169,12 +171,14 @@ def run_check(
     *,
     hint: int = 1,
     crash_meanings: Iterable[tuple[str, str]] = (),
+    hints: Sequence[str] = (),
 ) -> F:
     """Run ``test(learner)``, print one line that says how it went, return what to use next.
 
     ``test`` raises ``CheckFailure`` with a helpful message when the learner's code is wrong.
     ``hint`` is the hint level the learner asked for; ``crash_meanings`` adds
-    ``(regex, what it usually means)`` pairs for this exercise's crashes.
+    ``(regex, what it usually means)`` pairs for this exercise's crashes; ``hints`` are the
+    exercise's bigger steps (levels 2, 3, ...), shown to a learner who is not there yet.
     """
     if is_handed_back(learner):
         print(
@@ -187,11 +191,13 @@ def run_check(
         test(learner)
     except NotImplementedError:
         print(f"… {name}: not done yet. Carrying on with the reference implementation.")
+        _print_step(name, hints, int(hint), offer=True)
         return _hand_back(reference)
     except CheckFailure as e:
         if strict():
             raise
         print(f"✗ {name}: {e}\n  Carrying on with the reference implementation for now.")
+        _print_step(name, hints, int(hint), offer="hint=" not in str(e))
         return _hand_back(reference)
     except Exception as e:  # a crash: the learner's (say where) or the check's (say so)
         message = _explain_crash(e, test, crash_meanings)
@@ -210,14 +216,40 @@ def run_check(
     return learner
 
 
-def check(name: str, reference: Any, *, crash_meanings: Iterable[tuple[str, str]] = ()):
+def _print_step(name: str, hints: Sequence[str], level: int, offer: bool) -> None:
+    """The exercise's hint at ``level`` (the notebook's is level 1), or where to find one."""
+    if not hints:
+        return
+    if level < 2:
+        if offer:
+            print("  Stuck? Run the check again with hint=2 for a bigger step than the notebook's.")
+        return
+    level = min(level, len(hints) + 1)
+    more = f" (still stuck? hint={level + 1})" if level <= len(hints) else ""
+    print(f"  hint {level} for {name}: {hints[level - 2]}{more}")
+
+
+def check(
+    name: str,
+    reference: Any,
+    *,
+    crash_meanings: Iterable[tuple[str, str]] = (),
+    hints: Sequence[str] = (),
+):
     """Decorate ``test`` (it raises ``CheckFailure`` on a wrong answer) into the exercise's
-    check, ``check_thing(learner, hint=1)``, which runs it through ``run_check``."""
+    check, ``check_thing(learner, hint=1)``, which runs it through ``run_check``. ``hints``:
+    the exercise's steps beyond the notebook's ``# HINT:``, levels 2, 3, ..."""
 
     def make(test: Callable[[Any], Any]) -> Callable[..., Any]:
         def checker(learner: Any, hint: int = 1) -> Any:
             return run_check(
-                name, learner, reference, test, hint=hint, crash_meanings=crash_meanings
+                name,
+                learner,
+                reference,
+                test,
+                hint=hint,
+                crash_meanings=crash_meanings,
+                hints=hints,
             )
 
         checker.__name__ = checker.__qualname__ = test.__name__

@@ -371,7 +371,16 @@ def _load_attention_weights(ref: nn.Module, mine: nn.Module, config: GPTConfig) 
     mine.load_state_dict(want, strict=False)
 
 
-@check("CausalSelfAttention", reference.CausalSelfAttention)
+@check(
+    "CausalSelfAttention",
+    reference.CausalSelfAttention,
+    hints=(
+        "c_attn gives (B, T, 3C): q, k and v side by side on the last axis, in that order; "
+        "tensor.split(size, dim) cuts an axis into pieces of that size.",
+        "Cut c_attn(x) into three (B, T, C) pieces along dim 2, split_heads each, attend with "
+        "causal_mask(T), merge_heads, then c_proj.",
+    ),
+)
 def check_causal_self_attention(cls):
     """Check a ``CausalSelfAttention(config)`` module whose ``forward(x)`` returns y (B, T, C)."""
     config = GPTConfig(

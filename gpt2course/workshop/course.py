@@ -90,6 +90,10 @@ def install_line() -> str:
     return f"gpt2course @ git+{REPO_URL}@{BRANCH}"
 
 
+# Where the Colab header keeps the learner's pieces, once Google Drive is mounted.
+DRIVE_WORKBENCH = "/content/drive/MyDrive/gpt2course-workbench"
+
+
 def header_cells(nb: Notebook, version: str) -> list[dict]:
     """The badge cell and the Colab install cell that every notebook starts with."""
     md = f"{colab_badge(nb, version)}\n\n# {nb.title}"
@@ -99,9 +103,14 @@ def header_cells(nb: Notebook, version: str) -> list[dict]:
     # Plain pip through subprocess, not %pip: %pip prints a failure and carries on, and the
     # learner meets it two cells later as a ModuleNotFoundError.
     code = (
-        "# Colab only: install the course package. Everything else it needs, Colab already has.\n"
+        "# Colab only: install the course package (everything else it needs, Colab already has)\n"
+        "# and keep your pieces on Google Drive.\n"
         "import os\n"
         "import sys\n"
+        "\n"
+        "# Colab gives each notebook its own machine, so the pieces you write (your workbench) reach\n"
+        "# the next notebooks only from Google Drive. True: ask for your permission to mount it.\n"
+        "KEEP_MY_PIECES_ON_DRIVE = True\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
         "    import subprocess\n"
@@ -115,10 +124,21 @@ def header_cells(nb: Notebook, version: str) -> list[dict]:
         '            "check that this runtime is online and that the repository URL is right, "\n'
         '            "then run this cell again"\n'
         "        )\n"
-        "    # Colab gives each notebook its own machine; with Google Drive mounted, the pieces\n"
-        "    # you write are kept on it and reach the next notebook (gpt2course.workbench).\n"
-        '    if os.path.isdir("/content/drive/MyDrive"):\n'
-        '        os.environ.setdefault("GPT2COURSE_WORKBENCH", "/content/drive/MyDrive/gpt2course-workbench")'
+        "    if KEEP_MY_PIECES_ON_DRIVE:\n"
+        "        from google.colab import drive\n"
+        "\n"
+        "        try:\n"
+        '            if not os.path.isdir("/content/drive/MyDrive"):\n'
+        '                drive.mount("/content/drive")  # Google asks you; you may say no\n'
+        f'            os.environ.setdefault("GPT2COURSE_WORKBENCH", "{DRIVE_WORKBENCH}")\n'
+        '            print("Your pieces are kept on Google Drive:", os.environ["GPT2COURSE_WORKBENCH"])\n'
+        "        except Exception as e:  # declined, or Drive is not available\n"
+        "            print(\n"
+        '                f"Google Drive is not mounted ({e}): your pieces are kept on this machine, "\n'
+        '                "for this notebook only. Run this cell again to be asked again."\n'
+        "            )\n"
+        "    else:\n"
+        '        print("Your pieces are kept on this machine, for this notebook only.")'
     )
     return [_cell("markdown", md), _cell("code", code)]
 

@@ -337,7 +337,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, T, C)."""
         # BEGIN SOLUTION
-        # HINT: self.c_attn(x).split(self.n_embd, dim=2) gives q, k, v in that order.
+        # HINT: c_attn's 3C output channels hold q, k and v side by side; cut them apart first.
         # HINT: a tensor made inside forward lands on the CPU: the mask goes .to(x.device).
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)

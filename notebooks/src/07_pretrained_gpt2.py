@@ -162,9 +162,8 @@ CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_
 def convert_hf_state_dict(hf_sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """GPT-2 checkpoint tensors renamed (and, for Conv1D weights, transposed) for our GPT."""
     # BEGIN SOLUTION
-    # HINT: key.removeprefix("transformer."); skip names ending in ".attn.bias" or
-    # HINT: ".attn.masked_bias" (careful: "attn.c_attn.bias" is a real parameter);
-    # HINT: transpose with .t() the weights whose names end with one of CONV1D.
+    # HINT: the table above shows the three steps: rename what differs, drop what is not a
+    # HINT: weight, transpose the weights stored the other way round.
     out = {}
     for key, tensor in hf_sd.items():
         name = key.removeprefix("transformer.")

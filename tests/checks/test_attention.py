@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from gpt2course import attention as ref
 from gpt2course import checks
 
-from .conftest import assert_right, assert_stub, assert_wrong
+from .conftest import assert_right, assert_stub, assert_wrong, run
 
 # --- scaled_dot_product_attention ------------------------------------------------------------
 
@@ -340,3 +340,13 @@ class StubAttention(nn.Module):
 )
 def test_stub_is_not_done_yet(check, stub):
     assert_stub(check, stub)
+
+
+def test_the_attention_hints_give_bigger_steps_on_request():
+    # The notebook's hint names the step; the check's levels say how, one at a time.
+    _, out = run(checks.check_causal_self_attention, StubAttention)
+    assert "hint=2" in out and "split(" not in out
+    _, out = run(checks.check_causal_self_attention, StubAttention, hint=2)
+    assert "split(size, dim)" in out and "hint=3" in out
+    _, out = run(checks.check_causal_self_attention, StubAttention, hint=3)
+    assert "causal_mask(T)" in out and "still stuck" not in out
