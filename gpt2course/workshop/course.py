@@ -49,7 +49,9 @@ NOTEBOOKS: list[Notebook] = [
     Notebook("06_pretraining", "Pretraining a small GPT on Tiny Shakespeare", gpu=True),
     Notebook("07_pretrained_gpt2", "The real GPT-2: loading OpenAI's weights", gpu=True),
     Notebook("08_finetuning", "Fine-tuning GPT-2 on your own text, with LoRA", gpu=True),
-    Notebook("09_from_gpt2_to_chatgpt", "From GPT-2 to ChatGPT: instruction tuning in miniature"),
+    Notebook(
+        "09_from_gpt2_to_chatgpt", "From GPT-2 to ChatGPT: a chat format and instruction tuning"
+    ),
 ]
 
 VERSIONS = {"learner": "", "solutions": "solutions", "instructor": "instructor"}
