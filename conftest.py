@@ -1,11 +1,13 @@
-"""Run notebooks (nbval starts their kernels with this environment) in quick mode, and stop a
-test run at once, with one line, on a machine where the course's downloads are missing."""
+"""Run notebooks (nbval starts their kernels with this environment) in quick mode, without
+progress bars, and stop a test run at once, with one line, on a machine where the course's
+downloads are missing."""
 
 import os
 
 import pytest
 
 os.environ.setdefault("GPT2COURSE_QUICK", "1")
+os.environ.setdefault("GPT2COURSE_PROGRESS", "0")  # no bar's fragments in nbval's outputs
 
 
 def missing_assets_message() -> str | None:

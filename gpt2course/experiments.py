@@ -1,6 +1,7 @@
 """Small experiments the notebooks run and the tests check, so both use the same code:
-deep stacks with pre-LN, post-LN or no residuals (part 4), and a small Shakespeare base
-with preference pairs from its own mistakes (part 9).
+deep stacks with pre-LN, post-LN or no residuals (part 4), and the base that part 9 turns
+into a chat model (GPT-2 where its weights are at hand, else a small Shakespeare base),
+with preference pairs from its own mistakes.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .chat import ChatTokenizer, chat_tokenizer, greedy_replies
 from .data import RandomBatches, load_text
-from .instruct import greedy_answers
+from .files import CheckpointError
 from .model import GPT, MLP, GPTConfig
 from .preference import PreferencePair, sequence_logprobs
+from .pretrained import load_pretrained
 from .train import TrainConfig, train
 
 RESIDUAL_SETTINGS = ("pre-LN", "post-LN", "no residual")
@@ -218,9 +221,41 @@ def shakespeare_base(
     return model
 
 
+def chat_base(
+    n_layer: int = 2,
+    n_embd: int = 64,
+    steps: int = 300,
+    context_length: int = 160,
+    device: str | torch.device = "cpu",
+    gpt2: str | None = None,
+) -> tuple[GPT, ChatTokenizer, str]:
+    """The base model part 9 tunes, its chat tokenizer, and what it is, in words.
+
+    ``gpt2`` (a name, folder or file: "gpt2", or ``$GPT2COURSE_MODEL``) loads those weights
+    with GPT-2's tokenizer; when it is None or cannot be had, the byte-level Shakespeare
+    base (``shakespeare_base``) is pretrained here instead. A stand-in checkpoint is named
+    as one: its text is noise, never GPT-2's.
+    """
+    if gpt2:
+        try:
+            model = load_pretrained(gpt2, device=device)
+        except (CheckpointError, OSError) as e:
+            print(f"Could not load {gpt2!r} ({e}); using the byte-level Shakespeare base.")
+        else:
+            if model.is_standin:
+                what = f"a RANDOM stand-in in GPT-2's format ({model.source}), NOT GPT-2"
+            else:
+                what = f"GPT-2 ({model.source}), OpenAI's weights"
+            return model.train(), chat_tokenizer("gpt2"), what
+    model = shakespeare_base(n_layer, n_embd, steps, context_length, device=device)
+    what = f"a byte-level GPT ({n_layer} layers x {n_embd}) pretrained {steps} steps on Shakespeare"
+    return model, chat_tokenizer("bytes"), what
+
+
 def mistake_pairs(model: torch.nn.Module, examples, tokenizer) -> list:
     """Preference pairs from the model's own mistakes: the right answer over its greedy one."""
-    answers = greedy_answers(model, [e.instruction for e in examples], tokenizer, 12)
+    asked = [[{"role": "user", "content": e.instruction}] for e in examples]
+    answers = greedy_replies(model, tokenizer, asked, 12)
     return [
         PreferencePair(e.instruction, e.response, a)
         for e, a in zip(examples, answers, strict=True)

@@ -1,5 +1,5 @@
-"""Figures the notebooks draw: the course roadmap (part 0), the model, its heads and the KV
-cache (parts 3-5), and the GPT timeline (part 9).
+"""Figures the notebooks draw: the course roadmap and the workbench (part 0), the model, its
+heads and the KV cache (parts 3-5), and the GPT timeline (part 9).
 
 Functions returning a new matplotlib ``Figure`` (made with pyplot, so a notebook's
 ``plt.show()`` displays it); the data they draw is public here, so the tests can check it
@@ -64,8 +64,9 @@ TIMELINE: list[Milestone] = [
         "Brown et al. 2020, Language Models are Few-Shot Learners",
     ),
     Milestone(
-        "InstructGPT", 2022 + 2 / 12, "Mar 2022", "1.3B-175B", "", "API only",
-        "Ouyang et al. 2022, Training language models to follow instructions with human feedback",
+        "InstructGPT", 2022 + 0 / 12, "27 Jan 2022", "1.3B-175B", "", "API default (paper Mar 2022)",
+        "OpenAI, Aligning Language Models to Follow Instructions (27 Jan 2022); Ouyang et al. "
+        "2022 (March), Training language models to follow instructions with human feedback",
     ),
     Milestone(
         "ChatGPT", 2022 + 10 / 12, "30 Nov 2022", "undisclosed", "",
@@ -129,6 +130,39 @@ def timeline_figure() -> Figure:
     ax.spines[["left", "right", "top"]].set_visible(False)
     ax.set_title("From GPT-1 to GPT-4", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def workbench_figure(
+    piece: str = "CausalSelfAttention", made_in: str = "03", used_in: str = "04"
+) -> Figure:
+    """How a piece travels: its check keeps it on the workbench; a later notebook rebuilds and
+    checks it again, and uses yours if it passes, else the reference's."""
+    fig = plt.figure(figsize=(10, 2.6))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(-0.1, 11.0)
+    ax.set_ylim(-1.5, 1.3)
+    ax.axis("off")
+    steps = [
+        (1.1, f"part {made_in}: you write\n{piece}", "#90caf9"),
+        (3.7, "its check passes\n(✓ in the notebook)", "#a5d6a7"),
+        (6.3, f"the workbench keeps\nits source:\n{piece}.py", "#ffcc80"),
+        (8.9, f'part {used_in}: workbench.use(\n"{piece}")\nrebuilds it, checks again', "#ce93d8"),
+    ]
+    for k, (x, text, colour) in enumerate(steps):
+        _flow(ax, 0.55, text, colour, width=2.2, x=x)
+        if k:
+            _arrow(ax, steps[k - 1][0] + 1.1, 0.55, x - 1.1, 0.55)
+    for x, text, colour, why in [
+        (7.9, "yours", "#a5d6a7", "it passes"),
+        (10.0, "the reference's", "#eceff1", "missing, or fails now"),
+    ]:
+        _flow(ax, -0.85, text, colour, width=1.6, x=x)
+        _arrow(ax, 8.9, 0.2, x, -0.55)
+        ax.text(x, -1.3, why, ha="center", fontsize=7.5, color="#546e7a")
+    ax.text(3.7, -0.45, "a wrong answer, or none yet: the notebook carries\n"
+            "on with the reference, and nothing is kept", ha="center", fontsize=7.5,
+            color="#546e7a")  # fmt: skip
     return fig
 
 

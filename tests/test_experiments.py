@@ -63,7 +63,7 @@ def test_training_starts_where_the_gradient_experiment_starts():
 
 
 def _verdicts(runs: dict) -> dict[str, bool]:
-    """What notebook 04's check cell prints, for one set of runs."""
+    """What notebook 04's text says of its training run, for one set of runs."""
     tail = {s: statistics.median(p.input_grad_norms[-20:]) for s, p in runs.items()}
     final = {s: sum(p.losses[-10:]) / 10 for s, p in runs.items()}
     stds = runs["post-LN"].stream_stds
@@ -195,24 +195,26 @@ def test_mistake_pairs_and_preference_rate():
     import torch
 
     from gpt2course import instruct
+    from gpt2course.chat import chat_tokenizer, reply
     from gpt2course.experiments import mistake_pairs, preference_rate
     from gpt2course.model import GPT, GPTConfig
     from gpt2course.preference import PreferencePair
-    from gpt2course.tokenizer.named import ByteTokenizer
 
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=256, context_length=128, n_layer=1, n_head=2, n_embd=16))
+    model = GPT(GPTConfig(vocab_size=260, context_length=128, n_layer=1, n_head=2, n_embd=16))
     model.eval()
-    tok = ByteTokenizer()
+    tok = chat_tokenizer("bytes")
     examples = instruct.make_tasks(6, seed=0)
     pairs = mistake_pairs(model, examples, tok)
-    answers = instruct.greedy_answers(model, [e.instruction for e in examples], tok, 12)
+    answers = [
+        reply(model, tok, [{"role": "user", "content": e.instruction}], 12) for e in examples
+    ]
     assert len(pairs) == sum(
         a.strip() != e.response for a, e in zip(answers, examples, strict=True)
     )
-    # The rejected answer is the model's own greedy one: it must not prefer the right answer.
+    # An untrained model's greedy replies run to the length limit without an <|end|>, so
+    # which answer it prefers says little here; the rate must be symmetric in the pair.
     rate, _ = preference_rate(model, pairs, tok)
-    assert rate < 0.5
     swapped = [PreferencePair(p.instruction, p.rejected, p.chosen) for p in pairs]
     assert preference_rate(model, swapped, tok)[0] == pytest.approx(1 - rate)
     with pytest.raises(ValueError, match="no preference pairs"):

@@ -22,6 +22,11 @@ def test_timeline_is_chronological_and_matches_published_facts():
     assert by_name["GPT-3"].params == "175B"  # Brown et al. 2020
     assert by_name["GPT-4"].params == "undisclosed"  # the GPT-4 report withheld it
     assert "GPT-3.5" in by_name["ChatGPT"].access  # OpenAI's ChatGPT post
+    # OpenAI's "Aligning language models to follow instructions": the API's default, 27 Jan
+    # 2022; the paper (Ouyang et al., arXiv 2203.02155) followed in March.
+    assert (
+        by_name["InstructGPT"].date == "27 Jan 2022" and "Mar 2022" in by_name["InstructGPT"].access
+    )
     assert all(m.source for m in figures.TIMELINE)
 
 
@@ -62,3 +67,15 @@ def test_kv_cache_figure_grows_by_one_key_per_step():
     for held in (4, 5, 6):
         assert f"cache holds {held} keys and values" in text
     plt.close("all")
+
+
+def test_workbench_figure_shows_the_way_a_piece_travels_and_both_endings():
+    fig = figures.workbench_figure("MLP", made_in="04", used_in="05")
+    text = _texts(fig)
+    assert "part 04: you write\nMLP" in text and "MLP.py" in text
+    assert 'workbench.use(\n"MLP")' in text and "part 05" in text
+    assert "yours" in text and "the reference's" in text
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    assert buf.tell() > 1000
+    plt.close(fig)

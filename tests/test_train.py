@@ -418,3 +418,13 @@ def test_saving_never_replaces_a_folder_that_is_not_a_checkpoint(tmp_path):
     save_checkpoint(tmp_path / "c", tiny_model(), step=2)  # replacing a checkpoint is fine
     assert load_checkpoint(tmp_path / "c").step == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "notes.txt"]  # no leftovers
+
+
+@pytest.mark.parametrize(("setting", "bar"), [("0", False), ("1", True), ("", True)])
+def test_the_progress_bar_is_off_only_where_outputs_are_kept(monkeypatch, capsys, setting, bar):
+    # The notebook builder and nbval set GPT2COURSE_PROGRESS=0; a learner sees the bar.
+    monkeypatch.setenv("GPT2COURSE_PROGRESS", setting)
+    train_b, val_b = tiny_data()
+    T.train(tiny_model(), train_b, val_b, tiny_config(max_steps=2, progress=True))
+    err = capsys.readouterr().err
+    assert ("it/s" in err or "s/it" in err) == bar, err

@@ -162,9 +162,8 @@ CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_
 def convert_hf_state_dict(hf_sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """GPT-2 checkpoint tensors renamed (and, for Conv1D weights, transposed) for our GPT."""
     # BEGIN SOLUTION
-    # HINT: key.removeprefix("transformer."); skip names ending in ".attn.bias" or
-    # HINT: ".attn.masked_bias" (careful: "attn.c_attn.bias" is a real parameter);
-    # HINT: transpose with .t() the weights whose names end with one of CONV1D.
+    # HINT: the table above shows the three steps: rename what differs, drop what is not a
+    # HINT: weight, transpose the weights stored the other way round.
     out = {}
     for key, tensor in hf_sd.items():
         name = key.removeprefix("transformer.")
@@ -424,7 +423,8 @@ sampling_playground(model, enc, prompt="The capital of France is")
 # uniformly among that many tokens. Knowing nothing gives 50,257 (the vocabulary size); the
 # random stand-in is near that. Text longer than 1,024 tokens is cut into windows; each
 # window overlaps the previous one by half, and only its second half is scored, so every
-# scored token sees at least 512 tokens of context.
+# scored token after the first window sees at least 512 tokens of context (the first
+# window is scored whole: its first tokens have little before them).
 #
 # ### Exercise: the perplexity
 # Write `perplexity(model, ids, window)` as just described; it returns a Python float.

@@ -368,10 +368,15 @@ plt.show()
 # - **Perplexity**, part 7's measure, is the exponential of the loss: on a byte-level base
 #   it counts bytes, not GPT-2 tokens, so compare it only within this table.
 # - **Loss**: full fine-tuning usually ends a little lower: it can change everything. LoRA
-#   gets most of the way at a fraction of the cost, and the better the base model, the
-#   closer it gets: the LoRA paper matched full fine-tuning of GPT-2 medium and large on its
+#   gets most of the way with a fraction of the memory for training and of the storage (a
+#   few MB of adapters per task instead of a copy of the model), and the better the base
+#   model, the closer it gets: the LoRA paper matched full fine-tuning of GPT-2 medium and large on its
 #   benchmarks. The tiny base here, pretrained for seconds, leaves LoRA more to do, and in
 #   the quick test run both are barely trained.
+# - **Seconds**: LoRA is not faster per step, and here it can be slower: every step still
+#   runs the whole model forward and backward (the gradient must flow through the frozen
+#   layers to reach the adapters), plus the adapters' own small matmuls. What it saves is
+#   memory and storage, not compute.
 # - The measured figures for GPT-2 124M's shape are in `docs/benchmarks.md` (`## finetuning`).
 
 # %% [markdown]
