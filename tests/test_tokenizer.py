@@ -21,6 +21,7 @@ from gpt2course.tokenizer import (
     BPETokenizer,
     GPT2Tokenizer,
     basic,
+    bpe,
     load_gpt2_tokenizer,
     train_bpe,
 )
@@ -369,6 +370,13 @@ def gpt2_named():
     return get_tokenizer("gpt2")
 
 
+@pytest.fixture
+def every_chunk(monkeypatch):
+    """Look for a cut after every chunk, not once 16k characters have gathered: the short
+    texts below then test the cutting itself."""
+    monkeypatch.setattr(bpe, "_SETTLE_AT", 0)
+
+
 def test_encode_iterable_of_shakespeares_lines_is_tiktokens(gpt2_named, ours, tik, shakespeare):
     """Line by line, encode() would give 338,027 ids (each line ends a pre-token: "\\n\\n\\n" is
     not "\\n\\n" "\\n"); the stream gives tiktoken's 338,025, id for id."""
@@ -398,7 +406,7 @@ def test_encode_iterable_of_shakespeares_lines_is_tiktokens(gpt2_named, ours, ti
     ),
     cuts=st.lists(st.integers(0, 10_000), max_size=40),
 )
-def test_encode_iterable_any_split_is_tiktokens(gpt2_named, ours, tik, text, cuts):
+def test_encode_iterable_any_split_is_tiktokens(every_chunk, gpt2_named, ours, tik, text, cuts):
     want = tik.encode_ordinary(text)
     chunks = _split_at(text, cuts)
     assert list(gpt2_named.encode_iterable(chunks)) == want
@@ -408,12 +416,14 @@ def test_encode_iterable_any_split_is_tiktokens(gpt2_named, ours, tik, text, cut
 @settings(max_examples=40, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(start=st.integers(0, 1_000_000), cuts=st.lists(st.integers(0, 10_000), max_size=200))
-def test_encode_iterable_random_splits_of_shakespeare(gpt2_named, tik, shakespeare, start, cuts):
+def test_encode_iterable_random_splits_of_shakespeare(
+    every_chunk, gpt2_named, tik, shakespeare, start, cuts
+):
     text = shakespeare[start % len(shakespeare) :][:10_000]
     assert list(gpt2_named.encode_iterable(_split_at(text, cuts))) == tik.encode_ordinary(text)
 
 
-def test_encode_iterable_of_a_trained_tokenizer_and_of_bytes(trained, shakespeare):
+def test_encode_iterable_of_a_trained_tokenizer_and_of_bytes(every_chunk, trained, shakespeare):
     text = shakespeare[:50_000]
     chunks = _split_at(text, list(range(0, 50_000, 37)))
     assert list(trained.encode_iterable(chunks)) == _as_tiktoken(trained).encode_ordinary(text)

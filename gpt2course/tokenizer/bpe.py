@@ -33,7 +33,9 @@ FORMAT_HEADER = "gpt2course-bpe v1"
 _LONG_CHUNK = 64  # bytes; longer chunks take the heap-based path (see _encode_long)
 _CACHE_MAX = 200_000  # encoded chunks kept; cleared when full so memory stays bounded
 _HOLD_MAX = 100_000  # characters; a tail this long is encoded even if more text may follow
+_SETTLE_AT = 1 << 14  # characters gathered before a cut is looked for
 _SPACE = regex.compile(r"\s")
+_WORD_END = regex.compile(r"(?r)\S(?=\s)")  # searched from the end backwards
 
 
 def settled_texts(chunks: Iterable[str], split: regex.Pattern) -> Iterator[str]:
@@ -52,9 +54,18 @@ def settled_texts(chunks: Iterable[str], split: regex.Pattern) -> Iterator[str]:
     for chunk in chunks:
         _check_text(chunk, "encode_iterable")
         held += chunk
-        # Only the last two starts are kept: a huge chunk costs no list of its pre-tokens.
-        before_last = last = 0
-        for m in split.finditer(held):
+        if len(held) < _SETTLE_AT:
+            continue  # a few lines at a time would cost a scan and an encode call each
+        # The pre-tokens are found from a boundary near the end, not from the start of held:
+        # a non-space followed by a space is always one (a pre-token holding a space is all
+        # spaces or starts with one), and three of them leave at least two pre-tokens after.
+        start = 0
+        for k, m in enumerate(_WORD_END.finditer(held)):
+            if k == 2:
+                start = m.end()
+                break
+        before_last = last = start
+        for m in split.finditer(held, start):
             before_last, last = last, m.start()
         # Cut after a non-space: "x\n\n" alone ends in the one token "\n\n", but before a
         # word its pre-tokens are "\n", "\n". No pre-token ends in a space and goes on past
