@@ -22,6 +22,7 @@ from gpt2course.tokenizer import (
     load_gpt2_tokenizer,
     train_bpe,
 )
+from gpt2course.tokenizer.named import TiktokenGPT2
 
 from ._timing import best_of, parser, timed
 
@@ -77,6 +78,8 @@ open("/proc/self/clear_refs", "w").write("5")
 base = kib("VmRSS:")
 if way == "tiktoken":
     n = len(tok.enc.encode_ordinary(open(path, encoding="utf-8").read()))
+elif way == "encode":
+    n = len(tok.encode(open(path, encoding="utf-8").read()))
 elif way == "stream":
     with open(path, encoding="utf-8") as f:
         n = sum(1 for _ in tok.encode_iterable(f))
@@ -88,7 +91,8 @@ print(n, (kib("VmHWM:") - base) * 1024)
 
 def encode_memory(path: Path, way: str) -> tuple[int, float]:
     """(ids, extra MiB at the peak) of encoding the file at ``path`` in a fresh process:
-    ``"tiktoken"`` (read whole, tiktoken's encode_ordinary), ``"stream"`` (the file object
+    ``"tiktoken"`` (read whole, tiktoken's encode_ordinary), ``"encode"`` (read whole,
+    ``TiktokenGPT2.encode``, which cuts it in pieces), ``"stream"`` (the file object
     line by line through ``encode_iterable``) or ``"nothing"`` (the floor of the measure)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     out = subprocess.run(
@@ -154,6 +158,14 @@ def main(argv: list[str]) -> int:
             f"  ours, {what + ' cache':<16} {t:7.3f} s  {mb / t:6.1f} MB/s  {t / t_tik:5.1f}x tiktoken's time"
         )
 
+    named = TiktokenGPT2()
+    lines = text.splitlines(keepends=True)
+    t_stream = best_of(lambda: sum(1 for _ in named.encode_iterable(lines)), cpu, args.repeats)
+    print(
+        f"  encode_iterable, by line {t_stream:7.3f} s  {mb / t_stream:6.1f} MB/s  "
+        f"{t_stream / t_tik:5.1f}x tiktoken's time (the same ids)"
+    )
+
     t_train, tok = timed(lambda: train_bpe(text, args.vocab_size), cpu)
     print(f"\ntrain_bpe to vocab {args.vocab_size} ({len(tok.merges)} merges), all of the text")
     print(f"  incremental            {t_train:7.2f} s")
@@ -171,11 +183,13 @@ def main(argv: list[str]) -> int:
         import tokenizers
 
         print(
-            f"\ntrain to vocab V on all of the text, one thread: ours vs tokenizers {tokenizers.__version__}"
+            f"\ntrain to vocab V on all of the text, one thread, best of {args.repeats}: "
+            f"ours vs tokenizers {tokenizers.__version__}"
         )
         for v in vocabs:
-            t_ours, _ = timed(lambda v=v: train_bpe(text, v), cpu)
-            t_hf, hf = timed(lambda v=v: train_hf_bpe(text, v), cpu)
+            t_ours = best_of(lambda v=v: train_bpe(text, v), cpu, args.repeats)
+            t_hf = best_of(lambda v=v: train_hf_bpe(text, v), cpu, args.repeats)
+            hf = train_hf_bpe(text, v)
             print(
                 f"  V={v:>6,}  ours {t_ours:7.2f} s   tokenizers {t_hf:7.2f} s   "
                 f"ours / theirs {t_ours / t_hf:4.2f}  (theirs: {hf.get_vocab_size():,} tokens)"
@@ -190,12 +204,16 @@ def main(argv: list[str]) -> int:
             )
             floor = encode_memory(path, "nothing")[1]
             n_tik, m_tik = encode_memory(path, "tiktoken")
+            n_enc, m_enc = encode_memory(path, "encode")
             n_str, m_str = encode_memory(path, "stream")
-            if n_tik != n_str:
+            if not n_tik == n_enc == n_str:
                 print("ERROR: the stream's ids differ in number from tiktoken's")
                 return 1
             print(
                 f"  tiktoken, whole text read then encoded   {m_tik:6.1f} MiB ({n_tik:,} ids kept)"
+            )
+            print(
+                f"  TiktokenGPT2.encode, whole text          {m_enc:6.1f} MiB ({n_enc:,} ids kept)"
             )
             print(
                 f"  encode_iterable, file line by line       {m_str:6.1f} MiB (ids consumed as they come)"
