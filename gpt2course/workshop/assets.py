@@ -43,6 +43,11 @@ def main(argv: list[str]) -> int:
             assets.ensure_tiktoken_files()
             return 0
         if args.cmd == "bundle":
+            try:
+                offline.check_bundle_dest(args.dir)
+            except ValueError as e:  # a destination that cannot work: a usage error
+                print(f"error: {e}", file=sys.stderr)
+                return 2
             models = [m for m in args.models.split(",") if m]
             for path in offline.bundle(args.dir, models=models):
                 print(path)
@@ -62,9 +67,6 @@ def main(argv: list[str]) -> int:
                 )
             print(f"cache: {assets.cache_dir()}; tiktoken files in {assets.tiktoken_cache_dir()}")
             return 0
-    except ValueError as e:  # a request that cannot be done as asked: a usage error
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except (assets.AssetError, CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
