@@ -201,10 +201,10 @@ class RandomBatches:
 
     def __post_init__(self) -> None:
         n, T = len(self.tokens), self.context_length
-        if n < T + 2:
+        if n < T + 1:
             raise ValueError(
-                f"only {n} tokens: a window needs context_length + 1 = {T + 1}; "
-                "use a smaller context_length or more text"
+                f"only {n} tokens: a window needs context_length + 1 = {T + 1} (the input and "
+                "the one next token); use a smaller context_length or more text"
             )
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} is not in 0..{self.world_size - 1}")
@@ -212,8 +212,10 @@ class RandomBatches:
     def batch(self, n: int) -> Batch:
         """The ``n``-th batch of this rank: x and y, each (batch_size, context_length)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + n * self.world_size + self.rank)
+        # The last window starts at n - T - 1 (its target ends on the last token);
+        # randint's bound is exclusive, so n - T draws every one of num_windows(n, T, 1).
         starts = torch.randint(
-            len(self.tokens) - self.context_length - 1, (self.batch_size, 1), generator=g
+            len(self.tokens) - self.context_length, (self.batch_size, 1), generator=g
         )
         idx = starts + torch.arange(self.context_length)  # (B, T)
         return self._gather(idx), self._gather(idx + 1)  # y is x shifted by one token

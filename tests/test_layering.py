@@ -24,6 +24,7 @@ LAYER_OF = {
     "generation": "pieces",
     "fastgen": "pieces",
     "cache": "pieces",
+    "chat": "pieces",
     "metrics": "pieces",
     "pretrained": "weights",
     "checkpoint": "weights",

@@ -137,8 +137,6 @@ def model() -> GPT:
 
 
 BAD_CALLS = {
-    "float ids": (torch.tensor([[1.0, 2.7]]), 3, "integers"),
-    "bool ids": (torch.tensor([[True, False]]), 3, "integers"),
     "negative max_new_tokens": (torch.tensor([[1, 2]]), -1, "max_new_tokens"),
     "id past the vocabulary": (torch.tensor([[1, 64]]), 3, r"in \[0, 64\)"),
     "negative id": (torch.tensor([[-1, 2]]), 3, r"in \[0, 64\)"),
@@ -155,10 +153,20 @@ def test_plain_and_fast_paths_refuse_the_same_inputs(model, case):
         FastGenerator(model).generate(idx, n)
 
 
-def test_model_itself_refuses_float_ids(model):
-    # What generate now matches: the model's own embedding refuses floats.
-    with pytest.raises((RuntimeError, TypeError, ValueError)):
-        model(torch.tensor([[1.0, 2.0]]))
+@pytest.mark.parametrize(
+    "idx",
+    [torch.tensor([[1.0, 2.7]]), torch.tensor([[True, False]]), torch.tensor([[1, 2]]).half()],
+    ids=["float32", "bool", "float16"],
+)
+def test_ids_that_are_not_integers_get_one_type_and_one_message(model, idx):
+    """forward, generate and FastGenerator refuse them alike: a TypeError, word for word."""
+    messages = set()
+    fast = FastGenerator(model)
+    for call in (model, lambda i: generate(model, i, 3), lambda i: fast.generate(i, 3)):
+        with pytest.raises(TypeError, match="token ids are integers") as e:
+            call(idx)
+        messages.add(str(e.value))
+    assert len(messages) == 1, messages
 
 
 @pytest.mark.parametrize("temperature", [1e-40, 1e-8, 0.0])

@@ -324,6 +324,60 @@ def require_tensor(got: Any, what: str, *, dtype: Any = None, grad: bool = False
         )
 
 
+_DEVICE_ERROR = re.compile(
+    r"is not on the expected device|Expected all tensors to be on the same device"
+)
+
+
+def _on_cpu_error(mod: Any, args: tuple) -> None:
+    for a in args:
+        if isinstance(a, torch.Tensor) and a.device.type != "meta":
+            raise RuntimeError(
+                f"Expected all tensors to be on the same device: {type(mod).__name__} "
+                f"got an input on {a.device}"
+            )
+
+
+def require_same_device(module: torch.nn.Module, *inputs: torch.Tensor, name: str = "x") -> None:
+    """Fail when ``module``'s forward makes a tensor on the CPU that then meets its input on
+    another device: fine on a CPU, a crash on a GPU. Checked without a GPU, on the ``meta``
+    device (shapes only), where each layer's input must also be where its weights are (an
+    embedding lookup does not check that on meta). Other errors on meta are not judged here."""
+    try:
+        m = copy.deepcopy(module).to("meta")
+    except Exception:  # a module that cannot move is judged by the other tests
+        return
+    layers = (torch.nn.Embedding, torch.nn.Linear, torch.nn.LayerNorm)
+    hooks = [sub.register_forward_pre_hook(_on_cpu_error) for sub in m.modules()
+             if isinstance(sub, layers)]  # fmt: skip
+    try:
+        with torch.no_grad():
+            m(*(x.to("meta") for x in inputs))
+    except Exception as e:
+        if not _DEVICE_ERROR.search(str(e)):
+            return
+        summary = [
+            s for s in traceback.extract_tb(e.__traceback__) if _is_learner_frame(s.filename)
+        ]
+        line = f" (at `{summary[-1].line.strip()}`)" if summary and summary[-1].line else ""
+        raise CheckFailure(
+            say(
+                (
+                    f"your code makes a tensor on the CPU{line} that meets `{name}`, which may "
+                    "be on a GPU: this passes on a CPU and fails on a GPU with 'Expected all "
+                    f"tensors to be on the same device'. Make it on {name}'s device "
+                    f"(device={name}.device, or .to({name}.device))",
+                    "a tensor created inside forward (torch.ones, torch.arange, causal_mask(T)) "
+                    "lands on the CPU unless told otherwise; a buffer (self.register_buffer) "
+                    "moves with the module instead",
+                )
+            )
+        ) from None
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def _max_error(g: Any, w: Any) -> float:
     return (g - w).abs().nan_to_num(float("inf")).max().item() if g.numel() else 0.0
 

@@ -204,6 +204,53 @@ def keep_solutions(source: str) -> str:
     )
 
 
+# A learner's time at the desk, before any machine time: prose read at about 130 words a
+# minute (technical text, read with the code beside it), and each exercise 5 minutes plus
+# one per line of its solution, at most 20 (reading the task, writing, a failed check, a fix).
+WORDS_PER_MINUTE = 130
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a learner reads and writes in one notebook, and the minutes that take."""
+
+    words: int
+    exercise_lines: tuple[int, ...]
+
+    @property
+    def reading(self) -> float:
+        return self.words / WORDS_PER_MINUTE
+
+    @property
+    def exercises(self) -> float:
+        return float(sum(min(20, 5 + n) for n in self.exercise_lines))
+
+    @property
+    def minutes(self) -> float:
+        return self.reading + self.exercises
+
+
+def estimate(nb: Notebook) -> Estimate:
+    """The learner's desk time in notebook ``nb``: its prose and its exercises."""
+    words, lines = 0, []
+    for kind, src, tags in parse_source(source_path(nb).read_text(encoding="utf-8")):
+        if "instructor" in tags:
+            continue
+        if kind == "markdown":
+            words += len(re.findall(r"[A-Za-z0-9][\w'’-]*", src))
+            continue
+        inside = None
+        for line in src.splitlines():
+            if BEGIN.match(line):
+                inside = 0
+            elif END.match(line):
+                lines.append(inside)
+                inside = None
+            elif inside is not None and line.strip() and not line.strip().startswith("#"):
+                inside += 1
+    return Estimate(words, tuple(lines))
+
+
 def build_notebook(nb: Notebook, version: str, source_text: str) -> dict:
     """The notebook (nbformat 4 dict, no outputs) of one version of one source."""
     cells = header_cells(nb, version)
@@ -297,16 +344,33 @@ def build(slugs: list[str] | None = None, execute_cells: bool = False) -> list[P
     )
     for nb in todo:
         text = source_path(nb).read_text(encoding="utf-8")
-        for version in VERSIONS:
+        ran: dict[str, dict] = {}
+        for version in VERSIONS:  # learner, solutions, instructor: in that order
             notebook = build_notebook(nb, version, text)
             path = notebook_path(nb, version)
             if execute_cells and version != "instructor":
                 print(f"running {path.relative_to(repo_root())} ...", file=sys.stderr, flush=True)
-                notebook = execute(notebook, cwd=path.parent)
+                notebook = ran[version] = execute(notebook, cwd=path.parent)
+            elif execute_cells:
+                # The instructor version is the solutions plus notes: it shows their outputs,
+                # so an instructor previewing it on GitHub sees the results.
+                copy_outputs(ran["solutions"], notebook)
             with atomic_path(path) as tmp:  # written the way nbformat does: stable diffs
                 nbformat.write(nbformat.from_dict(notebook), str(tmp))
             written.append(path)
     return written
+
+
+def copy_outputs(source: dict, target: dict) -> None:
+    """Give ``target``'s code cells the outputs of ``source``'s cells with the same code, in order."""
+    ran = [c for c in source["cells"] if c["cell_type"] == "code"]
+    i = 0
+    for cell in (c for c in target["cells"] if c["cell_type"] == "code"):
+        same = [j for j in range(i, len(ran)) if cell_source(ran[j]) == cell_source(cell)]
+        if same:
+            i = same[0] + 1
+            cell["outputs"] = ran[same[0]]["outputs"]
+            cell["execution_count"] = ran[same[0]]["execution_count"]
 
 
 def set_repo(url: str) -> None:

@@ -157,7 +157,9 @@ plt.show()
 #
 # $$\text{attention}(q, k, v) = \text{softmax}\!\left(\frac{q k^\top}{\sqrt{d}} \text{ masked}\right) v$$
 #
-# where `mask` (if given) is boolean, `True` = may attend.
+# where `mask` (if given) is boolean, `True` = may attend. A query whose mask row has no
+# `True` at all (padding can do that) may attend to nothing: give it zero weights, as
+# torch's own kernel does, not the NaN that a softmax of only $-\infty$ gives.
 
 
 # %%
@@ -170,6 +172,8 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
+    if mask is not None:  # a row that may see no key: 0/0 = NaN becomes zero weights
+        weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
     return weights @ v  # (..., T_q, d)
     # END SOLUTION
 
@@ -334,10 +338,12 @@ class CausalSelfAttention(nn.Module):
         """(B, T, C) -> (B, T, C)."""
         # BEGIN SOLUTION
         # HINT: c_attn's 3C output channels hold q, k and v side by side; cut them apart first.
+        # HINT: a tensor made inside forward lands on the CPU: the mask goes .to(x.device).
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
         q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # (B, nh, T, hd)
-        y = scaled_dot_product_attention(q, k, v, mask=causal_mask(T))  # (B, nh, T, hd)
+        mask = causal_mask(T).to(x.device)  # made on the CPU; x may be on a GPU
+        y = scaled_dot_product_attention(q, k, v, mask=mask)  # (B, nh, T, hd)
         return self.c_proj(merge_heads(y))  # (B, T, C)
         # END SOLUTION
 

@@ -374,6 +374,16 @@ else:
     print(f"target: below {TARGET}:", "reached" if final < TARGET else "not reached")
 
 # %% [markdown]
+# **Is my result normal?** The card puts your validation loss beside the band of recorded
+# runs of this notebook's default settings (one per seed), and when it falls outside, names
+# the likely causes.
+
+# %%
+from gpt2course.recorded import report_card
+
+report_card("06_pretraining", {"validation loss": final})
+
+# %% [markdown]
 # Let it write. Temperature 0.8 sharpens the distribution a little; the seed makes the
 # sample repeatable. (In quick mode the model is too small and too short-trained to say
 # much.)
