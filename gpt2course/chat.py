@@ -155,6 +155,23 @@ def grow_vocab(model: nn.Module, vocab_size: int) -> nn.Module:
     return model
 
 
+def _fits(ids: Sequence[int], model: nn.Module) -> None:
+    context = model.config.context_length
+    if len(ids) + 1 > context:
+        raise ValueError(
+            f"the conversation is {len(ids)} tokens and the model reads {context}: "
+            "start a new chat or drop the earliest turns"
+        )
+
+
+def _cut(new: Sequence[int], tokenizer: ChatTokenizer) -> str:
+    """The text of generated ids up to their ``<|end|>``; any other chat token is dropped."""
+    new = list(new)
+    if tokenizer.end_token in new:
+        new = new[: new.index(tokenizer.end_token)]
+    return tokenizer.decode([i for i in new if i < tokenizer.base_vocab_size])
+
+
 def reply(
     model: nn.Module,
     tokenizer: ChatTokenizer,
@@ -166,18 +183,37 @@ def reply(
 ) -> str:
     """The model's next assistant message in ``messages``, cut at its ``<|end|>``."""
     ids = render_prompt(messages, tokenizer)
-    context = model.config.context_length
-    if len(ids) + 1 > context:
-        raise ValueError(
-            f"the conversation is {len(ids)} tokens and the model reads {context}: "
-            "start a new chat or drop the earliest turns"
-        )
+    _fits(ids, model)
     device = next(model.parameters()).device
     idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
-    n = min(max_new_tokens, context - len(ids))
+    n = min(max_new_tokens, model.config.context_length - len(ids))
     out = generate(
         model, idx, n, temperature, top_k, eos_token=tokenizer.end_token, generator=generator
-    )[0, len(ids) :].tolist()
-    if tokenizer.end_token in out:
-        out = out[: out.index(tokenizer.end_token)]
-    return tokenizer.decode([i for i in out if i < tokenizer.base_vocab_size])
+    )
+    return _cut(out[0, len(ids) :].tolist(), tokenizer)
+
+
+@torch.no_grad()
+def greedy_replies(
+    model: nn.Module,
+    tokenizer: ChatTokenizer,
+    conversations: Sequence[Sequence[Mapping[str, str]]],
+    max_new_tokens: int = 64,
+) -> list[str]:
+    """``reply`` at temperature 0 for many conversations, those of one length in one batch."""
+    prompts = [render_prompt(m, tokenizer) for m in conversations]
+    by_length: dict[int, list[int]] = {}
+    for i, ids in enumerate(prompts):
+        _fits(ids, model)
+        by_length.setdefault(len(ids), []).append(i)
+    device = next(model.parameters()).device
+    replies = [""] * len(prompts)
+    for length, rows in by_length.items():
+        # Same length: no padding, so no attention mask is needed.
+        idx = torch.tensor([prompts[i] for i in rows], dtype=torch.long, device=device)  # (B, T)
+        n = min(max_new_tokens, model.config.context_length - length)
+        # The KV cache: each new token costs one position's forward, not the whole prompt's.
+        out = generate(model, idx, n, 0.0, eos_token=tokenizer.end_token, use_cache=True)
+        for row, i in enumerate(rows):
+            replies[i] = _cut(out[row, length:].tolist(), tokenizer)
+    return replies

@@ -1,6 +1,8 @@
 """Small experiments the notebooks run and the tests check, so both use the same code:
-deep stacks with pre-LN, post-LN or no residuals (part 4), and a small Shakespeare base
-with preference pairs from its own mistakes (part 9).
+an embedding table trained for a few seconds (part 2), deep stacks with pre-LN, post-LN or
+no residuals (part 4), and the base that part 9 turns into a chat model (GPT-2 where its
+weights are at hand, else a small Shakespeare base), with preference pairs from its own
+mistakes.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .chat import ChatTokenizer, chat_tokenizer, greedy_replies
 from .data import RandomBatches, load_text
-from .instruct import greedy_answers
+from .files import CheckpointError
 from .model import GPT, MLP, GPTConfig
 from .preference import PreferencePair, sequence_logprobs
+from .pretrained import load_pretrained
 from .train import TrainConfig, train
 
 RESIDUAL_SETTINGS = ("pre-LN", "post-LN", "no residual")
@@ -34,6 +38,47 @@ class GradientProfile:
 def _shakespeare_bytes() -> torch.Tensor:
     """Tiny Shakespeare as byte ids, (N,)."""
     return torch.tensor(list(load_text("shakespeare").encode("utf-8")))
+
+
+def byte_embeddings(text: str, n_embd: int = 16, steps: int = 300, seed: int = 0) -> torch.Tensor:
+    """A (256, n_embd) table of byte vectors learned by predicting the next byte from the
+    current one alone (``wte``, then a linear head: a bigram model). Bytes that are followed
+    by the same kinds of bytes end up with similar vectors; bytes absent from ``text`` keep
+    their random start.
+
+    Each step sees every byte pair of the text at once, through their counts: the full loss,
+    with no sampling, in milliseconds.
+    """
+    b = torch.tensor(list(text.encode("utf-8")))
+    if len(b) < 2:
+        raise ValueError("the text needs at least 2 bytes (one byte and the one after it)")
+    counts = torch.zeros(256, 256).index_put_(
+        (b[:-1], b[1:]), torch.ones(len(b) - 1), accumulate=True
+    )
+    weights = counts / counts.sum()  # (256, 256): how often byte a is followed by byte b
+    torch.manual_seed(seed)
+    wte, head = nn.Embedding(256, n_embd), nn.Linear(n_embd, 256)
+    opt = torch.optim.Adam([*wte.parameters(), *head.parameters()], lr=0.05)
+    for _ in range(steps):
+        logp = F.log_softmax(head(wte.weight), dim=-1)  # (256, 256): row a predicts what follows a
+        loss = -(weights * logp).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return wte.weight.detach()
+
+
+def nearest(table: torch.Tensor, row: int, k: int = 5, among: list[int] | None = None) -> list[int]:
+    """The ``k`` rows of ``table`` nearest to row ``row`` by cosine similarity, itself left
+    out; only rows in ``among`` (e.g. the bytes that occur in the text), when given."""
+    unit = F.normalize(table, dim=-1)
+    sims = unit @ unit[row]  # (rows,)
+    if among is not None:
+        keep = torch.zeros_like(sims, dtype=torch.bool)
+        keep[among] = True
+        sims[~keep] = -2.0
+    sims[row] = -2.0
+    return sims.topk(k).indices.tolist()
 
 
 class _Stack(nn.Module):
@@ -218,9 +263,41 @@ def shakespeare_base(
     return model
 
 
+def chat_base(
+    n_layer: int = 2,
+    n_embd: int = 64,
+    steps: int = 300,
+    context_length: int = 160,
+    device: str | torch.device = "cpu",
+    gpt2: str | None = None,
+) -> tuple[GPT, ChatTokenizer, str]:
+    """The base model part 9 tunes, its chat tokenizer, and what it is, in words.
+
+    ``gpt2`` (a name, folder or file: "gpt2", or ``$GPT2COURSE_MODEL``) loads those weights
+    with GPT-2's tokenizer; when it is None or cannot be had, the byte-level Shakespeare
+    base (``shakespeare_base``) is pretrained here instead. A stand-in checkpoint is named
+    as one: its text is noise, never GPT-2's.
+    """
+    if gpt2:
+        try:
+            model = load_pretrained(gpt2, device=device)
+        except (CheckpointError, OSError) as e:
+            print(f"Could not load {gpt2!r} ({e}); using the byte-level Shakespeare base.")
+        else:
+            if model.is_standin:
+                what = f"a RANDOM stand-in in GPT-2's format ({model.source}), NOT GPT-2"
+            else:
+                what = f"GPT-2 ({model.source}), OpenAI's weights"
+            return model.train(), chat_tokenizer("gpt2"), what
+    model = shakespeare_base(n_layer, n_embd, steps, context_length, device=device)
+    what = f"a byte-level GPT ({n_layer} layers x {n_embd}) pretrained {steps} steps on Shakespeare"
+    return model, chat_tokenizer("bytes"), what
+
+
 def mistake_pairs(model: torch.nn.Module, examples, tokenizer) -> list:
     """Preference pairs from the model's own mistakes: the right answer over its greedy one."""
-    answers = greedy_answers(model, [e.instruction for e in examples], tokenizer, 12)
+    asked = [[{"role": "user", "content": e.instruction}] for e in examples]
+    answers = greedy_replies(model, tokenizer, asked, 12)
     return [
         PreferencePair(e.instruction, e.response, a)
         for e, a in zip(examples, answers, strict=True)

@@ -1,9 +1,10 @@
-"""Instruction tuning in miniature: a prompt format, a masked-loss collate, and a task set
-with checkable answers, so that "the model follows instructions better" is a number.
+"""Instruction tuning in miniature: tasks with checkable answers, asked in conversations of
+several turns, so that "the model follows instructions better" is a number per turn.
 
-Each example is an instruction and its one right answer. The model sees
-``format_prompt(instruction) + response + <end>`` and learns only from the response
-tokens: the prompt's labels are -100, which ``F.cross_entropy`` ignores. That is the
+A conversation opens with one of ``TASKS`` ("Add 12 and 30.") and may go on with follow-ups
+that only make sense with the earlier turns in view ("Now add 5 to it.", "And reverse
+that."). Conversations are written in the chat format of ``gpt2course.chat``; the model
+learns only the assistant's replies (the mask of ``render_conversation``). That is the
 whole difference between instruction tuning and pretraining.
 """
 
@@ -14,15 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
-from .generation import generate
-
-INSTRUCTION_MARKER = "### Instruction:\n"
-# The response marker tells the model "your turn": at inference we stop the prompt here
-# and let it write.
-RESPONSE_MARKER = "\n### Response:\n"
-IGNORE_INDEX = -100  # what F.cross_entropy (and our GPT's loss) skips
+from .chat import ChatTokenizer, greedy_replies
 
 
 @dataclass(frozen=True)
@@ -32,50 +26,6 @@ class Example:
     instruction: str
     response: str
     task: str
-
-
-def format_prompt(instruction: str) -> str:
-    """The prompt the model sees: the instruction between the two markers."""
-    if RESPONSE_MARKER.strip() in instruction:
-        raise ValueError(
-            f"the instruction must not contain the response marker {RESPONSE_MARKER!r}"
-        )
-    return f"{INSTRUCTION_MARKER}{instruction}{RESPONSE_MARKER}"
-
-
-def encode_example(example: Example, tokenizer) -> tuple[list[int], list[int]]:
-    """``(prompt_ids, response_ids)``; the response ends with the tokenizer's end token.
-
-    ``tokenizer`` has ``encode(str)`` and ``eot_token`` (tiktoken's GPT-2 encoding or
-    ``ByteTokenizer``).
-    """
-    prompt = tokenizer.encode(format_prompt(example.instruction))
-    response = tokenizer.encode(example.response) + [tokenizer.eot_token]
-    return prompt, response
-
-
-def collate(
-    batch: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad ``(prompt_ids, response_ids)`` pairs into inputs ``x`` and labels ``y``, both (B, T).
-
-    ``y`` is ``x`` shifted left by one (the next token), with -100 wherever the next token is
-    part of the prompt or is padding: the loss then counts only the response.
-    """
-    if not batch:
-        raise ValueError("collate got an empty batch")
-    seqs, labels = [], []
-    for prompt, response in batch:
-        if len(prompt) == 0 or len(response) == 0:
-            raise ValueError("each example needs a non-empty prompt and a non-empty response")
-        ids = list(prompt) + list(response)
-        seqs.append(ids[:-1])
-        # Position i predicts ids[i + 1]; the first len(prompt) - 1 targets are prompt tokens.
-        labels.append([IGNORE_INDEX] * (len(prompt) - 1) + list(response))
-    x = [torch.tensor(s, dtype=torch.long) for s in seqs]
-    y = [torch.tensor(lab, dtype=torch.long) for lab in labels]  # each as long as its input
-    # Both (B, T), batch first: x padded with pad_id, y with IGNORE_INDEX.
-    return pad_sequence(x, True, pad_id), pad_sequence(y, True, IGNORE_INDEX)
 
 
 # ---- the generated task set -------------------------------------------------------------
@@ -160,6 +110,68 @@ def task_split(
     return examples[:n_train], examples[n_train:]
 
 
+def follow_up(previous: Example, rng: random.Random) -> Example | None:
+    """A next turn that works on ``previous``'s answer ("Now add 5 to it."), or None."""
+    r = previous.response
+    if r.isdigit():
+        n = rng.randint(1, 9)
+        return Example(f"Now add {n} to it.", str(int(r) + n), "add to it")
+    if " " in r:
+        return Example("And reverse that.", " ".join(reversed(r.split())), "reverse that")
+    bracketed = r.startswith("[")
+    if r != r.upper() and (bracketed or rng.random() < 0.5):
+        return Example("Now in capitals.", r.upper(), "capitals of that")
+    if not bracketed:
+        return Example("Put that in brackets.", f"[{r}]", "brackets of that")
+    return None
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A task and its follow-ups: each turn's instruction (the user's) and right answer."""
+
+    turns: tuple[Example, ...]
+
+    def messages(self, n_turns: int | None = None) -> list[dict[str, str]]:
+        """The first ``n_turns`` turns (all by default) as chat messages, answers included."""
+        out = []
+        for t in self.turns[:n_turns]:
+            out += [{"role": "user", "content": t.instruction},
+                    {"role": "assistant", "content": t.response}]  # fmt: skip
+        return out
+
+
+def converse(first: Sequence[Example], seed: int = 0, max_turns: int = 3) -> list[Conversation]:
+    """A conversation per example: it opens the conversation, followed by up to
+    ``max_turns - 1`` follow-ups (how many is drawn, reproducibly)."""
+    if max_turns < 1:
+        raise ValueError(f"max_turns must be at least 1, got {max_turns}")
+    rng = random.Random(seed)
+    out = []
+    for e in first:
+        turns = [e]
+        for _ in range(rng.randint(1, max_turns) - 1):
+            nxt = follow_up(turns[-1], rng)
+            if nxt is None:
+                break
+            turns.append(nxt)
+        out.append(Conversation(tuple(turns)))
+    return out
+
+
+def conversation_split(
+    n_train: int,
+    n_test: int,
+    seed: int = 0,
+    tasks: Sequence[str] | None = None,
+    max_turns: int = 3,
+) -> tuple[list[Conversation], list[Conversation]]:
+    """Training and held-out conversations; no opening instruction is in both (the follow-ups
+    are a few fixed phrasings, applied to answers the model has not seen)."""
+    train, test = task_split(n_train, n_test, seed=seed, tasks=tasks)
+    return converse(train, seed, max_turns), converse(test, seed + 1, max_turns)
+
+
 def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
     """The fraction of predictions equal to their reference (surrounding spaces ignored)."""
     if len(predictions) != len(references):
@@ -170,44 +182,34 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
     return hits / len(references)
 
 
+def turn_prompts(conversations: Sequence[Conversation]) -> list[tuple[list[dict], Example, int]]:
+    """Every assistant turn to answer: the conversation up to its user message (earlier
+    answers the right ones), the turn, and its number (1 = the opening task)."""
+    out = []
+    for c in conversations:
+        for k, turn in enumerate(c.turns):
+            prompt = c.messages(k) + [{"role": "user", "content": turn.instruction}]
+            out.append((prompt, turn, k + 1))
+    return out
+
+
 @torch.no_grad()
-def greedy_answers(
-    model: torch.nn.Module,
-    instructions: Sequence[str],
-    tokenizer,
-    max_new_tokens: int = 24,
-) -> list[str]:
-    """The model's greedy answer to each instruction, cut at its end token.
+def evaluate(
+    model: torch.nn.Module, conversations: Sequence[Conversation], tokenizer: ChatTokenizer
+) -> dict[str, float]:
+    """Exact match of greedy replies: overall (``"all"``), per turn (``"turn 2"``) and per task.
 
-    Prompts of the same length are generated together, so no padding or attention mask
-    is needed.
+    Each turn is asked with the right earlier answers in the context, so turn 2's score
+    measures turn 2 alone (does the model use what came before?), not turn 1's mistakes.
     """
-    device = next(model.parameters()).device
-    prompts = [tokenizer.encode(format_prompt(i)) for i in instructions]
-    by_length: dict[int, list[int]] = {}
-    for i, p in enumerate(prompts):
-        by_length.setdefault(len(p), []).append(i)
-    answers: list[str] = [""] * len(prompts)
-    for length, rows in by_length.items():
-        idx = torch.tensor([prompts[i] for i in rows], dtype=torch.long, device=device)  # (B, T)
-        out = generate(model, idx, max_new_tokens, temperature=0.0, eos_token=tokenizer.eot_token)
-        for row, i in enumerate(rows):
-            new = out[row, length:].tolist()
-            if tokenizer.eot_token in new:
-                new = new[: new.index(tokenizer.eot_token)]
-            answers[i] = tokenizer.decode(new)
-    return answers
-
-
-def evaluate(model: torch.nn.Module, examples: Sequence[Example], tokenizer) -> dict[str, float]:
-    """Exact-match accuracy overall (key ``"all"``) and per task, with greedy answers."""
-    if not examples:
-        raise ValueError("no examples to evaluate on")
+    if not conversations:
+        raise ValueError("no conversations to evaluate on")
+    asked = turn_prompts(conversations)
     # One token past the longest right answer is enough to tell right from wrong.
-    max_new_tokens = max(len(tokenizer.encode(e.response)) for e in examples) + 1
-    preds = greedy_answers(model, [e.instruction for e in examples], tokenizer, max_new_tokens)
-    scores = {"all": exact_match(preds, [e.response for e in examples])}
-    for task in sorted({e.task for e in examples}):
-        pairs = [(p, e.response) for p, e in zip(preds, examples, strict=True) if e.task == task]
-        scores[task] = exact_match([p for p, _ in pairs], [r for _, r in pairs])
-    return scores
+    n = max(len(tokenizer.encode(t.response)) for _, t, _ in asked) + 1
+    preds = greedy_replies(model, tokenizer, [p for p, _, _ in asked], n)
+    groups: dict[str, list[tuple[str, str]]] = {"all": []}
+    for pred, (_, turn, k) in zip(preds, asked, strict=True):
+        for key in ("all", f"turn {k}", turn.task):
+            groups.setdefault(key, []).append((pred, turn.response))
+    return {key: exact_match(*zip(*pairs, strict=True)) for key, pairs in groups.items()}

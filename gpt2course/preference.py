@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .instruct import IGNORE_INDEX, Example, collate, encode_example
+from .chat import IGNORE_INDEX, ChatTokenizer, collate, render_conversation
+from .instruct import Example
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,18 @@ def preference_pairs(examples: Sequence[Example], seed: int = 0) -> list[Prefere
 
 
 def sequence_logprobs(
-    model: torch.nn.Module, instructions: Sequence[str], answers: Sequence[str], tokenizer
+    model: torch.nn.Module,
+    instructions: Sequence[str],
+    answers: Sequence[str],
+    tokenizer: ChatTokenizer,
 ) -> torch.Tensor:
-    """log p(answer + end token | prompt) under ``model``, one sum per row: shape (B,)."""
-    pairs = zip(instructions, answers, strict=True)
-    batch = [encode_example(Example(i, a, ""), tokenizer) for i, a in pairs]
+    """log p(answer + ``<|end|>`` | the user's instruction) under ``model``, per row: (B,)."""
+    batch = [
+        render_conversation(
+            [{"role": "user", "content": i}, {"role": "assistant", "content": a}], tokenizer
+        )
+        for i, a in zip(instructions, answers, strict=True)
+    ]
     device = next(model.parameters()).device
     x, y = collate(batch)
     x, y = x.to(device), y.to(device)

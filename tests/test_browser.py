@@ -120,6 +120,22 @@ CASES = [
         "slider",  # the first slider is the temperature: 1.0 -> 1.1
         expect="temperature 1.1",
     ),
+    WidgetCase(
+        "chat",
+        "gpt2course.widgets.chat",
+        # Untrained models side by side: the test needs the wiring, not sensible replies.
+        "import torch\n"
+        "from gpt2course import chat\n"
+        "from gpt2course.model import GPT, GPTConfig\n"
+        "from gpt2course.widgets.chat import chat_widget\n"
+        "torch.manual_seed(0)\n"
+        "model = GPT(GPTConfig(vocab_size=260, n_layer=1, n_head=2, n_embd=32, context_length=64))\n"
+        "tok = chat.chat_tokenizer('bytes')\n"
+        "w = chat_widget({'base': model.eval(), 'tuned': model}, tok, max_new_tokens=4)",
+        "text",  # typed, then Tab: the message box sends when it loses focus, as on Enter
+        "Add 2 and 3.",
+        expect="user: Add 2 and 3.",
+    ),
 ]
 
 

@@ -92,3 +92,40 @@ def test_collate_learns_exactly_the_masked_next_tokens():
     learned = [t for t in y[0].tolist() if t != -100]
     assert tok.decode(learned) == "Yo<|end|>"
     assert tok.decode([t for t in y[1].tolist() if t != -100]) == "!<|end|>"
+
+
+def test_the_gpt2_path_on_the_standin_checkpoint(tmp_path):
+    """GPT-2's path, mechanics only: the stand-in has GPT-2's vocabulary and random weights."""
+    from gpt2course.experiments import chat_base
+    from gpt2course.instruct import converse, make_tasks
+    from gpt2course.model import lm_loss
+    from gpt2course.pretrained import write_standin_checkpoint
+
+    path = write_standin_checkpoint(tmp_path / "standin", n_layer=1, n_head=2, n_embd=32)
+    model, tok, what = chat_base(gpt2=str(path))
+    assert "stand-in" in what and "NOT GPT-2" in what  # never presented as GPT-2
+    assert tok.name == "gpt2+chat" and model.config.vocab_size == 50257
+    old = model.wte.weight.detach().clone()
+    grow_vocab(model, tok.vocab_size)
+    assert model.wte.weight.shape == (50261, 32)
+    assert model.lm_head.weight is model.wte.weight
+    assert torch.equal(model.wte.weight[:50257], old)
+    conversations = converse(make_tasks(4, seed=0), seed=0)
+    rendered = [render_conversation(c.messages(), tok) for c in conversations]
+    for c, (ids, mask) in zip(conversations, rendered, strict=True):
+        learned = tok.decode([i for i, m in zip(ids, mask, strict=True) if m])
+        assert learned == "".join(t.response + "<|end|>" for t in c.turns)
+        # GPT-2's own ids for the text: tiktoken's, with the chat tokens from 50257.
+        enc = tiktoken.get_encoding("gpt2")
+        assert ids[1 : 1 + len(enc.encode(c.turns[0].instruction))] == enc.encode(
+            c.turns[0].instruction
+        )
+    x, y = collate(rendered)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss = lm_loss(model(x), y)
+    loss.backward()
+    assert model.wte.weight.grad[50257:].abs().sum() > 0  # the new rows learn
+    opt.step()
+    assert torch.isfinite(loss) and not torch.equal(
+        model.wte.weight[50257:], old.mean(0).expand(4, -1)
+    )

@@ -1,68 +1,23 @@
-"""The instruction-tuning pieces against hand-built references, tiktoken, and greedy decoding."""
+"""Instruction tuning on conversations: the task set, follow-ups that need the earlier turns,
+held-out splits, greedy replies against a decoding loop written here, and a short tuning run."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from gpt2course import instruct
+from gpt2course.chat import chat_tokenizer, collate, greedy_replies, grow_vocab, render_conversation
 from gpt2course.instruct import (
-    IGNORE_INDEX,
+    Conversation,
     Example,
-    collate,
-    encode_example,
+    conversation_split,
+    converse,
     exact_match,
-    format_prompt,
-    greedy_answers,
     make_tasks,
     task_split,
 )
 from gpt2course.model import GPT, GPTConfig, lm_loss
-from gpt2course.tokenizer.named import ByteTokenizer
-
-
-def test_collate_masks_exactly_the_prompt_and_padding():
-    batch = [([1, 2, 3], [4, 5]), ([6, 7], [8, 9, 10, 11])]
-    x, y = collate(batch, pad_id=0)
-    # Built by hand: x is the sequence without its last token, y the next tokens,
-    # with -100 where the next token is a prompt token or padding.
-    want_x = torch.tensor([[1, 2, 3, 4, 0], [6, 7, 8, 9, 10]])
-    want_y = torch.tensor([[-100, -100, 4, 5, -100], [-100, 8, 9, 10, 11]])
-    assert torch.equal(x, want_x)
-    assert torch.equal(y, want_y)
-
-
-def test_masked_loss_is_the_mean_over_response_tokens_only():
-    torch.manual_seed(0)
-    batch = [([5, 6, 7, 8], [9, 3]), ([1, 2], [3, 4, 5])]
-    x, y = collate(batch)
-    logits = torch.randn(*x.shape, 11)
-    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
-    # Reference: log-probs of each response token given everything before it, by hand.
-    terms = []
-    for b, (prompt, response) in enumerate(batch):
-        for j, tok in enumerate(response):
-            pos = len(prompt) - 1 + j
-            terms.append(-torch.log_softmax(logits[b, pos], -1)[tok])
-    torch.testing.assert_close(loss, torch.stack(terms).mean())
-
-
-def test_encode_example_with_tiktoken_ends_with_endoftext():
-    from gpt2course.assets import tiktoken_gpt2
-
-    enc = tiktoken_gpt2()
-    ex = Example("Capitals: abc", "ABC", "upper")
-    prompt, response = encode_example(ex, enc)
-    assert enc.decode(prompt) == "### Instruction:\nCapitals: abc\n### Response:\n"
-    assert response == enc.encode("ABC") + [50256]
-    assert prompt + response[:-1] == enc.encode(format_prompt(ex.instruction) + "ABC")
-
-
-def test_byte_tokenizer_round_trips_and_ends_answers_with_a_newline():
-    tok = ByteTokenizer()
-    assert tok.decode(tok.encode("héllo [x]")) == "héllo [x]"
-    assert encode_example(Example("Add 1 and 2.", "3", "add"), tok)[1] == [ord("3"), ord("\n")]
 
 
 def test_task_set_is_seeded_checkable_and_split_without_overlap():
@@ -96,24 +51,64 @@ def test_exact_match():
         exact_match(["a"], ["a", "b"])
 
 
-def test_greedy_answers_are_argmax_decoding_cut_at_the_end_token():
+def test_follow_ups_compute_on_the_previous_answer():
+    train, test = conversation_split(600, 200, seed=0)
+    assert not {c.turns[0].instruction for c in train} & {c.turns[0].instruction for c in test}
+    assert {len(c.turns) for c in train} == {1, 2, 3}
+    for c in train + test:
+        for prev, turn in zip(c.turns, c.turns[1:], strict=False):
+            r, got = prev.response, turn.response
+            if turn.instruction.startswith("Now add "):
+                assert int(got) == int(r) + int(turn.instruction.split()[2])
+            elif turn.instruction == "And reverse that.":
+                assert got.split() == r.split()[::-1]
+            elif turn.instruction == "Now in capitals.":
+                assert got == r.upper() != r
+            else:
+                assert turn.instruction == "Put that in brackets." and got == f"[{r}]"
+    assert converse(make_tasks(50, seed=2), seed=3) == converse(make_tasks(50, seed=2), seed=3)
+
+
+def test_a_conversation_renders_as_alternating_messages():
+    c = Conversation(
+        (Example("Add 2 and 3.", "5", "add"), Example("Now add 4 to it.", "9", "add to it"))
+    )
+    assert c.messages() == [
+        {"role": "user", "content": "Add 2 and 3."},
+        {"role": "assistant", "content": "5"},
+        {"role": "user", "content": "Now add 4 to it."},
+        {"role": "assistant", "content": "9"},
+    ]
+    assert c.messages(1) == c.messages()[:2]
+    asked = instruct.turn_prompts([c])
+    assert [(len(p), t.response, k) for p, t, k in asked] == [(1, "5", 1), (3, "9", 2)]
+
+
+def test_greedy_replies_are_argmax_decoding_cut_at_the_end_token():
     torch.manual_seed(0)
-    model = GPT(
-        GPTConfig(vocab_size=256, context_length=128, n_embd=32, n_layer=1, n_head=2)
-    ).eval()
-    tok = ByteTokenizer()
-    instructions = ["Capitals: abc", "Brackets: xyz", "Capitals: abd"]
-    got = greedy_answers(model, instructions, tok, max_new_tokens=6)
-    for inst, answer in zip(instructions, got, strict=True):
+    model = GPT(GPTConfig(vocab_size=260, context_length=64, n_embd=32, n_layer=1, n_head=2))
+    model.eval()
+    tok = chat_tokenizer("bytes")
+    end = tok.special["<|end|>"]
+    with torch.no_grad():  # make <|end|> the argmax after a few tokens for some prompts
+        model.wte.weight[end] *= 4
+    asked = [
+        [{"role": "user", "content": "Capitals: abc"}],
+        [{"role": "user", "content": "Brackets: xyz"}],
+        [{"role": "user", "content": "Capitals: ab"}],
+    ]
+    got = greedy_replies(model, tok, asked, max_new_tokens=6)
+    for messages, answer in zip(asked, got, strict=True):
         # Reference: one prompt at a time, argmax of the full forward pass, no cache.
-        ids = tok.encode(format_prompt(inst))
+        ids = [tok.special["<|user|>"], *messages[0]["content"].encode(), end]
+        ids.append(tok.special["<|assistant|>"])
         new = []
         for _ in range(6):
             nxt = int(model(torch.tensor([ids + new]))[0, -1].argmax())
-            if nxt == tok.eot_token:
+            if nxt == end:
                 break
             new.append(nxt)
-        assert answer == tok.decode(new)
+        assert answer == bytes(i for i in new if i < 256).decode("utf-8", "replace")
 
 
 def test_bad_inputs_say_what_to_do():
@@ -121,8 +116,10 @@ def test_bad_inputs_say_what_to_do():
         make_tasks(5, tasks=["poetry"])
     with pytest.raises(ValueError, match="empty batch"):
         collate([])
-    with pytest.raises(ValueError, match="response marker"):
-        format_prompt("Reverse: a b\n### Response:\nb a")
+    with pytest.raises(ValueError, match="no conversations"):
+        instruct.evaluate(None, [], chat_tokenizer("bytes"))
+    with pytest.raises(ValueError, match="max_turns"):
+        converse(make_tasks(2), max_turns=0)
 
 
 @pytest.fixture
@@ -135,14 +132,14 @@ def one_thread():
 
 
 @pytest.mark.slow
-def test_instruction_tuning_beats_the_untuned_model_on_held_out_tasks(one_thread):
+def test_tuning_on_conversations_beats_the_untuned_model_per_turn(one_thread):
     torch.manual_seed(0)
-    tok = ByteTokenizer()
-    tasks = ["count", "last"]
-    train, test = task_split(800, 60, seed=0, tasks=tasks)
-    model = GPT(GPTConfig(vocab_size=256, context_length=128, n_embd=64, n_layer=2, n_head=4))
-    before = instruct.evaluate(model, test, tok)["all"]
-    data = [encode_example(e, tok) for e in train]
+    tok = chat_tokenizer("bytes")
+    train, test = conversation_split(800, 60, seed=0, tasks=["count", "last"])
+    model = GPT(GPTConfig(vocab_size=256, context_length=160, n_embd=64, n_layer=2, n_head=4))
+    grow_vocab(model, tok.vocab_size)
+    before = instruct.evaluate(model, test, tok)
+    data = [render_conversation(c.messages(), tok) for c in train]
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     g = torch.Generator().manual_seed(0)
     model.train()
@@ -152,8 +149,9 @@ def test_instruction_tuning_beats_the_untuned_model_on_held_out_tasks(one_thread
         opt.zero_grad()
         loss.backward()
         opt.step()
-    after = instruct.evaluate(model, test, tok)["all"]
-    assert after >= before + 0.15, (before, after)
+    after = instruct.evaluate(model, test, tok)
+    assert after["all"] >= before["all"] + 0.15, (before, after)
+    assert {"turn 1", "turn 2"} <= after.keys()
 
 
 # ---- the preference toy ----------------------------------------------------------------
@@ -178,16 +176,18 @@ def test_sequence_logprobs_sum_the_answer_tokens_only():
 
     torch.manual_seed(0)
     model = GPT(
-        GPTConfig(vocab_size=256, context_length=128, n_embd=32, n_layer=1, n_head=2)
+        GPTConfig(vocab_size=260, context_length=128, n_embd=32, n_layer=1, n_head=2)
     ).eval()
-    tok = ByteTokenizer()
+    tok = chat_tokenizer("bytes")
     instructions, answers = ["Capitals: ab", "Last word: dog cat"], ["AB", "cat"]
     with torch.no_grad():
         got = sequence_logprobs(model, instructions, answers, tok)
     for i, (inst, ans) in enumerate(zip(instructions, answers, strict=True)):
-        ids = tok.encode(format_prompt(inst))
+        # Reference: the prompt written out by hand, then each answer token's log-probability.
+        ids = [tok.special["<|user|>"], *inst.encode(), tok.special["<|end|>"]]
+        ids.append(tok.special["<|assistant|>"])
         want = 0.0
-        for t in tok.encode(ans) + [tok.eot_token]:
+        for t in [*ans.encode(), tok.special["<|end|>"]]:
             with torch.no_grad():
                 want += torch.log_softmax(model(torch.tensor([ids]))[0, -1], -1)[t].item()
             ids.append(t)

@@ -80,3 +80,18 @@ def test_widget_redraws_on_typing(gpt2):
     assert "1 token<" in out.value
     box.value = "one two three"
     assert "3 tokens" in out.value
+
+
+def test_render_trained_colours_exactly_the_masked_tokens():
+    from gpt2course.chat import chat_tokenizer, render_conversation
+    from gpt2course.widgets.tokens import CONTEXT, TRAINED, render_trained
+
+    tok = chat_tokenizer("bytes")
+    messages = [{"role": "user", "content": "Hi <b>"}, {"role": "assistant", "content": "Yo"}]
+    ids, mask = render_conversation(messages, tok)
+    out = render_trained(tok, ids, mask)
+    assert out.count(f"background:{TRAINED}") == 3  # "Y", "o", "<|end|>"
+    assert out.count(f"background:{CONTEXT}") == len(ids) - 3
+    assert "&lt;|assistant|&gt;" in out and "<b>" not in out
+    with pytest.raises(ValueError, match="differ in length"):
+        render_trained(tok, ids, mask[:-1])

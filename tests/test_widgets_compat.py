@@ -43,6 +43,16 @@ BUILDS = {
         "model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, context_length=64)).eval()\n"
         "w = sampling.sampling_playground(model)"
     ),
+    "chat": (
+        "import torch\n"
+        "from gpt2course import chat\n"
+        "from gpt2course.model import GPT, GPTConfig\n"
+        "from gpt2course.widgets import chat as chat_widgets\n"
+        "torch.manual_seed(0)\n"
+        "model = GPT(GPTConfig(vocab_size=260, n_layer=1, n_head=2, n_embd=32, context_length=64))\n"
+        "tok = chat.chat_tokenizer('bytes')\n"
+        "w = chat_widgets.chat_widget({'base': model.eval(), 'tuned': model}, tok, max_new_tokens=4)"
+    ),
 }
 
 # Builds every widget in one process (torch is imported once) and reports on each.

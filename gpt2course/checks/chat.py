@@ -1,110 +1,142 @@
-"""Checks for part 9: the masked collate of instruction tuning, and the DPO loss."""
+"""Checks for part 9: the chat format's render_conversation, and the DPO loss."""
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
 
-from .. import instruct
+from .. import chat
 from .. import preference as reference
-from ._core import CheckFailure, call, check, compare_tensors, require_tensor
+from ..chat import ChatTokenizer
+from ._core import CheckFailure, call, check, compare_tensors, require_tensor, say
 
-__all__ = ["check_collate", "check_dpo_loss"]
+__all__ = ["check_dpo_loss", "check_render_conversation"]
 
-IGNORE = instruct.IGNORE_INDEX
-
-# Prompts and responses of different lengths (so padding shows), ids above any pad id, and a
-# one-token response (so an off-by-one in the mask empties it).
-_BATCH = [
-    ([11, 12, 13], [21, 22, 23, 24]),
-    ([31, 32, 33, 34, 35], [41]),
-    ([51], [61, 62]),
+# A system message, two exchanges of different lengths, and a user who types a chat token's
+# spelling: on these every usual bug gives different ids or a different mask.
+_CONVERSATIONS = [
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Add 2 and 3."},
+        {"role": "assistant", "content": "5"},
+        {"role": "user", "content": "Now add 4 to it."},
+        {"role": "assistant", "content": "9, as 5 + 4."},
+    ],
+    [
+        {"role": "user", "content": "What does <|end|> do?"},
+        {"role": "assistant", "content": "It ends a message."},
+    ],
 ]
 
 
-def _collate_variant(batch, pad_id, *, shift=1, mask_prompt=True, mask_pad=True, extra=0,
-                     left=False, label_pad=IGNORE):  # fmt: skip
-    """Inputs and labels built the plain way, with knobs that reproduce the usual mistakes."""
-    xs, ys = [], []
-    for prompt, response in batch:
-        ids = list(prompt) + list(response)
-        x = ids[:-1] if shift else ids
-        targets = ids[1:] if shift else ids
-        n_prompt = len(prompt) - 1 + extra if shift else len(prompt) + extra
-        y = [label_pad if mask_prompt and i < n_prompt else t for i, t in enumerate(targets)]
-        xs.append(x)
-        ys.append(y)
-    T = max(len(x) for x in xs)
-    X = torch.full((len(batch), T), pad_id, dtype=torch.long)
-    Y = torch.full((len(batch), T), IGNORE if mask_pad else pad_id, dtype=torch.long)
-    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
-        if left:
-            X[i, T - len(x) :], Y[i, T - len(y) :] = torch.tensor(x), torch.tensor(y)
+def _render_variant(messages, tokenizer, *, special_as_text=False, end_after_user=True,
+                    learn=("assistant",), role_learned=False, end_learned=True):  # fmt: skip
+    """(ids, mask) built the plain way, with knobs that reproduce the usual mistakes."""
+    ids, mask = [], []
+    for m in messages:
+        if special_as_text:
+            role, end = tokenizer.encode(f"<|{m['role']}|>"), tokenizer.encode("<|end|>")
         else:
-            X[i, : len(x)], Y[i, : len(y)] = torch.tensor(x), torch.tensor(y)
-    return X, Y
+            role, end = [tokenizer.role_token(m["role"])], [tokenizer.end_token]
+        if not end_after_user and m["role"] != "assistant":
+            end = []
+        content, learned = tokenizer.encode(m["content"]), m["role"] in learn
+        ids += role + content + end
+        mask += [int(learned and role_learned)] * len(role) + [int(learned)] * len(content)
+        mask += [int(learned and end_learned)] * len(end)
+    return ids, mask
 
 
-@check("collate", instruct.collate)
-def check_collate(f):
-    """Check ``collate(batch, pad_id=0) -> (x, y)``: padded inputs, labels -100 but the answer."""
-    for pad_id in (0, 7):
-        batch = [(list(p), list(r)) for p, r in _BATCH]
-        got = call(f, batch, pad_id=pad_id, names=["batch"])
+def _first_difference(got: list, want: list, tokenizer: ChatTokenizer) -> str:
+    i = next((k for k, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), None)
+    i = min(len(got), len(want)) if i is None else i
+    return (
+        f"they first differ at position {i}: after {tokenizer.decode(want[:i])[-30:]!r} "
+        f"you have {tokenizer.decode(got[i : i + 3])!r}..., expected "
+        f"{tokenizer.decode(want[i : i + 3])!r}..."
+    )
+
+
+@check("render_conversation", chat.render_conversation)
+def check_render_conversation(f):
+    """Check ``render_conversation(messages, tokenizer) -> (ids, mask)`` on two conversations."""
+    for messages, base in zip(_CONVERSATIONS, ("bytes", "gpt2"), strict=True):
+        tok = chat.chat_tokenizer(base)
+        messages = [dict(m) for m in messages]
+        got = call(f, messages, tok, names=["messages"])
         if not (isinstance(got, tuple | list) and len(got) == 2):
-            raise CheckFailure(f"collate should return (x, y), got {type(got).__name__}")
-        x, y = got
-        require_tensor(x, "inputs x", dtype=torch.long)
-        require_tensor(y, "labels y", dtype=torch.long)
-        want_x, want_y = instruct.collate(batch, pad_id)
-        v = _collate_variant
-        x_bugs = [
-            (
-                "x keeps the last token; it has no next token to predict, so x is "
-                "prompt + response without its last id",
-                v(batch, pad_id, shift=0)[0],
-            ),
-            ("the padding goes on the left; pad on the right", v(batch, pad_id, left=True)[0]),
-        ]
-        if pad_id != 0:
-            x_bugs.append(("x is padded with 0; pad with the pad_id given", v(batch, 0)[0]))
-        compare_tensors(x, want_x, what=f"inputs x (pad_id={pad_id})", atol=0, rtol=0,
-                        likely_bugs=x_bugs)  # fmt: skip
-        y_bugs = [
+            raise CheckFailure(
+                f"render_conversation should return (ids, mask), got {type(got).__name__}"
+            )
+        ids, mask = got
+        if not (isinstance(ids, list) and isinstance(mask, list)):
+            raise CheckFailure(
+                f"ids and mask should be two lists, got {type(ids).__name__} and "
+                f"{type(mask).__name__} (collate turns lists into tensors later)"
+            )
+        want_ids, want_mask = chat.render_conversation(messages, tok)
+        v = functools.partial(_render_variant, messages, tok)
+        id_bugs = [
             (
                 (
-                    "the labels are not shifted: y[i] is the token after x[i]",
-                    "position i predicts ids[i + 1]: the labels are the same sequence "
-                    "moved one step left",
+                    "the chat tokens are written as text: encode('<|end|>') gives seven "
+                    "ordinary tokens, the spelling, not the control token",
+                    "use tokenizer.role_token(role) and tokenizer.end_token: ids after the "
+                    "base vocabulary, which no text can produce",
                 ),
-                v(batch, pad_id, shift=0)[1][:, : want_y.size(1)],
+                v(special_as_text=True)[0],
             ),
             (
-                "the prompt is not masked: its labels should be -100, so that the loss "
-                "counts only the answer",
-                v(batch, pad_id, mask_prompt=False)[1],
-            ),
-            (
-                "the padding's labels should be -100 too: the model must not learn to "
-                "predict padding",
-                v(batch, pad_id, mask_pad=False)[1],
-            ),
-            (
-                "one label too many is masked: the first answer token, predicted from "
-                "the prompt's last position, must count",
-                v(batch, pad_id, extra=1)[1],
-            ),
-            (
-                "masked labels are 0; use -100, the index cross_entropy ignores",
-                v(batch, pad_id, label_pad=0, mask_pad=True)[1],
-            ),
-            (
-                "the padding goes on the left; pad on the right",
-                v(batch, pad_id, left=True)[1],
+                "every message ends with <|end|>, the user's and the system's too, not only "
+                "the assistant's",
+                v(end_after_user=False)[0],
             ),
         ]
-        compare_tensors(y, want_y, what=f"labels y (pad_id={pad_id})", atol=0, rtol=0,
-                        likely_bugs=y_bugs)  # fmt: skip
+        if ids != want_ids:
+            for hint, wrong in id_bugs:
+                if ids == wrong:
+                    raise CheckFailure(
+                        f"the ids are wrong ({base} tokenizer). Likely bug: {say(hint)}"
+                    )
+            raise CheckFailure(
+                f"the ids are wrong ({base} tokenizer): {_first_difference(ids, want_ids, tok)}"
+            )
+        if len(mask) != len(ids):
+            raise CheckFailure(
+                f"ids and mask have different lengths ({len(ids)} and {len(mask)}): one mask "
+                "entry per id, 1 where that id is the assistant's to learn"
+            )
+        if any(m not in (0, 1) for m in mask):
+            raise CheckFailure(f"the mask holds {sorted(set(map(repr, mask)))}: use 0 and 1")
+        mask_bugs = [
+            ("the mask is inverted: 1 on the assistant's tokens, 0 elsewhere",
+             [1 - m for m in want_mask]),
+            ("the assistant's role token is learned: the format writes <|assistant|>, the "
+             "model only writes what follows it; mask it 0", v(role_learned=True)[1]),
+            ("the <|end|> after each assistant reply must be learned (mask 1): it is how the "
+             "model learns to stop", v(end_learned=False)[1]),
+            ("the user's messages are learned: only the assistant's replies get mask 1",
+             v(learn=("user", "assistant"))[1]),
+            ("the system message is learned: only the assistant's replies get mask 1",
+             v(learn=("system", "assistant"))[1]),
+            (("the mask is one token off: mask[i] says whether ids[i] itself is learned",
+              "collate does the shift to next-token labels; here, mark the reply's own tokens"),
+             want_mask[1:] + [0]),
+            (("the mask is one token off: mask[i] says whether ids[i] itself is learned",
+              "collate does the shift to next-token labels; here, mark the reply's own tokens"),
+             [0] + want_mask[:-1]),
+        ]  # fmt: skip
+        if [int(m) for m in mask] != want_mask:
+            learned = tok.decode([i for i, m in zip(ids, mask, strict=True) if m])
+            for hint, wrong in mask_bugs:
+                if [int(m) for m in mask] == wrong:
+                    raise CheckFailure(f"the mask is wrong. Likely bug: {say(hint)}")
+            raise CheckFailure(
+                f"the mask is wrong: it learns {learned!r}, expected "
+                f"{tok.decode([i for i, m in zip(ids, want_mask, strict=True) if m])!r}"
+            )
 
 
 def _dpo_inputs(seed: int = 0):

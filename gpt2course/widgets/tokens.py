@@ -1,11 +1,12 @@
 """The token viewer: type text, see its tokens as coloured spans, one tokenizer or several
-side by side. Hover over a token to read its id and bytes."""
+side by side. Hover over a token to read its id and bytes. ``render_trained`` colours a
+rendered conversation by what the loss learns."""
 
 from __future__ import annotations
 
 import functools
 import html
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import ipywidgets as widgets
 
@@ -46,11 +47,17 @@ def token_pieces(tokenizer: Tokenizer, text: str) -> list[tuple[int, str]]:
     return list(zip(ids, token_strings(tokenizer, ids, "backslashreplace"), strict=True))
 
 
-def _column(name: str, pieces: list[tuple[int, str]], n_chars: int, show_whitespace: bool) -> str:
+def _column(
+    name: str,
+    pieces: list[tuple[int, str]],
+    n_chars: int | None,
+    show_whitespace: bool,
+    colours: Sequence[str] | None = None,
+) -> str:
     spans = []
     for k, (i, piece) in enumerate(pieces):
         title = html.escape(f"id {i}: {piece!r}", quote=True)
-        colour = PALETTE[k % len(PALETTE)]
+        colour = colours[k] if colours else PALETTE[k % len(PALETTE)]
         shown = piece.replace(" ", "␣").replace("\t", "→") if show_whitespace else piece
         # Keep line breaks (the text's shape) but make them visible as tokens.
         body = html.escape(shown.replace("\n", "↵\n")) or "∅"
@@ -59,7 +66,7 @@ def _column(name: str, pieces: list[tuple[int, str]], n_chars: int, show_whitesp
             f'padding:1px 0;margin-right:1px">{body}</span>'
         )
     n = len(pieces)
-    ratio = f", {n_chars / n:.1f} characters per token" if n else ""
+    ratio = f", {n_chars / n:.1f} characters per token" if n and n_chars is not None else ""
     return (
         '<div style="flex:1 1 260px;min-width:220px">'
         f'<div style="font-weight:bold;margin-bottom:4px">{html.escape(name)}: '
@@ -87,6 +94,20 @@ def render_tokens(
         '<div class="gpt2c-tokens" style="display:flex;flex-wrap:wrap;gap:18px;'
         f'align-items:flex-start">{"".join(columns)}</div>'
     )
+
+
+TRAINED, CONTEXT = "#a8e6a0", "#e6e6e6"
+
+
+def render_trained(tokenizer: Tokenizer, ids: Sequence[int], mask: Sequence[int]) -> str:
+    """HTML of a rendered conversation's tokens: those the loss learns (mask 1) in green,
+    the context in grey. Hover over a token to read its id."""
+    if len(ids) != len(mask):
+        raise ValueError(f"ids and mask differ in length ({len(ids)} and {len(mask)})")
+    pieces = list(zip(ids, token_strings(tokenizer, ids, "backslashreplace"), strict=True))
+    colours = [TRAINED if m else CONTEXT for m in mask]
+    name = f"the conversation, learned tokens in green ({sum(map(bool, mask))})"
+    return f'<div class="gpt2c-tokens">{_column(name, pieces, None, False, colours)}</div>'
 
 
 def token_viewer(

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from gpt2course import chat, checks, instruct, rlhf
 from gpt2course.device import pick_device, quick_mode
 from gpt2course.experiments import shakespeare_base
+from gpt2course.widgets.chat import chat_widget
 
 device = pick_device()
 QUICK = quick_mode()
@@ -144,9 +145,8 @@ print(f"held-out pairwise accuracy: {rm_accuracy:.3f}")
 
 # %% [markdown]
 # How the reward model scores some replies it could meet, to a prompt it never trained on
-# (the rater's score beside it). Look at the shouting ones: the tuned model rarely shouts, so
-# the reward model saw few of them, and the rater's "never" is something it could not learn
-# from so few examples.
+# (the rater's score beside it). The tuned model rarely shouts, so the reward model saw few
+# shouting replies; look at where it puts them against a plain right answer.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -267,13 +267,14 @@ for name, model in [("tuned", sft), ("RL, KL", rl_policy), ("RL, no KL", nokl_po
     print(f"{name:10}", s.replies)
 
 # %% [markdown]
-# Without the penalty the policy drifts wherever the reward model does not object: its
-# replies end in the "!" the reward model learned to love, and then in "!!" and "!!!!",
-# which the rater hates and the reward model barely tells apart, while the answers
-# themselves, which the reward model judges only roughly, wander off. The reward model's
-# score stays high; the true score falls. The KL penalty makes every step away from the
-# tuned model cost something, so the policy takes only the changes that pay: it stays where
-# the reward model was trained, and where its scores mean something.
+# Without the penalty the policy drifts wherever the reward model does not object. The
+# reward model learned one thing well, that a reply should end with a single "!" (half the
+# pairs differ in just that), and the rest only roughly: whether the answer in front of it
+# is right, from a few hundred pairs. So the policy keeps the "!" and lets the answers wander
+# into strings the reward model cannot judge; its score stays high, and climbs, while the
+# rater's falls. The KL penalty makes every step away from the tuned model cost something,
+# so the policy takes only the changes that pay: it stays where the reward model was
+# trained, and where its scores mean something.
 #
 # This is why InstructGPT kept the penalty: its PPO reward was the reward model's score minus
 # $\beta \log(\pi/\pi_{\text{SFT}})$ per token, with $\beta = 0.02$, "to mitigate
@@ -345,16 +346,21 @@ print(f"cost: RL {rl_seconds:.0f} s for {RL_STEPS} steps, sampling {GROUP_SIZE *
 
 # %% [markdown]
 # ## 6. Talk to them
-# The same message to the base model, the tuned one, the RL one and the DPO one (greedy
-# replies). The base model has never seen a chat token: it continues with Shakespeare.
+# The same message to the base model, the tuned one, the RL one and the DPO one, each in its
+# own conversation, side by side (part 9's chat widget; greedy replies). The base model has
+# never seen a chat token: it continues with Shakespeare. Type your own message and press
+# Enter.
 
 # %%
-models = {"base": base, "tuned": sft, "RL + KL": rl_policy, "DPO": dpo_policy}
-for example in held_out[:3]:
-    messages = [{"role": "user", "content": example.instruction}]
-    print(f"{example.instruction!r} (the answer: {example.response!r})")
-    for name, model in models.items():
-        print(f"  {name:8} {chat.reply(model, tok, messages, max_new_tokens=MAX_NEW_TOKENS)!r}")
+w = chat_widget(
+    {"base": base, "tuned": sft, f"RL, KL {KL_COEF}": rl_policy, "DPO": dpo_policy},
+    tok,
+    max_new_tokens=MAX_NEW_TOKENS,
+    note="a byte-level GPT pretrained on Tiny Shakespeare, not GPT-2",
+)
+w.chat.send(held_out[0].instruction)
+w.chat.send(held_out[1].instruction)
+w
 
 # %% [markdown]
 # ## The end of the course

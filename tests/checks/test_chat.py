@@ -1,48 +1,112 @@
-"""The checks of notebook 09: the masked collate and the DPO loss."""
+"""The checks of notebook 09 (the chat format's render_conversation) and the DPO loss."""
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.nn.utils.rnn import pad_sequence
 
-from gpt2course import checks, instruct
-from gpt2course.checks.chat import _collate_variant
+from gpt2course import checks
+from gpt2course.chat import chat_tokenizer
 
 from .conftest import assert_right, assert_stub, assert_wrong
 
 
-def collate_in_place(batch, pad_id=0):
-    for prompt, response in batch:
-        prompt.extend(response)  # the caller's prompt now holds the answer too
-    return instruct.collate([(p[: len(p) - len(r)], r) for p, r in batch], pad_id)
+def render_variant(messages, tokenizer, bug=None):
+    """render_conversation written the plain way, with one of the learners' usual bugs."""
+    ids, mask = [], []
+    for m in messages:
+        if bug == "special_as_text":
+            role, end = tokenizer.encode(f"<|{m['role']}|>"), tokenizer.encode("<|end|>")
+        else:
+            role, end = [tokenizer.role_token(m["role"])], [tokenizer.end_token]
+        if bug == "no_end_after_user" and m["role"] != "assistant":
+            end = []
+        content = tokenizer.encode(m["content"])
+        learn = m["role"] == "assistant" or (bug == "system_learned" and m["role"] == "system")
+        if bug == "user_learned":
+            learn = m["role"] != "system"
+        ids += role + content + end
+        mask += [int(learn and bug == "role_masked")] * len(role)
+        mask += [int(learn)] * len(content)
+        mask += [int(learn and bug != "end_unmasked")] * len(end)
+    if bug == "shifted":  # mask[i] says whether ids[i + 1] is learned: the labels' view
+        mask = mask[1:] + [0]
+    if bug == "per_message":
+        mask = [m["role"] == "assistant" for m in messages]
+    if bug == "inverted":
+        mask = [1 - v for v in mask]
+    return ids, mask
 
 
-COLLATE_WRONG = [
-    (lambda b, pad_id=0: _collate_variant(b, pad_id, shift=0), "x keeps the last token"),
-    (lambda b, pad_id=0: _collate_variant(b, pad_id, mask_prompt=False), "the prompt is not masked"),
-    (lambda b, pad_id=0: _collate_variant(b, pad_id, mask_pad=False), "padding's labels should be -100"),
-    (lambda b, pad_id=0: _collate_variant(b, pad_id, extra=1), "one label too many is masked"),
-    (lambda b, pad_id=0: _collate_variant(b, pad_id, label_pad=0), "masked labels are 0"),
-    (lambda b, pad_id=0: _collate_variant(b, pad_id, left=True), "pad on the right"),
-    (lambda b, pad_id=0: _collate_variant(b, 0), "pad with the pad_id given"),
-    (lambda b, pad_id=0: tuple(t.float() for t in instruct.collate(b, pad_id)), "must be integers"),
-    (collate_in_place, "changed its input `batch` in place"),
-]  # fmt: skip
+def render_in_place(messages, tokenizer):
+    if messages[0]["role"] == "system":  # takes the system message off the caller's list
+        system = [messages.pop(0)]
+        return tuple(a + b for a, b in zip(render_variant(system, tokenizer),
+                                           render_variant(messages, tokenizer), strict=True))  # fmt: skip
+    return render_variant(messages, tokenizer)
 
 
-@pytest.mark.parametrize("wrong, expect", COLLATE_WRONG, ids=[e for _, e in COLLATE_WRONG])
-def test_collate_wrong_solutions_are_named(wrong, expect):
-    assert_wrong(checks.check_collate, wrong, expect)
+RENDER_WRONG = [
+    ("role_masked", "role token is learned"),
+    ("end_unmasked", "the <|end|> after each assistant reply must be learned"),
+    ("user_learned", "the user's messages are learned"),
+    ("special_as_text", "written as text"),
+    ("shifted", "one token off"),
+    ("system_learned", "the system message is learned"),
+    ("no_end_after_user", "every message ends with <|end|>"),
+    ("per_message", "one mask entry per id"),
+    ("inverted", "the mask is inverted"),
+]
 
 
-def collate_by_pad_sequence(batch, pad_id=0):
-    """Right, another way: torch's pad_sequence, and the mask from the prompt lengths."""
-    xs = [torch.tensor(p + r)[:-1] for p, r in batch]
-    ys = [torch.tensor([-100] * (len(p) - 1) + r) for p, r in batch]
-    return (
-        pad_sequence(xs, batch_first=True, padding_value=pad_id),
-        pad_sequence(ys, batch_first=True, padding_value=-100),
+@pytest.mark.parametrize("bug, expect", RENDER_WRONG, ids=[b for b, _ in RENDER_WRONG])
+def test_render_conversation_wrong_solutions_are_named(bug, expect):
+    assert_wrong(
+        checks.check_render_conversation, lambda m, t: render_variant(m, t, bug=bug), expect
     )
+
+
+def test_render_conversation_that_changes_its_messages_is_refused():
+    assert_wrong(checks.check_render_conversation, render_in_place, "in place")
+
+
+def test_render_conversation_returning_tensors_is_refused():
+    def as_tensors(m, t):
+        ids, mask = render_variant(m, t)
+        return torch.tensor(ids), torch.tensor(mask)
+
+    assert_wrong(checks.check_render_conversation, as_tensors, "lists")
+
+
+def render_by_segments(messages, tokenizer):
+    """Right, another way: a list of (tokens, learned) segments, flattened at the end."""
+    segments = []
+    for m in messages:
+        learned = m["role"] == "assistant"
+        segments.append(([tokenizer.role_token(m["role"])], False))
+        segments.append((tokenizer.encode(m["content"]) + [tokenizer.end_token], learned))
+    ids = [t for seg, _ in segments for t in seg]
+    mask = [int(learned) for seg, learned in segments for _ in seg]
+    return ids, mask
+
+
+def render_with_bools(messages, tokenizer):
+    """Right, another way: the special ids from the tokenizer's table, the mask as booleans."""
+    ids, mask = [], []
+    for m in messages:
+        body = [tokenizer.special[f"<|{m['role']}|>"], *tokenizer.encode(m["content"])]
+        body.append(tokenizer.special["<|end|>"])
+        ids.extend(body)
+        mask.extend([False] + [m["role"] == "assistant"] * (len(body) - 1))
+    return ids, mask
+
+
+def test_render_conversation_check_uses_a_real_conversation():
+    tok = chat_tokenizer("bytes")
+    ids, mask = render_by_segments(
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}], tok
+    )
+    assert tok.decode(ids) == "<|user|>Hi<|end|><|assistant|>Yo<|end|>"
+    assert tok.decode([i for i, m in zip(ids, mask, strict=True) if m]) == "Yo<|end|>"
 
 
 def dpo(pc, pr, rc, rr, beta=0.1, bug=None):
@@ -109,8 +173,9 @@ def test_dpo_reference_matches_the_papers_formula():
 
 
 RIGHT = [
-    (checks.check_collate, lambda b, pad_id=0: instruct.collate(b, pad_id)),
-    (checks.check_collate, collate_by_pad_sequence),
+    (checks.check_render_conversation, render_variant),
+    (checks.check_render_conversation, render_by_segments),
+    (checks.check_render_conversation, render_with_bools),
     (checks.check_dpo_loss, lambda *a, beta=0.1: dpo(*a, beta=beta)),
     (checks.check_dpo_loss, dpo_softplus),
     (checks.check_dpo_loss, dpo_log_sigmoid),
@@ -122,7 +187,7 @@ def test_other_right_solutions_pass(check, right):
     assert_right(check, right)
 
 
-@pytest.mark.parametrize("check", [checks.check_collate, checks.check_dpo_loss])
+@pytest.mark.parametrize("check", [checks.check_render_conversation, checks.check_dpo_loss])
 def test_stub_is_not_done_yet(check):
     def stub(*args, **kwargs):
         raise NotImplementedError
