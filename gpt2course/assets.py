@@ -1,6 +1,7 @@
 """Everything the course downloads, in one cache folder, verified by sha256.
 
-``fetch(name)`` returns the path of a verified file, downloading it once. For rooms with
+``fetch(name)`` returns the path of a verified file, downloading it once (from
+``$GPT2COURSE_ASSETS_URL`` instead of the published URLs, when set). For rooms with
 no network, ``python -m gpt2course assets bundle DIR`` writes every file to a folder and
 ``assets seed --from DIR`` imports such a folder on another machine (gpt2course.workshop.offline).
 """
@@ -159,13 +160,20 @@ def download(url: str, dest: Path, sha256: str, retries: int = 3, timeout: float
     raise AssetError(f"could not download {url} after {attempt + 1} tries ({last}). {OFFLINE_HINT}")
 
 
-def fetch(name: str) -> Path:
+def url_of(name: str) -> str:
+    """Where an asset is downloaded from: its published URL, or ``$GPT2COURSE_ASSETS_URL/NAME``
+    when that names a mirror (a room's own server holding a bundle, or a test's)."""
+    mirror = os.environ.get("GPT2COURSE_ASSETS_URL")
+    return f"{mirror.rstrip('/')}/{name}" if mirror else _get(name).url
+
+
+def fetch(name: str, timeout: float = 10.0) -> Path:
     """The path of a verified asset in the cache, downloading it once if needed."""
     asset, dest = _get(name), path_of(name)
     if is_present(name):
         return dest
     dest.unlink(missing_ok=True)  # a damaged copy: fetch it again
-    return download(asset.url, dest, asset.sha256)
+    return download(url_of(name), dest, asset.sha256, timeout=timeout)
 
 
 def ensure_tiktoken_files() -> None:

@@ -3,7 +3,7 @@
 A checkpoint is a folder, and the one format every command reads (``generate --model``,
 ``train --resume``, ``load_pretrained``, transformers' ``from_pretrained``)::
 
-    config.json            GPT-2's config.json keys, plus our whole GPTConfig
+    config.json            GPT-2's config.json keys, plus dropout and bias (gpt2course_config)
     model.safetensors      the weights in GPT-2's layout (``save_pretrained``'s names)
     optimizer.safetensors  AdamW's moments and step counts, one tensor each (optional)
     checkpoint.json        step, data position, loss history, train config, the optimizer's
@@ -35,8 +35,7 @@ from .files import (
     sha256_of,
 )
 from .model import GPT, GPTConfig
-from .pretrained import load_pretrained, write_model
-from .pretrained.convert import OUR_CONFIG_KEY
+from .pretrained import load_pretrained, read_config, write_model
 from .pretrained.safetensors_file import SafetensorsFile, write_safetensors
 
 FORMAT = "gpt2course-checkpoint"
@@ -215,6 +214,11 @@ def _read_meta(path: Path) -> dict:
         meta = json.loads(f.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{f} is damaged or truncated ({e}); use another checkpoint") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{f} holds a JSON {type(meta).__name__}, not a checkpoint's settings (an object); "
+            "it was overwritten: use another checkpoint, or save this model again"
+        )
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{f} is not a {FORMAT} file (format {meta.get('format')!r})")
     if meta.get("version", 0) > VERSION:
@@ -282,8 +286,7 @@ def run_settings(path: str | Path) -> dict[str, dict[str, Any]]:
     ``train --resume DIR`` needs no ``--config``."""
     path = Path(path)
     meta = _read_meta(path)
-    raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    model = raw[OUR_CONFIG_KEY]
+    model = read_config(path).to_dict()
     train = dict(meta.get("train_config") or {})
     train.pop("checkpoint_dir", None)  # --out says where this run saves
     return {

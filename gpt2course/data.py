@@ -27,16 +27,61 @@ TEXTS = {"tinyshakespeare": "tinyshakespeare.txt"}
 def load_text(name_or_path: str = "shakespeare") -> str:
     """A course text by name (``"tinyshakespeare"``, or ``"shakespeare"``) from the course
     cache, or the contents of a UTF-8 text file."""
+    return text_file(name_or_path).read_text(encoding="utf-8")
+
+
+def text_file(name_or_path: str) -> Path:
+    """The file of a course text (fetched into the cache once) or of a path."""
     name = "tinyshakespeare" if name_or_path == "shakespeare" else name_or_path
     if name in TEXTS:
-        return assets.fetch(TEXTS[name]).read_text(encoding="utf-8")
+        return assets.fetch(TEXTS[name])
     p = Path(name_or_path)
     if not p.is_file():
         raise FileNotFoundError(
             f"unknown text {name_or_path!r}: not a text file, nor one of the course's texts "
             f"({', '.join(sorted(TEXTS))}, or 'shakespeare'); pass one of those or a file's path"
         )
-    return p.read_text(encoding="utf-8")
+    return p
+
+
+def read_chunks(path: str | Path, size: int = 1 << 16) -> Iterator[str]:
+    """A UTF-8 text file's text, ``size`` characters at a time (long lines cut too)."""
+    with open(path, encoding="utf-8") as f:
+        yield from iter(lambda: f.read(size), "")
+
+
+def encode_text(name_or_path: str, tokenizer: Tokenizer) -> torch.Tensor:
+    """The token ids of a course text, a UTF-8 text file, or a folder of ``.txt`` files (each
+    one document, followed by the tokenizer's end-of-text token), as a 1-D LongTensor.
+
+    Files are encoded as they are read (``tokenizer.encode_iterable``), so memory holds the
+    ids, never the whole text; the ids are those of encoding each file at once.
+    """
+    p = Path(name_or_path)
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*.txt") if f.is_file())
+        if not files:
+            raise FileNotFoundError(f"{p} is a folder with no .txt files; put your texts there")
+    else:
+        files = [text_file(name_or_path)]
+    eot = getattr(tokenizer, "eot_token", None) if p.is_dir() else None
+
+    def ids() -> Iterator[int]:
+        for f in files:
+            try:
+                if hasattr(tokenizer, "encode_iterable"):
+                    yield from tokenizer.encode_iterable(read_chunks(f))
+                else:  # a tokenizer without one (tiktoken's own): the whole file at once
+                    yield from encode_in_pieces(tokenizer.encode, f.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{f} is not UTF-8 text ({e.reason}); save it as UTF-8 "
+                    "or move it out of the folder"
+                ) from None
+            if eot is not None:
+                yield eot
+
+    return torch.from_numpy(np.fromiter(ids(), dtype=np.int64))
 
 
 def _as_ids(ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
@@ -201,10 +246,10 @@ class RandomBatches:
 
     def __post_init__(self) -> None:
         n, T = len(self.tokens), self.context_length
-        if n < T + 2:
+        if n < T + 1:
             raise ValueError(
-                f"only {n} tokens: a window needs context_length + 1 = {T + 1}; "
-                "use a smaller context_length or more text"
+                f"only {n} tokens: a window needs context_length + 1 = {T + 1} (the input and "
+                "the one next token); use a smaller context_length or more text"
             )
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} is not in 0..{self.world_size - 1}")
@@ -212,8 +257,10 @@ class RandomBatches:
     def batch(self, n: int) -> Batch:
         """The ``n``-th batch of this rank: x and y, each (batch_size, context_length)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + n * self.world_size + self.rank)
+        # The last window starts at n - T - 1 (its target ends on the last token);
+        # randint's bound is exclusive, so n - T draws every one of num_windows(n, T, 1).
         starts = torch.randint(
-            len(self.tokens) - self.context_length - 1, (self.batch_size, 1), generator=g
+            len(self.tokens) - self.context_length, (self.batch_size, 1), generator=g
         )
         idx = starts + torch.arange(self.context_length)  # (B, T)
         return self._gather(idx), self._gather(idx + 1)  # y is x shifted by one token

@@ -65,3 +65,9 @@ def in_colab() -> bool:
 def quick_mode() -> bool:
     """Whether to run with the small, fast settings (nbval and CI set GPT2COURSE_QUICK=1)."""
     return os.environ.get("GPT2COURSE_QUICK", "") not in ("", "0")
+
+
+def progress_bars() -> bool:
+    """Whether to draw progress bars: yes, except where the outputs are kept (the notebook
+    builder and nbval set GPT2COURSE_PROGRESS=0, so no bar's fragments land in a notebook)."""
+    return os.environ.get("GPT2COURSE_PROGRESS", "") != "0"

@@ -1,7 +1,8 @@
 """Small experiments the notebooks run and the tests check, so both use the same code:
-deep stacks with pre-LN, post-LN or no residuals (part 4), and the base that part 9 turns
-into a chat model (GPT-2 where its weights are at hand, else a small Shakespeare base),
-with preference pairs from its own mistakes.
+an embedding table trained for a few seconds (part 2), deep stacks with pre-LN, post-LN or
+no residuals (part 4), and the base that part 9 turns into a chat model (GPT-2 where its
+weights are at hand, else a small Shakespeare base), with preference pairs from its own
+mistakes.
 """
 
 from __future__ import annotations
@@ -37,6 +38,47 @@ class GradientProfile:
 def _shakespeare_bytes() -> torch.Tensor:
     """Tiny Shakespeare as byte ids, (N,)."""
     return torch.tensor(list(load_text("shakespeare").encode("utf-8")))
+
+
+def byte_embeddings(text: str, n_embd: int = 16, steps: int = 300, seed: int = 0) -> torch.Tensor:
+    """A (256, n_embd) table of byte vectors learned by predicting the next byte from the
+    current one alone (``wte``, then a linear head: a bigram model). Bytes that are followed
+    by the same kinds of bytes end up with similar vectors; bytes absent from ``text`` keep
+    their random start.
+
+    Each step sees every byte pair of the text at once, through their counts: the full loss,
+    with no sampling, in milliseconds.
+    """
+    b = torch.tensor(list(text.encode("utf-8")))
+    if len(b) < 2:
+        raise ValueError("the text needs at least 2 bytes (one byte and the one after it)")
+    counts = torch.zeros(256, 256).index_put_(
+        (b[:-1], b[1:]), torch.ones(len(b) - 1), accumulate=True
+    )
+    weights = counts / counts.sum()  # (256, 256): how often byte a is followed by byte b
+    torch.manual_seed(seed)
+    wte, head = nn.Embedding(256, n_embd), nn.Linear(n_embd, 256)
+    opt = torch.optim.Adam([*wte.parameters(), *head.parameters()], lr=0.05)
+    for _ in range(steps):
+        logp = F.log_softmax(head(wte.weight), dim=-1)  # (256, 256): row a predicts what follows a
+        loss = -(weights * logp).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return wte.weight.detach()
+
+
+def nearest(table: torch.Tensor, row: int, k: int = 5, among: list[int] | None = None) -> list[int]:
+    """The ``k`` rows of ``table`` nearest to row ``row`` by cosine similarity, itself left
+    out; only rows in ``among`` (e.g. the bytes that occur in the text), when given."""
+    unit = F.normalize(table, dim=-1)
+    sims = unit @ unit[row]  # (rows,)
+    if among is not None:
+        keep = torch.zeros_like(sims, dtype=torch.bool)
+        keep[among] = True
+        sims[~keep] = -2.0
+    sims[row] = -2.0
+    return sims.topk(k).indices.tolist()
 
 
 class _Stack(nn.Module):

@@ -1,5 +1,6 @@
-"""Figures the notebooks draw: the course roadmap (part 0), the model, its heads and the KV
-cache (parts 3-5), and the GPT timeline (part 9).
+"""Figures the notebooks draw: the course roadmap and the workbench (part 0), the model, its
+heads and the KV cache (parts 3-5), what a trained model's heads do (part 7), and the GPT
+timeline (part 9).
 
 Functions returning a new matplotlib ``Figure`` (made with pyplot, so a notebook's
 ``plt.show()`` displays it); the data they draw is public here, so the tests can check it
@@ -11,8 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
+import numpy as np
+import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Rectangle
+
+from .widgets.attention import attention_weights
 
 # (part, short title, stage): the stages colour the roadmap.
 ROADMAP: list[tuple[str, str, str]] = [
@@ -64,8 +69,9 @@ TIMELINE: list[Milestone] = [
         "Brown et al. 2020, Language Models are Few-Shot Learners",
     ),
     Milestone(
-        "InstructGPT", 2022 + 2 / 12, "Mar 2022", "1.3B-175B", "", "API only",
-        "Ouyang et al. 2022, Training language models to follow instructions with human feedback",
+        "InstructGPT", 2022 + 0 / 12, "27 Jan 2022", "1.3B-175B", "", "API default (paper Mar 2022)",
+        "OpenAI, Aligning Language Models to Follow Instructions (27 Jan 2022); Ouyang et al. "
+        "2022 (March), Training language models to follow instructions with human feedback",
     ),
     Milestone(
         "ChatGPT", 2022 + 10 / 12, "30 Nov 2022", "undisclosed", "",
@@ -129,6 +135,39 @@ def timeline_figure() -> Figure:
     ax.spines[["left", "right", "top"]].set_visible(False)
     ax.set_title("From GPT-1 to GPT-4", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def workbench_figure(
+    piece: str = "CausalSelfAttention", made_in: str = "03", used_in: str = "04"
+) -> Figure:
+    """How a piece travels: its check keeps it on the workbench; a later notebook rebuilds and
+    checks it again, and uses yours if it passes, else the reference's."""
+    fig = plt.figure(figsize=(10, 2.6))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(-0.1, 11.0)
+    ax.set_ylim(-1.5, 1.3)
+    ax.axis("off")
+    steps = [
+        (1.1, f"part {made_in}: you write\n{piece}", "#90caf9"),
+        (3.7, "its check passes\n(✓ in the notebook)", "#a5d6a7"),
+        (6.3, f"the workbench keeps\nits source:\n{piece}.py", "#ffcc80"),
+        (8.9, f'part {used_in}: workbench.use(\n"{piece}")\nrebuilds it, checks again', "#ce93d8"),
+    ]
+    for k, (x, text, colour) in enumerate(steps):
+        _flow(ax, 0.55, text, colour, width=2.2, x=x)
+        if k:
+            _arrow(ax, steps[k - 1][0] + 1.1, 0.55, x - 1.1, 0.55)
+    for x, text, colour, why in [
+        (7.9, "yours", "#a5d6a7", "it passes"),
+        (10.0, "the reference's", "#eceff1", "missing, or fails now"),
+    ]:
+        _flow(ax, -0.85, text, colour, width=1.6, x=x)
+        _arrow(ax, 8.9, 0.2, x, -0.55)
+        ax.text(x, -1.3, why, ha="center", fontsize=7.5, color="#546e7a")
+    ax.text(3.7, -0.45, "a wrong answer, or none yet: the notebook carries\n"
+            "on with the reference, and nothing is kept", ha="center", fontsize=7.5,
+            color="#546e7a")  # fmt: skip
     return fig
 
 
@@ -262,5 +301,53 @@ def kv_cache_figure(prompt: int = 4, steps: int = 3) -> Figure:
         ax.axis("off")
     fig.suptitle("The newest query attends to every cached key; old queries are never needed again",
                  fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------ what the heads do
+# Part 7 looks for two kinds of heads that trained GPTs grow (Olsson et al. 2022, "In-context
+# Learning and Induction Heads"): previous-token heads, and induction heads, which on a
+# repeated text look at what followed the current token the first time, so it can be copied.
+
+
+def head_scores(model, n: int = 50, seed: int = 0) -> tuple:
+    """Each head's (previous-token, induction) score, two (n_layer, n_head) tensors in [0, 1].
+
+    The model reads ``n`` distinct random tokens twice over. A head's previous-token score is
+    its mean attention from each position to the one before it; its induction score, the mean
+    attention from each token of the repeat to the token after that token's first occurrence.
+    Random tokens leave nothing to guess from but the repeat itself.
+    """
+    vocab, context = model.config.vocab_size, model.config.context_length
+    n = min(n, vocab, context // 2)
+    if n < 2:
+        raise ValueError(f"the model's context ({context}) is too short to repeat 2 tokens")
+    g = torch.Generator().manual_seed(seed)
+    first = torch.randperm(vocab, generator=g)[:n]
+    w = attention_weights(model, torch.cat([first, first]))  # (L, nh, 2n, 2n)
+    i = torch.arange(1, 2 * n)
+    previous = w[:, :, i, i - 1].mean(-1)  # (L, nh)
+    i = torch.arange(n, 2 * n)
+    induction = w[:, :, i, i - n + 1].mean(-1)  # (L, nh)
+    return previous, induction
+
+
+def head_scores_figure(previous, induction, title: str = "") -> Figure:
+    """The two scores of ``head_scores`` as heat maps, layer by head, each head's value on it."""
+    previous, induction = (torch.as_tensor(t).float().numpy() for t in (previous, induction))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(previous) + 1.6))
+    for ax, scores, name in (
+        (axes[0], previous, "previous-token"),
+        (axes[1], induction, "induction"),
+    ):
+        ax.imshow(scores, vmin=0, vmax=1, cmap="Blues")
+        for (layer, head), v in np.ndenumerate(scores):
+            ax.text(head, layer, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if v > 0.6 else "black")  # fmt: skip
+        ax.set_xlabel("head"), ax.set_ylabel("layer")
+        ax.set_xticks(range(scores.shape[1])), ax.set_yticks(range(scores.shape[0]))
+        ax.set_title(f"{name} score", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .cache import KVCache
+from .model import check_id_dtype
 
 # Temperatures this small put all the mass on the argmax anyway, but dividing by them
 # overflows the logits to inf and the softmax to NaN (1e-40 crashed torch.multinomial):
@@ -120,8 +121,8 @@ def generate_step(
 
 
 def check_prompt(idx: torch.Tensor, max_new_tokens: int, vocab_size: int | None = None) -> None:
-    """Raise ``ValueError`` for a prompt or length ``model(...)`` could not decode from: the
-    one check both ``stream`` and ``FastGenerator`` run, so they refuse the same inputs."""
+    """Raise ``ValueError`` (``TypeError`` for ids that are not integers) for a prompt or
+    length ``model(...)`` could not decode from: the one check both ``stream`` and ``FastGenerator`` run, so they refuse the same inputs."""
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
         raise ValueError(
             "idx must be a (batch, time) tensor of token ids; for one prompt use "
@@ -135,11 +136,7 @@ def check_prompt(idx: torch.Tensor, max_new_tokens: int, vocab_size: int | None 
         or max_new_tokens < 0
     ):
         raise ValueError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
-    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
-        raise ValueError(
-            f"idx holds {str(idx.dtype).removeprefix('torch.')} values; token ids are integers "
-            "(torch.long): a float would be truncated to some other token"
-        )
+    check_id_dtype(idx)  # TypeError, in the words the model's own forward uses
     if vocab_size is not None and idx.numel() and (idx.min() < 0 or idx.max() >= vocab_size):
         raise ValueError(
             f"token ids must be in [0, {vocab_size}), got ids from {int(idx.min())} to "

@@ -77,6 +77,17 @@ class Block(nn.Module):
         return x
 
 
+def check_id_dtype(idx: torch.Tensor) -> None:
+    """Raise ``TypeError`` unless ``idx`` holds integer token ids: the one check ``GPT.forward``,
+    ``generate`` and ``FastGenerator`` share, so they refuse a float prompt in the same words."""
+    if idx.dtype not in (torch.int64, torch.int32):
+        raise TypeError(
+            f"idx holds {str(idx.dtype).removeprefix('torch.')} values; token ids are integers "
+            "(torch.long): a float would be truncated to some other token. Build them from the "
+            "tokenizer's ids, e.g. torch.tensor([ids])"
+        )
+
+
 class GPT(nn.Module):
     """GPT-2: token and position embeddings, ``n_layer`` blocks, a final LayerNorm, and a
     language-model head tied to the token embedding."""
@@ -147,8 +158,7 @@ class GPT(nn.Module):
                 f"idx must be a (batch, time) tensor of token ids, got {shape}; "
                 "for one sequence use idx[None] (or torch.tensor([ids]))"
             )
-        if idx.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"idx must hold integer token ids (torch.long), got {idx.dtype}")
+        check_id_dtype(idx)
         if idx.size(1) == 0:
             raise ValueError("idx is empty: give at least one token (e.g. <|endoftext|>)")
         # A bad id on a GPU is a cryptic device-side assert; catch it here, on the CPU only

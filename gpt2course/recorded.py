@@ -12,6 +12,7 @@ generator puts a cell after each of them that shows it, labelled as such.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from .device import quick_mode
@@ -22,6 +23,17 @@ FOLDER = Path(__file__).parent / "recorded"
 def path(slug: str) -> Path:
     """Where the recorded full-size outputs of one notebook are kept."""
     return FOLDER / f"{slug}.json"
+
+
+def busy(meta: dict) -> str:
+    """How busy the machine was during a recorded run, in words for its label."""
+    load, cores = meta.get("load"), meta.get("cores")
+    if load is None:
+        return "(how busy the machine was is not recorded)"
+    if load < 1:
+        return f"(a quiet machine: load {load:.1f})"
+    share = f" on {cores} cores" if cores else ""
+    return f"(a shared machine: load {load:.1f}{share}, so slower than it would be alone)"
 
 
 def show(slug: str, key: str) -> None:
@@ -42,7 +54,8 @@ def show(slug: str, key: str) -> None:
     meta = record["meta"]
     print(
         f"{above}\nRecorded full-size run (the default settings, not quick mode): {meta['date']}, "
-        f"{meta['device']}, torch {meta['torch']}, notebook run in {meta['minutes']:.1f} min.\n"
+        f"{meta['device']}, torch {meta['torch']}, notebook run in {meta['minutes']:.1f} min "
+        f"{busy(meta)}.\n"
     )
     for out in record["cells"][key]:
         if out.get("output_type") == "stream":
@@ -50,3 +63,65 @@ def show(slug: str, key: str) -> None:
             print("".join(text) if isinstance(text, list) else text, end="")
         elif "data" in out:
             display(out["data"], raw=True)
+
+
+# What pushes a figure out of its band, most likely first: the card prints these when the
+# learner's figure is above ("high") or below ("low") what the recorded runs reached.
+CAUSES: dict[str, dict[str, dict[str, list[str]]]] = {
+    "06_pretraining": {
+        "validation loss": {
+            "high": [
+                "wpe or wte left at PyTorch's N(0, 1): GPT-2 starts both at std 0.02 "
+                "(a GPT that initialises only its Linear layers ends near 2.6)",
+                "the learning rate: no warmup, a schedule that decays too early, or a "
+                "learning rate changed from 2e-3 (plot lr_schedule over the run)",
+                "train_step: gradients not clipped, or not zeroed between steps (spikes "
+                "in the loss plot)",
+                "smaller settings than the defaults (N_LAYER, N_EMBD, MAX_STEPS) or quick mode",
+            ],
+            "low": [
+                "attention that sees the future (a missing or inverted causal mask): the "
+                "loss falls far below what predicting the next byte allows",
+                "validation batches drawn from the training text",
+            ],
+        }
+    }
+}
+
+
+def band(runs: list[float]) -> tuple[float, float]:
+    """The band a run is normal in: the recorded runs' range, widened on each side by
+    half its width or 2% of the mean, whichever is more (three seeds show little spread)."""
+    lo, hi = min(runs), max(runs)
+    margin = max((hi - lo) / 2, 0.02 * abs(sum(runs) / len(runs)))
+    return lo - margin, hi + margin
+
+
+def report_card(slug: str, figures: Mapping[str, float]) -> None:
+    """Print the learner's ``figures`` beside the bands of recorded runs, and the likely
+    causes of any figure outside its band."""
+    record = json.loads(path(slug).read_text(encoding="utf-8")) if path(slug).is_file() else {}
+    bands = record.get("bands", {})
+    print("Is my result normal?")
+    outside = []
+    for name, value in figures.items():
+        if name not in bands:
+            print(f"  {name}: {value:.3f} (no recorded runs to compare with yet)")
+            continue
+        b = bands[name]
+        lo, hi = band(b["runs"])
+        verdict = "normal" if lo <= value <= hi else ("high" if value > hi else "low")
+        if quick_mode():
+            verdict = "quick mode: tiny settings, not comparable"
+        elif verdict != "normal":
+            outside.append((name, verdict))
+        runs = ", ".join(f"{r:.3f}" for r in b["runs"])
+        print(f"  {name}: {value:.3f}, expected {lo:.3f} to {hi:.3f} ({verdict})")
+        print(f"    from {len(b['runs'])} recorded runs ({runs}): {b['how']}")
+    for name, verdict in outside:
+        causes = CAUSES.get(slug, {}).get(name, {}).get(verdict, [])
+        print(
+            f"Your {name} is {'above' if verdict == 'high' else 'below'} the band. Likely causes:"
+        )
+        for cause in causes or ["none known: compare your pieces with the reference's"]:
+            print(f"  - {cause}")

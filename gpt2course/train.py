@@ -32,7 +32,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .data import Batch, batches_from, check_batch
-from .device import distributed, has_native_bf16, pick_device
+from .device import distributed, has_native_bf16, pick_device, progress_bars
 from .model import lm_loss  # the one loss; the learner writes it in part 6
 
 __all__ = ["TrainConfig", "configure_optimizer", "evaluate", "lr_schedule", "train", "train_step"]
@@ -177,7 +177,7 @@ class TrainConfig:
     seed: int = 1337  # seeds dropout; the model's initial weights are the caller's
     checkpoint_dir: str | None = None  # save here every checkpoint_interval steps and at the end
     checkpoint_interval: int = 0
-    progress: bool = True  # tqdm bar
+    progress: bool = True  # tqdm bar (never with GPT2COURSE_PROGRESS=0, device.progress_bars)
 
     def lr_at(self, step: int, schedule: Callable[..., float] | None = None) -> float:
         """The learning rate at ``step`` under this config's settings (``schedule``: yours)."""
@@ -301,7 +301,7 @@ class _Progress:
         self.started = time.perf_counter()
         self.t0 = self.started - (history.seconds[-1] if history.seconds else 0.0)
         self.tokens = history.tokens[-1] if history.tokens else 0
-        show = config.progress and is_main
+        show = config.progress and is_main and progress_bars()
         self.bar = tqdm(
             total=config.max_steps,
             initial=step,

@@ -288,6 +288,8 @@ def sdpa_solution(q, k, v, mask=None, bug=None):
     w = scores.softmax(dim=-2 if bug == "dim" else -1)
     if mask is not None and bug == "after_softmax":
         w = w.masked_fill(~mask, 0.0)
+    if mask is not None and bug != "inverted":  # a query that may see no key: zero weights
+        w = w.masked_fill(~mask.any(-1, keepdim=True), 0.0)
     return w @ v
 
 
@@ -390,7 +392,7 @@ def make_module(bug=None):
             if bug == "kqv":
                 k, q, v = q, k, v
             q, k, v = (ref.split_heads(t, self.n_head) for t in (q, k, v))
-            mask = None if bug == "no_mask" else ref.causal_mask(T)
+            mask = None if bug == "no_mask" else ref.causal_mask(T, device=x.device)
             y = sdpa_solution(q, k, v, mask, "unscaled" if bug == "unscaled" else None)
             y = y.reshape(B, T, C) if bug == "merge" else ref.merge_heads(y)
             return y if bug == "no_proj" else self.c_proj(y)

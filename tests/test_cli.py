@@ -211,3 +211,19 @@ def test_generate_command_offline_says_how_to_get_weights(offline_cache, capsys)
 
     assert cli_generate.main(["hi", "--model", "gpt2", "--device", "cpu"]) == 1
     assert "assets seed" in capsys.readouterr().err
+
+
+def test_train_reads_a_folder_of_text(tmp_path, capsys):
+    """data.text may be a folder of .txt files (the learner's own texts), encoded as a stream."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.txt").write_text(f"Letter {i}.\n\n\nDear friend,\n" * 40, encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["train", "--out", str(out), *TINY, f"data.text={folder}"]) == 0
+    assert load_checkpoint(out).config.vocab_size == 256
+    (tmp_path / "empty").mkdir()
+    capsys.readouterr()
+    assert main(["train", *TINY, f"data.text={tmp_path / 'empty'}"]) != 0
+    err = capsys.readouterr().err
+    assert "no .txt files" in err and len(err.strip().splitlines()) == 1

@@ -151,7 +151,10 @@ def _run_install_cell(monkeypatch, returncode: int) -> list[list[str]]:
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, returncode, "", "ERROR: Repository not found.")
 
-    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=lambda path: None)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.delenv("GPT2COURSE_WORKBENCH", raising=False)  # the cell sets it
     monkeypatch.setattr(subprocess, "run", fake_run)
     cell = course.header_cells(course.NOTEBOOKS[0], "learner")[1]["source"]
     exec(compile(cell, "install-cell", "exec"), {})
@@ -283,3 +286,53 @@ def test_set_repo_rewrites_everything_consistently(tmp_path: Path) -> None:
         assert link in readme
     pyproject = (copy / "pyproject.toml").read_text(encoding="utf-8")
     assert new in pyproject
+
+
+def _run_header_in_colab(monkeypatch, mount, keep: bool = True, mounted: bool = False) -> dict:
+    """Run the header cell under a fake google.colab whose drive.mount is ``mount``."""
+    import types
+
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=mount)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.delenv("GPT2COURSE_WORKBENCH", raising=False)
+    real_isdir = os.path.isdir
+    monkeypatch.setattr(
+        os.path, "isdir", lambda p: mounted if p == "/content/drive/MyDrive" else real_isdir(p)
+    )
+    cell = course.header_cells(course.NOTEBOOKS[3], "learner")[1]["source"]
+    assert "KEEP_MY_PIECES_ON_DRIVE = True\n" in cell
+    cell = cell.replace("KEEP_MY_PIECES_ON_DRIVE = True", f"KEEP_MY_PIECES_ON_DRIVE = {keep}")
+    exec(compile(cell, "header-cell", "exec"), {})
+    return dict(os.environ)
+
+
+def test_the_header_asks_to_mount_drive_and_keeps_the_pieces_there(monkeypatch, capsys) -> None:
+    mounts = []
+    env = _run_header_in_colab(monkeypatch, mounts.append)
+    assert mounts == ["/content/drive"]
+    assert env["GPT2COURSE_WORKBENCH"] == course.DRIVE_WORKBENCH
+    assert course.DRIVE_WORKBENCH.startswith("/content/drive/MyDrive/")
+    assert "kept on Google Drive" in capsys.readouterr().out
+
+
+def test_the_header_does_not_mount_drive_twice(monkeypatch) -> None:
+    env = _run_header_in_colab(monkeypatch, lambda p: pytest.fail("mounted again"), mounted=True)
+    assert env["GPT2COURSE_WORKBENCH"] == course.DRIVE_WORKBENCH
+
+
+def test_a_learner_who_says_no_is_told_what_it_means_and_carries_on(monkeypatch, capsys) -> None:
+    def declined(path):
+        raise ValueError("mount failed")  # what Colab raises when permission is refused
+
+    env = _run_header_in_colab(monkeypatch, declined)
+    assert "GPT2COURSE_WORKBENCH" not in env
+    out = capsys.readouterr().out
+    assert "mount failed" in out and "this notebook only" in out and "again" in out
+
+
+def test_a_learner_who_opts_out_is_never_asked(monkeypatch, capsys) -> None:
+    env = _run_header_in_colab(monkeypatch, lambda p: pytest.fail("asked"), keep=False)
+    assert "GPT2COURSE_WORKBENCH" not in env
+    assert "this notebook only" in capsys.readouterr().out

@@ -188,7 +188,9 @@ def test_train_calls_the_learners_loss_step_and_schedule() -> None:
         optimizer.step()
         return loss.item()
 
-    ids = torch.randint(0, 64, (2000,), generator=torch.Generator().manual_seed(0))
+    # A sequence with something to learn: on uniform random ids the loss starts at its floor
+    # (log 64), and whether 5 steps lower it depends on which windows were drawn.
+    ids = torch.arange(2000) % 64
     batches = RandomBatches(ids, batch_size=4, context_length=16, seed=0)
     config = TrainConfig(max_steps=5, eval_interval=5, eval_batches=2, warmup_steps=1,
                          progress=False, device="cpu")  # fmt: skip
@@ -200,7 +202,9 @@ def test_train_calls_the_learners_loss_step_and_schedule() -> None:
 
 
 def test_train_trains_the_learners_gpt_with_the_package_pieces() -> None:
-    ids = torch.randint(0, 64, (2000,), generator=torch.Generator().manual_seed(0))
+    # A sequence with something to learn: on uniform random ids the loss starts at its floor
+    # (log 64), and whether 5 steps lower it depends on which windows were drawn.
+    ids = torch.arange(2000) % 64
     batches = RandomBatches(ids, batch_size=4, context_length=16, seed=0)
     config = TrainConfig(max_steps=5, eval_interval=5, eval_batches=2, warmup_steps=1,
                          progress=False, device="cpu")  # fmt: skip

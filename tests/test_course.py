@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -126,3 +127,43 @@ def test_ci_runs_the_readmes_two_commands():
     ci = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     for command in block:
         assert command in ci, f".ci/run must run the README's command {command!r}"
+
+
+def test_instructor_version_shows_the_solutions_outputs():
+    sol = course.build_notebook(course.NOTEBOOKS[0], "solutions", SOURCE)
+    ins = course.build_notebook(course.NOTEBOOKS[0], "instructor", SOURCE)
+    for n, cell in enumerate(c for c in sol["cells"] if c["cell_type"] == "code"):
+        cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": f"cell {n}\n"}]
+        cell["execution_count"] = n + 1
+    course.copy_outputs(sol, ins)
+    got = [c["outputs"] for c in ins["cells"] if c["cell_type"] == "code"]
+    want = [c["outputs"] for c in sol["cells"] if c["cell_type"] == "code"]
+    assert got == want
+
+
+def test_estimate_counts_words_and_solution_lines():
+    text = "# %% [markdown]\n# one two three\n\n# %%\ndef f():\n    # BEGIN SOLUTION\n"
+    text += "    # HINT: a hint\n    x = 1\n    return x\n    # END SOLUTION\n"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(course.Path, "read_text", lambda self, encoding=None: text)
+        e = course.estimate(course.NOTEBOOKS[0])
+    assert (e.words, e.exercise_lines) == (3, (2,))
+    assert e.minutes == pytest.approx(3 / 130 + 7)
+
+
+def test_notebooks_run_by_the_builder_draw_no_progress_bars(monkeypatch, tmp_path):
+    # A bar's fragments would be kept in the committed outputs (test_notebook_outputs).
+    import nbclient
+
+    seen = {}
+
+    class Client:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def execute(self):
+            seen.update({k: os.environ.get(k) for k in ("GPT2COURSE_PROGRESS", "GPT2COURSE_QUICK")})
+
+    monkeypatch.setattr(nbclient, "NotebookClient", Client)
+    course.execute({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, tmp_path)
+    assert seen == {"GPT2COURSE_PROGRESS": "0", "GPT2COURSE_QUICK": "1"}

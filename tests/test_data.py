@@ -7,10 +7,12 @@ from gpt2course import assets
 from gpt2course.data import (
     TokenWindowDataset,
     embed,
+    encode_text,
     load_text,
     make_dataloaders,
     make_windows,
 )
+from gpt2course.tokenizer.named import get_tokenizer
 
 
 def slice_windows(ids, context_length, stride):
@@ -84,6 +86,33 @@ def test_load_text():
     assert len(text) == 1115394
     with pytest.raises(FileNotFoundError, match="tinyshakespeare"):
         load_text("shakespear")
+
+
+def test_encode_text_streams_a_file_or_a_folder_of_documents(tmp_path):
+    """A folder's .txt files are documents, each followed by <|endoftext|> as GPT-2 saw them;
+    the ids are tiktoken's on the whole text (here with runs of newlines and spaces that a
+    line-by-line encode would cut differently)."""
+    tik = assets.tiktoken_gpt2()
+    docs = ["First.\n\n\n\nSecond  \n   para.\n", "  spaced   out \n\n\n", "é" * 70_000 + "\n"]
+    folder = tmp_path / "texts"
+    (folder / "sub").mkdir(parents=True)
+    for i, doc in enumerate(docs):
+        (folder / ("sub" if i == 2 else "") / f"{i}.txt").write_text(doc, encoding="utf-8")
+    (folder / "notes.md").write_text("not a .txt file")
+    eot = "<|endoftext|>"
+    want = tik.encode("".join(d + eot for d in docs), allowed_special={eot})
+    got = encode_text(str(folder), get_tokenizer("gpt2"))
+    assert got.dtype == torch.long and got.tolist() == want
+    assert encode_text(str(folder / "0.txt"), get_tokenizer("gpt2")).tolist() == tik.encode(docs[0])
+    text = load_text("shakespeare")
+    assert encode_text("shakespeare", get_tokenizer("bytes")).tolist() == list(text.encode())
+    (tmp_path / "empty").mkdir()
+    for bad, match in ((tmp_path / "empty", "no .txt files"), (tmp_path / "nope", "unknown text")):
+        with pytest.raises(FileNotFoundError, match=match):
+            encode_text(str(bad), get_tokenizer("gpt2"))
+    (folder / "latin1.txt").write_bytes("café".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.txt is not UTF-8 text .*save it as UTF-8"):
+        encode_text(str(folder), get_tokenizer("gpt2"))
 
 
 def test_dataloaders_split_and_shapes():

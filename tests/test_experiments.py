@@ -63,7 +63,7 @@ def test_training_starts_where_the_gradient_experiment_starts():
 
 
 def _verdicts(runs: dict) -> dict[str, bool]:
-    """What notebook 04's check cell prints, for one set of runs."""
+    """What notebook 04's text says of its training run, for one set of runs."""
     tail = {s: statistics.median(p.input_grad_norms[-20:]) for s, p in runs.items()}
     final = {s: sum(p.losses[-10:]) / 10 for s, p in runs.items()}
     stds = runs["post-LN"].stream_stds
@@ -226,3 +226,21 @@ def test_shakespeare_base_is_a_byte_level_gpt_after_a_few_steps():
 
     model = shakespeare_base(n_layer=1, n_embd=16, steps=3, context_length=16, batch_size=2)
     assert (model.config.vocab_size, model.config.context_length) == (256, 16)
+
+
+def test_byte_embeddings_put_bytes_with_the_same_successors_together():
+    # A text where a and b are always followed by x, c and d by y:
+    # a bigram model can only tell a from b by what follows them, which is the same.
+    import random
+
+    from gpt2course.experiments import byte_embeddings, nearest
+
+    rng = random.Random(0)
+    text = "".join(rng.choice("ab") + "x" + rng.choice("cd") + "y" for _ in range(2000))
+    table = byte_embeddings(text, n_embd=4, steps=200)
+    among = sorted(set(text.encode()))
+    assert table.shape == (256, 4)
+    assert nearest(table, ord("a"), k=1, among=among) == [ord("b")]
+    assert nearest(table, ord("c"), k=1, among=among) == [ord("d")]
+    with pytest.raises(ValueError, match="at least 2 bytes"):
+        byte_embeddings("a")

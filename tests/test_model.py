@@ -157,7 +157,7 @@ def test_bad_inputs_are_clear_errors():
     model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, context_length=8, vocab_size=10))
     with pytest.raises(ValueError, match=r"idx\[None\]"):
         model(torch.zeros(5, dtype=torch.long))
-    with pytest.raises(TypeError, match="integer token ids"):
+    with pytest.raises(TypeError, match="token ids are integers"):
         model(torch.zeros(1, 5))
     with pytest.raises(ValueError, match=r"\[0, 10\)"):
         model(torch.tensor([[1, 10]]))

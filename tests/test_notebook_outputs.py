@@ -15,6 +15,11 @@ from gpt2course.workshop import course
 LOCAL_PATH = re.compile(r"(?<![\w:/.~])/(?:[\w.-]+/){2,}|\b[A-Z]:\\[\w.-]+\\")
 RAW_FLOAT = re.compile(r"\d\.\d{9,}")  # a float printed to its last bits
 WIDGET = "application/vnd.jupyter.widget-view+json"
+# A tqdm bar's pieces: "\r", " 40%|####  |", "12.3it/s", "1.2s/it"
+PROGRESS_BAR = re.compile(r"\r|\d%\|| \d+(?:\.\d+)?(?:it/s|s/it)\b")
+# A line that ends in a bare True or False: a check printed, not something to read
+BOOLEAN_LINE = re.compile(r"(?m)(?:^|[:=]\s*)(?:True|False)\s*$")
+MAX_BOOLEAN_LINES = 3  # "same logits: True" shows a fact; a column of them is a test's log
 
 NOTEBOOKS = [
     (nb, version, course.notebook_path(nb, version))
@@ -42,6 +47,16 @@ def _problems(notebook: dict) -> list[str]:
         source = "".join(cell["source"])
         ignored = "NBVAL_IGNORE_OUTPUT" in source or "NBVAL_SKIP" in source
         meant_to_raise = "raises-exception" in cell.get("metadata", {}).get("tags", [])
+        booleans = sum(len(BOOLEAN_LINE.findall(_text(out))) for out in cell.get("outputs", []))
+        if booleans > MAX_BOOLEAN_LINES:
+            problems.append(
+                f"cell {i}: {booleans} lines of True/False, a test's log: print what they measure"
+            )
+        bars = [t for out in cell.get("outputs", []) if PROGRESS_BAR.search(t := _text(out))]
+        if bars:
+            problems.append(
+                f"cell {i}: {len(bars)} progress-bar fragment(s), such as {bars[-1].strip()[:80]!r}"
+            )
         for out in cell.get("outputs", []):
             text = _text(out)
             if m := LOCAL_PATH.search(text):
@@ -98,6 +113,11 @@ def _stream(text: str, name: str = "stdout") -> dict:
         _stream("max difference: 5.960464477539063e-08\n"),
         {"output_type": "display_data", "data": {"text/plain": "VBox()", WIDGET: {}}},
         {"output_type": "execute_result", "data": {"text/plain": "tensor(0.1234567891)"}},
+        _stream("\rtraining:   0%|          | 0/60 [00:00<?, ?it/s]", name="stderr"),
+        _stream("training: 100%|##########| 60/60 [00:10<00:00,  5.70it/s]\n", name="stderr"),
+        _stream("step 3/60 [00:02, 1.52s/it]\n"),
+        _stream("".join(f"claim {n} holds: True\n" for n in range(4))),
+        _stream("True\nTrue\nFalse\nTrue\n"),
     ],
     ids=[
         "posix-path",
@@ -109,6 +129,11 @@ def _stream(text: str, name: str = "stdout") -> dict:
         "raw-float",
         "raw-float-result",
         "widget-without-picture",
+        "tqdm-first-frame",
+        "tqdm-last-frame",
+        "seconds-per-step",
+        "labelled-booleans",
+        "bare-booleans",
     ],
 )
 def test_the_scan_refuses_what_it_is_for(output: dict) -> None:
@@ -121,13 +146,22 @@ def test_the_scan_refuses_what_it_is_for(output: dict) -> None:
         (_stream("see https://github.com/octocat/hello/blob/main/x.ipynb\n"), "x", []),
         (_stream("h.0.attn.c_attn.weight (768, 2304)  loss 4.17\n"), "x", []),
         (_stream("12.3456789012 s\n"), "# NBVAL_IGNORE_OUTPUT\nx", []),
+        (_stream("same logits: True\nrestored: True\n"), "x", []),
+        (_stream("loss 3.2 (50% of the way), 12 tokens/s\n"), "x", []),
         (
             {"output_type": "error", "ename": "ValueError", "evalue": "bad", "traceback": []},
             "x",
             ["raises-exception"],
         ),
     ],
-    ids=["url", "names-and-rounded", "ignored-timing", "meant-to-raise"],
+    ids=[
+        "url",
+        "names-and-rounded",
+        "ignored-timing",
+        "a-fact-or-two",
+        "percent-and-rate",
+        "meant-to-raise",
+    ],
 )
 def test_the_scan_lets_honest_outputs_pass(output: dict, source: str, tags: list[str]) -> None:
     assert _problems(_notebook([output], source, tags)) == []

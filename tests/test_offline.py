@@ -162,6 +162,26 @@ def test_cli_seed_says_when_weights_are_taken_on_the_bundles_word(
     assert _sha(snap / "model.safetensors") == _sha(bundle / "models/gpt2-medium/model.safetensors")
 
 
+@pytest.mark.parametrize("how", ["same path", "through a symlink"])
+def test_cli_bundle_into_the_course_cache_is_refused(
+    tmp_path, monkeypatch, offline_assets_dir, capsys, how
+):
+    cache = tmp_path / "course-cache"
+    cache.mkdir()
+    for name in assets.ASSETS:
+        (cache / name).write_bytes((offline_assets_dir / name).read_bytes())
+    monkeypatch.setenv("GPT2COURSE_CACHE", str(cache))
+    dest = cache
+    if how == "through a symlink":
+        dest = tmp_path / "link"
+        dest.symlink_to(cache)
+    before = {n: _sha(cache / n) for n in assets.ASSETS}
+    assert main(["assets", "bundle", str(dest)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "own cache" in err and len(err.splitlines()) == 1
+    assert {n: _sha(cache / n) for n in assets.ASSETS} == before
+
+
 def test_broken_manifest_is_one_line(hub_cache, tmp_path, capsys):
     folder = make_bundle(tmp_path / "bundle")
     (folder / "manifest.json").write_text("{not json")

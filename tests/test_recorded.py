@@ -70,3 +70,75 @@ def test_show_labels_quick_mode_and_the_recording(folder, capsys, monkeypatch) -
 def test_show_without_a_recording_says_so(folder, capsys) -> None:
     recorded.show("06_pretraining", "samples")
     assert "No full-size run of this cell is recorded yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "load,words", [(0.4, "a quiet machine: load 0.4"), (3.2, "a shared machine: load 3.2 on 2")]
+)
+def test_the_label_says_how_busy_the_machine_was(folder, capsys, monkeypatch, load, words) -> None:
+    monkeypatch.setattr(record.os, "cpu_count", lambda: 2)
+    record.harvest("06_pretraining", _executed(), 60.0, "CPU (test)", load=load)
+    recorded.show("06_pretraining", "samples")
+    assert words in capsys.readouterr().out
+
+
+def test_load_watch_averages_the_load_during_the_run(monkeypatch) -> None:
+    loads = iter([1.0, 3.0, 5.0, 5.0, 5.0])
+    monkeypatch.setattr(record.os, "getloadavg", lambda: (next(loads), 0.0, 0.0))
+    with record.LoadWatch(every=0.01) as watch:
+        while len(watch.samples) < 2:
+            pass
+    assert watch.samples[:3] == [1.0, 3.0, 5.0]  # the last one taken on the way out
+    assert watch.mean == pytest.approx(sum(watch.samples) / len(watch.samples))
+
+
+def test_band_is_the_runs_range_widened():
+    assert recorded.band([1.84, 1.86, 1.85]) == pytest.approx((1.84 - 0.037, 1.86 + 0.037))
+    assert recorded.band([1.0, 2.0]) == pytest.approx((0.5, 2.5))
+
+
+def _bands(folder, runs=(1.84, 1.86, 1.85)):
+    record.harvest("06_pretraining", _executed(), 60.0, "CPU (test)")
+    p = recorded.path("06_pretraining")
+    rec = json.loads(p.read_text())
+    rec["bands"] = {"validation loss": {"runs": list(runs), "how": "three seeds, test"}}
+    p.write_text(json.dumps(rec))
+
+
+def test_a_run_outside_the_band_gets_its_likely_causes(folder, capsys, monkeypatch):
+    monkeypatch.setenv("GPT2COURSE_QUICK", "0")
+    _bands(folder)
+    recorded.report_card("06_pretraining", {"validation loss": 2.58})  # wpe left at N(0, 1)
+    out = capsys.readouterr().out
+    assert "2.580, expected 1.803 to 1.897 (high)" in out
+    assert "above the band. Likely causes:" in out and "N(0, 1)" in out
+    recorded.report_card("06_pretraining", {"validation loss": 0.9})  # sees the future
+    assert "causal mask" in capsys.readouterr().out
+    recorded.report_card("06_pretraining", {"validation loss": 1.87})
+    out = capsys.readouterr().out
+    assert "(normal)" in out and "Likely causes" not in out
+
+
+def test_quick_mode_compares_nothing(folder, capsys, monkeypatch):
+    monkeypatch.setenv("GPT2COURSE_QUICK", "1")
+    _bands(folder)
+    recorded.report_card("06_pretraining", {"validation loss": 3.1})
+    out = capsys.readouterr().out
+    assert "not comparable" in out and "Likely causes" not in out
+
+
+def test_bands_come_from_one_run_per_seed_and_survive_a_new_recording(folder, monkeypatch):
+    from gpt2course.workshop import train as train_verb
+
+    def fake_train(argv):
+        seed = int(argv[-1].split("=")[1])
+        print(json.dumps({"val_loss": 1.8 + seed / 100}))
+        return 0
+
+    monkeypatch.setattr(train_verb, "main", fake_train)
+    record.record_bands("06", [0, 1, 2])
+    record.harvest("06_pretraining", _executed(), 60.0, "CPU (test)")
+    rec = json.loads(recorded.path("06_pretraining").read_text())
+    assert rec["bands"]["validation loss"]["runs"] == [1.8, 1.81, 1.82]
+    assert "shakespeare-bytes" in rec["bands"]["validation loss"]["how"]
+    assert list(rec["cells"]) == ["samples"]

@@ -5,6 +5,7 @@ than the plain one, tiny temperatures, and config.json values checked before all
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -13,12 +14,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from gpt2course.__main__ import main
+from gpt2course.checkpoint import load_checkpoint, run_settings, save_checkpoint
 from gpt2course.config import GPTConfig
 from gpt2course.fastgen import FastGenerator
-from gpt2course.files import CheckpointError
+from gpt2course.files import CheckpointError, sha256_of
 from gpt2course.generation import generate
 from gpt2course.model import GPT
 from gpt2course.pretrained import SafetensorsFile, load_pretrained, write_model
+from gpt2course.pretrained.convert import to_hf_state_dict
 
 CFG = GPTConfig(vocab_size=64, context_length=16, n_embd=16, n_layer=1, n_head=2)
 
@@ -137,8 +141,6 @@ def model() -> GPT:
 
 
 BAD_CALLS = {
-    "float ids": (torch.tensor([[1.0, 2.7]]), 3, "integers"),
-    "bool ids": (torch.tensor([[True, False]]), 3, "integers"),
     "negative max_new_tokens": (torch.tensor([[1, 2]]), -1, "max_new_tokens"),
     "id past the vocabulary": (torch.tensor([[1, 64]]), 3, r"in \[0, 64\)"),
     "negative id": (torch.tensor([[-1, 2]]), 3, r"in \[0, 64\)"),
@@ -155,10 +157,20 @@ def test_plain_and_fast_paths_refuse_the_same_inputs(model, case):
         FastGenerator(model).generate(idx, n)
 
 
-def test_model_itself_refuses_float_ids(model):
-    # What generate now matches: the model's own embedding refuses floats.
-    with pytest.raises((RuntimeError, TypeError, ValueError)):
-        model(torch.tensor([[1.0, 2.0]]))
+@pytest.mark.parametrize(
+    "idx",
+    [torch.tensor([[1.0, 2.7]]), torch.tensor([[True, False]]), torch.tensor([[1, 2]]).half()],
+    ids=["float32", "bool", "float16"],
+)
+def test_ids_that_are_not_integers_get_one_type_and_one_message(model, idx):
+    """forward, generate and FastGenerator refuse them alike: a TypeError, word for word."""
+    messages = set()
+    fast = FastGenerator(model)
+    for call in (model, lambda i: generate(model, i, 3), lambda i: fast.generate(i, 3)):
+        with pytest.raises(TypeError, match="token ids are integers") as e:
+            call(idx)
+        messages.add(str(e.value))
+    assert len(messages) == 1, messages
 
 
 @pytest.mark.parametrize("temperature", [1e-40, 1e-8, 0.0])
@@ -167,3 +179,101 @@ def test_a_tiny_temperature_is_greedy_in_both_paths(model, temperature):
     greedy = generate(model, idx, 8, temperature=0)
     assert torch.equal(generate(model, idx, 8, temperature=temperature), greedy)
     assert torch.equal(FastGenerator(model).generate(idx, 8, temperature=temperature), greedy)
+
+
+# ---------------------------------------------------------------- checkpoints (issue 27)
+
+CFG24 = GPTConfig(vocab_size=64, context_length=16, n_embd=24, n_layer=1, n_head=4)
+
+
+@pytest.fixture
+def saved(tmp_path) -> Path:
+    """A training checkpoint of a tiny GPT whose n_embd (24) both 3 and 4 heads divide."""
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "ckpt", GPT(CFG24), extra={"tokenizer": "bytes"})
+
+
+def _edit_config(folder: Path, hf: dict, ours: dict | None = None) -> None:
+    """Change config.json's transformers keys (and, like an older checkpoint, its block)."""
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update(hf)
+    if ours is not None:  # the whole GPTConfig, as checkpoints before issue 27 wrote it
+        cfg["gpt2course_config"] = CFG24.to_dict() | ours
+    (folder / "config.json").write_text(json.dumps(cfg))
+    # Rehashed, as a user would who knows that checkpoint.json guards every file's sha256.
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    meta["files"]["config.json"] = sha256_of(folder / "config.json")
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+
+
+def _cli_error(folder: Path, capsys) -> str:
+    """``generate --model folder``'s one error line (it must fail)."""
+    capsys.readouterr()
+    assert main(["generate", "hi", "--model", str(folder), "--device", "cpu"]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_the_shape_comes_from_the_keys_transformers_reads(saved):
+    """One source of truth: n_head edited in config.json changes our model as it changes
+    transformers' (the block no longer repeats the shape)."""
+    transformers = pytest.importorskip("transformers")
+    assert set(json.loads((saved / "config.json").read_text())["gpt2course_config"]) == {
+        "dropout",
+        "bias",
+    }
+    _edit_config(saved, {"n_head": 3})
+    ours = load_pretrained(saved)
+    hf = transformers.GPT2LMHeadModel.from_pretrained(saved).eval()
+    idx = torch.tensor([[1, 5, 9, 2, 7]])
+    assert ours.config.n_head == hf.config.n_head == 3
+    torch.testing.assert_close(ours(idx), hf(idx).logits, atol=1e-5, rtol=1e-5)
+    assert load_checkpoint(saved).config.n_head == 3
+    assert run_settings(saved)["model"]["n_head"] == 3
+
+
+@pytest.mark.parametrize(
+    "hf, ours, match",
+    [
+        ({"n_head": 3}, {"n_head": 4}, r"n_head is 3 but gpt2course_config\.n_head is 4"),
+        ({"n_embd": "24"}, None, r"n_embd must be a positive integer, got '24'"),
+        ({"n_embd": "24"}, {"n_embd": "24"}, r"n_embd must be a positive integer, got '24'"),
+        ({"n_embd": 24}, {"n_embd": "24"}, r"n_embd is 24 but gpt2course_config\.n_embd is '24'"),
+        ({"n_embd": 48}, {}, r"n_embd is 48 but gpt2course_config\.n_embd is 24"),
+        ({"n_embd": 48}, None, r"n_embd=48.*wrong shape: .*shape \(24, 72\), expected \(48, 144\)"),
+    ],
+    ids=["n_head 3 vs 4", "string n_embd", "string n_embd twice", "string in the block",
+         "n_embd changed (old block)", "n_embd changed"],
+)  # fmt: skip
+def test_a_config_json_that_contradicts_itself_or_its_weights_is_one_line(
+    saved, capsys, hf, ours, match
+):
+    _edit_config(saved, hf, ours)
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(saved)
+    assert re.search(match, _cli_error(saved, capsys))
+
+
+def test_a_checkpoint_json_holding_a_list_is_one_line(saved, capsys):
+    (saved / "checkpoint.json").write_text("[1, 2]")
+    for call in (load_checkpoint, run_settings):
+        with pytest.raises(CheckpointError, match="holds a JSON list, not a checkpoint's settings"):
+            call(saved)
+    assert main(["train", "--resume", str(saved), "train.max_steps=1"]) == 2
+    err = capsys.readouterr().err
+    assert "JSON list" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_layer_key_without_a_number_is_named(tmp_path, capsys):
+    """Without config.json the layers are counted from the keys: h.x is no layer number."""
+    sd = to_hf_state_dict(GPT(CFG24))
+    sd = {k.replace(".h.0.", ".h.x."): v for k, v in sd.items()}
+    f = tmp_path / "weights.safetensors"
+    save_file(sd, str(f))
+    with pytest.raises(CheckpointError, match=r"'h\.x\.[a-z_.12]+' has no layer number"):
+        load_pretrained(f)
+    capsys.readouterr()
+    assert main(["generate", "hi", "--model", str(f), "--device", "cpu"]) != 0
+    err = capsys.readouterr().err
+    assert "has no layer number" in err and len(err.strip().splitlines()) == 1

@@ -3,8 +3,10 @@ vocabulary, and tiktoken built from our own merges for trained tokenizers."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import sysconfig
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -19,9 +21,11 @@ from gpt2course.tokenizer import (
     BPETokenizer,
     GPT2Tokenizer,
     basic,
+    bpe,
     load_gpt2_tokenizer,
     train_bpe,
 )
+from gpt2course.tokenizer.named import get_tokenizer
 from gpt2course.workshop.bench.tokenizer import train_bpe_naive
 
 
@@ -350,3 +354,170 @@ def test_default_pattern_is_gpt2s(tik):
 
     text = "I'm  here:   it's 2024!\n\n  Ça va?  "
     assert regex.findall(GPT2_SPLIT_PATTERN, text) == regex.findall(tik._pat_str, text)
+
+
+# --- streaming encode (issue 27) ------------------------------------------------------------
+
+
+def _split_at(text: str, cuts: list[int]) -> list[str]:
+    """``text`` cut at each of ``cuts`` (any positions, repeats give empty chunks)."""
+    edges = [0, *sorted(c % (len(text) + 1) for c in cuts), len(text)]
+    return [text[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+
+
+@pytest.fixture(scope="module")
+def gpt2_named():
+    return get_tokenizer("gpt2")
+
+
+@pytest.fixture
+def every_chunk(monkeypatch):
+    """Look for a cut after every chunk, not once 16k characters have gathered: the short
+    texts below then test the cutting itself."""
+    monkeypatch.setattr(bpe, "_SETTLE_AT", 0)
+
+
+def test_encode_iterable_of_shakespeares_lines_is_tiktokens(gpt2_named, ours, tik, shakespeare):
+    """Line by line, encode() would give 338,027 ids (each line ends a pre-token: "\\n\\n\\n" is
+    not "\\n\\n" "\\n"); the stream gives tiktoken's 338,025, id for id."""
+    lines = shakespeare.splitlines(keepends=True)
+    want = tik.encode_ordinary(shakespeare)
+    assert len(want) == 338_025
+    assert sum(len(tik.encode_ordinary(line)) for line in lines) != len(want)
+    assert list(gpt2_named.encode_iterable(lines)) == want
+    assert list(ours.encode_iterable(iter(lines))) == want
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    text=st.one_of(
+        _texts,
+        # Runs of newlines, spaces and tabs between words and contractions: where a cut is
+        # most likely to change a pre-token.
+        st.lists(
+            st.sampled_from(["\n", " ", "\t", "  ", "\n\n", "a", "ll", "'", "'ll", "9", "!", "é"]),
+            max_size=80,
+        ).map("".join),
+    ),
+    cuts=st.lists(st.integers(0, 10_000), max_size=40),
+)
+def test_encode_iterable_any_split_is_tiktokens(every_chunk, gpt2_named, ours, tik, text, cuts):
+    want = tik.encode_ordinary(text)
+    chunks = _split_at(text, cuts)
+    assert list(gpt2_named.encode_iterable(chunks)) == want
+    assert list(ours.encode_iterable(chunks)) == want
+
+
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(start=st.integers(0, 1_000_000), cuts=st.lists(st.integers(0, 10_000), max_size=200))
+def test_encode_iterable_random_splits_of_shakespeare(
+    every_chunk, gpt2_named, tik, shakespeare, start, cuts
+):
+    text = shakespeare[start % len(shakespeare) :][:10_000]
+    assert list(gpt2_named.encode_iterable(_split_at(text, cuts))) == tik.encode_ordinary(text)
+
+
+def test_encode_iterable_of_a_trained_tokenizer_and_of_bytes(every_chunk, trained, shakespeare):
+    text = shakespeare[:50_000]
+    chunks = _split_at(text, list(range(0, 50_000, 37)))
+    assert list(trained.encode_iterable(chunks)) == _as_tiktoken(trained).encode_ordinary(text)
+    assert list(get_tokenizer("bytes").encode_iterable(chunks)) == list(text.encode("utf-8"))
+
+
+def test_encode_iterable_refuses_bytes_chunks(gpt2_named, ours):
+    for tok in (gpt2_named, ours):
+        with pytest.raises(TypeError, match="expects a str, got bytes"):
+            list(tok.encode_iterable([b"hello"]))
+
+
+def test_encode_iterable_memory_does_not_grow_with_the_text(gpt2_named, tik, shakespeare, tmp_path):
+    """A 3.3 MB file read line by line: the stream's Python allocations peak under 1 MiB
+    (encoding it at once holds the text, its pre-tokens and the ids: tens of MiB)."""
+    f = tmp_path / "big.txt"
+    f.write_text(shakespeare * 3, encoding="utf-8")
+    want = tik.encode_ordinary(shakespeare * 3)
+    digest, n = hashlib.sha256(), 0
+    tracemalloc.start()
+    try:
+        with open(f, encoding="utf-8") as lines:
+            for i in gpt2_named.encode_iterable(lines):
+                digest.update(i.to_bytes(2, "little"))
+                n += 1
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert n == len(want)
+    assert (
+        digest.digest() == hashlib.sha256(b"".join(i.to_bytes(2, "little") for i in want)).digest()
+    )
+    assert peak < 1 << 20, f"peak {peak / 2**20:.1f} MiB"
+
+
+# --- special tokens in training (issue 27) -------------------------------------------------
+
+EOT = "<|endoftext|>"
+
+
+@pytest.fixture(scope="module")
+def documents(shakespeare) -> list[str]:
+    """Speeches as documents: each starts with a name and ends with "x\\n", so joining them
+    makes no pre-token that spans two (a lone newline before a letter is one on its own)."""
+    return [d.strip("\n") + "\n" for d in shakespeare[:150_000].split("\n\n")]
+
+
+def test_train_bpe_learns_nothing_from_special_tokens(documents):
+    joined = EOT.join(documents)
+    plain = train_bpe(joined, 700)  # what special_tokens prevents: <|, endoftext, .<|
+    assert any(b"<|" in t or b"endoftext" in t for t in plain.vocab.values())
+    tok = train_bpe(joined, 700, special_tokens=[EOT, "<|im_end|>"])
+    # The special tokens add no pair to count: the merges are those of the documents alone.
+    assert tok.merges == train_bpe("".join(documents), 698).merges
+    assert tok.special_tokens == {EOT: 698, "<|im_end|>": 699} and tok.n_vocab == 700
+    learned = [tok.vocab[i] for i in tok.merges.values()]
+    assert not any(b"<|" in t or b"|>" in t or b"endoftext" in t for t in learned)
+
+
+def test_special_tokens_of_a_trained_tokenizer_encode_like_tiktoken(documents, tmp_path):
+    tok = train_bpe(EOT.join(documents[:200]), 500, special_tokens=[EOT, "<|im_end|>"])
+    ranks = {tok.vocab[i]: i for i in range(256 + len(tok.merges))}
+    tik = tiktoken.Encoding("t", pat_str=tok.pattern, mergeable_ranks=ranks,
+                            special_tokens=tok.special_tokens)  # fmt: skip
+    text = f"Hello{EOT} world<|im_end|>, and <|im_end and {EOT}{EOT}."
+    with pytest.raises(ValueError, match="disallowed special token"):
+        tok.encode(text)  # text that spells a control token is never read as one silently
+    with pytest.raises(ValueError):
+        tik.encode(text)
+
+    def outcome(enc, kw):
+        try:
+            return enc.encode(text, **kw)
+        except ValueError:
+            return "refused"
+
+    for kw in ({"allowed_special": "all"}, {"allowed_special": {EOT}}, {"disallowed_special": ()},
+               {"allowed_special": {EOT}, "disallowed_special": ()},
+               {"disallowed_special": {EOT}}, {"allowed_special": {"<|im_end|>"}}):  # fmt: skip
+        assert outcome(tok, kw) == outcome(tik, kw), kw
+    assert tok.encode(text, allowed_special="all").count(tok.special_tokens[EOT]) == 3
+    assert tok.encode(text, disallowed_special=()) == tok.encode_ordinary(text)  # stays text
+    assert BPETokenizer.load(tok.save(tmp_path / "t.bpe")).special_tokens == tok.special_tokens
+
+
+@pytest.mark.parametrize(
+    "special, vocab, exc, match",
+    [
+        (EOT, 300, TypeError, r"did you mean special_tokens=\['<\|endoftext\|>'\]"),
+        ([EOT, EOT], 300, ValueError, "distinct non-empty"),
+        ([""], 300, ValueError, "distinct non-empty"),
+        ([EOT, "<|x|>"], 257, ValueError, "vocab_size must be an int >= 258"),
+    ],
+)
+def test_train_bpe_bad_special_tokens(special, vocab, exc, match):
+    with pytest.raises(exc, match=match):
+        train_bpe("hello world", vocab, special_tokens=special)

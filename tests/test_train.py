@@ -12,7 +12,7 @@ import torch
 from gpt2course import train as T
 from gpt2course.callbacks import Callback
 from gpt2course.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from gpt2course.data import RandomBatches, batches_from, split_tokens
+from gpt2course.data import RandomBatches, batches_from, make_windows, num_windows, split_tokens
 from gpt2course.generation import sample_text
 from gpt2course.model import GPT, GPTConfig, lm_loss
 from gpt2course.tokenizer.named import get_tokenizer
@@ -161,6 +161,20 @@ def test_random_batches_targets_are_shifted_and_shards_are_disjoint():
             assert torch.equal(ranks[r].batch(n)[0], one.batch(2 * n + r)[0])
     with pytest.raises(ValueError, match="context_length"):
         RandomBatches(torch.arange(5), 1, 8)
+
+
+def test_random_batches_draw_every_window():
+    """Every start make_windows(stride=1) cuts is drawn, and exactly T + 1 ids make one window."""
+    n, T = 100, 7
+    windows = make_windows(torch.arange(n), T, 1)[0][:, 0]  # the reference's window starts
+    b = RandomBatches(torch.arange(n), 64, T, seed=0)
+    starts = torch.cat([b.batch(k)[0][:, 0] for k in range(200)])  # 12,800 draws of 93
+    assert set(starts.tolist()) == set(windows.tolist())
+    assert len(windows) == num_windows(n, T, 1) == 93
+    x, y = RandomBatches(torch.arange(T + 1), 2, T).batch(0)  # the one window there is
+    assert torch.equal(x[0], torch.arange(T)) and torch.equal(y[0], torch.arange(1, T + 1))
+    with pytest.raises(ValueError, match=r"only 7 tokens: a window needs context_length \+ 1 = 8"):
+        RandomBatches(torch.arange(T), 1, T)
 
 
 def test_tokenizers_round_trip():
@@ -404,3 +418,13 @@ def test_saving_never_replaces_a_folder_that_is_not_a_checkpoint(tmp_path):
     save_checkpoint(tmp_path / "c", tiny_model(), step=2)  # replacing a checkpoint is fine
     assert load_checkpoint(tmp_path / "c").step == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "notes.txt"]  # no leftovers
+
+
+@pytest.mark.parametrize(("setting", "bar"), [("0", False), ("1", True), ("", True)])
+def test_the_progress_bar_is_off_only_where_outputs_are_kept(monkeypatch, capsys, setting, bar):
+    # The notebook builder and nbval set GPT2COURSE_PROGRESS=0; a learner sees the bar.
+    monkeypatch.setenv("GPT2COURSE_PROGRESS", setting)
+    train_b, val_b = tiny_data()
+    T.train(tiny_model(), train_b, val_b, tiny_config(max_steps=2, progress=True))
+    err = capsys.readouterr().err
+    assert ("it/s" in err or "s/it" in err) == bar, err

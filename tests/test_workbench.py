@@ -21,7 +21,7 @@ CELLS = {
             scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
-            return torch.softmax(scores, dim=-1) @ v
+            return torch.softmax(scores, dim=-1).nan_to_num(0.0) @ v
     """,
     "split_heads": """
         def split_heads(x, n_head):
@@ -44,7 +44,7 @@ CELLS = {
             def forward(self, x):
                 q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
                 q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))
-                y = scaled_dot_product_attention(q, k, v, mask=causal_mask(x.size(1)))
+                y = scaled_dot_product_attention(q, k, v, mask=causal_mask(x.size(1)).to(x.device))
                 return self.c_proj(merge_heads(y))
     """,
     "gelu": """

@@ -6,7 +6,9 @@ unfinished or wrong exercise never stops the notebook.
 
 Hints come in levels: a likely bug's hint is a string, or a tuple of strings from "names
 the bug" to "a bigger step"; ``check_thing(fn, hint=2)`` shows the second. No level is the
-solution line itself.
+solution line itself. An exercise's own hints work the same way: the notebook's ``# HINT:``
+names the step (level 1), and ``@check(..., hints=(level 2, level 3, ...))`` gives bigger
+steps to a learner who is not done or stuck and asks for them.
 """
 
 from __future__ import annotations
@@ -169,12 +171,14 @@ def run_check(
     *,
     hint: int = 1,
     crash_meanings: Iterable[tuple[str, str]] = (),
+    hints: Sequence[str] = (),
 ) -> F:
     """Run ``test(learner)``, print one line that says how it went, return what to use next.
 
     ``test`` raises ``CheckFailure`` with a helpful message when the learner's code is wrong.
     ``hint`` is the hint level the learner asked for; ``crash_meanings`` adds
-    ``(regex, what it usually means)`` pairs for this exercise's crashes.
+    ``(regex, what it usually means)`` pairs for this exercise's crashes; ``hints`` are the
+    exercise's bigger steps (levels 2, 3, ...), shown to a learner who is not there yet.
     """
     if is_handed_back(learner):
         print(
@@ -187,11 +191,13 @@ def run_check(
         test(learner)
     except NotImplementedError:
         print(f"… {name}: not done yet. Carrying on with the reference implementation.")
+        _print_step(name, hints, int(hint), offer=True)
         return _hand_back(reference)
     except CheckFailure as e:
         if strict():
             raise
         print(f"✗ {name}: {e}\n  Carrying on with the reference implementation for now.")
+        _print_step(name, hints, int(hint), offer="hint=" not in str(e))
         return _hand_back(reference)
     except Exception as e:  # a crash: the learner's (say where) or the check's (say so)
         message = _explain_crash(e, test, crash_meanings)
@@ -210,14 +216,40 @@ def run_check(
     return learner
 
 
-def check(name: str, reference: Any, *, crash_meanings: Iterable[tuple[str, str]] = ()):
+def _print_step(name: str, hints: Sequence[str], level: int, offer: bool) -> None:
+    """The exercise's hint at ``level`` (the notebook's is level 1), or where to find one."""
+    if not hints:
+        return
+    if level < 2:
+        if offer:
+            print("  Stuck? Run the check again with hint=2 for a bigger step than the notebook's.")
+        return
+    level = min(level, len(hints) + 1)
+    more = f" (still stuck? hint={level + 1})" if level <= len(hints) else ""
+    print(f"  hint {level} for {name}: {hints[level - 2]}{more}")
+
+
+def check(
+    name: str,
+    reference: Any,
+    *,
+    crash_meanings: Iterable[tuple[str, str]] = (),
+    hints: Sequence[str] = (),
+):
     """Decorate ``test`` (it raises ``CheckFailure`` on a wrong answer) into the exercise's
-    check, ``check_thing(learner, hint=1)``, which runs it through ``run_check``."""
+    check, ``check_thing(learner, hint=1)``, which runs it through ``run_check``. ``hints``:
+    the exercise's steps beyond the notebook's ``# HINT:``, levels 2, 3, ..."""
 
     def make(test: Callable[[Any], Any]) -> Callable[..., Any]:
         def checker(learner: Any, hint: int = 1) -> Any:
             return run_check(
-                name, learner, reference, test, hint=hint, crash_meanings=crash_meanings
+                name,
+                learner,
+                reference,
+                test,
+                hint=hint,
+                crash_meanings=crash_meanings,
+                hints=hints,
             )
 
         checker.__name__ = checker.__qualname__ = test.__name__
@@ -290,6 +322,60 @@ def require_tensor(got: Any, what: str, *, dtype: Any = None, grad: bool = False
             f"the {what} is cut off from the graph (requires_grad is False): backward() "
             "would reach no parameter. Was it made with .item(), .detach() or torch.tensor()?"
         )
+
+
+_DEVICE_ERROR = re.compile(
+    r"is not on the expected device|Expected all tensors to be on the same device"
+)
+
+
+def _on_cpu_error(mod: Any, args: tuple) -> None:
+    for a in args:
+        if isinstance(a, torch.Tensor) and a.device.type != "meta":
+            raise RuntimeError(
+                f"Expected all tensors to be on the same device: {type(mod).__name__} "
+                f"got an input on {a.device}"
+            )
+
+
+def require_same_device(module: torch.nn.Module, *inputs: torch.Tensor, name: str = "x") -> None:
+    """Fail when ``module``'s forward makes a tensor on the CPU that then meets its input on
+    another device: fine on a CPU, a crash on a GPU. Checked without a GPU, on the ``meta``
+    device (shapes only), where each layer's input must also be where its weights are (an
+    embedding lookup does not check that on meta). Other errors on meta are not judged here."""
+    try:
+        m = copy.deepcopy(module).to("meta")
+    except Exception:  # a module that cannot move is judged by the other tests
+        return
+    layers = (torch.nn.Embedding, torch.nn.Linear, torch.nn.LayerNorm)
+    hooks = [sub.register_forward_pre_hook(_on_cpu_error) for sub in m.modules()
+             if isinstance(sub, layers)]  # fmt: skip
+    try:
+        with torch.no_grad():
+            m(*(x.to("meta") for x in inputs))
+    except Exception as e:
+        if not _DEVICE_ERROR.search(str(e)):
+            return
+        summary = [
+            s for s in traceback.extract_tb(e.__traceback__) if _is_learner_frame(s.filename)
+        ]
+        line = f" (at `{summary[-1].line.strip()}`)" if summary and summary[-1].line else ""
+        raise CheckFailure(
+            say(
+                (
+                    f"your code makes a tensor on the CPU{line} that meets `{name}`, which may "
+                    "be on a GPU: this passes on a CPU and fails on a GPU with 'Expected all "
+                    f"tensors to be on the same device'. Make it on {name}'s device "
+                    f"(device={name}.device, or .to({name}.device))",
+                    "a tensor created inside forward (torch.ones, torch.arange, causal_mask(T)) "
+                    "lands on the CPU unless told otherwise; a buffer (self.register_buffer) "
+                    "moves with the module instead",
+                )
+            )
+        ) from None
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def _max_error(g: Any, w: Any) -> float:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import attention as reference
 from ..model import GPTConfig
-from ._core import CheckFailure, call, check, compare_tensors
+from ._core import CheckFailure, call, check, compare_tensors, require_same_device, say
 
 __all__ = [
     "check_causal_mask",
@@ -25,15 +26,27 @@ _INVERTED_HINT = (
 )
 
 
-def _attend(q, k, v, mask=None, *, scale=None, mask_after_softmax=False, softmax_dim=-1):
-    """Attention with knobs that reproduce the usual mistakes."""
+def _no_key_hint(cause: str) -> tuple[str, str]:
+    return (
+        "a query that may attend to no key (a mask row with no True) should get zero weights "
+        f"and a zero output, as the reference and torch's own kernel give it; {cause}",
+        "after the softmax, set the weights of the rows whose mask has no True to 0: "
+        "mask.any(dim=-1, keepdim=True) tells which rows have one",
+    )
+
+
+def _attend(q, k, v, mask=None, *, scale=None, mask_after_softmax=False, softmax_dim=-1, fill=None):
+    """Attention with knobs that reproduce the usual mistakes; a query that may attend to no
+    key gets zero weights, as in the reference (unless ``fill`` is finite)."""
     scale = 1 / math.sqrt(q.size(-1)) if scale is None else scale
     scores = q @ k.transpose(-2, -1) * scale
     if mask is not None and not mask_after_softmax:
-        scores = scores.masked_fill(~mask, float("-inf"))
+        scores = scores.masked_fill(~mask, float("-inf") if fill is None else fill)
     w = scores.softmax(dim=softmax_dim)
     if mask is not None and mask_after_softmax:
         w = w.masked_fill(~mask, 0.0)
+    if mask is not None and fill is None:
+        w = w.nan_to_num(0.0)
     return w @ v
 
 
@@ -47,6 +60,10 @@ def _sdpa_cases():
     other = torch.rand(B, 1, T, T, generator=g) > 0.4
     other[..., 0] = True
     q3, k3, v3 = (torch.randn(4, 5, 8, generator=g) for _ in range(3))
+    # Queries 2 and 4 may attend to no key (padding can do that): zero weights, not NaN.
+    blocked = other.clone()
+    blocked[..., 2, :] = False
+    blocked[1, ..., 4, :] = False
     return [
         ("(B, H, T, d) inputs without a mask", q, k, v, None),
         ("(B, H, T, d) inputs with the causal mask", q, k, v, causal),
@@ -58,6 +75,7 @@ def _sdpa_cases():
             v3,
             reference.causal_mask(5),
         ),
+        ("(B, H, T, d) inputs with a mask that lets some queries see no key", q, k, v, blocked),
     ]
 
 
@@ -79,6 +97,7 @@ def check_scaled_dot_product_attention(f):
         d = q.size(-1)
         got = call(f, q, k, v, names=names) if m is None else call(f, q, k, v, mask=m, names=names)
         what = f"output for {what}"
+        unscaled = q @ k.transpose(-2, -1)
         bugs = [
             ("unscaled scores: did you divide by sqrt(d_k)?", _attend(q, k, v, m, scale=1.0)),
             (
@@ -93,6 +112,15 @@ def check_scaled_dot_product_attention(f):
                     "the end, so that 3-D and 4-D inputs both work",
                 ),
                 _attend(q, k, v, m, softmax_dim=-2),
+            ),
+            (
+                "the weights are scaled after the softmax; divide the scores by sqrt(d_k) "
+                "before it, so that the weights still sum to 1",
+                (unscaled if m is None else unscaled.masked_fill(~m, float("-inf")))
+                .softmax(-1)
+                .nan_to_num(0.0)
+                / math.sqrt(d)
+                @ v,
             ),
         ]
         if q.dim() == 4:
@@ -122,7 +150,12 @@ def check_scaled_dot_product_attention(f):
                 (
                     "masked scores are set to 0, which still gets weight after the "
                     "softmax; set them to float('-inf')",
-                    (q @ k.transpose(-2, -1) / math.sqrt(d)).masked_fill(~m, 0.0).softmax(-1) @ v,
+                    (unscaled / math.sqrt(d)).masked_fill(~m, 0.0).softmax(-1) @ v,
+                ),
+                (
+                    "the boolean mask is added to the scores (True counts as 1), which "
+                    "blocks nothing; fill the blocked scores with -inf (masked_fill)",
+                    (unscaled / math.sqrt(d) + m).softmax(-1) @ v,
                 ),
                 (
                     "the mask argument is ignored: apply the mask you are given",
@@ -137,17 +170,33 @@ def check_scaled_dot_product_attention(f):
                         _attend(q, k, v, causal),
                     )
                 )
+        expected = reference.scaled_dot_product_attention(q, k, v, mask=m)
         if m is not None and isinstance(got, torch.Tensor) and got.isnan().any():
             # An inverted mask blocks everything in some rows: their softmax is NaN.
-            if got.shape == q.shape and torch.allclose(got, _attend(q, k, v, ~m), equal_nan=True):
+            inverted = _attend(q, k, v, ~m, fill=float("-inf"))
+            if got.shape == q.shape and torch.allclose(got, inverted, equal_nan=True):
                 raise CheckFailure(_INVERTED_HINT)
+            if got.shape == expected.shape:
+                nan_rows = got.isnan().any(-1)  # (..., T_q)
+                if not (nan_rows & m.any(-1).expand_as(nan_rows)).any():  # only rows seeing no key
+                    raise CheckFailure(
+                        say(_no_key_hint("the softmax of a row of only -inf is NaN (0/0)"))
+                    )
             raise CheckFailure(
                 f"the {what} contains NaN: a row whose scores are all -inf has no softmax. "
                 "Is the mask inverted? True means 'may attend'."
             )
         if m is not None:
-            bugs.append((_INVERTED_HINT, _attend(q, k, v, ~m).nan_to_num(0.0)))
-        expected = reference.scaled_dot_product_attention(q, k, v, mask=m)
+            bugs.append((_INVERTED_HINT, _attend(q, k, v, ~m)))
+            if not bool(m.any(-1).all()):
+                bugs.append(
+                    (
+                        _no_key_hint(
+                            "a large negative fill (-1e9) gives it the mean of the values"
+                        ),
+                        _attend(q, k, v, m, fill=-1e9),
+                    )
+                )
         compare_tensors(got, expected, what=what, likely_bugs=bugs)
 
 
@@ -286,7 +335,52 @@ def _module_variant(
     return F.linear(y, sd["c_proj.weight"], sd.get("c_proj.bias")) if proj else y
 
 
-@check("CausalSelfAttention", reference.CausalSelfAttention)
+def _load_attention_weights(ref: nn.Module, mine: nn.Module, config: GPTConfig) -> None:
+    """Give ``mine`` the reference's weights, or say exactly which names or shapes differ.
+    Extra buffers are fine: nanoGPT keeps its mask in one (GPT-2's checkpoints carry attn.bias)."""
+    layers = "c_attn = nn.Linear(n_embd, 3 * n_embd) and c_proj = nn.Linear(n_embd, n_embd)"
+    want, theirs = ref.state_dict(), mine.state_dict()
+    params = dict(mine.named_parameters())
+    extra = [k for k in params if k not in want]
+    if extra:
+        n = config.context_length
+        mask_like = [k for k in extra if params[k].dim() >= 2 and params[k].shape[-2:] == (n, n)]
+        why = (
+            f" {mask_like[0]} looks like a mask: a mask is not learned, so keep it with "
+            "self.register_buffer(...) (it moves with the module and is not trained)"
+            if mask_like
+            else ""
+        )
+        raise CheckFailure(
+            f"the module should hold exactly two layers, named like GPT-2's: {layers}; it also "
+            f"has the parameter(s) {', '.join(extra)}.{why}"
+        )
+    missing = [k for k in want if k not in theirs]
+    if missing:
+        extra_hint = (
+            " GPT-2's layers have biases: leave bias=True (the default)"
+            if all(k.endswith(".bias") for k in missing)
+            else f" GPT-2's attention holds exactly two layers: {layers}"
+        )
+        raise CheckFailure(f"the module has no {', '.join(missing)}.{extra_hint}")
+    for k, v in want.items():
+        if theirs[k].shape != v.shape:
+            raise CheckFailure(
+                f"{k} has shape {tuple(theirs[k].shape)}, expected {tuple(v.shape)}: {layers}"
+            )
+    mine.load_state_dict(want, strict=False)
+
+
+@check(
+    "CausalSelfAttention",
+    reference.CausalSelfAttention,
+    hints=(
+        "c_attn gives (B, T, 3C): q, k and v side by side on the last axis, in that order; "
+        "tensor.split(size, dim) cuts an axis into pieces of that size.",
+        "Cut c_attn(x) into three (B, T, C) pieces along dim 2, split_heads each, attend with "
+        "causal_mask(T), merge_heads, then c_proj.",
+    ),
+)
 def check_causal_self_attention(cls):
     """Check a ``CausalSelfAttention(config)`` module whose ``forward(x)`` returns y (B, T, C)."""
     config = GPTConfig(
@@ -298,14 +392,7 @@ def check_causal_self_attention(cls):
         mine = cls(config).eval()
     except TypeError as e:
         raise CheckFailure(f"CausalSelfAttention(config) could not be built: {e}") from None
-    try:
-        mine.load_state_dict(ref.state_dict())
-    except RuntimeError as e:
-        raise CheckFailure(
-            "the module should hold exactly two layers, named like GPT-2's: "
-            "c_attn = nn.Linear(n_embd, 3 * n_embd) and c_proj = nn.Linear(n_embd, n_embd) "
-            f"(torch said: {str(e).splitlines()[0]} ...)"
-        ) from None
+    _load_attention_weights(ref, mine, config)
     x = torch.randn(2, 7, config.n_embd, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         got = call(mine, x, names=["x"])
@@ -352,3 +439,4 @@ def check_causal_self_attention(cls):
             ),
         ]
         compare_tensors(got, ref(x), what="output", likely_bugs=bugs)
+    require_same_device(mine, x)

@@ -45,6 +45,13 @@ def _probs(rows: torch.Tensor, keep: int | None, *, cut=float("-inf"), kth_from_
     return rows.softmax(-1).double()
 
 
+def _ranks(rows: torch.Tensor, keep: int) -> torch.Tensor:
+    """The distribution of the rank (0 .. keep-1) sampled among each row's top ``keep``."""
+    out = torch.zeros(rows.shape, dtype=torch.float64)
+    out[:, :keep] = torch.topk(rows, keep, dim=-1).values.softmax(-1).double()
+    return out
+
+
 def _row_frequencies(got: torch.Tensor, n_rows: int, vocab: int) -> torch.Tensor:
     ids = got.reshape(-1)
     return torch.stack(
@@ -73,8 +80,10 @@ def _same_draws(f, *args, to: str, **kwargs) -> None:
     crash_meanings=[
         (
             r"probability tensor contains|invalid multinomial distribution",
-            "a row whose logits are all -inf (or NaN) after top-k: each row's threshold is its "
-            "own k-th largest logit",
+            "probabilities that are NaN: a softmax over the batch axis (dim=0), where a column "
+            "cut by top-k in every row is all -inf (each row's softmax is over its own logits, "
+            "dim=-1), or a row whose logits are all -inf after top-k (each row's threshold is "
+            "its own k-th largest logit)",
         )
     ],
 )
@@ -98,6 +107,24 @@ def check_sample_next_token(f):
             "concatenated to idx"
         )
     compare_tensors(got, logits.argmax(-1, keepdim=True), what="greedy choice (temperature 0)")
+
+    # top_k above the vocabulary keeps every token; torch.topk refuses k > size.
+    k = logits.size(-1) + 5
+    try:
+        got = call(f, logits, temperature=1.0, top_k=k, names=["logits"])
+    except (NotImplementedError, CheckFailure):
+        raise
+    except RuntimeError as e:
+        raise CheckFailure(
+            f"top_k={k}, more than the {logits.size(-1)} tokens of the vocabulary, raised "
+            f"RuntimeError ({str(e).splitlines()[0][:80]}); keep min(top_k, vocab) tokens: "
+            "torch.topk cannot take more than there are"
+        ) from None
+    if isinstance(got, torch.Tensor) and got.shape != (logits.size(0), 1):
+        raise CheckFailure(
+            f"for top_k={k} (more than the vocabulary) the result has shape "
+            f"{tuple(got.shape)}, expected {(logits.size(0), 1)}"
+        )
 
     # Then the distribution, measured on many copies of two different rows.
     R, V = _ROWS.shape
@@ -142,6 +169,11 @@ def check_sample_next_token(f):
             _probs(scaled, k, kth_from_row0=True),
         ),
         ("the choice is always greedy: at temperature > 0, sample", greedy),
+        (
+            "the sampled position among the top k is returned, not the token's id: map the "
+            "sampled position back through torch.topk's indices (gather)",
+            _ranks(scaled, k),
+        ),
     ]
     compare_tensors(
         freq, _probs(scaled, k), what=f"frequency of each token in each row over {N} draws",
@@ -209,6 +241,7 @@ def check_generate_step(f):
         likely_bugs=[
             ("the crop dropped the earlier tokens from the result: crop only what the model sees, return all of idx plus the new token", step(model, long[:, -context_length:], temperature=0.0)),
             ("the crop keeps the first context_length tokens; the model must see the last ones", torch.cat([long, step(model, long[:, :context_length], temperature=0.0)[:, -1:]], 1)),
+            ("the crop keeps context_length - 1 tokens: the model can see all context_length of them (idx[:, -context_length:])", torch.cat([long, step(model, long[:, -(context_length - 1):], temperature=0.0)[:, -1:]], 1)),
         ],
     )  # fmt: skip
     # Sampling, on many copies of one prompt: temperature, top_k and the generator count.
@@ -232,6 +265,8 @@ def check_generate_step(f):
         likely_bugs=[
             ("the step is always greedy: pass temperature, top_k and generator on to the sampling", greedy),
             ("top_k is not passed on: the sampling keeps every token", _probs(last / T, None)),
+            ("the temperature is applied twice: the logits are divided by it, then the sampler divides again; pass the raw logits", _probs(last / T / T, k)),
+            ("temperature and top_k are swapped: pass them by name (temperature=..., top_k=...), or in the sampler's order", _probs(last / k, int(T))),
         ],
     )  # fmt: skip
     _same_draws(f, model, many[:100], temperature=T, to="generator on to the sampling")

@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 from .. import model as reference
-from ._core import CheckFailure, compare_tensors, run_check, say
-from .transformer import _modules
+from ._core import CheckFailure, compare_tensors, require_same_device, run_check, say
+from .transformer import _check_norms, _modules
 
 __all__ = ["check_gpt", "reference_gpt"]
 
@@ -45,6 +45,18 @@ def _check_layout(m: nn.Module, config: reference.GPTConfig) -> None:
             f"{type(m.h).__name__}{f' of {len(m.h)}' if hasattr(m.h, '__len__') else ''}: a plain "
             "list hides the blocks' parameters from the optimiser"
         )
+    blocks = list(m.h)
+    if len({id(b) for b in blocks}) < len(blocks):
+        raise CheckFailure(
+            say(
+                (
+                    "self.h holds the same Block several times ([Block(config)] * n_layer?), "
+                    "so every layer shares one set of weights; each layer needs its own Block",
+                    "multiplying a list repeats the one object in it; build a new Block for "
+                    "each layer (a list comprehension calls Block(config) n_layer times)",
+                )
+            )
+        )
     if m.lm_head.weight is not m.wte.weight:
         raise CheckFailure(
             say(
@@ -71,6 +83,23 @@ def _check_init(cls: type) -> None:
             f"wte's weights have std {std:.3f}; GPT-2 draws embeddings and linear weights from "
             "N(0, 0.02) (PyTorch's default for nn.Embedding is N(0, 1))"
         )
+    pos = m.wpe.weight.std().item()
+    if not 0.015 < pos < 0.025:
+        raise CheckFailure(
+            f"wpe's weights have std {pos:.3f}; GPT-2 draws the position embeddings from "
+            "N(0, 0.02) too (PyTorch's default for nn.Embedding is N(0, 1)): does your init "
+            "reach the nn.Embedding layers, not only nn.Linear? (wte gets 0.02 through the "
+            "tied head; wpe does not)"
+        )
+    norms = [(n, p) for n, p in m.named_parameters() if ".ln_" in f".{n}" or n.startswith("ln_")]
+    for n, p in norms:
+        want = 1.0 if n.endswith("weight") else 0.0
+        if not torch.all(p == want):
+            raise CheckFailure(
+                f"{n} does not start at {want:g}: a LayerNorm starts as the identity (weight "
+                "1, bias 0), and GPT-2's init leaves it so; initialise only the nn.Linear "
+                "and nn.Embedding layers"
+            )
     fc = m.h[0].mlp.c_fc.weight.std().item()
     if not 0.015 < fc < 0.025:
         raise CheckFailure(
@@ -104,6 +133,7 @@ def check_gpt(gpt_class: type, block: type | None = None, *, hint: int = 1) -> t
         config = _config()
         ref, mine = _modules(Ref, cls, config, _NAMES, seed=1)
         _check_layout(mine, config)
+        _check_norms(mine, config, ("ln_f",))
         try:
             mine.load_state_dict(ref.state_dict())
         except RuntimeError as e:
@@ -173,6 +203,7 @@ def check_gpt(gpt_class: type, block: type | None = None, *, hint: int = 1) -> t
             raise CheckFailure(f"a single token gives logits of shape {tuple(one.shape)}")
         full = torch.randint(0, config.vocab_size, (1, config.context_length))
         compare_tensors(mine(full), ref(full), what="logits for a full context", atol=1e-4)
+        require_same_device(mine, idx, name="idx")
         mine.train()
         mine.zero_grad()
         mine(idx).float().logsumexp(-1).mean().backward()

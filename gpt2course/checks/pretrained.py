@@ -77,7 +77,18 @@ def _key_problems(got: dict, expected: dict) -> None:
     raise CheckFailure("the names differ from our GPT's: " + "; ".join(parts))
 
 
-@check("convert_hf_state_dict", reference.convert_state_dict)
+@check(
+    "convert_hf_state_dict",
+    reference.convert_state_dict,
+    hints=(
+        "Three things differ from our names: a 'transformer.' prefix, mask buffers that are "
+        "not weights (names ending in '.attn.bias' or '.attn.masked_bias'), and Conv1D "
+        "weights stored as (in, out).",
+        "key.removeprefix('transformer.') gives our name; skip the buffers and lm_head.weight "
+        "(careful: 'attn.c_attn.bias' is a real parameter); .t() the weights whose names end "
+        "with one of CONV1D.",
+    ),
+)
 def check_convert_hf_state_dict(f):
     """Check ``convert_hf_state_dict(hf_sd) -> dict`` (rename, skip buffers, transpose Conv1D)."""
     for prefix, layout in (

@@ -28,7 +28,15 @@ def _dict_of(got: object, what: str) -> dict:
     return got
 
 
-@check("count_pairs", ref.count_pairs)
+@check(
+    "count_pairs",
+    ref.count_pairs,
+    hints=(
+        "zip(ids, ids[1:]) walks the adjacent pairs, each the tuple (ids[i], ids[i + 1]).",
+        "counts.get(pair, 0) is a pair's count so far (0 the first time): add 1 and store it "
+        "back under the pair.",
+    ),
+)
 def check_count_pairs(f):
     """Check ``count_pairs(ids) -> {(a, b): count}`` against the reference."""
     # Ids above 9 too, so that tricks on the ids' digits do not pass.
@@ -91,7 +99,15 @@ def _merge_by_string(ids, pair, new_id):
     return [int(t) for t in text.split()]
 
 
-@check("merge", ref.merge)
+@check(
+    "merge",
+    ref.merge,
+    hints=(
+        "A while loop over an index i can step by 1 or by 2; a for loop cannot skip.",
+        "At i, a match means i < len(ids) - 1 and (ids[i], ids[i + 1]) == pair: then append "
+        "new_id and step by 2, else append ids[i] and step by 1.",
+    ),
+)
 def check_merge(f):
     """Check ``merge(ids, pair, new_id) -> new ids`` against the reference."""
     cases = [
@@ -132,7 +148,16 @@ def check_merge(f):
         )
 
 
-@check("train", ref.train_merges)
+@check(
+    "train",
+    ref.train_merges,
+    hints=(
+        "The most frequent pair is max(counts, key=counts.get); the k-th merge (k from 0) "
+        "gets the id 256 + k.",
+        "One round per merge: counts = count_pairs(ids), pick the pair, record "
+        "merges[pair] = new_id, then ids = merge(ids, pair, new_id) before counting again.",
+    ),
+)
 def check_train_merges(f):
     """Check the BPE trainer ``train(ids, num_merges) -> {pair: new_id}``: each merge must be
     a most frequent pair at its step (any tie rule is fine) and new ids count up from 256."""
@@ -203,6 +228,12 @@ def _encode_picking_max(text, merges, *, by_count):
 @check(
     "encode",
     ref.encode,
+    hints=(
+        "The pair learned first has the smallest id in merges; a pair never learned can "
+        "rank last as float('inf'): min(pairs, key=lambda p: merges.get(p, float('inf'))).",
+        "Loop while 2 or more ids remain: pick that pair from count_pairs(ids); if it is not "
+        "in merges, stop; else ids = merge(ids, pair, merges[pair]).",
+    ),
     crash_meanings=[
         (
             r"^KeyError",

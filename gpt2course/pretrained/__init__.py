@@ -20,6 +20,7 @@ from .load import (
     iter_checkpoint,
     load_pretrained,
     load_weights,
+    read_config,
     write_model,
     write_standin_checkpoint,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "load_pretrained",
     "load_weights",
     "our_name",
+    "read_config",
     "write_model",
     "write_standin_checkpoint",
 ]

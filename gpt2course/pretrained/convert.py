@@ -39,13 +39,34 @@ CONV1D_WEIGHTS = (
 _MASK_BUFFER = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
 
 
+# GPTConfig's fields that transformers' config.json holds too: our name -> (its key, default).
+# Those keys are the one source of a model's shape; OUR_CONFIG_KEY adds only the rest.
+HF_KEYS = {
+    "vocab_size": ("vocab_size", 50257),
+    "context_length": ("n_positions", 1024),
+    "n_embd": ("n_embd", 768),
+    "n_layer": ("n_layer", 12),
+    "n_head": ("n_head", 12),
+    "layer_norm_epsilon": ("layer_norm_epsilon", 1e-5),
+}
+
+
 def config_from_hf(hf_config: Mapping[str, Any] | Any) -> GPTConfig:
     """Our ``GPTConfig`` from a transformers ``GPT2Config`` or its ``config.json`` dict."""
     get = hf_config.get if isinstance(hf_config, Mapping) else partial(getattr, hf_config)
     model_type = get("model_type", "gpt2")
     if model_type != "gpt2":
         raise CheckpointError(f"this is a {model_type!r} checkpoint, not GPT-2 ('gpt2')")
-    n_embd = get("n_embd", 768)
+    values = {ours: get(key, default) for ours, (key, default) in HF_KEYS.items()}
+    for ours, (key, _) in HF_KEYS.items():
+        v = values[ours]
+        number = ours == "layer_norm_epsilon"
+        if isinstance(v, bool) or not isinstance(v, (int, float) if number else int):
+            kind = "a number" if number else "a positive integer"
+            raise CheckpointError(
+                f"config.json's {key} must be {kind}, got {v!r} (a {type(v).__name__})"
+            )
+    n_embd = values["n_embd"]
     # Variants our model does not implement: refuse rather than load them wrongly.
     for key, default, allowed in (
         ("activation_function", "gelu_new", ("gelu_new", "gelu_pytorch_tanh")),
@@ -59,20 +80,43 @@ def config_from_hf(hf_config: Mapping[str, Any] | Any) -> GPTConfig:
             raise CheckpointError(
                 f"config.json has {key}={value!r}; our GPT implements only {allowed[0]!r}"
             )
-    return GPTConfig(
-        vocab_size=get("vocab_size", 50257),
-        context_length=get("n_positions", 1024),
-        n_embd=n_embd,
-        n_layer=get("n_layer", 12),
-        n_head=get("n_head", 12),
-        dropout=0.0,
-        bias=True,
-        layer_norm_epsilon=get("layer_norm_epsilon", 1e-5),
-    )
+    try:
+        return GPTConfig(**values, dropout=0.0, bias=True)
+    except ValueError as e:  # e.g. n_embd not divisible by n_head
+        raise CheckpointError(f"config.json: {e}") from None
+
+
+def config_from_json(raw: Mapping[str, Any]) -> GPTConfig:
+    """A checkpoint's ``GPTConfig`` from its config.json: the shape from transformers' keys
+    (what ``from_pretrained`` reads too), dropout and bias from ``OUR_CONFIG_KEY``. Older
+    checkpoints repeat the shape there: where the two disagree, ``CheckpointError`` names both."""
+    hf = config_from_hf(raw)
+    if OUR_CONFIG_KEY not in raw:
+        return hf
+    ours = raw[OUR_CONFIG_KEY]
+    if not isinstance(ours, dict):
+        raise CheckpointError(f"{OUR_CONFIG_KEY} is not an object of settings")
+    for name, (key, _) in HF_KEYS.items():
+        theirs = getattr(hf, name)
+        if name in ours and (ours[name] != theirs or type(ours[name]) is not type(theirs)):
+            raise CheckpointError(
+                f"config.json disagrees with itself: {key} is {theirs!r} but "
+                f"{OUR_CONFIG_KEY}.{name} is {ours[name]!r}; transformers reads {key}, so set "
+                f"both to the model's value (or remove {name} from {OUR_CONFIG_KEY})"
+            )
+    rest = {k: v for k, v in ours.items() if k not in HF_KEYS}
+    unknown = sorted(set(rest) - set(GPTConfig.__dataclass_fields__))
+    if unknown:
+        raise CheckpointError(f"{OUR_CONFIG_KEY} has unknown settings {unknown}")
+    try:
+        return GPTConfig(**{**hf.to_dict(), **rest})
+    except ValueError as e:
+        raise CheckpointError(f"config.json: {e}") from None
 
 
 def hf_config_dict(config: GPTConfig) -> dict[str, Any]:
-    """A ``config.json`` dict that transformers reads as the same GPT-2."""
+    """A ``config.json`` dict that transformers reads as the same GPT-2 (whose keys are the
+    one source of its shape: ``write_model`` adds only dropout and bias beside them)."""
     return {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
@@ -103,13 +147,23 @@ def config_from_shapes(shapes: Mapping[str, tuple[int, ...]]) -> GPTConfig:
             "the checkpoint has no wte.weight / wpe.weight: is it a GPT-2 checkpoint?"
         )
     V, C = names["wte.weight"]
+    layers = []
+    for n in names:
+        if n.startswith("h."):
+            index = n.split(".")[1]
+            if not index.isdigit():  # isdigit, not int(): int() takes " 1" and "١"
+                raise CheckpointError(
+                    f"the checkpoint's tensor {n!r} has no layer number after 'h.' (GPT-2 names "
+                    "them h.0, h.1, ...); it is not a GPT-2 checkpoint, or was renamed wrongly"
+                )
+            layers.append(int(index))
+    n_layer = 1 + max(layers, default=-1)
     n_head = {s["n_embd"]: s["n_head"] for s in SIZES.values()}.get(C)
     if n_head is None:
         raise CheckpointError(
             f"n_embd={C} is not one of GPT-2's sizes, so the number of heads cannot be told from "
             f"the weights; put the model's {CONFIG_FILE} next to the .safetensors file"
         )
-    n_layer = 1 + max((int(n.split(".")[1]) for n in names if n.startswith("h.")), default=-1)
     T = names["wpe.weight"][0]
     return GPTConfig(vocab_size=V, context_length=T, n_embd=C, n_layer=n_layer, n_head=n_head)
 

@@ -26,10 +26,12 @@ from ..files import CheckpointError, atomic_write_text
 from ..model import GPT
 from .convert import (
     CONFIG_FILE,
+    HF_KEYS,
     HUB_REPOS,
     OUR_CONFIG_KEY,
     WEIGHTS_FILE,
     config_from_hf,
+    config_from_json,
     config_from_shapes,
     hf_config_dict,
     is_conv1d,
@@ -125,18 +127,22 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _gpt_config(path: Path | None, raw: dict, hub_name: str | None) -> GPTConfig | None:
-    """The model's config: ours from config.json if we wrote it, else transformers' keys, else
-    the published size's; None for a lone .safetensors file."""
+    """The model's config from config.json (``convert.config_from_json``), else the published
+    size's; None for a lone .safetensors file."""
     if path is None:
         return GPTConfig.from_name(hub_name) if hub_name else None
     try:
-        if OUR_CONFIG_KEY not in raw:
-            return config_from_hf(raw)
-        if not isinstance(raw[OUR_CONFIG_KEY], dict):
-            raise CheckpointError(f"{OUR_CONFIG_KEY} is not an object of settings")
-        return GPTConfig(**raw[OUR_CONFIG_KEY])
-    except (TypeError, ValueError) as e:
+        return config_from_json(raw)
+    except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
+
+
+def read_config(folder: str | Path) -> GPTConfig:
+    """The ``GPTConfig`` of a model folder, read from its config.json as every loader reads it."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{folder} has no {CONFIG_FILE}")
+    return _gpt_config(path, _read_config(path), None)
 
 
 # ---------------------------------------------------------------- the one mapping
@@ -349,7 +355,8 @@ def write_model(
     """
     folder = Path(folder)
     write_safetensors(to_hf_state_dict(model), folder / WEIGHTS_FILE)  # makes the folder
-    cfg = hf_config_dict(model.config) | {OUR_CONFIG_KEY: model.config.to_dict()}
+    ours = {k: v for k, v in model.config.to_dict().items() if k not in HF_KEYS}
+    cfg = hf_config_dict(model.config) | {OUR_CONFIG_KEY: ours}
     cfg |= extra_config or {}
     atomic_write_text(folder / CONFIG_FILE, json.dumps(cfg, indent=2) + "\n")
     return folder

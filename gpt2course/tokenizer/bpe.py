@@ -13,7 +13,7 @@ import json
 import operator
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Literal
@@ -32,6 +32,54 @@ GPT2_SPLIT_PATTERN = (
 FORMAT_HEADER = "gpt2course-bpe v1"
 _LONG_CHUNK = 64  # bytes; longer chunks take the heap-based path (see _encode_long)
 _CACHE_MAX = 200_000  # encoded chunks kept; cleared when full so memory stays bounded
+_HOLD_MAX = 100_000  # characters; a tail this long is encoded even if more text may follow
+_SETTLE_AT = 1 << 14  # characters gathered before a cut is looked for
+_SPACE = regex.compile(r"\s")
+_WORD_END = regex.compile(r"(?r)\S(?=\s)")  # searched from the end backwards
+
+
+def settled_texts(chunks: Iterable[str], split: regex.Pattern) -> Iterator[str]:
+    """The text of ``chunks`` again, cut only where ``split``'s pre-tokens cannot change
+    whatever text follows: each piece then encodes to the ids it has in the whole text.
+
+    The last two pre-tokens of what has arrived are held back, and any whitespace before
+    them. The last may grow ("hel" + "lo"), a run of whitespace at the end gives its last
+    space to a word that follows (``\\s+(?!\\S)``: "a  " then "b" is "a", " ", " b"), and
+    the one before may change too ("'" then "ll" is the contraction "'ll"). A pre-token
+    starts where the previous one ended, so nothing before those depends on what comes
+    next. Held-back text longer than 100,000 characters (one enormous word or run of
+    spaces) is let go as it is.
+    """
+    held = ""
+    for chunk in chunks:
+        _check_text(chunk, "encode_iterable")
+        held += chunk
+        if len(held) < _SETTLE_AT:
+            continue  # a few lines at a time would cost a scan and an encode call each
+        # The pre-tokens are found from a boundary near the end, not from the start of held:
+        # a non-space followed by a space is always one (a pre-token holding a space is all
+        # spaces or starts with one), and three of them leave at least two pre-tokens after.
+        start = 0
+        for k, m in enumerate(_WORD_END.finditer(held)):
+            if k == 2:
+                start = m.end()
+                break
+        before_last = last = start
+        for m in split.finditer(held, start):
+            before_last, last = last, m.start()
+        # Cut after a non-space: "x\n\n" alone ends in the one token "\n\n", but before a
+        # word its pre-tokens are "\n", "\n". No pre-token ends in a space and goes on past
+        # it, so the end of the last non-space is always a boundary.
+        cut = before_last
+        while cut and _SPACE.match(held, cut - 1):  # regex's \s: str.isspace differs
+            cut -= 1
+        if len(held) - cut > _HOLD_MAX:
+            cut = len(held)
+        if cut:
+            yield held[:cut]
+            held = held[cut:]
+    if held:
+        yield held
 
 
 def _check_text(text: object, what: str = "encode") -> None:
@@ -165,6 +213,13 @@ class BPETokenizer:
                 cache[chunk] = ids
             out.extend(ids)
         return out
+
+    def encode_iterable(self, chunks: Iterable[str]) -> Iterator[int]:
+        """``encode_ordinary`` of the text that ``chunks`` (strings: a file object gives its
+        lines) make together, id by id as the text arrives, in memory that does not grow
+        with the text: the ids are those of the whole text, however it is split."""
+        for text in settled_texts(chunks, self._split):
+            yield from self.encode_ordinary(text)
 
     def _special_regex(self, tokens: Collection[str]):
         key = frozenset(tokens)
@@ -313,18 +368,40 @@ class BPETokenizer:
         return cls(merges, meta["pattern"], meta.get("special_tokens"), meta.get("byte_ids"))
 
 
-def train_bpe(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN) -> BPETokenizer:
-    """Learn ``vocab_size - 256`` merges on ``text``; ties go to the smallest pair.
+def train_bpe(
+    text: str,
+    vocab_size: int,
+    pattern: str = GPT2_SPLIT_PATTERN,
+    special_tokens: Sequence[str] = (),
+) -> BPETokenizer:
+    """Learn ``vocab_size - 256 - len(special_tokens)`` merges on ``text``; ties go to the
+    smallest pair.
 
+    ``special_tokens`` (e.g. ``["<|endoftext|>"]``) are cut out of the text before the
+    pre-split, so no merge crosses or enters them, and take the last ids, as GPT-2's
+    ``<|endoftext|>`` is 50256. ``encode`` reads them only where ``allowed_special`` says.
     Pair counts live over the unique chunks (each weighted by how often it occurs) and each
     merge updates only the counts of the chunks it touches; a heap finds the top pair.
     """
     _check_text(text, "train_bpe")
-    if not isinstance(vocab_size, int) or vocab_size < 256:
-        raise ValueError(
-            f"vocab_size must be an int >= 256 (the 256 bytes come first), got {vocab_size!r}"
+    if isinstance(special_tokens, str):
+        raise TypeError(
+            f"special_tokens is a list of strings, got the string {special_tokens!r}; "
+            f"did you mean special_tokens=[{special_tokens!r}]?"
         )
-    chunk_counts = Counter(regex.findall(pattern, text))
+    special = list(special_tokens)
+    if not all(isinstance(t, str) and t for t in special) or len(set(special)) != len(special):
+        raise ValueError(f"special_tokens must be distinct non-empty strings, got {special!r}")
+    if not isinstance(vocab_size, int) or vocab_size < 256 + len(special):
+        raise ValueError(
+            f"vocab_size must be an int >= {256 + len(special)} (the 256 bytes come first, "
+            f"then the merges, then {len(special)} special token(s)), got {vocab_size!r}"
+        )
+    pieces = [text]
+    if special:  # longest first, so that one special token that prefixes another loses
+        alts = sorted(special, key=len, reverse=True)
+        pieces = regex.split("|".join(regex.escape(t) for t in alts), text)
+    chunk_counts = Counter(c for piece in pieces for c in regex.findall(pattern, piece))
     words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
     freqs = list(chunk_counts.values())
     pair_counts: dict[tuple[int, int], int] = defaultdict(int)
@@ -338,7 +415,7 @@ def train_bpe(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN) -> 
     heap = [(-c, pair) for pair, c in pair_counts.items()]
     heapq.heapify(heap)
     merges: dict[tuple[int, int], int] = {}
-    for new_id in range(256, vocab_size):
+    for new_id in range(256, vocab_size - len(special)):
         while heap:
             neg, pair = heapq.heappop(heap)
             if pair_counts.get(pair) == -neg:
@@ -346,7 +423,7 @@ def train_bpe(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN) -> 
         else:
             warnings.warn(
                 f"train_bpe: the text ran out of pairs after {len(merges)} merges; "
-                f"the vocabulary has {256 + len(merges)} tokens, not {vocab_size}",
+                f"the vocabulary has {256 + len(merges) + len(special)} tokens, not {vocab_size}",
                 stacklevel=2,
             )
             break
@@ -374,4 +451,5 @@ def train_bpe(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN) -> 
             else:
                 del pair_counts[p]
         pair_counts.pop(pair, None)
-    return BPETokenizer(merges, pattern)
+    first = 256 + len(merges)  # right after the merges: no gap in the ids
+    return BPETokenizer(merges, pattern, {t: first + k for k, t in enumerate(special)})

@@ -4,10 +4,13 @@ bytes, or GPT-2's BPE."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
+import regex
+
 from ..assets import tiktoken_gpt2
+from .bpe import GPT2_SPLIT_PATTERN, settled_texts
 
 
 class Tokenizer(Protocol):
@@ -38,6 +41,11 @@ class ByteTokenizer:
         """Text -> byte ids."""
         return list(text.encode("utf-8"))
 
+    def encode_iterable(self, chunks: Iterable[str]) -> Iterator[int]:
+        """The byte ids of the text ``chunks`` make together, chunk by chunk."""
+        for chunk in chunks:
+            yield from chunk.encode("utf-8")
+
     def decode(self, ids: Sequence[int]) -> str:
         """Byte ids -> text; broken UTF-8 becomes the replacement character."""
         return bytes(ids).decode("utf-8", errors="replace")
@@ -60,6 +68,12 @@ class TiktokenGPT2:
         """Text -> GPT-2 ids, tiktoken's own; special tokens are read as plain text."""
         return encode_in_pieces(self.enc.encode_ordinary, text)
 
+    def encode_iterable(self, chunks: Iterable[str]) -> Iterator[int]:
+        """``encode`` of the text that ``chunks`` (strings: a file object gives its lines) make
+        together, yielded as the text arrives, in memory that does not grow with the text."""
+        for text in settled_texts(chunks, _GPT2_SPLIT):
+            yield from encode_in_pieces(self.enc.encode_ordinary, text)
+
     def decode(self, ids: Sequence[int]) -> str:
         """GPT-2 ids -> text."""
         return self.enc.decode(list(ids))
@@ -75,6 +89,7 @@ class TiktokenGPT2:
 _SAFE_CUT = re.compile(r"(?<=\S\n)(?=\S)")
 _LONG_SPACE = 10_000  # tiktoken's regex overflows Rust's stack on ~1 MB of whitespace
 _CHUNK = 100_000
+_GPT2_SPLIT = regex.compile(GPT2_SPLIT_PATTERN)  # tiktoken's "gpt2" pre-split, same matches
 
 
 def encode_in_pieces(encode: Callable[[str], list[int]], text: str) -> list[int]:

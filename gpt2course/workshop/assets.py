@@ -43,6 +43,11 @@ def main(argv: list[str]) -> int:
             assets.ensure_tiktoken_files()
             return 0
         if args.cmd == "bundle":
+            try:
+                offline.check_bundle_dest(args.dir)
+            except ValueError as e:  # a destination that cannot work: a usage error
+                print(f"error: {e}", file=sys.stderr)
+                return 2
             models = [m for m in args.models.split(",") if m]
             for path in offline.bundle(args.dir, models=models):
                 print(path)

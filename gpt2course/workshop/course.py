@@ -92,6 +92,10 @@ def install_line() -> str:
     return f"gpt2course @ git+{REPO_URL}@{BRANCH}"
 
 
+# Where the Colab header keeps the learner's pieces, once Google Drive is mounted.
+DRIVE_WORKBENCH = "/content/drive/MyDrive/gpt2course-workbench"
+
+
 def header_cells(nb: Notebook, version: str) -> list[dict]:
     """The badge cell and the Colab install cell that every notebook starts with."""
     md = f"{colab_badge(nb, version)}\n\n# {nb.title}"
@@ -101,9 +105,14 @@ def header_cells(nb: Notebook, version: str) -> list[dict]:
     # Plain pip through subprocess, not %pip: %pip prints a failure and carries on, and the
     # learner meets it two cells later as a ModuleNotFoundError.
     code = (
-        "# Colab only: install the course package. Everything else it needs, Colab already has.\n"
+        "# Colab only: install the course package (everything else it needs, Colab already has)\n"
+        "# and keep your pieces on Google Drive.\n"
         "import os\n"
         "import sys\n"
+        "\n"
+        "# Colab gives each notebook its own machine, so the pieces you write (your workbench) reach\n"
+        "# the next notebooks only from Google Drive. True: ask for your permission to mount it.\n"
+        "KEEP_MY_PIECES_ON_DRIVE = True\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
         "    import subprocess\n"
@@ -117,10 +126,21 @@ def header_cells(nb: Notebook, version: str) -> list[dict]:
         '            "check that this runtime is online and that the repository URL is right, "\n'
         '            "then run this cell again"\n'
         "        )\n"
-        "    # Colab gives each notebook its own machine; with Google Drive mounted, the pieces\n"
-        "    # you write are kept on it and reach the next notebook (gpt2course.workbench).\n"
-        '    if os.path.isdir("/content/drive/MyDrive"):\n'
-        '        os.environ.setdefault("GPT2COURSE_WORKBENCH", "/content/drive/MyDrive/gpt2course-workbench")'
+        "    if KEEP_MY_PIECES_ON_DRIVE:\n"
+        "        from google.colab import drive\n"
+        "\n"
+        "        try:\n"
+        '            if not os.path.isdir("/content/drive/MyDrive"):\n'
+        '                drive.mount("/content/drive")  # Google asks you; you may say no\n'
+        f'            os.environ.setdefault("GPT2COURSE_WORKBENCH", "{DRIVE_WORKBENCH}")\n'
+        '            print("Your pieces are kept on Google Drive:", os.environ["GPT2COURSE_WORKBENCH"])\n'
+        "        except Exception as e:  # declined, or Drive is not available\n"
+        "            print(\n"
+        '                f"Google Drive is not mounted ({e}): your pieces are kept on this machine, "\n'
+        '                "for this notebook only. Run this cell again to be asked again."\n'
+        "            )\n"
+        "    else:\n"
+        '        print("Your pieces are kept on this machine, for this notebook only.")'
     )
     return [_cell("markdown", md), _cell("code", code)]
 
@@ -184,6 +204,53 @@ def keep_solutions(source: str) -> str:
     return "\n".join(
         line for line in source.splitlines() if not (BEGIN.match(line) or END.match(line))
     )
+
+
+# A learner's time at the desk, before any machine time: prose read at about 130 words a
+# minute (technical text, read with the code beside it), and each exercise 5 minutes plus
+# one per line of its solution, at most 20 (reading the task, writing, a failed check, a fix).
+WORDS_PER_MINUTE = 130
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a learner reads and writes in one notebook, and the minutes that take."""
+
+    words: int
+    exercise_lines: tuple[int, ...]
+
+    @property
+    def reading(self) -> float:
+        return self.words / WORDS_PER_MINUTE
+
+    @property
+    def exercises(self) -> float:
+        return float(sum(min(20, 5 + n) for n in self.exercise_lines))
+
+    @property
+    def minutes(self) -> float:
+        return self.reading + self.exercises
+
+
+def estimate(nb: Notebook) -> Estimate:
+    """The learner's desk time in notebook ``nb``: its prose and its exercises."""
+    words, lines = 0, []
+    for kind, src, tags in parse_source(source_path(nb).read_text(encoding="utf-8")):
+        if "instructor" in tags:
+            continue
+        if kind == "markdown":
+            words += len(re.findall(r"[A-Za-z0-9][\w'’-]*", src))
+            continue
+        inside = None
+        for line in src.splitlines():
+            if BEGIN.match(line):
+                inside = 0
+            elif END.match(line):
+                lines.append(inside)
+                inside = None
+            elif inside is not None and line.strip() and not line.strip().startswith("#"):
+                inside += 1
+    return Estimate(words, tuple(lines))
 
 
 def build_notebook(nb: Notebook, version: str, source_text: str) -> dict:
@@ -260,7 +327,9 @@ def execute(notebook: dict, cwd: Path, timeout: int = 600, quick: bool = True) -
     from nbclient import NotebookClient
 
     node = notebook if isinstance(notebook, nbformat.NotebookNode) else nbformat.from_dict(notebook)
-    with patch.dict(os.environ, GPT2COURSE_QUICK="1" if quick else "0"):  # the kernel inherits it
+    # The kernel inherits these; a progress bar would leave its fragments in the outputs.
+    env = {"GPT2COURSE_QUICK": "1" if quick else "0", "GPT2COURSE_PROGRESS": "0"}
+    with patch.dict(os.environ, env):
         NotebookClient(
             node, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
         ).execute()
@@ -277,16 +346,33 @@ def build(slugs: list[str] | None = None, execute_cells: bool = False) -> list[P
     )
     for nb in todo:
         text = source_path(nb).read_text(encoding="utf-8")
-        for version in VERSIONS:
+        ran: dict[str, dict] = {}
+        for version in VERSIONS:  # learner, solutions, instructor: in that order
             notebook = build_notebook(nb, version, text)
             path = notebook_path(nb, version)
             if execute_cells and version != "instructor":
                 print(f"running {path.relative_to(repo_root())} ...", file=sys.stderr, flush=True)
-                notebook = execute(notebook, cwd=path.parent)
+                notebook = ran[version] = execute(notebook, cwd=path.parent)
+            elif execute_cells:
+                # The instructor version is the solutions plus notes: it shows their outputs,
+                # so an instructor previewing it on GitHub sees the results.
+                copy_outputs(ran["solutions"], notebook)
             with atomic_path(path) as tmp:  # written the way nbformat does: stable diffs
                 nbformat.write(nbformat.from_dict(notebook), str(tmp))
             written.append(path)
     return written
+
+
+def copy_outputs(source: dict, target: dict) -> None:
+    """Give ``target``'s code cells the outputs of ``source``'s cells with the same code, in order."""
+    ran = [c for c in source["cells"] if c["cell_type"] == "code"]
+    i = 0
+    for cell in (c for c in target["cells"] if c["cell_type"] == "code"):
+        same = [j for j in range(i, len(ran)) if cell_source(ran[j]) == cell_source(cell)]
+        if same:
+            i = same[0] + 1
+            cell["outputs"] = ran[same[0]]["outputs"]
+            cell["execution_count"] = ran[same[0]]["execution_count"]
 
 
 def set_repo(url: str) -> None:

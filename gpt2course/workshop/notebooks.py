@@ -9,6 +9,23 @@ import sys
 from . import course, portability, record
 
 
+def estimate_table() -> str:
+    """The estimate of every notebook as a markdown table that shows its arithmetic."""
+    rows = [
+        "| part | words | reading (÷ 130/min) | exercises (lines) | exercises (5 + a line each, ≤ 20) | "
+        "estimate |",
+        "| --- | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for nb in course.NOTEBOOKS:
+        e = course.estimate(nb)
+        lines = " + ".join(map(str, e.exercise_lines)) or "none"
+        rows.append(
+            f"| {nb.slug[:2]} | {e.words:,} | {e.reading:.0f} min | {lines} | "
+            f"{e.exercises:.0f} min | **{e.minutes:.0f} min** |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m gpt2course notebooks")
     add = p.add_subparsers(dest="cmd", required=True).add_parser
@@ -20,6 +37,9 @@ def main(argv: list[str]) -> int:
     add("check", help="fail if a committed notebook differs from what its source makes")
     r = add("record", help="run notebooks at full size and keep their record: cells' outputs")
     r.add_argument("slugs", nargs="+", help="notebooks to record (slug or number)")
+    bd = add("bands", help="run a notebook's default training per seed: its report card's bands")
+    bd.add_argument("slug", help="notebook (slug or number)")
+    bd.add_argument("--seeds", type=int, default=3, help="how many seeds (0, 1, ...)")
     pt = add(
         "portability",
         help="run the notebooks under nbval with other CPUs' kernels and thread counts",
@@ -31,6 +51,7 @@ def main(argv: list[str]) -> int:
         help="CAPABILITY:THREADS,... (e.g. default:1,avx2:2); by default default, avx2 and "
         "this machine's best kernels, each with 1 and 2 threads",
     )
+    add("estimate", help="a learner's desk time per notebook: prose at 130 words/min, exercises")
     s = add("set-repo", help="point badges, install cells and links at another repository")
     s.add_argument("url")
     args = p.parse_args(argv)
@@ -54,6 +75,13 @@ def main(argv: list[str]) -> int:
             return 2
         print("now rebuild them: python -m gpt2course notebooks build --execute", *args.slugs)
         return 0
+    if args.cmd == "bands":
+        try:
+            print(record.record_bands(args.slug, list(range(args.seeds))))
+        except (KeyError, RuntimeError) as e:
+            print(f"error: {e.args[0]}", file=sys.stderr)
+            return 2
+        return 0
     if args.cmd == "portability":
         try:
             settings = portability.parse_settings(args.settings) if args.settings else None
@@ -61,6 +89,9 @@ def main(argv: list[str]) -> int:
         except (ValueError, KeyError) as e:
             print(f"error: {e.args[0]}", file=sys.stderr)
             return 2
+    if args.cmd == "estimate":
+        print(estimate_table())
+        return 0
     if args.cmd == "set-repo":
         course.set_repo(args.url)
         print(json.dumps({"repo": args.url}))

@@ -136,9 +136,21 @@ def unverified(names: list[str]) -> list[str]:
     return [n for n in names if n in HUB_REPOS and n not in PUBLISHED_WEIGHTS_SHA256]
 
 
+def check_bundle_dest(dest: str | Path) -> Path:
+    """``dest`` as a Path, or ``ValueError`` if it is the course's cache: each file would be
+    copied onto itself, the bundle overwriting what it reads."""
+    dest = Path(dest)
+    if dest.resolve() == assets.cache_dir().resolve():
+        raise ValueError(
+            f"{dest} is the course's own cache, which the bundle is read from; "
+            "bundle into another folder, e.g. ./gpt2course-bundle"
+        )
+    return dest
+
+
 def bundle(dest: str | Path, models: tuple[str, ...] | list[str] = ()) -> list[Path]:
     """Write every asset (and, on request, pretrained models) to ``dest`` for an offline room."""
-    dest = Path(dest)  # atomic_copy makes the folder
+    dest = check_bundle_dest(dest)  # atomic_copy makes the folder
     written = [atomic_copy(assets.fetch(name), dest / name) for name in assets.ASSETS]
     if models:
         written += bundle_models(list(models), dest / "models")

@@ -9,6 +9,7 @@ import os
 import platform
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,13 @@ def _keep(output: dict[str, Any]) -> dict[str, Any] | None:
     return {"output_type": "display_data", "data": data, "metadata": {}} if data else None
 
 
-def harvest(slug: str, notebook: dict[str, Any], seconds: float, device: str) -> Path:
-    """Keep the outputs of the ``record:``-tagged cells of an executed full-size notebook."""
+def harvest(
+    slug: str, notebook: dict[str, Any], seconds: float, device: str, load: float | None = None
+) -> Path:
+    """Keep the outputs of the ``record:``-tagged cells of an executed full-size notebook.
+
+    ``load`` is the machine's mean load average during the run, so that the label can say
+    whether the run had the machine to itself."""
     import torch
 
     cells: dict[str, list] = {}
@@ -45,9 +51,13 @@ def harvest(slug: str, notebook: dict[str, Any], seconds: float, device: str) ->
         "machine": f"{platform.machine()}, {platform.system()}",
         "torch": torch.__version__.split("+")[0],
         "minutes": seconds / 60,
+        "load": None if load is None else round(load, 1),
+        "cores": os.cpu_count(),
     }
-    record = json.dumps({"meta": meta, "cells": cells}, indent=1) + "\n"
-    return atomic_write_text(recorded.path(slug), record)
+    p = recorded.path(slug)
+    bands = json.loads(p.read_text(encoding="utf-8")).get("bands") if p.is_file() else None
+    record = {"meta": meta, "cells": cells} | ({"bands": bands} if bands else {})
+    return atomic_write_text(p, json.dumps(record, indent=1) + "\n")
 
 
 def device_name() -> str:
@@ -71,6 +81,76 @@ def record(slugs: list[str], timeout: int = 3600) -> list[Path]:
         print(f"running {path.relative_to(course.repo_root())} at full size ...", file=sys.stderr)
         t0 = time.perf_counter()
         notebook = course.build_notebook(nb, "solutions", text)
-        done = course.execute(notebook, path.parent, timeout, quick=False)
-        written.append(harvest(nb.slug, done, time.perf_counter() - t0, device_name()))
+        with LoadWatch() as load:
+            done = course.execute(notebook, path.parent, timeout, quick=False)
+        written.append(harvest(nb.slug, done, time.perf_counter() - t0, device_name(), load.mean))
     return written
+
+
+class LoadWatch:
+    """The mean of the 1-minute load average, sampled every few seconds while in use."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every, self.samples = every, []
+        self._stop = threading.Event()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> LoadWatch:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(os.getloadavg()[0])
+
+    @property
+    def mean(self) -> float:
+        return sum(self.samples) / len(self.samples)
+
+
+# How each notebook's report card figures are reproduced at its default settings, seed by
+# seed: the train command's preset that is the notebook's run, and its summary's key.
+BAND_RUNS = {
+    "06_pretraining": (["--preset", "shakespeare-bytes"], {"validation loss": "val_loss"}),
+}
+
+
+def record_bands(slug: str, seeds: list[int]) -> Path:
+    """Run a notebook's default training once per seed and keep each figure's results as
+    the band its report card compares a learner's run with."""
+    import contextlib
+    import io
+    import tempfile
+
+    from . import train as train_verb
+
+    nb = course.find(slug)
+    if nb.slug not in BAND_RUNS:
+        raise KeyError(f"no band runs for {nb.slug}; known: {', '.join(BAND_RUNS)}")
+    argv, keys = BAND_RUNS[nb.slug]
+    runs: dict[str, list[float]] = {name: [] for name in keys}
+    t0 = time.perf_counter()
+    with LoadWatch() as load:
+        for seed in seeds:
+            out = io.StringIO()
+            with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(out):
+                rc = train_verb.main([*argv, "--out", tmp, f"train.seed={seed}"])
+            if rc:
+                raise RuntimeError(f"the seed {seed} run of {nb.slug} failed (exit {rc})")
+            summary = json.loads(out.getvalue().strip().splitlines()[-1])
+            for name, key in keys.items():
+                runs[name].append(summary[key])
+    how = (
+        f"`python -m gpt2course train {' '.join(argv)}` (the notebook's defaults), seeds "
+        f"{', '.join(map(str, seeds))}, {time.strftime('%Y-%m-%d')}, {device_name()}, "
+        f"{(time.perf_counter() - t0) / 60 / len(seeds):.1f} min a run, mean load {load.mean:.1f}"
+    )
+    p = recorded.path(nb.slug)
+    record = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {"meta": {}, "cells": {}}
+    record["bands"] = {name: {"runs": r, "how": how} for name, r in runs.items()}
+    return atomic_write_text(p, json.dumps(record, indent=1) + "\n")

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from gpt2course.callbacks import PrintSamples
 from gpt2course.checkpoint import check_checkpoint_dest, run_settings
 from gpt2course.config import GPTConfig
-from gpt2course.data import RandomBatches, load_text, split_tokens
+from gpt2course.data import RandomBatches, encode_text, split_tokens
 from gpt2course.device import distributed
 from gpt2course.files import CheckpointError
 from gpt2course.model import GPT
@@ -72,7 +72,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 DATA_DEFAULTS: dict[str, Any] = dict(
-    text="shakespeare",  # "shakespeare" or a path to a UTF-8 text file
+    text="shakespeare",  # "shakespeare", a UTF-8 text file, or a folder of .txt files
     tokenizer="bytes",
     val_fraction=0.1,
     batch_size=16,  # sequences per micro-batch, per process
@@ -164,10 +164,10 @@ def build_data(
             raise ValueError("data.train_bin needs data.val_bin too (a held-out token file)")
         val_ids = np.memmap(data["val_bin"], dtype=np.uint16, mode="r")
     elif data.get("text"):
-        train_ids, val_ids = split_tokens(tok.encode(load_text(data["text"])), data["val_fraction"])
+        train_ids, val_ids = split_tokens(encode_text(data["text"], tok), data["val_fraction"])
     else:
         raise ValueError(
-            "no data: set data.text (a text file, or 'shakespeare') or data.train_bin and "
+            "no data: set data.text (a text file, a folder of .txt files, or 'shakespeare') or data.train_bin and "
             "data.val_bin (GPT-2 token ids as raw uint16, e.g. made from FineWeb-Edu)"
         )
     B, T = data["batch_size"], data["context_length"]

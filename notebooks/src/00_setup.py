@@ -75,6 +75,55 @@ plt.show()
 # on and come back later. If you skip an exercise, the reference is used. So every
 # notebook runs from top to bottom, whatever you have done before, and you can start at
 # any notebook.
+#
+# Each exercise has a `# HINT:` line that names the step. Stuck? Run its check again with
+# `hint=2`, then `hint=3`: `f = checks.check_f(f, hint=2)` prints a bigger step.
+
+# %% [markdown]
+# ## Your workbench: your pieces become your GPT-2
+#
+# A check that passes also **keeps** your code: the source of your function or class goes
+# into a folder, your **workbench**. The later notebooks build on it: part 4's block asks
+# for your attention from part 3, part 5's GPT for your block, and so on, until part 7
+# loads OpenAI's weights into a GPT made of your classes. Each notebook asks for the pieces
+# it needs with `workbench.use(...)`, which rebuilds each one from its saved source, checks
+# it again, and uses yours if it passes, else the reference's, each piece on its own:
+
+# %%
+from gpt2course.figures import workbench_figure
+
+workbench_figure()
+plt.show()
+
+# %% [markdown]
+# `workbench.use` prints one line that says which pieces are yours and, for each of the
+# others, why not:
+#
+# ```
+# Pieces in use, yours: CausalSelfAttention. the reference's: MLP (not saved yet: run part 04's check).
+# ```
+#
+# and a model says what it is made of: `This model's parts: yours: none; the reference's:
+# GPT, Block, ...` means that none of its classes are your code. You skipped those
+# exercises, their checks failed, or your pieces were kept somewhere this notebook cannot
+# see (in Colab, on another machine; below).
+#
+# **Where the pieces are kept**: in the folder `.gpt2course-workbench` beside the notebooks,
+# or in the folder that the environment variable `GPT2COURSE_WORKBENCH` names, one file per
+# piece (`CausalSelfAttention.py`). `workbench.saved()` shows what is there;
+# `workbench.forget("MLP")` drops a piece, so the reference is used again.
+#
+# **In Colab** every notebook runs on a machine of its own, which forgets everything when
+# it stops. The first cell of each notebook therefore asks for permission to mount your
+# Google Drive and keeps the pieces in `MyDrive/gpt2course-workbench`. Say no, or set
+# `KEEP_MY_PIECES_ON_DRIVE = False` in that cell, and your pieces last only as long as the
+# notebook you wrote them in.
+#
+# **To get a piece back** after you fix it: in its notebook, run the cell that defines it,
+# then its check cell; the ✓ replaces the saved version. Then, in the later notebook, run
+# its `workbench.use(...)` cell again (and the cells after it, which built the model
+# from the old pieces). A wrong answer is never kept: a piece that fails its check leaves
+# the last passing version on the workbench.
 
 # %% [markdown]
 # ## Your environment

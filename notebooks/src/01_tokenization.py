@@ -124,7 +124,7 @@ print(f"\nour sample: {len(sample):,} characters -> {len(ids):,} byte ids")
 def count_pairs(ids: list[int]) -> dict[tuple[int, int], int]:
     """How often each adjacent pair of ids occurs."""
     # BEGIN SOLUTION
-    # HINT: the pairs are (ids[i], ids[i + 1]) for i in range(len(ids) - 1); counts.get(pair, 0) starts a count.
+    # HINT: walk the adjacent pairs of ids and count each one in a dict.
     counts = {}
     for i in range(len(ids) - 1):
         pair = (ids[i], ids[i + 1])
@@ -158,7 +158,7 @@ for (a, b), n in top:
 def merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     """Replace every occurrence of `pair` in `ids`, left to right, by `new_id`."""
     # BEGIN SOLUTION
-    # HINT: walk with an index i; on a match append new_id and step 2, else append ids[i] and step 1.
+    # HINT: build a new list; where the pair starts, the new id takes the place of both ids.
     out = []
     i = 0
     while i < len(ids):
@@ -195,7 +195,7 @@ print(f"merging {bytes(best)!r} -> 256: {len(ids):,} ids -> {len(merged):,} ids"
 def train(ids: list[int], num_merges: int) -> dict[tuple[int, int], int]:
     """Learn `num_merges` merges on `ids`: {pair: new id}, in the order learned."""
     # BEGIN SOLUTION
-    # HINT: for k in range(num_merges): count, pick max(counts, key=counts.get), merge into 256 + k.
+    # HINT: each round: count the pairs, take the most frequent, merge it everywhere, record it.
     ids = list(ids)
     merges = {}
     for k in range(num_merges):
@@ -253,8 +253,8 @@ print([vocab[i] for i in merges.values()])
 def encode(text: str, merges: dict[tuple[int, int], int]) -> list[int]:
     """Text -> UTF-8 bytes -> ids, applying the earliest-learned merge first."""
     # BEGIN SOLUTION
-    # HINT: start from list(text.encode("utf-8")). While 2+ ids remain, the pair to merge is the one
-    # HINT: with the smallest merges.get(pair, float("inf")); stop when that pair is not in merges.
+    # HINT: start from the text's UTF-8 bytes and merge, again and again, the pair that was
+    # HINT: learned first, until no adjacent pair is one that train learned.
     ids = list(text.encode("utf-8"))
     while len(ids) >= 2:
         pair = min(count_pairs(ids), key=lambda p: merges.get(p, float("inf")))

@@ -141,8 +141,9 @@ print(targets)
 
 # %% [markdown]
 # ## A `Dataset` and a `DataLoader`
-# Stacking every window up front is fine for a toy, but with stride 1 over a million
-# tokens it would copy the text a thousand times over. `TokenWindowDataset` stores the ids
+# Stacking every window up front is fine for a toy, but with stride 1 every token is
+# copied into as many windows as a window is long: at GPT-2's context of 1,024, Tiny
+# Shakespeare's 338,025 tokens would become 346 million ids, 2.8 GB as int64. `TokenWindowDataset` stores the ids
 # once and cuts window `i` only when asked for it. PyTorch's `DataLoader` then draws
 # windows in a random order and stacks them into batches.
 
@@ -183,30 +184,45 @@ print("shifted by one:", torch.equal(xb[:, 1:], yb[:, :-1]))
 # `(vocab_size, n_embd)`. Looking a token up means taking its row. GPT-2 calls this table
 # `wte` (word token embedding); `n_embd` is 768 in GPT-2 small.
 #
-# Here is a tiny table for a toy vocabulary made of our first 8 tokens (so their ids are
-# 0 to 7), with random values as at the start of training:
+# At the start of training the rows are random, and a picture of them shows noise. What
+# training does to them shows best in a table small enough to draw: one row per **byte**
+# (256 of them), with `n_embd = 2`, so each byte is a point in the plane. The code below
+# (`gpt2course.experiments.byte_embeddings`) trains it for a second on our text, on the
+# simplest task there is: predict the next byte from the current one. (Part 6 trains a
+# byte-level GPT on the same text; GPT-2's own `wte` does this with 768 numbers per token.)
 
 # %%
-torch.manual_seed(0)
-words = [enc.decode([i]) for i in ids[:8]]
-tiny_wte = torch.nn.Embedding(num_embeddings=8, embedding_dim=16)
+# NBVAL_IGNORE_OUTPUT
+from gpt2course.experiments import byte_embeddings
 
-fig, ax = plt.subplots(figsize=(7, 2.8))
-im = ax.imshow(tiny_wte.weight.detach(), cmap="RdBu", vmin=-2.5, vmax=2.5)
-ax.set_yticks(range(8), [f"{k}: {w!r}" for k, w in enumerate(words)])
-ax.set_ylabel("token id")
-ax.set_xlabel("embedding dimension (n_embd = 16 here)")
-ax.set_title("an embedding table: one learned row per token")
-fig.colorbar(im, ax=ax, fraction=0.03)
+table = byte_embeddings(text, n_embd=2, steps=500)  # (256, 2), one row per byte
+seen = sorted(set(text.encode("utf-8")))  # bytes that never occur keep their random start
+fig, ax = plt.subplots(figsize=(6, 4.5))
+for b in seen:
+    ch = chr(b)
+    colour = "C3" if ch in "aeiouAEIOU" else "C0" if ch.isalpha() else "C2"
+    ax.text(*table[b].tolist(), repr(ch)[1:-1], color=colour, ha="center", va="center")
+lo, hi = table[seen].min(0).values - 0.5, table[seen].max(0).values + 0.5
+ax.set_xlim(lo[0], hi[0]), ax.set_ylim(lo[1], hi[1])
+ax.set_title("bytes at n_embd = 2: vowels red, other letters blue, the rest green", fontsize=10)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# Nothing told the model what a vowel is, yet the vowels sit together: they are followed by
+# the same kinds of bytes (consonants), so the head needs much the same vector from each
+# of them. The punctuation marks, all followed by a space or a newline, gather in a corner
+# of their own, far from the letters. That is what an embedding learns:
+# tokens that play the same part get nearby vectors. (The exact positions differ from one
+# run and one computer to another; the groups do not.)
+#
 # A lookup is the same as multiplying a one-hot vector by the table, just without the
 # wasted multiplications by zero. `nn.Embedding` does the lookup, and its rows are trained
-# by backpropagation like any weight.
+# by backpropagation like any weight:
 
 # %%
+torch.manual_seed(0)
+tiny_wte = torch.nn.Embedding(num_embeddings=8, embedding_dim=16)  # 8 tokens, 16 numbers each
 token = torch.tensor([3])
 one_hot = torch.nn.functional.one_hot(token, num_classes=8).float()  # (1, 8)
 print(torch.allclose(tiny_wte(token), one_hot @ tiny_wte.weight))

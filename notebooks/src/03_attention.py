@@ -90,7 +90,8 @@ print(torch.allclose(out[4], context))
 # %% [markdown]
 # ## Why divide by $\sqrt{d}$
 # With random vectors of `d` numbers each, a dot product is a sum of `d` terms, so its
-# spread grows like $\sqrt{d}$. With GPT-2's 64 numbers per head, raw scores of ±20 are
+# spread grows like $\sqrt{d}$. With GPT-2's 64 numbers per head (each of spread 1), the raw
+# scores have a spread of $\sqrt{64} = 8$: differences of 10 or 20 between two scores are
 # common, and softmax of such scores is nearly one-hot: one token takes all the weight,
 # and the gradients through the others vanish. Dividing by $\sqrt{d}$ brings the scores
 # back to a spread of about 1, whatever `d` is.
@@ -156,7 +157,9 @@ plt.show()
 #
 # $$\text{attention}(q, k, v) = \text{softmax}\!\left(\frac{q k^\top}{\sqrt{d}} \text{ masked}\right) v$$
 #
-# where `mask` (if given) is boolean, `True` = may attend.
+# where `mask` (if given) is boolean, `True` = may attend. A query whose mask row has no
+# `True` at all (padding can do that) may attend to nothing: give it zero weights, as
+# torch's own kernel does, not the NaN that a softmax of only $-\infty$ gives.
 
 
 # %%
@@ -169,6 +172,8 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
+    if mask is not None:  # a row that may see no key: 0/0 = NaN becomes zero weights
+        weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
     return weights @ v  # (..., T_q, d)
     # END SOLUTION
 
@@ -332,11 +337,13 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, T, C)."""
         # BEGIN SOLUTION
-        # HINT: self.c_attn(x).split(self.n_embd, dim=2) gives q, k, v in that order.
+        # HINT: c_attn's 3C output channels hold q, k and v side by side; cut them apart first.
+        # HINT: a tensor made inside forward lands on the CPU: the mask goes .to(x.device).
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
         q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # (B, nh, T, hd)
-        y = scaled_dot_product_attention(q, k, v, mask=causal_mask(T))  # (B, nh, T, hd)
+        mask = causal_mask(T).to(x.device)  # made on the CPU; x may be on a GPU
+        y = scaled_dot_product_attention(q, k, v, mask=mask)  # (B, nh, T, hd)
         return self.c_proj(merge_heads(y))  # (B, T, C)
         # END SOLUTION
 

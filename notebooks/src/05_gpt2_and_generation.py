@@ -349,22 +349,42 @@ print()
 # finished keeps receiving the end token while the others go on, and generation stops
 # when every row is done.
 #
-# Our random model does not know when a text is finished, so to watch the mechanics we
-# pretend that whatever token it picks 5th in the first row is the end token. Generation
-# stops the first time that token comes up, which can be earlier: a random model repeats
-# itself, and here its 4th token is the same as its 5th.
+# Our random model does not know when a text is finished, so we play the trained model's
+# part by hand: a sampler that is your `sample_next_token`, except that the end token is
+# never picked by chance (its logit is set to -inf) and row 0 picks it as its 5th new
+# token, as if it had decided that its text was done. So every end token below was put
+# there on purpose, and "stopped" can be told from "still generating".
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+EOT = enc.eot_token  # 50256, "<|endoftext|>"
+
+
+def ends_after(n: int, row: int = 0):
+    """Your sampler with the end token ruled out, except as row ``row``'s ``n``-th new token."""
+    step = 0
+
+    def sampler(logits, **kwargs):
+        nonlocal step
+        step += 1
+        logits = logits.clone()
+        logits[:, EOT] = float("-inf")  # never by accident
+        ids = sample_next_token(logits, **kwargs).reshape(-1).clone()  # (B,)
+        if step == n:
+            ids[row] = EOT  # the "decision" to stop
+        return ids
+
+    return sampler
+
+
 prompts = torch.tensor([enc.encode(" Once upon a"), enc.encode(" The best way to")[:3]])  # (2, 3)
-free = generate(model, prompts, 12, temperature=0, sampler=sample_next_token)
-pretend_eos = free[0, 3 + 4].item()
-one = generate(
-    model, prompts[:1], 12, temperature=0, eos_token=pretend_eos, sampler=sample_next_token
-)
-print(f"one prompt: {one.shape[1] - 3} new tokens instead of 12, the last one the end token")
-both = generate(model, prompts, 12, temperature=0, eos_token=pretend_eos, sampler=sample_next_token)
-print("two prompts:", tuple(both.shape), "- row 0 after its end:", both[0, one.shape[1] :].tolist())
+one = generate(model, prompts[:1], 12, temperature=0, eos_token=EOT, sampler=ends_after(5))
+print(f"one prompt: stopped after {one.shape[1] - 3} of 12 new tokens:")
+print("   ", repr(enc.decode(one[0].tolist())))
+both = generate(model, prompts, 12, temperature=0, eos_token=EOT, sampler=ends_after(5))
+print(f"two prompts: {tuple(both.shape)}, row 1 ran all 12 steps and row 0 was padded with the end token:")
+for row in both:
+    print("   ", repr(enc.decode(row.tolist())))
 
 # %% [markdown]
 # ## The package's GPT

@@ -188,8 +188,9 @@ for step in range(21):
 # Adam gives each weight its own step size, from running averages of its gradient
 # (`exp_avg`) and squared gradient (`exp_avg_sq`). AdamW adds **weight decay**: every step
 # shrinks the weights a little towards 0, which keeps them from growing without need.
-# GPT-2 style training decays only the 2-D weights (matmuls and embeddings); biases and
-# LayerNorm gains are few, and pulling LayerNorm gains to 0 would fight their purpose.
+# nanoGPT and minGPT decay only the 2-D weights (matmuls and embeddings), and so does this
+# course (GPT-2's own optimiser settings were never published); biases and LayerNorm gains
+# are few, and pulling LayerNorm gains to 0 would fight their purpose.
 
 # %%
 optimizer = configure_optimizer(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95))
@@ -373,6 +374,16 @@ else:
     print(f"target: below {TARGET}:", "reached" if final < TARGET else "not reached")
 
 # %% [markdown]
+# **Is my result normal?** The card puts your validation loss beside the band of recorded
+# runs of this notebook's default settings (one per seed), and when it falls outside, names
+# the likely causes.
+
+# %%
+from gpt2course.recorded import report_card
+
+report_card("06_pretraining", {"validation loss": final})
+
+# %% [markdown]
 # Let it write. Temperature 0.8 sharpens the distribution a little; the seed makes the
 # sample repeatable. (In quick mode the model is too small and too short-trained to say
 # much.)
@@ -488,7 +499,8 @@ plt.show()
 # GPUs), 6e-4 peak learning rate, 715 warmup steps. OpenAI's own recipe for GPT-2 is not
 # published in that detail: the paper says each size's learning rate was tuned by hand for
 # the best perplexity on held-out WebText. Its token files are GPT-2 ids as raw `uint16`, which you make
-# once from a corpus such as FineWeb-Edu; on a node of 8 recent GPUs it takes a few hours.
+# once from a corpus such as FineWeb-Edu; build-nanogpt's README puts its 10B-token run at
+# about an hour (and about $10) on a rented node of 8 GPUs.
 #
 # ## What we have
 # A training loop you wrote, and its grown-up form: AdamW with weight decay on matrices,

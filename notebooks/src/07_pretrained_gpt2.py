@@ -162,9 +162,8 @@ CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_
 def convert_hf_state_dict(hf_sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """GPT-2 checkpoint tensors renamed (and, for Conv1D weights, transposed) for our GPT."""
     # BEGIN SOLUTION
-    # HINT: key.removeprefix("transformer."); skip names ending in ".attn.bias" or
-    # HINT: ".attn.masked_bias" (careful: "attn.c_attn.bias" is a real parameter);
-    # HINT: transpose with .t() the weights whose names end with one of CONV1D.
+    # HINT: the table above shows the three steps: rename what differs, drop what is not a
+    # HINT: weight, transpose the weights stored the other way round.
     out = {}
     for key, tensor in hf_sd.items():
         name = key.removeprefix("transformer.")
@@ -380,6 +379,55 @@ attention_viewer(
 )
 
 # %% [markdown]
+# ## Finding the heads
+# Looking at one sentence finds a head by luck. A measurement finds them all: feed the model
+# 50 random tokens, then the same 50 again, and score every head (`head_scores`, in
+# `gpt2course.figures`). Its **previous-token score** is its mean attention from each
+# position to the one just before; its **induction score**, its mean attention from each
+# token of the repeat to the token that followed it the first time, the one to copy next.
+# Random tokens leave nothing to predict from but the repeat, so a head that scores high
+# there is doing induction and nothing else. A head that spreads its attention evenly
+# over what it sees scores a few hundredths on either. In GPT-2 small, published analyses find previous-token heads
+# such as 4.11 and induction heads such as 5.5 and 6.9 (layer.head; Olsson et al. 2022,
+# *In-context Learning and Induction Heads*; Wang et al. 2022, *Interpretability in the
+# Wild*). Induction heads work with a previous-token head in an earlier layer: one writes
+# "the token before me was X" into each position, the other looks for the position where
+# that says the current token.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from pathlib import Path
+
+from gpt2course.checkpoint import load_checkpoint
+from gpt2course.figures import head_scores, head_scores_figure
+
+
+def strongest(scores: torch.Tensor, k: int = 3) -> str:
+    """The k heads with the highest score, as "layer.head score"."""
+    top = scores.flatten().topk(k)
+    n_head = scores.shape[1]
+    return ", ".join(f"{i // n_head}.{i % n_head} {v:.2f}" for v, i in zip(*top, strict=True))
+
+
+previous, induction = head_scores(reference)
+name = "the STAND-IN (random weights: expect no head to stand out)" if is_standin else "gpt2"
+print(f"{name}: previous-token {strongest(previous)}; induction {strongest(induction)}")
+head_scores_figure(previous, induction, title=name)
+plt.show()
+
+# Part 6's model, if you trained it: a few minutes on Shakespeare is enough for some heads to
+# specialise. (A byte-level model: its "tokens" are bytes, the test works the same.)
+part6 = Path("checkpoints/06_shakespeare")
+if part6.is_dir():
+    small = load_checkpoint(part6).model.eval()
+    p6, i6 = head_scores(small)
+    print(f"part 6's model: previous-token {strongest(p6)}; induction {strongest(i6)}")
+    head_scores_figure(p6, i6, title="part 6's Shakespeare model")
+    plt.show()
+else:
+    print("No part-6 checkpoint here (checkpoints/06_shakespeare): run part 6 to score its heads.")
+
+# %% [markdown]
 # And the model's whole output at one step: the probability of each possible next token.
 # After "The capital of France is", where does " Paris" rank? (The small gpt2 also likes
 # vaguer continuations such as " the".) This is what sampling draws from; temperature and
@@ -424,7 +472,8 @@ sampling_playground(model, enc, prompt="The capital of France is")
 # uniformly among that many tokens. Knowing nothing gives 50,257 (the vocabulary size); the
 # random stand-in is near that. Text longer than 1,024 tokens is cut into windows; each
 # window overlaps the previous one by half, and only its second half is scored, so every
-# scored token sees at least 512 tokens of context.
+# scored token after the first window sees at least 512 tokens of context (the first
+# window is scored whole: its first tokens have little before them).
 #
 # ### Exercise: the perplexity
 # Write `perplexity(model, ids, window)` as just described; it returns a Python float.

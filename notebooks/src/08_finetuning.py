@@ -35,7 +35,7 @@ import gpt2course
 from gpt2course import checks, lora, workbench
 from gpt2course.checkpoint import save_checkpoint
 from gpt2course.device import pick_device, quick_mode
-from gpt2course.data import RandomBatches
+from gpt2course.data import RandomBatches, encode_text, text_file
 from gpt2course.generation import sample_text
 from gpt2course.model import GPTConfig
 from gpt2course.tokenizer.named import get_tokenizer
@@ -65,28 +65,22 @@ GPT = workbench.use("GPT")
 # %% [markdown]
 # ## Your text
 # Put any `.txt` files in a folder and set `TEXT_DIR` above: your e-mails, a novel, song
-# lyrics, code. The last 10% is kept aside to measure how well each model predicts text it
-# never trained on.
+# lyrics, code. Each file is one document. The last 10% is kept aside to measure how well
+# each model predicts text it never trained on.
+#
+# `encode_text` below reads the files as a stream, a little at a time, so a folder of
+# gigabytes needs memory for its token ids only, never for the whole text at once.
 
 
 # %%
-def load_texts(folder: str | Path | None) -> str:
-    """All .txt files under ``folder`` joined by blank lines; Tiny Shakespeare if None."""
-    if folder is None:
-        from gpt2course.assets import fetch
-
-        return fetch("tinyshakespeare.txt").read_text(encoding="utf-8")
-    files = sorted(Path(folder).rglob("*.txt"))
-    if not files:
-        raise FileNotFoundError(
-            f"no .txt files under {folder}; put some there or set TEXT_DIR = None"
-        )
-    return "\n\n".join(f.read_text(encoding="utf-8", errors="replace") for f in files)
-
-
-text = load_texts(TEXT_DIR)
-print(f"{len(text):,} characters. It begins:\n")
-print(text[:200])
+TEXT = TEXT_DIR or "shakespeare"
+files = sorted(Path(TEXT).rglob("*.txt")) if TEXT_DIR else [text_file(TEXT)]
+if not files:
+    raise FileNotFoundError(f"no .txt files under {TEXT}; put some there or set TEXT_DIR = None")
+with open(files[0], encoding="utf-8") as f:
+    start = f.read(200)
+print(f"{len(files)} file(s), {sum(f.stat().st_size for f in files):,} bytes. It begins:\n")
+print(start)
 
 # %% [markdown]
 # ## The base model
@@ -144,13 +138,13 @@ print(f"base model: {sum(p.numel() for p in base.parameters()):,} parameters")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-ids = torch.tensor(tok.encode(text))
+ids = encode_text(TEXT, tok)  # every file, read and encoded as a stream
 n_train = int(0.9 * len(ids))
 train_ids, val_ids = ids[:n_train], ids[n_train:]
 train_batches = RandomBatches(train_ids, BATCH_SIZE, BLOCK_SIZE, seed=1)
 val_batches = RandomBatches(val_ids, BATCH_SIZE, BLOCK_SIZE, seed=2)
 EVAL_BATCHES = 4 if QUICK else 20
-PROMPT = text[:40]
+PROMPT = start[:40]
 
 base.to(device)
 base_loss = evaluate(base, val_batches, EVAL_BATCHES)
@@ -374,10 +368,15 @@ plt.show()
 # - **Perplexity**, part 7's measure, is the exponential of the loss: on a byte-level base
 #   it counts bytes, not GPT-2 tokens, so compare it only within this table.
 # - **Loss**: full fine-tuning usually ends a little lower: it can change everything. LoRA
-#   gets most of the way at a fraction of the cost, and the better the base model, the
-#   closer it gets: the LoRA paper matched full fine-tuning of GPT-2 medium and large on its
+#   gets most of the way with a fraction of the memory for training and of the storage (a
+#   few MB of adapters per task instead of a copy of the model), and the better the base
+#   model, the closer it gets: the LoRA paper matched full fine-tuning of GPT-2 medium and large on its
 #   benchmarks. The tiny base here, pretrained for seconds, leaves LoRA more to do, and in
 #   the quick test run both are barely trained.
+# - **Seconds**: LoRA is not faster per step, and here it can be slower: every step still
+#   runs the whole model forward and backward (the gradient must flow through the frozen
+#   layers to reach the adapters), plus the adapters' own small matmuls. What it saves is
+#   memory and storage, not compute.
 # - The measured figures for GPT-2 124M's shape are in `docs/benchmarks.md` (`## finetuning`).
 
 # %% [markdown]

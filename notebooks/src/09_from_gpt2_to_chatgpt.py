@@ -34,7 +34,8 @@
 # through a commercial API, which let OpenAI watch and limit its use, license it (Microsoft
 # received an exclusive licence to the model itself in September 2020) and fund the next
 # models. InstructGPT
-# (Ouyang et al. 2022), ChatGPT (30 November 2022) and GPT-4 (2023) were served the same
+# (the API's default models from 27 January 2022; the paper, Ouyang et al., followed in
+# March), ChatGPT (30 November 2022) and GPT-4 (2023) were served the same
 # way; the GPT-4 report withheld even the model's size and training data, citing "the
 # competitive landscape and the safety implications of large-scale models". Safety, the
 # business of selling access, and a race in which details are an advantage all point the same

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from gpt2course import attention as ref
 from gpt2course import checks
 
-from .conftest import assert_right, assert_stub, assert_wrong
+from .conftest import assert_right, assert_stub, assert_wrong, run
 
 # --- scaled_dot_product_attention ------------------------------------------------------------
 
@@ -19,17 +19,24 @@ def sdpa(q, k, v, mask=None, bug=None):
     d = q.size(-1)
     kt = k.transpose(2, 3) if bug == "fixed_axes" else k.transpose(-2, -1)
     scale = {"unscaled": 1.0, "by_d": 1 / d}.get(bug, 1 / math.sqrt(d))
-    scores = q @ kt * scale
+    scores = q @ kt * (1.0 if bug == "scale_after" else scale)
     if bug == "always_causal":
         mask = ref.causal_mask(q.size(-2))
     if bug == "inverted" and mask is not None:
         mask = ~mask
-    if mask is not None and bug not in ("ignored", "after"):
-        scores = scores.masked_fill(~mask, 0.0 if bug == "zero_fill" else float("-inf"))
+    if bug == "added" and mask is not None:
+        scores = scores + mask  # True counts as 1
+    elif mask is not None and bug not in ("ignored", "after"):
+        fill = {"zero_fill": 0.0, "big_negative": -1e9}.get(bug, float("-inf"))
+        scores = scores.masked_fill(~mask, fill)
     dim = {"dim_keys": -2, "dim_heads": 1}.get(bug, -1)
     w = scores.softmax(dim=dim)
+    if bug == "scale_after":
+        w = w * scale
     if bug == "after" and mask is not None:
         w = w.masked_fill(~mask, 0.0)
+    if mask is not None and bug not in ("nan_row", "inverted"):
+        w = w.nan_to_num(0.0)  # a query that may attend to no key: zero weights, not NaN
     return w @ v
 
 
@@ -59,6 +66,12 @@ SDPA_WRONG = [
     ("ignored", "the mask argument is ignored"),
     ("always_causal", "the causal mask is"),
     ("fixed_axes", "k.transpose(-2, -1)"),
+    # A fully masked row (a query allowed to see no key): the reference and torch's kernel
+    # give it zero weights; the plain softmax of all -inf gives NaN, a -1e9 fill the mean.
+    ("nan_row", "zero weights"),
+    ("big_negative", "zero weights"),
+    ("added", "added to the scores"),
+    ("scale_after", "after the softmax"),
 ]
 
 
@@ -151,6 +164,8 @@ def attention_module(bug=None):
             C = config.n_embd
             if bug == "separate":
                 self.q, self.k, self.v = (nn.Linear(C, C) for _ in range(3))
+            if bug == "mask_parameter":  # a mask is not learned: it belongs in a buffer
+                self.bias = nn.Parameter(torch.ones(config.context_length, config.context_length))
             self.c_attn = nn.Linear(C, 3 * C, bias=bug != "no_bias")
             self.c_proj = nn.Linear(C, C)
 
@@ -163,8 +178,14 @@ def attention_module(bug=None):
             hd = C // self.n_head
             scale = {"unscaled": 1.0, "sqrt_C": 1 / math.sqrt(C)}.get(bug, 1 / math.sqrt(hd))
             scores = q @ k.transpose(-2, -1) * scale
+            if bug == "cpu_mask":  # the notebook's causal_mask(T): made on the CPU
+                mask = torch.ones(T, T, dtype=torch.bool).tril()
+            elif bug == "cpu_arange":
+                mask = torch.arange(T)[:, None] >= torch.arange(T)
+            else:
+                mask = ref.causal_mask(T, device=x.device)
             if bug != "no_mask":
-                scores = scores.masked_fill(~ref.causal_mask(T), float("-inf"))
+                scores = scores.masked_fill(~mask, float("-inf"))
             y = scores.softmax(dim=-2 if bug == "dim" else -1) @ v
             y = y.reshape(B, T, C) if bug == "merge" else ref.merge_heads(y)
             return y if bug == "no_proj" else self.c_proj(y)
@@ -181,7 +202,12 @@ MODULE_WRONG = [
     ("no_proj", "c_proj is not applied"),
     ("dim", "the softmax runs over the wrong axis"),
     ("separate", "exactly two layers"),
-    ("no_bias", "exactly two layers"),
+    ("separate", "q.weight"),  # the real cause is named, not cut off
+    ("no_bias", "c_attn.bias"),
+    # A mask made on the CPU passes on a CPU and fails on a GPU: caught without one.
+    ("cpu_mask", "x.device"),
+    ("cpu_arange", "x.device"),
+    ("mask_parameter", "register_buffer"),
 ]
 
 
@@ -208,11 +234,61 @@ class TorchAttention(nn.Module):
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
+class NanoGPTAttention(nn.Module):
+    """Right, as nanoGPT writes it: the mask kept in a buffer named bias (GPT-2's own
+    checkpoints carry attn.bias), so it moves with the module to the GPU."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.n_head, self.n_embd = config.n_head, config.n_embd
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        n = config.context_length
+        self.register_buffer("bias", torch.tril(torch.ones(n, n)).view(1, 1, n, n))
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+        y = F.softmax(att, dim=-1) @ v
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class DeviceMaskAttention(NanoGPTAttention):
+    """Right: the mask made where x is, each call (no buffer)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        del self.bias
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (ref.split_heads(t, self.n_head) for t in self.c_attn(x).split(C, dim=2))
+        mask = torch.ones(T, T, dtype=torch.bool).tril().to(x.device)
+        return self.c_proj(ref.merge_heads(ref.scaled_dot_product_attention(q, k, v, mask)))
+
+
 def big_negative(q, k, v, mask=None):
+    """Right: a -1e9 fill, and rows that may see no key zeroed by hand."""
     scores = torch.einsum("...qd,...kd->...qk", q, k) / q.shape[-1] ** 0.5
+    if mask is None:
+        return F.softmax(scores, dim=-1) @ v
+    w = F.softmax(scores.masked_fill(mask == 0, -1e9), dim=-1)
+    return (w * mask.any(-1, keepdim=True)) @ v
+
+
+def safe_softmax(q, k, v, mask=None):
+    """Right, as the reference: subtract each row's maximum, keep a fully masked row at 0."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
     if mask is not None:
-        scores = scores.masked_fill(mask == 0, -1e9)
-    return F.softmax(scores, dim=-1) @ v
+        scores = torch.where(mask, scores, float("-inf"))
+    m = scores.amax(-1, keepdim=True).clamp(min=-1e30)  # -inf for a fully masked row
+    e = (scores - m).exp()
+    return (e / e.sum(-1, keepdim=True).clamp(min=1e-30)) @ v
 
 
 RIGHT = [
@@ -227,6 +303,9 @@ RIGHT = [
     (checks.check_merge_heads, lambda x: x.permute(0, 2, 1, 3).flatten(2)),
     (checks.check_causal_self_attention, attention_module()),
     (checks.check_causal_self_attention, TorchAttention),
+    (checks.check_causal_self_attention, NanoGPTAttention),
+    (checks.check_causal_self_attention, DeviceMaskAttention),
+    (checks.check_scaled_dot_product_attention, safe_softmax),
 ]
 
 
@@ -261,3 +340,13 @@ class StubAttention(nn.Module):
 )
 def test_stub_is_not_done_yet(check, stub):
     assert_stub(check, stub)
+
+
+def test_the_attention_hints_give_bigger_steps_on_request():
+    # The notebook's hint names the step; the check's levels say how, one at a time.
+    _, out = run(checks.check_causal_self_attention, StubAttention)
+    assert "hint=2" in out and "split(" not in out
+    _, out = run(checks.check_causal_self_attention, StubAttention, hint=2)
+    assert "split(size, dim)" in out and "hint=3" in out
+    _, out = run(checks.check_causal_self_attention, StubAttention, hint=3)
+    assert "causal_mask(T)" in out and "still stuck" not in out

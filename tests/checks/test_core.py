@@ -161,6 +161,32 @@ def test_hint_levels_give_a_bigger_step_on_request(capsys):
     assert "a bigger step" in capsys.readouterr().out
 
 
+def test_an_exercises_own_hints_come_one_level_at_a_time(capsys):
+    # The notebook's # HINT: is level 1; the check holds the bigger steps.
+    steps = ("the step after the notebook's", "a bigger one")
+
+    def stub(x):
+        raise NotImplementedError
+
+    def test(f):
+        compare_tensors(f(torch.ones(2)), torch.ones(2) * 2)
+
+    run_check("double", stub, ref, test, hints=steps)
+    out = capsys.readouterr().out
+    assert "not done yet" in out and "hint=2" in out and "step after" not in out
+    run_check("double", stub, ref, test, hint=2, hints=steps)
+    out = capsys.readouterr().out
+    assert "hint 2 for double: the step after the notebook's (still stuck? hint=3)" in out
+    run_check("double", lambda x: x + 5, ref, test, hint=3, hints=steps)
+    out = capsys.readouterr().out
+    assert "✗ double" in out and "hint 3 for double: a bigger one" in out and "hint=4" not in out
+    run_check("double", lambda x: x + 5, ref, test, hint=9, hints=steps)
+    assert "a bigger one" in capsys.readouterr().out  # past the last level: the last
+    run_check("double", lambda x: x * 2, ref, test, hint=2, hints=steps)
+    out = capsys.readouterr().out
+    assert "✓" in out and "hint" not in out  # a right answer needs none
+
+
 def test_outputs_are_never_cast_before_judging():
     with pytest.raises(CheckFailure, match="dtype torch.float32, expected torch.int64"):
         compare_tensors(torch.tensor([1.0, 2.0]), torch.tensor([1, 2]))

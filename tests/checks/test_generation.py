@@ -22,11 +22,16 @@ def sample(logits, temperature=1.0, top_k=None, generator=None, bug=None):
         logits = logits * temperature if bug == "times_t" else logits / temperature
     if top_k is not None and bug != "no_top_k":
         k = {"k_plus_1": top_k + 1, "k_minus_1": top_k - 1}.get(bug, top_k)
+        if bug != "no_min":
+            k = min(k, logits.size(-1))
+        if bug == "topk_positions":  # samples a rank among the top k, not a token id
+            values = torch.topk(logits, k).values
+            return torch.multinomial(F.softmax(values, -1), 1, generator=generator)
         kth = torch.topk(logits, k).values[:, [-1]]
         if bug == "row0":
             kth = kth[0]
         logits = logits.masked_fill(logits < kth, 0.0 if bug == "zero_cut" else float("-inf"))
-    probs = F.softmax(logits, dim=-1)
+    probs = F.softmax(logits, dim=0 if bug == "softmax_dim0" else -1)
     if bug == "t_after":
         probs = probs / temperature
         probs = probs / probs.sum(-1, keepdim=True)
@@ -53,6 +58,9 @@ SAMPLE_WRONG = [
     ("no_generator", "pass generator=generator"),
     ("div_zero", "temperature 0 raised"),
     ("flat", "return (B, 1)"),
+    ("no_min", "min(top_k"),
+    ("softmax_dim0", "a softmax over the batch axis"),
+    ("topk_positions", "map the sampled position back"),
 ]
 
 
@@ -75,7 +83,7 @@ def sample_from_topk(logits, temperature=1.0, top_k=None, generator=None):
     """Right, another way: sample among the top-k values, then map back to ids."""
     if temperature == 0:
         return logits.argmax(-1, keepdim=True)
-    k = top_k or logits.size(-1)
+    k = min(top_k or logits.size(-1), logits.size(-1))
     values, ids = torch.topk(logits / temperature, k)
     choice = torch.multinomial(values.softmax(-1), 1, generator=generator)
     return ids.gather(-1, choice)
@@ -86,7 +94,9 @@ def sample_from_topk(logits, temperature=1.0, top_k=None, generator=None):
 
 def step(model, idx, temperature=1.0, top_k=None, generator=None, bug=None):
     n = model.config.context_length
-    cond = {"no_crop": idx, "first": idx[:, :n]}.get(bug, idx[:, -n:])
+    cond = {"no_crop": idx, "first": idx[:, :n], "crop_minus_1": idx[:, -(n - 1) :]}.get(
+        bug, idx[:, -n:]
+    )
     if bug == "drop_earlier":
         idx = cond
     with torch.no_grad():
@@ -98,7 +108,12 @@ def step(model, idx, temperature=1.0, top_k=None, generator=None, bug=None):
         top_k = None
     if bug == "no_generator":
         generator = None
-    nxt = ref.sample_next_token(logits[:, pos, :], temperature, top_k, None, generator)
+    last = logits[:, pos, :]
+    if bug == "t_twice" and temperature > 0:
+        last = last / temperature
+    if bug == "swapped" and top_k is not None:
+        temperature, top_k = top_k, int(temperature)
+    nxt = ref.sample_next_token(last, temperature, top_k, None, generator)
     if bug == "only_new":
         return nxt
     if bug == "flat":
@@ -117,6 +132,9 @@ STEP_WRONG = [
     ("no_generator", "equally seeded generators"),
     ("flat", "make it a column"),
     ("dim0", "append along the time axis"),
+    ("crop_minus_1", "context_length - 1"),
+    ("t_twice", "temperature is applied twice"),
+    ("swapped", "temperature and top_k are swapped"),
 ]
 
 

@@ -17,21 +17,37 @@ class GPT(nn.Module):
     """A right answer, written as a learner would: the notebook's exercise."""
 
     def __init__(
-        self, config, tie=True, init=True, scale_proj=True, head_bias=False, as_list=False
+        self,
+        config,
+        tie=True,
+        init=True,
+        scale_proj=True,
+        head_bias=False,
+        as_list=False,
+        init_linear_only=False,
+        shared_block=False,
+        init_everything=False,
     ):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.context_length, config.n_embd)
-        blocks = [Block(config) for _ in range(config.n_layer)]
+        if shared_block:  # one Block, n_layer times over
+            blocks = [Block(config)] * config.n_layer
+        else:
+            blocks = [Block(config) for _ in range(config.n_layer)]
         self.h = blocks if as_list else nn.ModuleList(blocks)
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=head_bias)
         if tie:
             self.lm_head.weight = self.wte.weight
-        if init:
+        if init_everything:  # every parameter from N(0, 0.02), LayerNorms included
+            for p in self.parameters():
+                nn.init.normal_(p, 0.0, 0.02)
+        elif init:
+            kinds = nn.Linear if init_linear_only else (nn.Linear, nn.Embedding)
             for m in self.modules():
-                if isinstance(m, (nn.Linear, nn.Embedding)):
+                if isinstance(m, kinds):
                     nn.init.normal_(m.weight, 0.0, 0.02)
                 if isinstance(m, nn.Linear) and m.bias is not None:
                     nn.init.zeros_(m.bias)
@@ -104,6 +120,22 @@ class ReturnsTuple(GPT):
         return super().forward(idx), None
 
 
+class PositionsOnTheCPU(GPT):
+    def embed(self, idx):
+        return self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+
+
+class PositionsUpToOne(GPT):
+    """Right, written differently: positions as a buffer sliced to T."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.register_buffer("pos", torch.arange(config.context_length), persistent=False)
+
+    def embed(self, idx):
+        return self.wte(idx) + self.wpe(self.pos[: idx.size(1)])[None]
+
+
 class Stub(GPT):
     def forward(self, idx):
         raise NotImplementedError
@@ -122,6 +154,11 @@ WRONG = [
     (variant(as_list=True), "ModuleList"),
     (variant(init=False), "N(0, 0.02)"),
     (variant(scale_proj=False), "1/sqrt(2 * n_layer)"),
+    # wte gets N(0, 0.02) through the tied head; wpe keeps nn.Embedding's N(0, 1).
+    (variant(init_linear_only=True), "wpe"),
+    (variant(shared_block=True), "the same Block"),
+    (variant(init_everything=True), "LayerNorm"),
+    (PositionsOnTheCPU, "idx.device"),
 ]
 
 
@@ -137,8 +174,9 @@ def test_wrong_gpt_is_refused_with_the_bug_named(strict, cls, hint) -> None:
         checks.check_gpt(cls)
 
 
-def test_a_right_gpt_written_differently_passes(strict, capsys) -> None:
-    assert checks.check_gpt(GPT) is GPT
+@pytest.mark.parametrize("cls", [GPT, PositionsUpToOne])
+def test_a_right_gpt_written_differently_passes(strict, capsys, cls) -> None:
+    assert checks.check_gpt(cls) is cls
     assert "✓ GPT" in capsys.readouterr().out
 
 

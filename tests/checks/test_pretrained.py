@@ -6,7 +6,7 @@ import pytest
 
 from gpt2course import checks
 
-from .conftest import assert_right, assert_stub, assert_wrong
+from .conftest import assert_right, assert_stub, assert_wrong, run
 
 CONV = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
@@ -240,3 +240,13 @@ def test_linear_from_conv1d_stub_is_not_done_yet():
         raise NotImplementedError
 
     assert_stub(checks.check_linear_from_conv1d, linear_from_conv1d)
+
+
+def test_the_converter_hints_give_bigger_steps_on_request():
+    def convert_hf_state_dict(hf_sd):
+        raise NotImplementedError
+
+    _, out = run(checks.check_convert_hf_state_dict, convert_hf_state_dict, hint=2)
+    assert "(in, out)" in out and "removeprefix" not in out
+    _, out = run(checks.check_convert_hf_state_dict, convert_hf_state_dict, hint=3)
+    assert "removeprefix" in out and ".t()" in out

@@ -7,7 +7,7 @@ import pytest
 from gpt2course import checks
 from gpt2course.tokenizer import basic
 
-from .conftest import assert_right, assert_stub, assert_wrong
+from .conftest import assert_right, assert_stub, assert_wrong, run
 
 # --- count_pairs ---------------------------------------------------------------------------
 
@@ -330,3 +330,25 @@ def test_stub_is_not_done_yet(check):
         raise NotImplementedError
 
     assert_stub(check, stub)
+
+
+@pytest.mark.parametrize(
+    ("check", "level2", "level3"),
+    [
+        (checks.check_count_pairs, "zip(ids, ids[1:])", "counts.get(pair, 0)"),
+        (checks.check_merge, "while loop", "step by 2"),
+        (checks.check_train_merges, "max(counts, key=counts.get)", "before counting again"),
+        (checks.check_encode, "smallest id in merges", "if it is not in merges, stop"),
+    ],
+)
+def test_the_hints_that_were_the_answer_come_from_the_check_on_request(check, level2, level3):
+    # The notebook's # HINT: names the step; the recipe is in the check's levels 2 and 3.
+    def stub(*args):
+        raise NotImplementedError
+
+    _, out = run(check, stub)
+    assert "hint=2" in out and level2 not in out and level3 not in out
+    _, out = run(check, stub, hint=2)
+    assert level2 in out and level3 not in out
+    _, out = run(check, stub, hint=3)
+    assert level3 in out

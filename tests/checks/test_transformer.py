@@ -72,6 +72,11 @@ GELU_WRONG = [
     (lambda x: torch.relu(x), "ReLU"),
     (lambda x: x * torch.sigmoid(1.702 * x), "sigmoid approximation"),
     (lambda x: 0.5 * x * (1 + torch.tanh(C * (x + 0.044715 * x**2))), "uses x ** 2"),
+    # A constant off in its fourth digit: close, and still wrong for GPT-2's weights.
+    (lambda x: 0.5 * x * (1 + torch.tanh(C * (x + 0.04475 * x**3))), "0.044715"),
+    (lambda x: 0.5 * x * (1 + torch.tanh(0.7989 * (x + 0.044715 * x**3))), "0.7978845608"),
+    (lambda x: x * torch.sigmoid(x), "SiLU"),
+    (lambda x: 0.5 * (1 + torch.tanh(C * (x + 0.044715 * x**3))), "the leading x"),
 ]  # fmt: skip
 
 
@@ -132,9 +137,16 @@ def block(bug=None):
     class Block(nn.Module):
         def __init__(self, config):
             super().__init__()
-            self.ln_1 = nn.LayerNorm(config.n_embd)
+            C = config.n_embd
+            norm = {
+                "eps": lambda: nn.LayerNorm(C, eps=1e-6),
+                "no_affine": lambda: nn.LayerNorm(C, elementwise_affine=False),
+                "no_ln_bias": lambda: nn.LayerNorm(C, bias=False),
+                "rms": lambda: nn.RMSNorm(C),
+            }.get(bug, lambda: nn.LayerNorm(C))
+            self.ln_1 = norm()
             self.attn = CausalSelfAttention(config)
-            self.ln_2 = nn.LayerNorm(config.n_embd)
+            self.ln_2 = self.ln_1 if bug == "shared_ln" else norm()
             self.mlp = mlp()(config)
 
         def forward(self, x):
@@ -164,6 +176,11 @@ BLOCK_WRONG = [
     ("no_mlp_residual", "the MLP's residual is missing"),
     ("ln1_twice", "ln_1 is used before the MLP too"),
     ("parallel", "the MLP reads the block's input x"),
+    ("shared_ln", "the same LayerNorm"),
+    ("eps", "eps=1e-06"),
+    ("no_affine", "elementwise_affine=False"),
+    ("no_ln_bias", "bias=False"),
+    ("rms", "RMSNorm"),
 ]
 
 
@@ -180,6 +197,45 @@ def test_block_hints_teach_without_giving_the_line():
     assert "hint=2" in first
 
 
+class LayerNorm(nn.Module):
+    """A learner's own LayerNorm module around their layer_norm function."""
+
+    def __init__(self, C):
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(torch.ones(C)), nn.Parameter(torch.zeros(C))
+
+    def forward(self, x):
+        return ln(x, self.weight, self.bias)
+
+
+class OwnLayerNormBlock(nn.Module):
+    """Right: the block written with the learner's own LayerNorm module (their layer_norm)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1, self.ln_2 = LayerNorm(config.n_embd), LayerNorm(config.n_embd)
+        self.attn, self.mlp = CausalSelfAttention(config), mlp()(config)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class SmallEpsLayerNorm(LayerNorm):
+    def forward(self, x):
+        return ln(x, self.weight, self.bias, eps=1e-6)
+
+
+class OwnSmallEpsBlock(OwnLayerNormBlock):
+    def __init__(self, config):
+        super().__init__(config)
+        self.ln_1, self.ln_2 = SmallEpsLayerNorm(config.n_embd), SmallEpsLayerNorm(config.n_embd)
+
+
+def test_an_eps_written_into_an_own_layer_norm_is_named():
+    assert_wrong(checks.check_block, OwnSmallEpsBlock, "eps")
+
+
 RIGHT = [
     (checks.check_layer_norm, ln),
     (checks.check_layer_norm, lambda x, w, b, eps=1e-5: F.layer_norm(x, x.shape[-1:], w, b, eps)),
@@ -191,6 +247,7 @@ RIGHT = [
     (checks.check_gelu, lambda x: x * 0.5 * (1.0 + torch.tanh(0.7978845608028654 * (x + 0.044715 * torch.pow(x, 3.0))))),
     (checks.check_mlp, mlp()),
     (checks.check_block, block()),
+    (checks.check_block, OwnLayerNormBlock),
 ]  # fmt: skip
 
 

@@ -26,7 +26,7 @@ import torch
 from gpt2course.files import atomic_write_text
 
 from .. import course
-from ..record import device_name
+from ..record import LoadWatch, device_name
 from ._timing import parser
 
 HEADING = re.compile(r"^(#{1,3})\s+(.+?)\s*$", re.M)
@@ -47,6 +47,7 @@ class NotebookTiming:
     wall_s: float  # kernel start to last cell, as the learner waits for it
     sections: list[Section] = field(default_factory=list)
     error: str = ""
+    load: float | None = None  # mean load average while it ran: over 1, the machine was shared
 
     @property
     def cells_s(self) -> float:
@@ -96,20 +97,25 @@ def time_notebook(nb: course.Notebook, version: str, quick: bool, timeout: int) 
         cell.get("metadata", {}).pop("execution", None)
     error = ""
     t0 = time.perf_counter()
-    try:
-        course.execute(node, path.parent, timeout, quick)
-    except (CellExecutionError, CellTimeoutError) as e:
-        # Keep the sections that ran: a slow machine still learns where the time went.
-        error = str(e).strip().splitlines()[0 if isinstance(e, CellTimeoutError) else -1][:300]
+    with LoadWatch() as load:
+        try:
+            course.execute(node, path.parent, timeout, quick)
+        except (CellExecutionError, CellTimeoutError) as e:
+            # Keep the sections that ran: a slow machine still learns where the time went.
+            error = str(e).strip().splitlines()[0 if isinstance(e, CellTimeoutError) else -1][:300]
     wall = time.perf_counter() - t0
-    return NotebookTiming(nb.slug, version, quick, wall, sections_of(node.cells), error)
+    return NotebookTiming(
+        nb.slug, version, quick, wall, sections_of(node.cells), error, round(load.mean, 1)
+    )
 
 
 def format_timing(t: NotebookTiming) -> str:
     """A small table: one row per section, then the totals."""
     lines = [f"{t.slug} ({t.version}, {'quick' if t.quick else 'full'} mode)"]
     lines += [f"  {s.seconds:8.1f} s  {s.cells:3d} cells  {s.heading}" for s in t.sections]
-    lines.append(f"  {t.cells_s:8.1f} s in cells; {t.wall_s:.1f} s with kernel start")
+    lines.append(
+        f"  {t.cells_s:8.1f} s in cells; {t.wall_s:.1f} s with kernel start; load {t.load}"
+    )
     if t.error:
         lines.append(f"  FAILED: {t.error}")
     return "\n".join(lines)
@@ -122,7 +128,10 @@ def markdown_timing(t: NotebookTiming) -> str:
     for s in t.sections:
         heading = s.heading.strip().replace("|", "\\|")  # a pipe would end the table cell
         lines.append(f"| {heading} | {s.cells} | {_fmt_s(s.seconds)} |")
-    lines.append(f"| **total** ({mode} mode, with kernel start) | | **{_fmt_s(t.wall_s)}** |")
+    lines.append(
+        f"| **total** ({mode} mode, with kernel start; mean load {t.load}) | | "
+        f"**{_fmt_s(t.wall_s)}** |"
+    )
     return "\n".join(lines)
 
 
