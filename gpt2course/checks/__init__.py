@@ -22,6 +22,7 @@ from .finetuning import *  # noqa: F403
 from .generation import *  # noqa: F403
 from .model import *  # noqa: F403
 from .pretrained import *  # noqa: F403
+from .rlhf import *  # noqa: F403
 from .tokenization import *  # noqa: F403
 from .training import *  # noqa: F403
 from .transformer import *  # noqa: F403
