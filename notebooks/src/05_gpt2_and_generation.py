@@ -503,6 +503,12 @@ print(
     torch.equal(mine, generate(cached, prompt, N_NEW, temperature=0, use_cache=True)),
 )
 
+# %% [markdown]
+# (Later notebooks generate with the package's `generate(..., use_cache=True)`, whose cache
+# works as yours does; your `generate_step` and `generate_with_cache` are not carried further.)
+#
+# The cache holds exactly what the full forward would recompute: the last token's logits agree.
+
 # %%
 # NBVAL_IGNORE_OUTPUT
 seq = a
