@@ -351,6 +351,7 @@ def head_scores_figure(previous, induction, title: str = "") -> Figure:
         ax.set_title(f"{name} score", fontsize=10)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
 
 
 # --------------------------------------------------------------------------- part 10: RLHF
