@@ -10,6 +10,7 @@ from ._core import (  # noqa: F401
     call,
     compare_tensors,
     compare_values,
+    is_handed_back,
     require_tensor,
     run_check,
     say,

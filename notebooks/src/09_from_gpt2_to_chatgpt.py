@@ -106,9 +106,9 @@ device = pick_device()
 QUICK = quick_mode()
 # Sizes: quick (the automatic tests) and, beside it, the full setting (~6 min on a 2-core CPU).
 N_LAYER, N_EMBD = (2, 64) if QUICK else (2, 128)
-PRETRAIN_STEPS = 100 if QUICK else 300  # of the byte-level base, on Tiny Shakespeare
+PRETRAIN_STEPS = 60 if QUICK else 200  # of the byte-level base, on Tiny Shakespeare
 N_TRAIN, N_HELD_OUT = (2000, 40) if QUICK else (4000, 150)  # conversations
-SFT_STEPS, BATCH_SIZE, LR = (150, 16, 3e-3) if QUICK else (600, 16, 2e-3)
+SFT_STEPS, BATCH_SIZE, LR = (300, 16, 3e-3) if QUICK else (1000, 16, 2e-3)
 # Quick mode has time for the two tasks learned first; the full setting uses all six.
 TASKS = ["count", "last"] if QUICK else None
 # GPT-2 where its weights are at hand: $GPT2COURSE_MODEL (a name, folder or file), or
@@ -166,6 +166,7 @@ print(
 # impossible, and tuning moves them from there.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 model = copy.deepcopy(base)
 old = {k: v.detach().clone() for k, v in model.state_dict().items()}
 chat.grow_vocab(model, tok.vocab_size)
@@ -300,6 +301,7 @@ print(
     f"{WHAT}: exact match on held-out turns {100 * before['all']:.1f}% -> {100 * after['all']:.1f}%"
 )
 keys = [k for k in after if k.startswith("turn")]
+print("per turn:", ", ".join(f"{k} {100 * before[k]:.0f}% -> {100 * after[k]:.0f}%" for k in keys))
 tasks = sorted(k for k in after if k != "all" and not k.startswith("turn"))
 fig, axes = plt.subplots(1, 2, figsize=(10, 2.8), width_ratios=[1, 3])
 for ax, names in zip(axes, [keys, tasks], strict=True):
@@ -318,12 +320,20 @@ for c in held_out[:4]:
         print(f"{'✓' if got == t.response else '✗'} turn {k + 1}: {t.instruction!r:38} -> {got!r}")
 
 # %% [markdown]
-# What these settings measure is printed above (exact match on held-out turns, one seed);
-# quick mode's small model learns only two tasks, with too few turns to read much into a
-# difference of a few points. The untuned base scores 0% however long it pretrained:
-# Shakespeare never shows it a chat token, let alone a conversation, and it answers with
-# Shakespeare-like fragments or not at all. What pretraining gives is the bytes and words of
-# English; the format and the skills come from the tuning.
+# What the full setting measured (recorded, shown after the cell above; 150 held-out
+# conversations, 295 turns, one seed; 5.5 minutes for the whole notebook on a shared 2-core
+# CPU): exact match **0% -> 23.7%**, by turn **31%, 18% and 9%**. Quick mode's smaller
+# model learns two tasks a little; read its numbers as a smoke test. Later turns are harder
+# for two reasons you can see in the answers: a follow-up must find the earlier answer in the
+# context and work on it (copying from far back is what small models learn last), and
+# "Now add 5 to it." is arithmetic on a number the model has to read first. Tuning longer
+# helps most (with single-turn tasks, 2,000 steps of batch 32 reached 73%:
+# `docs/benchmarks.md`, `## finetuning`).
+#
+# The untuned base scores 0% however long it pretrained: Shakespeare never shows it a chat
+# token, let alone a conversation, and it answers with Shakespeare-like fragments. What
+# pretraining gives is the bytes and words of English; the format and the skills come from
+# the tuning.
 #
 # This step, at vastly larger scale, is what turned GPT-3 into InstructGPT (about 13,000
 # prompts with demonstrations written by people for its first step), and a model of the
@@ -337,11 +347,8 @@ for c in held_out[:4]:
 
 # %%
 long_chat = []
-for c in train_set[:12]:
+for c in train_set[:12]:  # twelve conversations' turns, one after the other
     long_chat += c.messages()
-print(
-    f"{len(render_conversation(long_chat, tok)[0])} tokens; the model reads {model.config.context_length}"
-)
 try:
     chat.reply(model, tok, long_chat + [{"role": "user", "content": "Add 1 and 2."}])
 except ValueError as e:
@@ -404,6 +411,7 @@ print(f"{'GPT-3':12} {175_000:7.0f}M {4 * 175e9 / 1e9:8.0f} {2 * 175e9 / 1e9:8.0
 # turns, each depending on the one before:
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 print(f"the model: {WHAT}, tuned on conversations")
 messages = []
 for text in ["Last word: moon river lamp", "Put that in brackets.", "Now in capitals."]:
@@ -419,6 +427,7 @@ for text in ["Last word: moon river lamp", "Put that in brackets.", "Now in capi
 # RLHF and DPO models to this row.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 w = chat_widget(
     {"base, untuned": untuned, "tuned": model}, tok, max_new_tokens=24, note=f"the base: {WHAT}"
 )
