@@ -49,7 +49,7 @@ from gpt2course.widgets.chat import chat_widget
 
 device = pick_device()
 QUICK = quick_mode()
-# Sizes: quick (the automatic tests, ~1 min) and, beside it, the full setting (~10 min on a
+# Sizes: quick (the automatic tests, ~3 min) and, beside it, the full setting (~8 min on a
 # 2-core CPU; `python -m gpt2course bench rlhf` runs the same miniature).
 N_EMBD, PRETRAIN_STEPS = (64, 60) if QUICK else (96, 200)
 TASKS = ["count", "last"]  # two of part 9's tasks: counting words, and the last word
