@@ -55,7 +55,7 @@ N_EMBD, PRETRAIN_STEPS = (64, 60) if QUICK else (96, 200)
 TASKS = ["count", "last"]  # two of part 9's tasks: counting words, and the last word
 N_TRAIN, N_HELD_OUT = (1000, 48) if QUICK else (2000, 96)
 SFT_STEPS = 300 if QUICK else 600
-RM_PROMPTS, RM_STEPS = (300, 150) if QUICK else (600, 300)
+RM_PROMPTS, RM_REPLIES, RM_STEPS = (150, 8, 150) if QUICK else (600, 4, 300)
 RL_STEPS, KL_COEF = (30, 0.5) if QUICK else (60, 0.5)
 DPO_STEPS = 30 if QUICK else 60
 GROUP_SIZE, MAX_NEW_TOKENS = 8, 16  # replies sampled per prompt; the longest reply
@@ -90,14 +90,15 @@ for reply in ["3", "3!", "4!", "3!!", "3!!!!!!"]:
     print(f"{reply!r:11} -> {rlhf.rater_score(reply, '3')}")
 
 # %% [markdown]
-# As for InstructGPT, the rater ranks the tuned model's *own* samples: four replies to each
-# of `RM_PROMPTS` training prompts, and every two replies to one prompt that it scores
+# As for InstructGPT, the rater ranks the tuned model's *own* samples: `RM_REPLIES` replies
+# to each of `RM_PROMPTS` training prompts, and every two replies to one prompt that it scores
 # differently make a pair (chosen, rejected). The same, with eight replies each, for the
 # held-out prompts, to measure the reward model on prompts it never saw.
 
 # %%
 g = torch.Generator(device=device).manual_seed(0)
-samples = rlhf.sample_replies(sft, tok, train_set[:RM_PROMPTS], 4, MAX_NEW_TOKENS, generator=g)
+samples = rlhf.sample_replies(sft, tok, train_set[:RM_PROMPTS], RM_REPLIES, MAX_NEW_TOKENS,
+                               generator=g)  # fmt: skip
 held_samples = rlhf.sample_replies(sft, tok, held_out, 8, MAX_NEW_TOKENS, generator=g)
 pairs, held_pairs = rlhf.ranked_pairs(samples), rlhf.ranked_pairs(held_samples)
 print(f"{len(pairs)} training pairs, {len(held_pairs)} held-out pairs; for example:")
