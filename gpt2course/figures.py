@@ -1,6 +1,6 @@
 """Figures the notebooks draw: the course roadmap and the workbench (part 0), the model, its
-heads and the KV cache (parts 3-5), what a trained model's heads do (part 7), and the GPT
-timeline (part 9).
+heads and the KV cache (parts 3-5), what a trained model's heads do (part 7), the GPT
+timeline (part 9) and the RLHF pipeline (part 10).
 
 Functions returning a new matplotlib ``Figure`` (made with pyplot, so a notebook's
 ``plt.show()`` displays it); the data they draw is public here, so the tests can check it
@@ -31,6 +31,7 @@ ROADMAP: list[tuple[str, str, str]] = [
     ("07", "OpenAI's\nweights", "real GPT-2"),
     ("08", "fine-tuning,\nLoRA", "real GPT-2"),
     ("09", "towards\nChatGPT", "beyond"),
+    ("10", "RLHF in\nminiature", "beyond"),
 ]
 
 _STAGE_COLOURS = {
@@ -350,4 +351,39 @@ def head_scores_figure(previous, induction, title: str = "") -> Figure:
         ax.set_title(f"{name} score", fontsize=10)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- part 10: RLHF
+# (stage, what it trains on, where notebook 10 measures it)
+RLHF_STEPS: list[tuple[str, str, str]] = [
+    ("pretraining", "next token of\nTiny Shakespeare", "part 6; section 1"),
+    ("instruction tuning", "chats: instruction\nand its answer", "sft_true, section 1"),
+    ("reward model", "pairs of its samples\nranked by the rater", "rm_accuracy, section 2"),
+    ("RL with a KL penalty", "its own samples,\nscored by the reward model", "rl_true, rl_kl, sections 3-4"),
+]  # fmt: skip
+
+
+def rlhf_pipeline_figure() -> Figure:
+    """Pretraining -> instruction tuning -> reward model -> RL with a KL penalty; DPO as the
+    shortcut from the ranked pairs to the tuned model, with no reward model and no sampling."""
+    fig = plt.figure(figsize=(10, 2.8))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(-0.7, len(RLHF_STEPS) - 0.3)
+    ax.set_ylim(-1.5, 1.2)
+    ax.axis("off")
+    colours = ["#ffcc80", "#90caf9", "#a5d6a7", "#ce93d8"]
+    for i, (stage, data, where) in enumerate(RLHF_STEPS):
+        ax.add_patch(_box(i - 0.42, -0.45, 0.84, 0.9, colours[i]))
+        ax.text(i, 0.22, stage, ha="center", va="center", fontsize=9, weight="bold")
+        ax.text(i, -0.12, data, ha="center", va="center", fontsize=7)
+        ax.text(i, 0.62, f"measured: {where}", ha="center", va="center", fontsize=6.5,
+                color="#546e7a")  # fmt: skip
+        if i:
+            _arrow(ax, i - 0.58, 0, i - 0.42, 0)
+    # DPO: from the instruction-tuned model and the same ranked pairs, straight to a policy.
+    ax.annotate("", (3, -0.5), (1, -0.5), arrowprops=dict(arrowstyle="->", lw=1.2, ls="--",
+                connectionstyle="arc3,rad=0.35", color="#c62828"))  # fmt: skip
+    ax.text(2, -1.2, "DPO: the same pairs, no reward model, no sampling (dpo_true, section 5)",
+            ha="center", va="center", fontsize=8, color="#c62828")  # fmt: skip
     return fig

@@ -68,10 +68,14 @@ def sequence_logprobs(
     device = next(model.parameters()).device
     x, y = collate(batch)
     x, y = x.to(device), y.to(device)
-    logits = model(x)  # (B, T, V)
+    return token_logprobs(model(x), y).sum(dim=1)  # (B,)
+
+
+def token_logprobs(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """log p(y[b, t]) under ``logits`` (B, T, V) at each labelled position, 0 where y is -100."""
     mask = y != IGNORE_INDEX  # (B, T): the answer's tokens
     logp = torch.gather(F.log_softmax(logits.float(), dim=-1), 2, y.clamp(min=0)[..., None])[..., 0]
-    return (logp * mask).sum(dim=1)  # (B,)
+    return logp * mask  # (B, T)
 
 
 def dpo_loss(

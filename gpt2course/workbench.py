@@ -20,6 +20,7 @@ your pieces from one notebook to the next there.
 from __future__ import annotations
 
 import ast
+import builtins
 import contextlib
 import inspect
 import io
@@ -34,7 +35,7 @@ from typing import Any
 from unittest import mock
 
 from . import checks
-from .checks._core import ON_PASS
+from .checks._core import ON_FAIL, ON_PASS
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class _Loaded:
     obj: Any
     yours: bool
     why: str = ""
+    uses: frozenset[str] = frozenset()  # the names its code reads from outside itself
 
 
 def _quiet(fn: Callable[[], Any]) -> Any:
@@ -136,6 +138,61 @@ def source_of(obj: Any) -> str:
     raise ValueError(f"the source of class {obj.__name__} cannot be found")
 
 
+def _cell_text(obj: Any) -> str:
+    """The text of the cell (or file) that defined ``obj``, or ''."""
+    members = [obj] if not isinstance(obj, type) else list(vars(obj).values())
+    for member in members:
+        code = getattr(getattr(member, "__func__", member), "__code__", None)
+        if code is not None:
+            return "".join(linecache.getlines(code.co_filename))
+    return ""
+
+
+def free_names(source: str) -> set[str]:
+    """The names ``source`` reads that it does not define itself (nor Python's builtins)."""
+    tree = ast.parse(source)
+    read, bound = set(), set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return read - bound
+
+
+def _defined(node: ast.stmt) -> set[str]:
+    """The names a top-level statement of a cell defines."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return {node.name}
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+    return {n.id for t in targets if t is not None for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+
+def _with_helpers(name: str, source: str, cell: str) -> str:
+    """``source`` preceded by what it reads from its own cell: a helper function, a constant."""
+    try:
+        statements = ast.parse(cell).body
+    except SyntaxError:
+        return source
+    lines = cell.splitlines(keepends=True)
+    wanted, keep = free_names(source) - set(PIECES), []
+    for node in reversed(statements):  # a helper may use a helper defined above it
+        names = _defined(node)
+        if names & wanted and name not in names:
+            text = "".join(lines[node.lineno - 1 : node.end_lineno])
+            keep.insert(0, textwrap.dedent(text))
+            wanted |= free_names(text) - set(PIECES)
+    return "".join(t if t.endswith("\n") else t + "\n" for t in keep) + source
+
+
 _rebuilding = False  # a piece's check run while it is rebuilt must not save it again
 
 
@@ -143,10 +200,10 @@ def save(name: str, obj: Any) -> bool:
     """Keep the source of a piece that passed its check; False when it cannot be kept."""
     if name not in PIECES or _rebuilding:
         return False
-    if (getattr(obj, "__module__", None) or "").startswith("gpt2course."):
+    if is_package_code(obj):
         return False  # the package's own reference, not the learner's
     try:
-        source = source_of(obj)
+        source = _with_helpers(getattr(obj, "__name__", name), source_of(obj), _cell_text(obj))
     except (ValueError, SyntaxError):
         return False
     if getattr(obj, "__name__", name) != name:  # `my_attention = check_x(...)`: keep its name
@@ -157,27 +214,57 @@ def save(name: str, obj: Any) -> bool:
         tmp = d / f".{name}.py.part"
         tmp.write_text(source, encoding="utf-8")
         os.replace(tmp, d / f"{name}.py")
+        (d / f".{name}.failed").unlink(missing_ok=True)
     except OSError:
         return False
     return True
 
 
+def _note_failure(name: str, obj: Any, why: str) -> None:
+    """Remember that the learner's latest attempt at a piece did not pass: the saved one, if
+    any, is an earlier version, and the line that says "yours" must say so."""
+    if name not in PIECES or _rebuilding or is_package_code(obj):
+        return
+    with contextlib.suppress(OSError):
+        if (folder() / f"{name}.py").is_file():
+            (folder() / f".{name}.failed").write_text(why, encoding="utf-8")
+
+
+def is_package_code(obj: Any) -> bool:
+    """Whether ``obj`` is the package's own (a reference), not the learner's."""
+    return (getattr(obj, "__module__", None) or "").startswith("gpt2course.")
+
+
 if save not in ON_PASS:  # a passing check keeps its piece here
     ON_PASS.append(save)
+if _note_failure not in ON_FAIL:
+    ON_FAIL.append(_note_failure)
 
 
 def forget(*names: str) -> None:
     """Drop saved pieces (all when no names are given), so that the references are used."""
     for name in names or PIECES:
         (folder() / f"{name}.py").unlink(missing_ok=True)
+        (folder() / f".{name}.failed").unlink(missing_ok=True)
 
 
 def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
     """Your piece from its saved source, if it is there and still passes its check."""
     path = folder() / f"{piece.name}.py"
     if not path.is_file():
-        return _fallback(piece, namespace, f"not saved yet: run part {piece.part}'s check")
+        return _fallback(piece, namespace, "not saved yet")
     source = path.read_text(encoding="utf-8")
+    try:
+        reads = frozenset(free_names(source))
+    except SyntaxError:
+        reads = frozenset()
+    unsaved = sorted(reads - set(namespace) - {piece.name})
+    lacking = (
+        f"; it uses {', '.join(unsaved)}, which was not saved with it: define that in the "
+        f"same cell as {piece.name}"
+        if unsaved
+        else ""
+    )
     filename = f"<your {piece.name} from part {piece.part}>"
     # Registered so that a traceback through your code shows your lines.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -186,7 +273,9 @@ def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
         exec(compile(source, filename, "exec"), ns)
         obj = ns[piece.name]
     except Exception as e:  # the saved code no longer runs: say so, use the reference
-        return _fallback(piece, namespace, f"your saved code failed, {type(e).__name__}: {e}")
+        return _fallback(
+            piece, namespace, f"your saved code failed, {type(e).__name__}: {e}{lacking}"
+        )
     global _rebuilding
     _rebuilding = True
     try:
@@ -194,14 +283,23 @@ def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
             uses = [namespace[n] for n in piece.uses]
             passed = _quiet(lambda: getattr(checks, piece.check)(obj, *uses)) is obj
     except Exception as e:
-        return _fallback(piece, namespace, f"no longer passes its check: {str(e)[:80]}")
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return _fallback(piece, namespace, f"no longer passes its check: {why}{lacking}")
     finally:
         _rebuilding = False
     if not passed:
-        return _fallback(piece, namespace, "no longer passes its check")
+        return _fallback(piece, namespace, f"no longer passes its check{lacking}")
     with contextlib.suppress(AttributeError, TypeError):
         obj.__workbench__ = "yours"
-    return _Loaded(obj, True)
+    failed = folder() / f".{piece.name}.failed"
+    why = ""
+    if failed.is_file():
+        latest = failed.read_text(encoding="utf-8").strip() or "failed"
+        why = (
+            f"an earlier version: your last attempt {'failed its check' if latest == 'failed' else 'was not done'}, "
+            "so the one that passed before is in use"
+        )
+    return _Loaded(obj, True, why, reads)
 
 
 def _load(names: tuple[str, ...]) -> dict[str, _Loaded]:
@@ -227,14 +325,27 @@ def use(*names: str, quiet: bool = False) -> Any:
         raise ValueError('name the pieces to use, e.g. workbench.use("CausalSelfAttention")')
     loaded = _load(names)
     if not quiet:
-        print(_summary({n: loaded[n] for n in names}))
+        print(_summary({n: loaded[n] for n in names}, loaded))
     objs = tuple(loaded[n].obj for n in names)
     return objs[0] if len(objs) == 1 else objs
 
 
-def _summary(loaded: dict[str, _Loaded]) -> str:
-    yours = [n for n, x in loaded.items() if x.yours]
-    ref = [f"{n} ({x.why})" for n, x in loaded.items() if not x.yours]
+def _summary(loaded: dict[str, _Loaded], every: dict[str, _Loaded] | None = None) -> str:
+    every = every or loaded
+    yours = []
+    for n, x in loaded.items():
+        if not x.yours:
+            continue
+        # A piece of yours built on a piece that fell back is not all yours: say which.
+        fell = [u for u in PIECES if u in x.uses and u in every and not every[u].yours]
+        notes = [f"with the reference's {', '.join(fell)}"] if fell else []
+        notes += [x.why] if x.why else []
+        yours.append(n + (f" ({'; '.join(notes)})" if notes else ""))
+    ref = [
+        f"{n} ({x.why}; run its check cell in notebook {PIECES[n].part} to use yours)"
+        for n, x in loaded.items()
+        if not x.yours
+    ]
     parts = [f"yours: {', '.join(yours)}"] if yours else []
     parts += [f"the reference's: {'; '.join(ref)}"] if ref else []
     line = "Pieces in use, " + ". ".join(parts) + "."

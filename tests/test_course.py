@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -167,3 +168,38 @@ def test_notebooks_run_by_the_builder_draw_no_progress_bars(monkeypatch, tmp_pat
     monkeypatch.setattr(nbclient, "NotebookClient", Client)
     course.execute({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, tmp_path)
     assert seen == {"GPT2COURSE_PROGRESS": "0", "GPT2COURSE_QUICK": "1"}
+
+
+def _plan_slots(heading: str) -> dict[str, int]:
+    """Notebook number -> minutes, from a schedule table of the instructor guide."""
+    guide = (course.repo_root() / "docs" / "instructor-guide.md").read_text(encoding="utf-8")
+    section = guide.split(heading, 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    slots: dict[str, int] = {}
+    for row in section.splitlines():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        nb = next((c[:2] for c in cells[:-1] if re.match(r"\d\d [a-z]", c)), None)
+        if nb and cells[-1].endswith(" min"):
+            slots[nb] = slots.get(nb, 0) + int(cells[-1].split()[0])
+    return slots
+
+
+@pytest.mark.parametrize("plan", ["### One day", "### Two days"])
+def test_schedule_slots_hold_the_estimated_learner_time(plan):
+    slots = _plan_slots(plan)
+    assert slots, f"no schedule rows found under {plan!r}"
+    short = {
+        nb: (minutes, round(course.estimate(course.find(nb)).minutes))
+        for nb, minutes in slots.items()
+        if minutes < course.estimate(course.find(nb)).minutes
+    }
+    assert not short, f"slots (minutes, estimate) below the estimate: {short}"
+
+
+def test_the_guides_estimate_table_is_current():
+    from gpt2course.workshop import notebooks
+
+    guide = (course.repo_root() / "docs" / "instructor-guide.md").read_text(encoding="utf-8")
+    a, b = notebooks.GUIDE_MARKERS
+    assert guide.split(a)[1].split(b)[0].strip() == notebooks.estimate_table(), (
+        "run: python -m gpt2course notebooks estimate --write"
+    )

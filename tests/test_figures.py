@@ -31,7 +31,11 @@ def test_timeline_is_chronological_and_matches_published_facts():
 
 
 def test_figures_render():
-    for fig in (figures.roadmap_figure(), figures.timeline_figure()):
+    for fig in (
+        figures.roadmap_figure(),
+        figures.timeline_figure(),
+        figures.rlhf_pipeline_figure(),
+    ):
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         assert buf.tell() > 1000
@@ -155,3 +159,15 @@ def test_head_scores_figure_writes_each_heads_score():
     text = _texts(fig)
     assert "0.91" in text and "0.85" in text and "induction score" in text
     plt.close(fig)
+
+
+def test_rlhf_pipeline_is_instructgpts_order_with_dpo_beside_it():
+    """Ouyang et al. 2022, figure 2: demonstrations (SFT), then a reward model on rankings,
+    then PPO against it; Rafailov et al. 2023: DPO needs no reward model."""
+    stages = [s for s, _, _ in figures.RLHF_STEPS]
+    assert stages == ["pretraining", "instruction tuning", "reward model", "RL with a KL penalty"]
+    text = _texts(figures.rlhf_pipeline_figure())
+    assert "DPO" in text and "no reward model" in text
+    for _, _, where in figures.RLHF_STEPS:
+        assert f"measured: {where}" in text
+    plt.close("all")

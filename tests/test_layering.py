@@ -33,6 +33,7 @@ LAYER_OF = {
     "lora": "training",
     "instruct": "training",
     "preference": "training",
+    "rlhf": "training",  # reward model, RL with a KL penalty, DPO on the same pairs (part 10)
     "experiments": "training",  # the notebooks' experiments: small trainings, measurements
     "checks": "learner",
     "figures": "learner",

@@ -110,6 +110,23 @@ def test_merged_weights_give_the_adapter_logits():
     torch.testing.assert_close(fresh(x), adapted, atol=1e-5, rtol=0)
 
 
+def test_merge_uses_the_learners_merged_weight():
+    model = apply_lora(tiny_gpt(), TARGETS, rank=4, alpha=8)
+    randomise_B(model)
+    calls = []
+
+    def mine(layer):  # a learner's merged_weight, written differently
+        calls.append(layer)
+        return layer.weight + layer.scaling * torch.einsum("or,ri->oi", layer.lora_B, layer.lora_A)
+
+    x = idx()
+    with torch.no_grad():
+        adapted = model(x)
+    merge_lora(model, weight_fn=mine)
+    assert len(calls) == len(TARGETS) * len(model.h)
+    torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=0)
+
+
 def test_adapters_round_trip_alone(tmp_path):
     model = apply_lora(tiny_gpt(), TARGETS, rank=4, alpha=8)
     randomise_B(model)

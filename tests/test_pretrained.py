@@ -12,6 +12,7 @@ import torch
 
 from gpt2course import pretrained
 from gpt2course.files import CheckpointError
+from gpt2course.model import GPT
 from gpt2course.pretrained import load_pretrained
 from gpt2course.workshop import offline
 
@@ -113,6 +114,74 @@ def test_standin_checkpoint_reads_in_transformers(tmp_path):
         warnings.simplefilter("ignore")
         hf = transformers.GPT2LMHeadModel.from_pretrained(path).eval()
     assert_same_logits(ours, hf, 50257, T=8)
+
+
+CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def learner_converter(sd: dict, bug: str | None = None) -> dict:
+    """A learner's convert_hf_state_dict, right or with one of the usual bugs."""
+    out = {}
+    for key, t in sd.items():
+        name = key.removeprefix("transformer.")
+        if name == "lm_head.weight" or name.endswith((".attn.bias", ".attn.masked_bias")):
+            continue
+        if bug == "drop_biases" and name.endswith(".bias"):
+            continue  # every bias, the LayerNorms' too: load_state_dict(strict=False) is quiet
+        if bug == "swap_ln":
+            name = name.replace("ln_1", "#").replace("ln_2", "ln_1").replace("#", "ln_2")
+        square = bug == "square_untransposed" and name.endswith("attn.c_proj.weight")
+        out[name] = t.t() if name.endswith(CONV1D) and not square else t
+    return out
+
+
+@pytest.fixture(scope="module")
+def course_standin(tmp_path_factory):
+    """The stand-in at the course's size, as part 7 loads it, and transformers' view of it."""
+    path = pretrained.write_standin_checkpoint(tmp_path_factory.mktemp("standin"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hf = transformers.GPT2LMHeadModel.from_pretrained(path).eval()
+    st = pretrained.SafetensorsFile(path / "model.safetensors")
+    return path, hf, {k: st.read(k) for k in st.keys_in_file_order()}
+
+
+def _part7_difference(model, hf) -> tuple[float, float]:
+    """Part 7's comparison: the largest logit difference, and the limit it must stay under."""
+    ids = torch.randint(0, 50257, (1, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = hf(ids).logits
+        diff = (model.eval()(ids) - expected).abs().max().item()
+    return diff, 1e-4 * max(1.0, expected.abs().max().item())
+
+
+@pytest.mark.parametrize("bug", [None, "drop_biases", "swap_ln", "square_untransposed"])
+def test_the_standin_catches_a_broken_converter(course_standin, bug):
+    path, hf, sd = course_standin
+    model = GPT(pretrained.config_from_hf(json.loads((path / "config.json").read_text())))
+    model.load_state_dict(learner_converter(sd, bug), strict=False)
+    diff, limit = _part7_difference(model, hf)
+    assert (diff < limit) == (bug is None), (bug, diff, limit)
+
+
+@pytest.mark.parametrize("bug", ["erf_gelu", "eps_1e-6"])
+def test_the_standin_catches_a_model_with_another_gelu_or_eps(course_standin, bug):
+    path, hf, _ = course_standin
+    model = load_pretrained(path)
+    for m in model.modules():
+        if bug == "eps_1e-6" and isinstance(m, torch.nn.LayerNorm):
+            m.eps = 1e-6
+        if bug == "erf_gelu" and hasattr(m, "act"):
+            m.act = torch.nn.GELU()  # the exact (erf) form
+    diff, limit = _part7_difference(model, hf)
+    assert diff > limit, (bug, diff, limit)
+
+
+def test_the_standin_is_the_same_on_every_write_and_says_what_it_is(course_standin, tmp_path):
+    path, _, _ = course_standin
+    again = pretrained.write_standin_checkpoint(tmp_path / "again")
+    assert (again / "model.safetensors").read_bytes() == (path / "model.safetensors").read_bytes()
+    assert json.loads((again / "config.json").read_text())["gpt2course_standin"]
 
 
 def test_convert_state_dict_transposes_conv1d():

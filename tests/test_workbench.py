@@ -177,3 +177,66 @@ def test_saved_code_that_crashes_is_reported_not_raised(bench, capsys) -> None:
 def test_unknown_piece_lists_the_pieces(bench) -> None:
     with pytest.raises(KeyError, match="CausalSelfAttention"):
         workbench.use("Attention")
+
+
+def test_a_later_failed_attempt_is_said_while_the_earlier_one_is_used(bench, capsys) -> None:
+    nb = Notebook()
+    nb.exercise("gelu", CELLS["gelu"])
+    nb.exercise("gelu", "def gelu(x):\n    return torch.relu(x)\n")
+    capsys.readouterr()
+    workbench.use("gelu")
+    line = capsys.readouterr().out
+    assert "yours: gelu" in line and "your last attempt failed its check" in line, line
+    nb.exercise("gelu", CELLS["gelu"])  # passing again: nothing to say
+    capsys.readouterr()
+    workbench.use("gelu")
+    assert "last attempt" not in capsys.readouterr().out
+
+
+HELPER_MLP = """
+    def new_gelu(x):
+        return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+
+    class MLP(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+            self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+
+        def forward(self, x):
+            return self.c_proj(new_gelu(self.c_fc(x)))
+"""
+
+
+def test_a_helper_defined_in_the_same_cell_is_kept_with_the_piece(bench, capsys) -> None:
+    nb = Notebook()
+    nb.exercise("MLP", HELPER_MLP)
+    assert "def new_gelu(x)" in workbench.saved()["MLP"]
+    capsys.readouterr()
+    MLP = workbench.use("MLP")
+    assert "yours: MLP" in capsys.readouterr().out
+    assert type(MLP(checks.transformer._config())).__workbench__ == "yours"
+
+
+def test_a_helper_from_another_cell_is_named_when_missing(bench, capsys) -> None:
+    nb = Notebook()
+    helper, cls = HELPER_MLP.split("    class MLP", 1)
+    nb.run(helper)
+    nb.exercise("MLP", "    class MLP" + cls)
+    capsys.readouterr()
+    workbench.use("MLP")
+    out = capsys.readouterr().out
+    assert "new_gelu" in out and "not saved" in out, out
+
+
+def test_a_piece_whose_sub_piece_fell_back_says_so(bench, capsys) -> None:
+    _do_parts_3_and_4({**CELLS, "MLP": WRONG_MLP})
+    capsys.readouterr()
+    workbench.use("Block")
+    out = capsys.readouterr().out
+    assert "yours: Block (with the reference's MLP)" in out, out
+
+
+def test_a_missing_piece_says_how_to_get_it_back(bench, capsys) -> None:
+    workbench.use("MLP")
+    assert "notebook 04" in capsys.readouterr().out

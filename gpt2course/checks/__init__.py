@@ -10,6 +10,7 @@ from ._core import (  # noqa: F401
     call,
     compare_tensors,
     compare_values,
+    is_handed_back,
     require_tensor,
     run_check,
     say,
@@ -21,6 +22,7 @@ from .finetuning import *  # noqa: F403
 from .generation import *  # noqa: F403
 from .model import *  # noqa: F403
 from .pretrained import *  # noqa: F403
+from .rlhf import *  # noqa: F403
 from .tokenization import *  # noqa: F403
 from .training import *  # noqa: F403
 from .transformer import *  # noqa: F403

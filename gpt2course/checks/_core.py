@@ -33,6 +33,9 @@ _NAME: contextvars.ContextVar[str] = contextvars.ContextVar("check_name", defaul
 # Called as f(name, piece) for each piece that passes its check. The workbench subscribes when
 # it is imported, to keep the piece for the next notebooks; the checks know nothing of it.
 ON_PASS: list[Callable[[str, Any], Any]] = []
+# Called as f(name, piece, why) for each piece that does not pass ("failed" or "not done"),
+# so that an earlier passing version kept elsewhere is not taken for this attempt.
+ON_FAIL: list[Callable[[str, Any, str], Any]] = []
 # What the checks handed back as fallbacks: a learner who re-runs `f = check_f(f)` passes
 # one of these again, and must be told that their own definition did not run.
 _HANDED_BACK: list[Any] = []
@@ -190,10 +193,12 @@ def run_check(
     try:
         test(learner)
     except NotImplementedError:
+        _notify_fail(name, learner, "not done")
         print(f"… {name}: not done yet. Carrying on with the reference implementation.")
         _print_step(name, hints, int(hint), offer=True)
         return _hand_back(reference)
     except CheckFailure as e:
+        _notify_fail(name, learner, "failed")
         if strict():
             raise
         print(f"✗ {name}: {e}\n  Carrying on with the reference implementation for now.")
@@ -201,6 +206,8 @@ def run_check(
         return _hand_back(reference)
     except Exception as e:  # a crash: the learner's (say where) or the check's (say so)
         message = _explain_crash(e, test, crash_meanings)
+        if not message.startswith("the check itself"):
+            _notify_fail(name, learner, "failed")
         if strict():
             if message.startswith("the check itself"):
                 raise CheckBug(message) from e
@@ -214,6 +221,11 @@ def run_check(
     for subscriber in ON_PASS:
         subscriber(name, learner)
     return learner
+
+
+def _notify_fail(name: str, learner: Any, why: str) -> None:
+    for subscriber in ON_FAIL:
+        subscriber(name, learner, why)
 
 
 def _print_step(name: str, hints: Sequence[str], level: int, offer: bool) -> None:

@@ -43,6 +43,8 @@ from .safetensors_file import SafetensorsFile, write_safetensors
 
 # Marks a checkpoint made by write_standin_checkpoint(), so nobody mistakes its text for GPT-2's.
 STANDIN_KEY = "gpt2course_standin"
+# Its value in config.json: a cached stand-in of an earlier version is written again.
+STANDIN_VERSION = 2
 STANDIN_BANNER = (
     "*** STAND-IN MODEL: small, with RANDOM weights, not GPT-2. Every text it writes is noise "
     "and every number about its quality is meaningless. ***"
@@ -366,10 +368,34 @@ def write_standin_checkpoint(
     path: str | Path, n_layer: int = 2, n_head: int = 4, n_embd: int = 128, seed: int = 0
 ) -> Path:
     """A small GPT-2-format checkpoint with RANDOM weights, for running the course without
-    GPT-2's: GPT-2's vocabulary and context, but its text is noise. Marked as a stand-in."""
+    GPT-2's: GPT-2's vocabulary and context, but its text is noise. Marked as a stand-in.
+
+    Not a fresh init: there every LayerNorm is (1, 0) and every bias 0, so a converter that
+    drops the biases or swaps ln_1 and ln_2 would still match transformers. Here they are
+    far from those values, and c_fc is wide enough that GELU's inputs reach where its tanh
+    and erf forms differ; the embeddings stay small, where LayerNorm's eps shows."""
     torch.manual_seed(seed)
     model = GPT(GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd))
-    return write_model(model, path, extra_config={STANDIN_KEY: True})
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if name.startswith("ln_f.") or ".ln_" in name:
+                p.add_(0.5 * noise)  # weights 1 +- 0.5, biases 0 +- 0.5
+            elif name.endswith(".bias"):
+                p.add_(0.2 * noise)
+            elif name.endswith("mlp.c_fc.weight"):
+                p.mul_(5.0)  # std 0.1: GELU's inputs of about +-1.5, where its forms differ
+            elif name.endswith("mlp.c_proj.weight"):
+                p.mul_(4.0)  # and a GELU difference reaches the logits
+    return write_model(model, path, extra_config={STANDIN_KEY: STANDIN_VERSION})
+
+
+def _standin_version(folder: Path) -> Any:
+    try:
+        return json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")).get(STANDIN_KEY)
+    except (OSError, ValueError):
+        return None
 
 
 def course_checkpoint(default: str = "gpt2") -> tuple[Path, bool]:
@@ -385,7 +411,7 @@ def course_checkpoint(default: str = "gpt2") -> tuple[Path, bool]:
     except CheckpointError as e:
         print(f"Could not get {wanted!r}: {e}\n")
         folder = cache_dir() / "standin-gpt2"
-        if not (folder / WEIGHTS_FILE).is_file():
+        if not (folder / WEIGHTS_FILE).is_file() or _standin_version(folder) != STANDIN_VERSION:
             write_standin_checkpoint(folder)
         weights, config = folder / WEIGHTS_FILE, folder / CONFIG_FILE
     standin = bool(config and json.loads(config.read_text(encoding="utf-8")).get(STANDIN_KEY))

@@ -52,6 +52,9 @@ NOTEBOOKS: list[Notebook] = [
     Notebook(
         "09_from_gpt2_to_chatgpt", "From GPT-2 to ChatGPT: a chat format and instruction tuning"
     ),
+    Notebook(
+        "10_rlhf_in_miniature", "RLHF in miniature: a reward model, RL with a KL penalty, DPO"
+    ),
 ]
 
 VERSIONS = {"learner": "", "solutions": "solutions", "instructor": "instructor"}

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from gpt2course.files import atomic_write_text
+
 from . import course, portability, record
 
 
@@ -24,6 +26,18 @@ def estimate_table() -> str:
             f"{e.exercises:.0f} min | **{e.minutes:.0f} min** |"
         )
     return "\n".join(rows)
+
+
+GUIDE_MARKERS = ("<!-- estimate:start -->", "<!-- estimate:end -->")
+
+
+def write_estimate_table() -> None:
+    """Put the estimate table between the instructor guide's markers."""
+    guide = course.repo_root() / "docs" / "instructor-guide.md"
+    text = guide.read_text(encoding="utf-8")
+    a = text.index(GUIDE_MARKERS[0]) + len(GUIDE_MARKERS[0])
+    b = text.index(GUIDE_MARKERS[1])
+    atomic_write_text(guide, text[:a] + "\n" + estimate_table() + "\n" + text[b:])
 
 
 def main(argv: list[str]) -> int:
@@ -51,7 +65,10 @@ def main(argv: list[str]) -> int:
         help="CAPABILITY:THREADS,... (e.g. default:1,avx2:2); by default default, avx2 and "
         "this machine's best kernels, each with 1 and 2 threads",
     )
-    add("estimate", help="a learner's desk time per notebook: prose at 130 words/min, exercises")
+    e = add(
+        "estimate", help="a learner's desk time per notebook: prose at 130 words/min, exercises"
+    )
+    e.add_argument("--write", action="store_true", help="and put the table in the instructor guide")
     s = add("set-repo", help="point badges, install cells and links at another repository")
     s.add_argument("url")
     args = p.parse_args(argv)
@@ -91,6 +108,8 @@ def main(argv: list[str]) -> int:
             return 2
     if args.cmd == "estimate":
         print(estimate_table())
+        if args.write:
+            write_estimate_table()
         return 0
     if args.cmd == "set-repo":
         course.set_repo(args.url)

@@ -209,9 +209,9 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Nothing told the model what a vowel is, yet the vowels sit together: they are followed by
-# the same kinds of bytes (consonants), so the head needs much the same vector from each
-# of them. The punctuation marks, all followed by a space or a newline, gather in a corner
+# Nothing told the model what a vowel is, yet the lowercase vowels sit together: they are
+# followed by the same kinds of bytes (consonants), so the head needs much the same vector
+# from each of them. The punctuation marks, all followed by a space or a newline, gather in a corner
 # of their own, far from the letters. That is what an embedding learns:
 # tokens that play the same part get nearby vectors. (The exact positions differ from one
 # run and one computer to another; the groups do not.)

@@ -186,7 +186,8 @@ scaled_dot_product_attention = checks.check_scaled_dot_product_attention(
 # %% [markdown] instructor
 # Bugs the check names: unscaled scores, dividing by d instead of sqrt(d), softmax over the
 # wrong axis, the mask applied after the softmax, filling masked scores with 0, an inverted
-# mask. Ask a learner who hit "mask after softmax" to print `weights.sum(-1)`.
+# mask, the mask added to the scores, NaN (or the values' mean) for a query that may see no
+# key. Ask a learner who hit "mask after softmax" to print `weights.sum(-1)`.
 
 # %% [markdown]
 # Here are the causal attention weights of our sentence, with the token vectors as
@@ -354,7 +355,8 @@ CausalSelfAttention = checks.check_causal_self_attention(CausalSelfAttention)
 # %% [markdown] instructor
 # Bugs the check names: heads merged in the wrong order, no causal mask, unscaled scores or
 # scaling by sqrt(n_embd) instead of sqrt(head_dim), q/k/v split in the wrong order,
-# c_proj forgotten, layers named differently from GPT-2's.
+# c_proj forgotten, layers named differently from GPT-2's, a mask made on the CPU (caught on
+# the `meta` device, so without a GPU). A nanoGPT-style mask buffer (`attn.bias`) passes.
 
 # %% [markdown]
 # With GPT-2 small's sizes, the layer keeps the shape and holds about 2.4 million

@@ -74,6 +74,8 @@ layer_norm = checks.check_layer_norm(layer_norm)
 # %% [markdown]
 # Vectors of wildly different scales come out alike. `nn.LayerNorm` is the same thing as a
 # module, holding `weight` (γ, starting at 1) and `bias` (β, starting at 0):
+# (From here on the blocks use `nn.LayerNorm`, the same computation in one fused kernel; your
+# `layer_norm` is not carried into later notebooks.)
 
 # %%
 x = torch.randn(3, config.n_embd) * torch.tensor([[0.1], [1.0], [100.0]]) + 5  # (3, C)

@@ -132,7 +132,9 @@ GPT = checks.check_gpt(GPT, Block)
 # %% [markdown] instructor
 # ⏱ 15 minutes. Where learners stall: tying the head (an assignment of the Parameter, not a
 # copy of its values), a plain list for `h` (its parameters vanish from `.parameters()`),
-# and the positions tensor on the wrong device on a GPU. `check_gpt(GPT, Block, hint=2)`
+# the positions tensor on the wrong device (the check catches it without a GPU), an init
+# that skips `wpe` (nn.Embedding's N(0, 1)), `[Block(config)] * n_layer` (one Block shared
+# by every layer). `check_gpt(GPT, Block, hint=2)`
 # gives the second-level hints. A learner whose Block failed in part 4 still gets a
 # working model: the reference Block is used inside *their* GPT.
 
@@ -502,6 +504,12 @@ print(
     "generate_with_cache agrees:",
     torch.equal(mine, generate(cached, prompt, N_NEW, temperature=0, use_cache=True)),
 )
+
+# %% [markdown]
+# (Later notebooks generate with the package's `generate(..., use_cache=True)`, whose cache
+# works as yours does; your `generate_step` and `generate_with_cache` are not carried further.)
+#
+# The cache holds exactly what the full forward would recompute: the last token's logits agree.
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -427,11 +427,12 @@ def merged_weight(layer: nn.Module) -> torch.Tensor:
 merged_weight = checks.check_merged_weight(merged_weight)
 
 # %% [markdown]
-# `lora.merge_lora` does this for every adapted layer and puts plain `nn.Linear` layers back.
-# The merged model gives the adapter model's logits, up to float rounding.
+# `lora.merge_lora` does this for every adapted layer, here with your `merged_weight`, and
+# puts plain `nn.Linear` layers back. The merged model gives the adapter model's logits, up
+# to float rounding.
 
 # %%
-merged = lora.merge_lora(copy.deepcopy(lora_model))
+merged = lora.merge_lora(copy.deepcopy(lora_model), weight_fn=merged_weight)
 with torch.no_grad():
     diff = (merged(x_check) - lora_model(x_check)).abs().max().item()
 print("LoRA layers left:", sum(hasattr(m, "lora_A") for m in merged.modules()))

@@ -136,6 +136,32 @@ class PositionsUpToOne(GPT):
         return self.wte(idx) + self.wpe(self.pos[: idx.size(1)])[None]
 
 
+class MaskBufferBlock(Block):
+    """A Block whose attention keeps nanoGPT's mask buffer (attn.bias)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        n = config.context_length
+        self.attn.register_buffer("bias", torch.tril(torch.ones(n, n)).view(1, 1, n, n))
+
+
+class WithMaskBuffers(GPT):
+    """Right: blocks with an extra (non-parameter) buffer, checked without naming the Block."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.h = nn.ModuleList([MaskBufferBlock(config) for _ in range(config.n_layer)])
+        for n, p in self.named_parameters():
+            if n.endswith("weight") and p.dim() == 2 and n != "wte.weight":
+                nn.init.normal_(
+                    p,
+                    0.0,
+                    0.02 / (math.sqrt(2 * config.n_layer) if n.endswith("c_proj.weight") else 1),
+                )
+            elif n.endswith("bias") and ".ln_" not in n:
+                nn.init.zeros_(p)
+
+
 class Stub(GPT):
     def forward(self, idx):
         raise NotImplementedError
@@ -174,7 +200,7 @@ def test_wrong_gpt_is_refused_with_the_bug_named(strict, cls, hint) -> None:
         checks.check_gpt(cls)
 
 
-@pytest.mark.parametrize("cls", [GPT, PositionsUpToOne])
+@pytest.mark.parametrize("cls", [GPT, PositionsUpToOne, WithMaskBuffers])
 def test_a_right_gpt_written_differently_passes(strict, capsys, cls) -> None:
     assert checks.check_gpt(cls) is cls
     assert "✓ GPT" in capsys.readouterr().out

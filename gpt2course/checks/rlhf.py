@@ -1,0 +1,165 @@
+"""Checks for part 10: the reward model's Bradley-Terry loss and the policy-gradient loss.
+
+Both compare what ``backward()`` gets, the gradients, as well as the loss: a loss whose
+value is right but whose gradient is cut or reversed trains nothing, or the wrong way.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import rlhf as reference
+from ._core import CheckFailure, call, check, compare_tensors, require_tensor
+
+__all__ = ["check_bradley_terry_loss", "check_policy_gradient_loss"]
+
+
+def _grads(loss: torch.Tensor, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """d loss / d each input, zeros where the loss does not reach it."""
+    got = torch.autograd.grad(loss, inputs, allow_unused=True, retain_graph=True)
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(got, inputs, strict=True)]
+
+
+def _scalar_loss(got, what: str = "loss") -> torch.Tensor:
+    require_tensor(got, what, grad=True)
+    if got.dim() != 0:
+        raise CheckFailure(
+            f"the {what} has shape {tuple(got.shape)}: return one number, the mean over the "
+            "rows (backward() needs a scalar)"
+        )
+    return got
+
+
+def _bt_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    # Rewards of both signs and differences of both signs, so a flipped sign shows.
+    rc = (torch.randn(8, generator=g) * 2).requires_grad_()
+    rr = (torch.randn(8, generator=g) * 2).requires_grad_()
+    return rc, rr
+
+
+@check("bradley_terry_loss", reference.bradley_terry_loss)
+def check_bradley_terry_loss(f):
+    """Check ``bradley_terry_loss(r_chosen, r_rejected) -> loss``: -log sigmoid of the gap."""
+    rc, rr = _bt_inputs()
+    loss = _scalar_loss(call(f, rc, rr, names=["r_chosen", "r_rejected"]))
+    d = rc - rr
+    bugs = [
+        (
+            "the sign is flipped: the loss should be small when the chosen reward is the larger",
+            -F.logsigmoid(-d).mean(),
+        ),
+        ("the log is missing: -log sigmoid(...), not -sigmoid(...)", -torch.sigmoid(d).mean()),
+        ("the minus sign is missing: minimise -log sigmoid", F.logsigmoid(d).mean()),
+        ("the loss is summed; average it over the pairs", -F.logsigmoid(d).sum()),
+        (
+            "the softmax runs over the batch: each pair is its own two-way choice, "
+            "sigmoid(r_chosen - r_rejected)",
+            -F.log_softmax(d, dim=0).mean(),
+        ),
+        (
+            "each reward is scored alone: the model only knows how two answers compare, "
+            "so the loss depends on the difference r_chosen - r_rejected",
+            -(F.logsigmoid(rc) + F.logsigmoid(-rr)).mean(),
+        ),
+        (
+            "that is a hinge (margin) loss; Bradley-Terry is -log sigmoid(difference)",
+            F.relu(1 - d).mean(),
+        ),
+    ]
+    want = reference.bradley_terry_loss(rc, rr)
+    compare_tensors(loss, want, what="loss", likely_bugs=bugs)
+    got_c, got_r = _grads(loss, [rc, rr])
+    want_c, want_r = _grads(want, [rc, rr])
+    detached = "is detached: both rewards come from the reward model, and both need gradients"
+    compare_tensors(got_c, want_c, what="gradient of r_chosen",
+                    likely_bugs=[(f"r_chosen {detached}", torch.zeros_like(rc))])  # fmt: skip
+    compare_tensors(got_r, want_r, what="gradient of r_rejected",
+                    likely_bugs=[(f"r_rejected {detached}", torch.zeros_like(rr))])  # fmt: skip
+
+
+def _pg_inputs():
+    """G = 4 replies to each of P = 3 prompts, T = 7 positions: prompt, reply, padding."""
+    g = torch.Generator().manual_seed(0)
+    P, G, T = 3, 4, 7
+    logprobs = (-torch.rand(P, G, T, generator=g) * 3).requires_grad_()
+    ref = logprobs.detach() + torch.randn(P, G, T, generator=g) * 0.5
+    rewards = (torch.randn(P, G, generator=g) * 2 + torch.arange(P)[:, None] * 3).requires_grad_()
+    mask = torch.zeros(P, G, T, dtype=torch.bool)
+    for p in range(P):
+        for r in range(G):
+            start = 1 + (p + r) % 2  # the prompt's last positions
+            mask[p, r, start : start + 2 + (p * G + r) % 4] = True  # the reply, then padding
+    return logprobs, ref, rewards, mask
+
+
+def _pg(logprobs, ref, rewards, mask, kl_coef, bug: str | None = None, correction: int = 1):
+    """The loss written plainly, with one of the likely bugs."""
+    r = rewards if bug == "not_detached" else rewards.detach()
+    axis = 0 if bug == "axis" else 1
+    adv = r - r.mean(dim=axis, keepdim=True)
+    if bug != "no_std":
+        adv = adv / (r.std(dim=axis, keepdim=True, correction=correction) + 1e-6)
+    if bug == "raw":
+        adv = r
+    d = ref - logprobs
+    kl = {"k1": -d, "reversed": torch.exp(-d) + d - 1}.get(bug, torch.exp(d) - d - 1)
+    sign = -1 if bug == "kl_sign" else 1
+    pg = (adv[..., None] if bug != "pg_sign" else -adv[..., None]) * logprobs
+    m = torch.ones_like(mask, dtype=logprobs.dtype) if bug == "no_mask" else mask.float()
+    if bug == "kl_unmasked":
+        per_token = -pg * m + sign * kl_coef * kl
+        return (per_token.sum(-1) / m.sum(-1)).mean()
+    per_token = (-pg + sign * kl_coef * kl) * m
+    if bug == "over_T":
+        return per_token.mean(-1).mean()
+    if bug == "token_mean":
+        return per_token.sum() / m.sum()
+    return (per_token.sum(-1) / m.sum(-1)).mean()
+
+
+_PG_BUGS = [
+    ("pg_sign", "the policy-gradient term has the wrong sign: the loss is -advantage * log pi, "
+                "so that minimising it makes good replies likelier"),
+    ("kl_sign", "the KL term has the wrong sign: it is a penalty, + kl_coef * KL"),
+    ("k1", "the KL estimate is logp - ref (k1), whose gradient does not pull the policy back; "
+           "use exp(ref - logp) - (ref - logp) - 1"),
+    ("reversed", "the KL estimate is upside down: d = ref_logprobs - logprobs, "
+                 "exp(d) - d - 1"),
+    ("raw", "the rewards are used as advantages: normalise them within each prompt's group"),
+    ("no_std", "the advantages are centred but not divided by the group's standard deviation"),
+    ("axis", "the advantages are normalised over the prompts (dim 0); normalise over each "
+             "prompt's G replies (dim 1)"),
+    ("no_mask", "the mask is not applied: prompt and padding tokens count in the loss"),
+    ("kl_unmasked", "the KL term is not masked: the prompt's and the padding's tokens count "
+                    "in it"),
+    ("over_T", "the mean runs over all T positions: divide each reply's sum by its number of "
+               "reply tokens (mask.sum), not by T"),
+    ("token_mean", "the tokens of all replies are averaged together: average each reply's "
+                   "tokens first, then the replies"),
+]  # fmt: skip
+
+
+@check("policy_gradient_loss", reference.policy_gradient_loss)
+def check_policy_gradient_loss(f):
+    """Check ``policy_gradient_loss(logprobs, ref_logprobs, rewards, mask, kl_coef) -> loss``
+    by the gradient it sends into ``logprobs`` (the ratio form of PPO is right too)."""
+    for kl_coef in (0.5, 0.05):
+        logprobs, ref, rewards, mask = _pg_inputs()
+        args = (logprobs, ref, rewards, mask)
+        names = ["logprobs", "ref_logprobs", "rewards", "mask"]
+        loss = _scalar_loss(call(f, *args, kl_coef=kl_coef, names=names))
+        got, got_r = _grads(loss, [logprobs, rewards])
+        if got_r.abs().sum() > 0:
+            raise CheckFailure(
+                "the gradient reaches the rewards: detach them (rewards.detach()) before "
+                "making advantages; they are scores to follow, not something to optimise"
+            )
+        want = _grads(reference.policy_gradient_loss(*args, kl_coef), [logprobs])[0]
+        biased = _grads(_pg(*args, kl_coef, correction=0), [logprobs])[0]
+        if torch.allclose(got, biased, atol=1e-6, rtol=1e-4):
+            continue  # the population standard deviation is fine too
+        bugs = [(hint, _grads(_pg(*args, kl_coef, bug), [logprobs])[0]) for bug, hint in _PG_BUGS]
+        compare_tensors(got, want, what=f"gradient of the loss wrt logprobs (kl_coef={kl_coef})",
+                        atol=1e-6, likely_bugs=bugs)  # fmt: skip

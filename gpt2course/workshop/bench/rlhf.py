@@ -1,0 +1,103 @@
+"""``python -m gpt2course bench rlhf [--quick]``: notebook 10's whole miniature, end to end.
+
+A byte-level base pretrained on Tiny Shakespeare, its vocabulary grown by the chat tokens,
+instruction-tuned on chats; a reward model trained on its sampled replies ranked by the
+rater rule; RL against the reward model with the KL penalty and without it; DPO on the same
+pairs. The last line printed is one JSON object: the rater's true score (a fraction of its
+maximum, on held-out prompts) of each model, the reward model's held-out pairwise accuracy,
+reward-model scores and KL to the tuned model in nats per reply token.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+
+import torch
+
+from gpt2course import chat, instruct, rlhf
+from gpt2course.device import pick_device
+from gpt2course.experiments import shakespeare_base
+
+from ._timing import device_label, parser
+
+# Notebook 10's two settings (its parameter cell holds the same numbers).
+SETTINGS = {
+    "quick": dict(
+        n_embd=64, pretrain=60, tasks=["count", "last"], n_train=1000, n_held_out=24,
+        sft_steps=300, rm_prompts=150, rm_steps=200, rl_steps=30, kl_coef=0.5, dpo_steps=30,
+    ),
+    "full": dict(
+        n_embd=96, pretrain=200, tasks=["count", "last"], n_train=2000, n_held_out=48,
+        sft_steps=600, rm_prompts=300, rm_steps=300, rl_steps=60, kl_coef=0.5, dpo_steps=60,
+    ),
+}  # fmt: skip
+GROUP_SIZE, PROMPTS_PER_STEP, MAX_NEW_TOKENS = 8, 8, 16
+
+
+def run(settings: dict, device: torch.device, seed: int = 0, log=print) -> dict:
+    """The miniature with ``settings``; the figures of the JSON line."""
+    s, t0 = settings, time.perf_counter()
+
+    def say(msg: str) -> None:
+        log(f"[{time.perf_counter() - t0:5.0f} s] {msg}")
+
+    tok = chat.chat_tokenizer("bytes")
+    base = shakespeare_base(2, s["n_embd"], steps=s["pretrain"], context_length=80,
+                            device=device, seed=seed)  # fmt: skip
+    chat.grow_vocab(base, tok.vocab_size)
+    train_set, held_out = instruct.task_split(s["n_train"], s["n_held_out"], seed, s["tasks"])
+    sft = copy.deepcopy(base)
+    rlhf.instruction_tune(sft, train_set, tok, s["sft_steps"], learning_rate=3e-3,
+                          device=device, seed=seed)  # fmt: skip
+    sft.eval().requires_grad_(False)
+    say("pretrained and instruction-tuned")
+
+    g = torch.Generator(device=device).manual_seed(seed)
+    samples = rlhf.sample_replies(sft, tok, train_set[: s["rm_prompts"]], 4, MAX_NEW_TOKENS,
+                                  generator=g)  # fmt: skip
+    held = rlhf.sample_replies(sft, tok, held_out, 4, MAX_NEW_TOKENS, generator=g)
+    pairs, held_pairs = rlhf.ranked_pairs(samples), rlhf.ranked_pairs(held)
+    rm = rlhf.reward_model(sft).requires_grad_(True)
+    rlhf.train_reward_model(rm, samples, pairs, s["rm_steps"], seed=seed)
+    rm.requires_grad_(False)
+    out = {"rm_pairs": len(pairs), "rm_accuracy": rlhf.pairwise_accuracy(rm, held, held_pairs)}
+    say(f"reward model: {len(pairs)} pairs, held-out accuracy {out['rm_accuracy']:.3f}")
+
+    m = rlhf.measure(sft, sft, rm, tok, held_out, max_new_tokens=MAX_NEW_TOKENS)
+    out.update(sft_true=m["true"], sft_reward=m["reward"])
+    for name, kl_coef in [("rl", s["kl_coef"]), ("nokl", 0.0)]:
+        policy = copy.deepcopy(sft).requires_grad_(True)
+        start = time.perf_counter()
+        history = rlhf.rl_train(policy, sft, rm, tok, train_set, held_out, s["rl_steps"], kl_coef,
+                                PROMPTS_PER_STEP, GROUP_SIZE, max_new_tokens=MAX_NEW_TOKENS,
+                                seed=seed)  # fmt: skip
+        last = history[-1]
+        out.update({f"{name}_true": last["true"], f"{name}_reward": last["reward"],
+                    f"{name}_kl": last["kl"], f"{name}_seconds": time.perf_counter() - start})  # fmt: skip
+        say(f"{name} (kl_coef {kl_coef}): " + ", ".join(f"{k} {v:.3f}" for k, v in last.items()))
+
+    policy = copy.deepcopy(sft).requires_grad_(True)
+    start = time.perf_counter()
+    rlhf.dpo_train(policy, sft, samples, pairs, s["dpo_steps"], seed=seed)
+    m = rlhf.measure(policy, sft, rm, tok, held_out, max_new_tokens=MAX_NEW_TOKENS)
+    out.update(dpo_true=m["true"], dpo_reward=m["reward"], dpo_kl=m["kl"],
+               dpo_seconds=time.perf_counter() - start)  # fmt: skip
+    say(f"dpo: true {m['true']:.3f}, reward {m['reward']:.3f}, kl {m['kl']:.3f}")
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the miniature; print progress, then the JSON line."""
+    p = parser("rlhf", __doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="notebook 10's quick setting (~1 min)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    device = pick_device()
+    setting = "quick" if args.quick else "full"
+    print(f"bench rlhf ({setting}) on {device_label(device)}")
+    out = run(SETTINGS[setting], device, args.seed)
+    print(json.dumps({"setting": setting, **{k: round(v, 4) for k, v in out.items()}}))
+    return 0

@@ -1,0 +1,137 @@
+"""The checks of notebook 10: the Bradley-Terry loss and the policy-gradient loss."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gpt2course import checks
+from gpt2course.checks.rlhf import _PG_BUGS, _pg
+
+from .conftest import assert_right, assert_stub, assert_wrong
+
+
+def bt(rc, rr, bug=None):
+    d = rc - rr
+    return {
+        "flipped": lambda: -F.logsigmoid(rr - rc).mean(),
+        "no_log": lambda: -torch.sigmoid(d).mean(),
+        "no_minus": lambda: F.logsigmoid(d).mean(),
+        "sum": lambda: -F.logsigmoid(d).sum(),
+        "softmax": lambda: -torch.log_softmax(d, dim=0).mean(),
+        "alone": lambda: -(F.logsigmoid(rc) + F.logsigmoid(-rr)).mean(),
+        "hinge": lambda: torch.clamp(1 - d, min=0).mean(),
+        "detach_rejected": lambda: -F.logsigmoid(rc - rr.detach()).mean(),
+        "detach_chosen": lambda: -F.logsigmoid(rc.detach() - rr).mean(),
+        "per_pair": lambda: -F.logsigmoid(d),
+        "item": lambda: -F.logsigmoid(d).mean().item(),
+    }[bug]()
+
+
+BT_WRONG = [
+    ("flipped", "the sign is flipped"),
+    ("no_log", "the log is missing"),
+    ("no_minus", "the minus sign is missing"),
+    ("sum", "average it over the pairs"),
+    ("softmax", "the softmax runs over the batch"),
+    ("alone", "each reward is scored alone"),
+    ("hinge", "hinge"),
+    ("detach_rejected", "r_rejected is detached"),
+    ("detach_chosen", "r_chosen is detached"),
+    ("per_pair", "return one number"),
+    ("item", "a Python number has no graph"),
+]
+
+
+@pytest.mark.parametrize("bug, expect", BT_WRONG, ids=[b for b, _ in BT_WRONG])
+def test_bradley_terry_wrong_solutions_are_named(bug, expect):
+    assert_wrong(checks.check_bradley_terry_loss, lambda rc, rr: bt(rc, rr, bug), expect)
+
+
+def bt_softplus(r_chosen, r_rejected):
+    """Right, another way: -log sigmoid(z) = softplus(-z)."""
+    return F.softplus(r_rejected - r_chosen).mean()
+
+
+def bt_bce(r_chosen, r_rejected):
+    """Right, another way: a binary cross-entropy whose label says 'chosen wins'."""
+    d = r_chosen - r_rejected
+    return F.binary_cross_entropy_with_logits(d, torch.ones_like(d))
+
+
+def bt_two_way_softmax(r_chosen, r_rejected):
+    """Right, another way: a softmax over the two answers of each pair."""
+    return -torch.log_softmax(torch.stack([r_chosen, r_rejected], dim=1), dim=1)[:, 0].mean()
+
+
+def test_bradley_terry_reference_is_the_published_model():
+    # Bradley & Terry 1952, as the InstructGPT reward loss: P(a beats b) = sigmoid(r_a - r_b).
+    from gpt2course.rlhf import bradley_terry_loss
+
+    rc, rr = torch.tensor([2.0, -1.0]), torch.tensor([0.5, 1.0])
+    want = -torch.log(1 / (1 + torch.exp(-(rc - rr)))).mean()
+    assert torch.allclose(bradley_terry_loss(rc, rr), want)
+
+
+def pg(bug=None):
+    return lambda lp, ref, r, m, kl_coef: _pg(lp, ref, r, m, kl_coef, bug)
+
+
+PG_WRONG = [(bug, hint.split(":")[0][:40]) for bug, hint in _PG_BUGS] + [
+    ("not_detached", "detach them"),
+]
+
+
+@pytest.mark.parametrize("bug, expect", PG_WRONG, ids=[b for b, _ in PG_WRONG])
+def test_policy_gradient_wrong_solutions_are_named(bug, expect):
+    assert_wrong(checks.check_policy_gradient_loss, pg(bug), expect)
+
+
+def pg_ppo_ratio(logprobs, ref_logprobs, rewards, mask, kl_coef):
+    """Right, another way: PPO's clipped ratio against the sampling policy (ratio 1 here)."""
+    r = rewards.detach()
+    adv = ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-6))[..., None]
+    ratio = torch.exp(logprobs - logprobs.detach())
+    surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 0.8, 1.2) * adv)
+    log_ratio = ref_logprobs - logprobs
+    kl = log_ratio.exp() - log_ratio - 1
+    per_token = (-surrogate + kl_coef * kl) * mask
+    return (per_token.sum(-1) / mask.sum(-1)).mean()
+
+
+def pg_flat(logprobs, ref_logprobs, rewards, mask, kl_coef):
+    """Right, another way: rows flattened, a loop over the replies, the population std."""
+    P, G, T = logprobs.shape
+    r = rewards.detach()
+    adv = (r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True, correction=0) + 1e-6)
+    losses = []
+    for lp, ref, a, m in zip(logprobs.view(P * G, T), ref_logprobs.view(P * G, T),
+                             adv.flatten(), mask.view(P * G, T), strict=True):  # fmt: skip
+        d = (ref - lp)[m]
+        losses.append((-a * lp[m] + kl_coef * (torch.exp(d) - d - 1)).mean())
+    return torch.stack(losses).mean()
+
+
+RIGHT = [
+    (checks.check_bradley_terry_loss, lambda rc, rr: -F.logsigmoid(rc - rr).mean()),
+    (checks.check_bradley_terry_loss, bt_softplus),
+    (checks.check_bradley_terry_loss, bt_bce),
+    (checks.check_bradley_terry_loss, bt_two_way_softmax),
+    (checks.check_policy_gradient_loss, pg()),
+    (checks.check_policy_gradient_loss, pg_ppo_ratio),
+    (checks.check_policy_gradient_loss, pg_flat),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("check, right", RIGHT, ids=[c.__name__ for c, _ in RIGHT])
+def test_other_right_solutions_pass(check, right):
+    assert_right(check, right)
+
+
+@pytest.mark.parametrize(
+    "check", [checks.check_bradley_terry_loss, checks.check_policy_gradient_loss]
+)
+def test_stub_is_not_done_yet(check):
+    def stub(*args, **kwargs):
+        raise NotImplementedError
+
+    assert_stub(check, stub)
