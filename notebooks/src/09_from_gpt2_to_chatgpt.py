@@ -347,8 +347,10 @@ for c in held_out[:4]:
 
 # %%
 long_chat = []
-for c in train_set[:12]:  # twelve conversations' turns, one after the other
+for c in train_set:  # conversations' turns, one after the other, until they outgrow the context
     long_chat += c.messages()
+    if len(render_conversation(long_chat, tok)[0]) > model.config.context_length:
+        break
 try:
     chat.reply(model, tok, long_chat + [{"role": "user", "content": "Add 1 and 2."}])
 except ValueError as e:
