@@ -15,8 +15,8 @@
 # has a check; if you skip one, the notebook carries on with the reference.
 
 # %% [markdown] instructor
-# ⏱ About 60 minutes: 15 for characters/words/bytes, 25 for the five exercises, 20 for
-# GPT-2's tokenizer and the oddities. Learners stall on `merge` (skipping both halves of a
+# ⏱ About 70 minutes a learner (the guide's estimate: 11 reading, 58 for the exercises).
+# Learners stall on `merge` (skipping both halves of a
 # matched pair) and on `encode` (which merge goes first). For encode, draw the merges list
 # on the board and ask "could merge 7 ever apply before merge 3 has?". Finish with the
 # token viewer: let the room paste their own names and languages into it.

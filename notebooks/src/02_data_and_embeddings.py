@@ -12,7 +12,8 @@
 # Two exercises: making the windows, and the embedding sum.
 
 # %% [markdown] instructor
-# ⏱ About 40 minutes. The window/target shift is where people stall: draw one window on the
+# ⏱ About 30 minutes a learner (the guide's estimate: 9 reading, 19 for the exercises).
+# The window/target shift is where people stall: draw one window on the
 # board with the arrows from each input position to its target. The embedding part goes
 # quickly if learners have seen `nn.Embedding`; spend the saved time on "why positions?".
 

@@ -16,7 +16,8 @@
 # and the full multi-head module. At the end, an interactive viewer of attention patterns.
 
 # %% [markdown] instructor
-# ⏱ About 60 minutes; this is the heart of the course. Live-code the one-query version
+# ⏱ About 60 minutes a learner (the guide's estimate: 12 reading, 44 for the exercises).
+# This is the heart of the course. Live-code the one-query version
 # first (cells up to "All queries at once") before letting learners loose on the
 # exercises. Where they stall: the softmax axis, and the transpose in `merge_heads`.
 

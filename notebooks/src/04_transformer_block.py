@@ -18,7 +18,8 @@
 # Exercises: `layer_norm`, `gelu`, `MLP`, `Block`.
 
 # %% [markdown] instructor
-# ⏱ About 45 minutes. The exercises are short; spend the time on why residuals and pre-LN
+# ⏱ About 60 minutes a learner (the guide's estimate: 13 reading, 44 for the exercises).
+# The exercises are short; spend the time on why residuals and pre-LN
 # matter (the gradient-norm cell) and on the parameter count, which learners enjoy doing
 # on paper first. Where they stall: `unbiased=False` in the variance, and the order of the
 # residual additions in the block.

@@ -20,7 +20,8 @@
 # cache. At the end, a playground to try the sampling settings by hand.
 
 # %% [markdown] instructor
-# ⏱ About 60 minutes. Make the point early and often that this model's weights are random:
+# ⏱ About 80 minutes a learner (the guide's estimate: 14 reading, 64 for the exercises).
+# Make the point early and often that this model's weights are random:
 # its text is noise, and that is expected; real text comes in parts 6 and 7. The cache
 # section is where questions come: draw the (T, T) attention matrix and show that one
 # new token needs one new row, which needs every old key and value but no old query.

@@ -15,8 +15,8 @@
 # Exercises: the loss, the learning-rate schedule, and one training step.
 
 # %% [markdown] instructor
-# ⏱ About 60 minutes, 3 of them the main training run (start it before the break if the
-# room's laptops are slow). Where learners stall: flattening `(B, T, V)` for
+# ⏱ About 50 minutes a learner (the guide's estimate: 13 reading, 34 for the exercises),
+# plus the main training run: start it before the break if the room's laptops are slow. Where learners stall: flattening `(B, T, V)` for
 # `cross_entropy`, the `step + 1` in the warmup, and dividing each micro-batch's loss in
 # `train_step`. If a laptop cannot finish the run, the catch-up checkpoint command is at
 # the end.

@@ -19,7 +19,8 @@
 # run the notebook (Colab, or any machine with internet) to see the real thing.
 
 # %% [markdown] instructor
-# ⏱ About 50 minutes. The payoff notebook: let learners play with prompts. The exercise is
+# ⏱ About 65 minutes a learner (the guide's estimate: 18 reading, 46 for the exercises).
+# The payoff notebook: let learners play with prompts. The exercise is
 # short; the classic stall is `attn.c_proj`, which is square, so forgetting its transpose
 # raises no shape error. Download of gpt2 (550 MB) takes under a minute on Colab: start the
 # first cells before talking. Larger sizes: gpt2-medium (1.5 GB) is fine on a T4; gpt2-xl

@@ -13,7 +13,8 @@
 # Exercises: the LoRA layer, freezing the base, merging.
 
 # %% [markdown] instructor
-# ⏱ About 45 minutes. The key picture is the one after the exercise header: W frozen, B A
+# ⏱ About 45 minutes a learner (the guide's estimate: 9 reading, 34 for the exercises).
+# The key picture is the one after the exercise header: W frozen, B A
 # beside it. Where learners stall: the shapes of A (r, in) and B (out, r), forgetting that
 # LayerNorms are parameters too when freezing, and the transpose in the merge (a square
 # layer hides it). The real-GPT-2 path (a GPU, full setting) has not been timed on a T4 yet.
