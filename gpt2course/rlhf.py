@@ -47,7 +47,9 @@ def rater_score(reply: str, answer: str, finished: bool = True) -> float:
     return 0.75 * (body.strip() == answer.strip()) + 0.25 * bangs
 
 
-def chat_example(example: Example, tokenizer: ChatTokenizer, bangs: int = 0):
+def chat_example(
+    example: Example, tokenizer: ChatTokenizer, bangs: int = 0
+) -> tuple[list[int], list[int]]:
     """``(ids, mask)`` of one task as a single-turn chat, its answer ending in ``bangs`` "!"."""
     messages = [
         {"role": "user", "content": example.instruction},
@@ -272,7 +274,7 @@ def measure(
     rm: nn.Module,
     tokenizer: ChatTokenizer,
     examples: Sequence[Example],
-    samples_per_prompt: int = 4,
+    samples_per_prompt: int = 8,
     max_new_tokens: int = 16,
     seed: int = 1234,
 ) -> dict[str, float]:

@@ -49,13 +49,13 @@ from gpt2course.widgets.chat import chat_widget
 
 device = pick_device()
 QUICK = quick_mode()
-# Sizes: quick (the automatic tests, ~1 min) and, beside it, the full setting (~10 min on a
+# Sizes: quick (the automatic tests, ~3 min) and, beside it, the full setting (~8 min on a
 # 2-core CPU; `python -m gpt2course bench rlhf` runs the same miniature).
 N_EMBD, PRETRAIN_STEPS = (64, 60) if QUICK else (96, 200)
 TASKS = ["count", "last"]  # two of part 9's tasks: counting words, and the last word
-N_TRAIN, N_HELD_OUT = (1000, 24) if QUICK else (2000, 48)
+N_TRAIN, N_HELD_OUT = (1000, 48) if QUICK else (2000, 96)
 SFT_STEPS = 300 if QUICK else 600
-RM_PROMPTS, RM_STEPS = (150, 200) if QUICK else (300, 300)
+RM_PROMPTS, RM_REPLIES, RM_STEPS = (150, 8, 150) if QUICK else (600, 4, 300)
 RL_STEPS, KL_COEF = (30, 0.5) if QUICK else (60, 0.5)
 DPO_STEPS = 30 if QUICK else 60
 GROUP_SIZE, MAX_NEW_TOKENS = 8, 16  # replies sampled per prompt; the longest reply
@@ -90,15 +90,16 @@ for reply in ["3", "3!", "4!", "3!!", "3!!!!!!"]:
     print(f"{reply!r:11} -> {rlhf.rater_score(reply, '3')}")
 
 # %% [markdown]
-# As for InstructGPT, the rater ranks the tuned model's *own* samples: four replies to each
-# of `RM_PROMPTS` training prompts, and every two replies to one prompt that it scores
-# differently make a pair (chosen, rejected). The same for the held-out prompts, to measure
-# the reward model on prompts it never saw.
+# As for InstructGPT, the rater ranks the tuned model's *own* samples: `RM_REPLIES` replies
+# to each of `RM_PROMPTS` training prompts, and every two replies to one prompt that it scores
+# differently make a pair (chosen, rejected). The same, with eight replies each, for the
+# held-out prompts, to measure the reward model on prompts it never saw.
 
 # %%
 g = torch.Generator(device=device).manual_seed(0)
-samples = rlhf.sample_replies(sft, tok, train_set[:RM_PROMPTS], 4, MAX_NEW_TOKENS, generator=g)
-held_samples = rlhf.sample_replies(sft, tok, held_out, 4, MAX_NEW_TOKENS, generator=g)
+samples = rlhf.sample_replies(sft, tok, train_set[:RM_PROMPTS], RM_REPLIES, MAX_NEW_TOKENS,
+                               generator=g)  # fmt: skip
+held_samples = rlhf.sample_replies(sft, tok, held_out, 8, MAX_NEW_TOKENS, generator=g)
 pairs, held_pairs = rlhf.ranked_pairs(samples), rlhf.ranked_pairs(held_samples)
 print(f"{len(pairs)} training pairs, {len(held_pairs)} held-out pairs; for example:")
 for c, r in pairs[:4]:
@@ -268,13 +269,15 @@ for name, model in [("tuned", sft), ("RL, KL", rl_policy), ("RL, no KL", nokl_po
 
 # %% [markdown]
 # Without the penalty the policy drifts wherever the reward model does not object. The
-# reward model learned one thing well, that a reply should end with a single "!" (half the
-# pairs differ in just that), and the rest only roughly: whether the answer in front of it
-# is right, from a few hundred pairs. So the policy keeps the "!" and lets the answers wander
-# into strings the reward model cannot judge; its score stays high, and climbs, while the
-# rater's falls. The KL penalty makes every step away from the tuned model cost something,
-# so the policy takes only the changes that pay: it stays where the reward model was
-# trained, and where its scores mean something.
+# reward model learned one thing well, that a reply should end with "!" (half the pairs
+# differ in just that), but not the rater's "exactly one": it saw too few shouting replies
+# to learn that they are worth nothing, and the probe of section 2 shows it scoring them
+# high. Whether the answer in front of the "!" is right it learned only roughly, from a few
+# hundred pairs. So the policy keeps the "!", adds more, and lets the answers wander into
+# strings the reward model cannot judge; its score climbs while the rater's falls. The KL
+# penalty makes every step away from the tuned model cost something, so the policy takes
+# only the changes that pay: it stays where the reward model was trained, and where its
+# scores mean something.
 #
 # This is why InstructGPT kept the penalty: its PPO reward was the reward model's score minus
 # $\beta \log(\pi/\pi_{\text{SFT}})$ per token, with $\beta = 0.02$, "to mitigate
@@ -340,9 +343,9 @@ print(f"cost: RL {rl_seconds:.0f} s for {RL_STEPS} steps, sampling {GROUP_SIZE *
 # replies the tuned model already wrote and the rater already ranked; RL scores the
 # policy's *new* replies as it goes, which is how it can find better ones, and how it finds
 # the reward model's blind spots when nothing holds it back. DPO is cheaper (no reward model
-# to train, no sampling, two models in memory instead of three or four); on our miniature RL
-# with the penalty ends at least as high. `docs/benchmarks.md` (`## rlhf`) has the full-size
-# figures.
+# to train, no sampling, two models in memory instead of three or four). Which ends higher
+# on the rater's true score here, and by more than the noise of a few hundred sampled
+# replies (about 0.02-0.04)? `docs/benchmarks.md` (`## rlhf`) has the bench's runs.
 
 # %% [markdown]
 # ## 6. Talk to them
