@@ -270,13 +270,15 @@ def chat_base(
     context_length: int = 160,
     device: str | torch.device = "cpu",
     gpt2: str | None = None,
+    allow_standin: bool = False,
 ) -> tuple[GPT, ChatTokenizer, str]:
     """The base model part 9 tunes, its chat tokenizer, and what it is, in words.
 
     ``gpt2`` (a name, folder or file: "gpt2", or ``$GPT2COURSE_MODEL``) loads those weights
     with GPT-2's tokenizer; when it is None or cannot be had, the byte-level Shakespeare
-    base (``shakespeare_base``) is pretrained here instead. A stand-in checkpoint is named
-    as one: its text is noise, never GPT-2's.
+    base (``shakespeare_base``) is pretrained here instead. A stand-in checkpoint (random
+    weights) would teach nothing, so it is used only with ``allow_standin`` (the tests of
+    the GPT-2 path's mechanics), and then named as one: its text is noise, never GPT-2's.
     """
     if gpt2:
         try:
@@ -284,11 +286,16 @@ def chat_base(
         except (CheckpointError, OSError) as e:
             print(f"Could not load {gpt2!r} ({e}); using the byte-level Shakespeare base.")
         else:
-            if model.is_standin:
-                what = f"a RANDOM stand-in in GPT-2's format ({model.source}), NOT GPT-2"
-            else:
+            if not model.is_standin:
                 what = f"GPT-2 ({model.source}), OpenAI's weights"
-            return model.train(), chat_tokenizer("gpt2"), what
+                return model.train(), chat_tokenizer("gpt2"), what
+            if allow_standin:
+                what = f"a RANDOM stand-in in GPT-2's format ({model.source}), NOT GPT-2"
+                return model.train(), chat_tokenizer("gpt2"), what
+            print(
+                "The checkpoint named is a random stand-in, not GPT-2: tuning it would teach nothing, so "
+                "this notebook tunes the byte-level Shakespeare base."
+            )
     model = shakespeare_base(n_layer, n_embd, steps, context_length, device=device)
     what = f"a byte-level GPT ({n_layer} layers x {n_embd}) pretrained {steps} steps on Shakespeare"
     return model, chat_tokenizer("bytes"), what

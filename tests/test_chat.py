@@ -94,6 +94,16 @@ def test_collate_learns_exactly_the_masked_next_tokens():
     assert tok.decode([t for t in y[1].tolist() if t != -100]) == "!<|end|>"
 
 
+def test_a_standin_is_not_tuned_unless_asked(tmp_path, capsys):
+    from gpt2course.experiments import chat_base
+    from gpt2course.pretrained import write_standin_checkpoint
+
+    path = write_standin_checkpoint(tmp_path / "standin", n_layer=1, n_head=2, n_embd=32)
+    model, tok, what = chat_base(n_layer=1, n_embd=16, steps=1, gpt2=str(path))
+    assert tok.name == "bytes+chat" and "byte-level" in what
+    assert "random stand-in, not GPT-2" in capsys.readouterr().out
+
+
 def test_the_gpt2_path_on_the_standin_checkpoint(tmp_path):
     """GPT-2's path, mechanics only: the stand-in has GPT-2's vocabulary and random weights."""
     from gpt2course.experiments import chat_base
@@ -102,7 +112,7 @@ def test_the_gpt2_path_on_the_standin_checkpoint(tmp_path):
     from gpt2course.pretrained import write_standin_checkpoint
 
     path = write_standin_checkpoint(tmp_path / "standin", n_layer=1, n_head=2, n_embd=32)
-    model, tok, what = chat_base(gpt2=str(path))
+    model, tok, what = chat_base(gpt2=str(path), allow_standin=True)
     assert "stand-in" in what and "NOT GPT-2" in what  # never presented as GPT-2
     assert tok.name == "gpt2+chat" and model.config.vocab_size == 50257
     old = model.wte.weight.detach().clone()
