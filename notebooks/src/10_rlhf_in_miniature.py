@@ -96,6 +96,8 @@ for reply in ["3", "3!", "4!", "3!!", "3!!!!!!"]:
 # held-out prompts, to measure the reward model on prompts it never saw.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
+# (sampled from a model trained here: other CPUs round differently, so other replies)
 g = torch.Generator(device=device).manual_seed(0)
 samples = rlhf.sample_replies(sft, tok, train_set[:RM_PROMPTS], RM_REPLIES, MAX_NEW_TOKENS,
                                generator=g)  # fmt: skip
