@@ -8,7 +8,7 @@
 #       ids equal to fp32's on a briefly trained model)
 #   (c) training step vs karpathy/nanoGPT's own model.py (bf16 autocast; fused AdamW;
 #       torch.compile), and the two train presets' wall times
-#   (d) notebooks 06, 07 (stand-in checkpoint of the real gpt2 shape), 08, 09 at default settings
+#   (d) notebooks 06, 07 (stand-in checkpoint of the real gpt2 shape), 08, 09, 10 at default settings
 #   (e) peak GPU memory of LoRA vs full fine-tuning at the gpt2 shape
 # Run from the repository root on a CUDA machine (about 12 minutes):
 #
@@ -112,7 +112,7 @@ else
   # are those of GPT-2's compute.
   $PY -c "from gpt2course.pretrained import write_standin_checkpoint as w; w('$STANDIN', n_layer=12, n_head=12, n_embd=768)"
   GPT2COURSE_MODEL=$STANDIN run 600 notebooks env -u GPT2COURSE_QUICK \
-    $PY -m gpt2course bench notebooks 06 07 08 09 --markdown --timeout 300
+    $PY -m gpt2course bench notebooks 06 07 08 09 10 --markdown --timeout 300
 fi
 
 section "(e) peak GPU memory: LoRA vs full fine-tuning"
