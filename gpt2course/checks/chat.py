@@ -1,18 +1,14 @@
-"""Checks for part 9: the chat format's render_conversation, and the DPO loss."""
+"""Checks for part 9: the chat format's render_conversation."""
 
 from __future__ import annotations
 
 import functools
 
-import torch
-import torch.nn.functional as F
-
 from .. import chat
-from .. import preference as reference
 from ..chat import ChatTokenizer
-from ._core import CheckFailure, call, check, compare_tensors, require_tensor, say
+from ._core import CheckFailure, call, check, say
 
-__all__ = ["check_dpo_loss", "check_render_conversation"]
+__all__ = ["check_render_conversation"]
 
 # A system message, two exchanges of different lengths, and a user who types a chat token's
 # spelling: on these every usual bug gives different ids or a different mask.
@@ -137,57 +133,3 @@ def check_render_conversation(f):
                 f"the mask is wrong: it learns {learned!r}, expected "
                 f"{tok.decode([i for i, m in zip(ids, want_mask, strict=True) if m])!r}"
             )
-
-
-def _dpo_inputs(seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    # Log-probabilities (negative), with policy and reference apart, chosen and rejected apart.
-    pc, pr, rc, rr = (-(torch.rand(6, generator=g) * 8 + 1) for _ in range(4))
-    return pc.requires_grad_(), pr.requires_grad_(), rc, rr
-
-
-@check("dpo_loss", reference.dpo_loss)
-def check_dpo_loss(f):
-    """Check ``dpo_loss(pc, pr, rc, rr, beta=0.1) -> (loss, margin)`` against the paper's form."""
-    for beta in (0.1, 0.5):
-        pc, pr, rc, rr = _dpo_inputs()
-        got = call(f, pc, pr, rc, rr, beta=beta, names=["policy_chosen", "policy_rejected",
-                                                        "reference_chosen", "reference_rejected"])  # fmt: skip
-        if isinstance(got, torch.Tensor):
-            raise CheckFailure(
-                "dpo_loss returned one tensor; return (loss, margin): the notebook watches "
-                "the margin"
-            )
-        if not (isinstance(got, tuple | list) and len(got) == 2):
-            raise CheckFailure(f"dpo_loss should return (loss, margin), got {type(got).__name__}")
-        loss, margin = got
-        require_tensor(loss, "loss", grad=True)
-        m = (pc - rc) - (pr - rr)
-        want_loss, want_margin = reference.dpo_loss(pc, pr, rc, rr, beta=beta)
-        compare_tensors(
-            margin, want_margin, what=f"margin (beta={beta})",
-            likely_bugs=[
-                ("the margin is reversed: chosen minus rejected", -m),
-                ("the reference model's log-probabilities are missing from the margin", pc - pr),
-                ("the margin is scaled by beta; beta goes into the loss only", beta * m),
-            ],
-        )  # fmt: skip
-        bugs = [
-            (
-                "beta is not applied: the loss is -logsigmoid(beta * margin)",
-                -F.logsigmoid(m).mean(),
-            ),
-            ("the margin is reversed: chosen minus rejected", -F.logsigmoid(-beta * m).mean()),
-            (
-                "the reference model's log-probabilities are missing",
-                -F.logsigmoid(beta * (pc - pr)).mean(),
-            ),
-            ("the loss is summed; average it over the pairs", -F.logsigmoid(beta * m).sum()),
-            (
-                "the log is missing: -log sigmoid(...), not -sigmoid(...)",
-                -torch.sigmoid(beta * m).mean(),
-            ),
-            ("the minus sign is missing: minimise -log sigmoid", F.logsigmoid(beta * m).mean()),
-        ]
-        compare_tensors(loss, want_loss, what=f"loss (beta={beta})",
-                        likely_bugs=bugs)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Checks for part 10: the reward model's Bradley-Terry loss and the policy-gradient loss.
+"""Checks for part 10: the reward model's Bradley-Terry loss, the policy-gradient loss and DPO's.
 
 Both compare what ``backward()`` gets, the gradients, as well as the loss: a loss whose
 value is right but whose gradient is cut or reversed trains nothing, or the wrong way.
@@ -9,10 +9,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import preference
 from .. import rlhf as reference
 from ._core import CheckFailure, call, check, compare_tensors, require_tensor
 
-__all__ = ["check_bradley_terry_loss", "check_policy_gradient_loss"]
+__all__ = ["check_bradley_terry_loss", "check_dpo_loss", "check_policy_gradient_loss"]
 
 
 def _grads(loss: torch.Tensor, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -163,3 +164,57 @@ def check_policy_gradient_loss(f):
         bugs = [(hint, _grads(_pg(*args, kl_coef, bug), [logprobs])[0]) for bug, hint in _PG_BUGS]
         compare_tensors(got, want, what=f"gradient of the loss wrt logprobs (kl_coef={kl_coef})",
                         atol=1e-6, likely_bugs=bugs)  # fmt: skip
+
+
+def _dpo_inputs(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    # Log-probabilities (negative), with policy and reference apart, chosen and rejected apart.
+    pc, pr, rc, rr = (-(torch.rand(6, generator=g) * 8 + 1) for _ in range(4))
+    return pc.requires_grad_(), pr.requires_grad_(), rc, rr
+
+
+@check("dpo_loss", preference.dpo_loss)
+def check_dpo_loss(f):
+    """Check ``dpo_loss(pc, pr, rc, rr, beta=0.1) -> (loss, margin)`` against the paper's form."""
+    for beta in (0.1, 0.5):
+        pc, pr, rc, rr = _dpo_inputs()
+        got = call(f, pc, pr, rc, rr, beta=beta, names=["policy_chosen", "policy_rejected",
+                                                        "reference_chosen", "reference_rejected"])  # fmt: skip
+        if isinstance(got, torch.Tensor):
+            raise CheckFailure(
+                "dpo_loss returned one tensor; return (loss, margin): the notebook watches "
+                "the margin"
+            )
+        if not (isinstance(got, tuple | list) and len(got) == 2):
+            raise CheckFailure(f"dpo_loss should return (loss, margin), got {type(got).__name__}")
+        loss, margin = got
+        require_tensor(loss, "loss", grad=True)
+        m = (pc - rc) - (pr - rr)
+        want_loss, want_margin = preference.dpo_loss(pc, pr, rc, rr, beta=beta)
+        compare_tensors(
+            margin, want_margin, what=f"margin (beta={beta})",
+            likely_bugs=[
+                ("the margin is reversed: chosen minus rejected", -m),
+                ("the reference model's log-probabilities are missing from the margin", pc - pr),
+                ("the margin is scaled by beta; beta goes into the loss only", beta * m),
+            ],
+        )  # fmt: skip
+        bugs = [
+            (
+                "beta is not applied: the loss is -logsigmoid(beta * margin)",
+                -F.logsigmoid(m).mean(),
+            ),
+            ("the margin is reversed: chosen minus rejected", -F.logsigmoid(-beta * m).mean()),
+            (
+                "the reference model's log-probabilities are missing",
+                -F.logsigmoid(beta * (pc - pr)).mean(),
+            ),
+            ("the loss is summed; average it over the pairs", -F.logsigmoid(beta * m).sum()),
+            (
+                "the log is missing: -log sigmoid(...), not -sigmoid(...)",
+                -torch.sigmoid(beta * m).mean(),
+            ),
+            ("the minus sign is missing: minimise -log sigmoid", F.logsigmoid(beta * m).mean()),
+        ]
+        compare_tensors(loss, want_loss, what=f"loss (beta={beta})",
+                        likely_bugs=bugs)  # fmt: skip
