@@ -350,6 +350,25 @@ print(f"cost: RL {rl_seconds:.0f} s for {RL_STEPS} steps, sampling {GROUP_SIZE *
 # replies (about 0.02-0.04)? `docs/benchmarks.md` (`## rlhf`) has the bench's runs.
 
 # %% [markdown]
+# **Is my result normal?** The card puts your four figures beside the bands of recorded runs
+# of this notebook's default settings (one per seed), and when one falls outside, names the
+# likely causes.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from gpt2course.recorded import report_card
+
+report_card(
+    "10_rlhf_in_miniature",
+    {
+        "reward model accuracy": rm_accuracy,
+        "tuned true score": measured["tuned (SFT)"]["true"],
+        "RL true score": rl_history[-1]["true"],
+        "DPO true score": measured["DPO"]["true"],
+    },
+)
+
+# %% [markdown]
 # ## 6. Talk to them
 # The same message to the base model, the tuned one, the RL one and the DPO one, each in its
 # own conversation, side by side (part 9's chat widget; greedy replies). The base model has
