@@ -156,6 +156,7 @@ def record_bands(slug: str, seeds: list[int]) -> Path:
             if rc:
                 raise RuntimeError(f"the seed {seed} run of {nb.slug} failed (exit {rc})")
             summary = json.loads(out.getvalue().strip().splitlines()[-1])
+            print(f"seed {seed}: {json.dumps(summary)}", file=sys.stderr)  # the whole run's figures
             for name, key in keys.items():
                 runs[name].append(summary[key])
     command = " ".join(["python -m gpt2course", verb.replace(".", " "), *argv])
