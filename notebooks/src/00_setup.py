@@ -110,8 +110,9 @@ plt.show()
 #
 # **Where the pieces are kept**: in the folder `.gpt2course-workbench` beside the notebooks,
 # or in the folder that the environment variable `GPT2COURSE_WORKBENCH` names, one file per
-# piece (`CausalSelfAttention.py`). `workbench.saved()` shows what is there;
-# `workbench.forget("MLP")` drops a piece, so the reference is used again.
+# piece (`CausalSelfAttention.py`). `workbench.saved()` shows what is there (so does the last
+# line of `python -m gpt2course doctor`, below); `workbench.forget("MLP")` drops a piece, so the
+# reference is used again.
 #
 # **In Colab** every notebook runs on a machine of its own, which forgets everything when
 # it stops. The first cell of each notebook therefore asks for permission to mount your

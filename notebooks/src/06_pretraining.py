@@ -30,15 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from gpt2course import checks, workbench
-from gpt2course.checkpoint import load_checkpoint, save_checkpoint
 from gpt2course.device import pick_device, quick_mode
-from gpt2course.callbacks import Callback, LivePlot, PrintSamples, plot_history
-from gpt2course.data import RandomBatches, load_text, split_tokens
-from gpt2course.generation import sample_text
 from gpt2course.model import GPTConfig
-from gpt2course.pretrained import load_weights
-from gpt2course.tokenizer.named import get_tokenizer
-from gpt2course.train import TrainConfig, configure_optimizer, evaluate, train
 
 device = pick_device()
 QUICK = quick_mode()
@@ -69,6 +62,9 @@ GPT = workbench.use("GPT")
 # its loss there tells us whether it learned Shakespeare or memorised its training pages.
 
 # %%
+from gpt2course.data import RandomBatches, load_text, split_tokens
+from gpt2course.tokenizer.named import get_tokenizer
+
 tok = get_tokenizer("bytes")
 text = load_text("shakespeare")
 train_ids, val_ids = split_tokens(tok.encode(text), val_fraction=0.1)
@@ -194,6 +190,8 @@ for step in range(21):
 # are few, and pulling LayerNorm gains to 0 would fight their purpose.
 
 # %%
+from gpt2course.train import configure_optimizer
+
 optimizer = configure_optimizer(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95))
 for group in optimizer.param_groups:
     n = sum(p.numel() for p in group["params"])
@@ -235,6 +233,8 @@ def lr_schedule(
 lr_schedule = checks.check_lr_schedule(lr_schedule)
 
 # %%
+from gpt2course.train import TrainConfig
+
 run = TrainConfig(max_steps=MAX_STEPS, learning_rate=2e-3, min_lr=2e-4, warmup_steps=50)
 steps = list(range(MAX_STEPS))
 lrs = [
@@ -321,6 +321,8 @@ print("equal within 1e-6:", difference < 1e-6)
 # among that many tokens. An untrained byte model has perplexity 256; a good one a few.
 
 # %%
+from gpt2course.train import evaluate
+
 val_loss = evaluate(model, val_batches, max_batches=5)
 print(f"after 21 steps: validation loss {val_loss:.3f}, perplexity {math.exp(val_loss):.1f}")
 
@@ -339,6 +341,9 @@ print(f"after 21 steps: validation loss {val_loss:.3f}, perplexity {math.exp(val
 
 # %% record:run
 # NBVAL_IGNORE_OUTPUT
+from gpt2course.callbacks import LivePlot, PrintSamples
+from gpt2course.train import train
+
 torch.manual_seed(1337)
 model = GPT(config)
 run = TrainConfig(
@@ -393,6 +398,8 @@ report_card("06_pretraining", {"validation loss": final})
 
 # %% record:sample
 # NBVAL_IGNORE_OUTPUT
+from gpt2course.generation import sample_text
+
 print(sample_text(model, tok, prompt="ROMEO:\n", max_new_tokens=400, temperature=0.8, seed=0))
 
 # %% [markdown]
@@ -403,6 +410,9 @@ print(sample_text(model, tok, prompt="ROMEO:\n", max_new_tokens=400, temperature
 # on as if it had never stopped.
 
 # %%
+from gpt2course.checkpoint import load_checkpoint, save_checkpoint
+from gpt2course.pretrained import load_weights
+
 ckpt_dir = save_checkpoint(
     "checkpoints/06_shakespeare",
     model,
@@ -428,6 +438,9 @@ print("same predictions after loading:", diff < 1e-5)
 
 
 # %%
+from gpt2course.callbacks import Callback
+
+
 class CrashAt(Callback):
     """Stop the run by raising, like Ctrl-C."""
 
