@@ -49,14 +49,15 @@ from gpt2course.widgets.chat import chat_widget
 
 device = pick_device()
 QUICK = quick_mode()
-# Sizes: quick (the automatic tests, ~3 min) and, beside it, the full setting (~8 min on a
+# Sizes: quick (the automatic tests, ~3 min) and, beside it, the full setting (~9 min on a
 # 2-core CPU; `python -m gpt2course bench rlhf` runs the same miniature).
 N_EMBD, PRETRAIN_STEPS = (64, 60) if QUICK else (96, 200)
 TASKS = ["count", "last"]  # two of part 9's tasks: counting words, and the last word
 N_TRAIN, N_HELD_OUT = (1000, 48) if QUICK else (2000, 96)
 SFT_STEPS = 300 if QUICK else 600
-# Eight replies a prompt give the reward model ~10,000 pairs at full size, and its held-out
-# accuracy was still rising at 600 steps, so it trains 800 (`docs/benchmarks.md`, `## rlhf`).
+# Eight replies a prompt give the reward model ~10,000 pairs at full size (with four it
+# over-fits), and 800 steps, 2.5 passes over them, where its held-out accuracy levels off
+# (`docs/benchmarks.md`, `## rlhf`).
 RM_PROMPTS, RM_REPLIES, RM_STEPS = (150, 8, 150) if QUICK else (600, 8, 800)
 RL_STEPS, KL_COEF = (30, 0.5) if QUICK else (60, 0.5)
 DPO_STEPS = 30 if QUICK else 60
