@@ -111,6 +111,8 @@ def _workbench() -> Finding:
     if not where.is_dir() and "GPT2COURSE_WORKBENCH" not in os.environ and beside.is_dir():
         where = beside
     yours = [name for name in workbench.PIECES if (where / f"{name}.py").is_file()]
+    if where.is_relative_to(Path.cwd()):  # beside the notebook: say it as the learner sees it
+        where = where.relative_to(Path.cwd())
     if not yours:
         detail = f"{where}: none of yours yet (a passing check keeps its piece here)"
     else:
