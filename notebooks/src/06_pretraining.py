@@ -2,7 +2,8 @@
 # Part 5 gave us a GPT that writes noise: its weights are random. **Pretraining** fixes
 # that by showing it text and nudging every weight, a little at a time, towards predicting
 # each next token better. In this notebook we pretrain a small GPT on Tiny Shakespeare,
-# 1 MB of plays, on a laptop CPU in a few minutes.
+# 1 MB of plays, on a laptop CPU: the whole notebook took 8.7 minutes on the project's
+# 2-core cloud CPU with nothing else running (2026-12-06), most of it the training run.
 #
 # 1. the language-modelling loss, and why an untrained model scores about ln(vocab);
 # 2. a training loop from scratch: forward, loss, backward, step;
@@ -30,19 +31,12 @@ import torch
 import torch.nn.functional as F
 
 from gpt2course import checks, workbench
-from gpt2course.checkpoint import load_checkpoint, save_checkpoint
 from gpt2course.device import pick_device, quick_mode
-from gpt2course.callbacks import Callback, LivePlot, PrintSamples, plot_history
-from gpt2course.data import RandomBatches, load_text, split_tokens
-from gpt2course.generation import sample_text
 from gpt2course.model import GPTConfig
-from gpt2course.pretrained import load_weights
-from gpt2course.tokenizer.named import get_tokenizer
-from gpt2course.train import TrainConfig, configure_optimizer, evaluate, train
 
 device = pick_device()
 QUICK = quick_mode()
-# The main run. Full: a 0.8M-parameter GPT, 1200 steps, ~2 minutes on a quiet 2-core CPU.
+# The main run. Full: a 0.8M-parameter GPT, 1200 steps, ~8 minutes on a quiet 2-core CPU.
 # Quick (CI): a smaller model for a few seconds; its samples will still be noise.
 N_LAYER, N_HEAD, N_EMBD = (2, 2, 64) if QUICK else (4, 4, 128)
 BLOCK_SIZE, BATCH_SIZE = (64, 8) if QUICK else (128, 16)
@@ -69,6 +63,9 @@ GPT = workbench.use("GPT")
 # its loss there tells us whether it learned Shakespeare or memorised its training pages.
 
 # %%
+from gpt2course.data import RandomBatches, load_text, split_tokens
+from gpt2course.tokenizer.named import get_tokenizer
+
 tok = get_tokenizer("bytes")
 text = load_text("shakespeare")
 train_ids, val_ids = split_tokens(tok.encode(text), val_fraction=0.1)
@@ -194,6 +191,8 @@ for step in range(21):
 # are few, and pulling LayerNorm gains to 0 would fight their purpose.
 
 # %%
+from gpt2course.train import configure_optimizer
+
 optimizer = configure_optimizer(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95))
 for group in optimizer.param_groups:
     n = sum(p.numel() for p in group["params"])
@@ -235,6 +234,8 @@ def lr_schedule(
 lr_schedule = checks.check_lr_schedule(lr_schedule)
 
 # %%
+from gpt2course.train import TrainConfig
+
 run = TrainConfig(max_steps=MAX_STEPS, learning_rate=2e-3, min_lr=2e-4, warmup_steps=50)
 steps = list(range(MAX_STEPS))
 lrs = [
@@ -321,6 +322,8 @@ print("equal within 1e-6:", difference < 1e-6)
 # among that many tokens. An untrained byte model has perplexity 256; a good one a few.
 
 # %%
+from gpt2course.train import evaluate
+
 val_loss = evaluate(model, val_batches, max_batches=5)
 print(f"after 21 steps: validation loss {val_loss:.3f}, perplexity {math.exp(val_loss):.1f}")
 
@@ -333,12 +336,15 @@ print(f"after 21 steps: validation loss {val_loss:.3f}, perplexity {math.exp(val
 # sample of text at every evaluation, so you can watch Shakespeare's layout appear: first
 # spaces and line breaks, then speaker names in capitals followed by a colon, then words.
 #
-# Full run: 1.9 minutes on a quiet 2-core CPU (measured; the instructor guide), much longer
+# Full run: 8.4 minutes on a quiet 2-core CPU (measured; the instructor guide), much longer
 # on a busy one (a browser full of tabs, a video call): the recording below says how busy
 # its machine was.
 
 # %% record:run
 # NBVAL_IGNORE_OUTPUT
+from gpt2course.callbacks import LivePlot, PrintSamples
+from gpt2course.train import train
+
 torch.manual_seed(1337)
 model = GPT(config)
 run = TrainConfig(
@@ -393,6 +399,8 @@ report_card("06_pretraining", {"validation loss": final})
 
 # %% record:sample
 # NBVAL_IGNORE_OUTPUT
+from gpt2course.generation import sample_text
+
 print(sample_text(model, tok, prompt="ROMEO:\n", max_new_tokens=400, temperature=0.8, seed=0))
 
 # %% [markdown]
@@ -403,6 +411,9 @@ print(sample_text(model, tok, prompt="ROMEO:\n", max_new_tokens=400, temperature
 # on as if it had never stopped.
 
 # %%
+from gpt2course.checkpoint import load_checkpoint, save_checkpoint
+from gpt2course.pretrained import load_weights
+
 ckpt_dir = save_checkpoint(
     "checkpoints/06_shakespeare",
     model,
@@ -428,6 +439,9 @@ print("same predictions after loading:", diff < 1e-5)
 
 
 # %%
+from gpt2course.callbacks import Callback
+
+
 class CrashAt(Callback):
     """Stop the run by raising, like Ctrl-C."""
 

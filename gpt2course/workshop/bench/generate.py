@@ -25,7 +25,7 @@ from gpt2course.fastgen import FastGenerator
 from gpt2course.generation import generate
 from gpt2course.model import MODEL_NAMES, GPTConfig
 
-from ._timing import hf_greedy, parser, sync, timed
+from ._timing import best_of, hf_greedy, parser, sync, timed
 
 # Peak memory bandwidth (GB/s) by GPU name, for the decoding bound; the first match wins.
 BANDWIDTH_GBS = {"H200": 4800, "H100 PCIe": 2000, "H100": 3350, "A100": 2039}
@@ -38,6 +38,31 @@ def bandwidth_gbs(device: torch.device) -> float | None:
         return None
     name = torch.cuda.get_device_name(device)
     return next((bw for key, bw in BANDWIDTH_GBS.items() if key in name), None)
+
+
+def copy_bandwidth_gbs(device: torch.device, gib: float = 0.5, repeats: int = 5) -> float:
+    """This machine's memory bandwidth, measured: the best of a few copies of a buffer far
+    larger than any cache (bytes read plus bytes written, over the time)."""
+    src = torch.ones(int(gib * 2**30) // 4, device=device)
+    dst = torch.empty_like(src)
+    best = min(timed(partial(dst.copy_, src), device)[0] for _ in range(repeats))
+    return 2 * src.numel() * 4 / best / 1e9
+
+
+def matvec_seconds(model, device: torch.device, repeats: int = 5) -> float:
+    """The time of one decoding step's matrix products alone: one row through every 2-D
+    weight the step reads, in the model's own layout (the floor of a step, without the rest)."""
+    weights = [w for name, w in model.named_parameters() if w.dim() == 2 and "wpe" not in name]
+    x = {
+        n: torch.ones(1, n, device=device, dtype=weights[0].dtype) for w in weights for n in w.shape
+    }
+
+    def products() -> None:
+        with torch.inference_mode():
+            for w in weights:  # (out, in) for nn.Linear; the tied head is wte, (vocab, C)
+                x[w.size(1)] @ w.T
+
+    return best_of(products, device, repeats)
 
 
 def build_models(name: str, device: torch.device, dtype: torch.dtype):
@@ -82,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     dtype = pick_dtype(device)
     bandwidth = args.bandwidth_gbs or bandwidth_gbs(device)
+    if bandwidth is None:  # a CPU: measure it, in this run, on these threads
+        bandwidth = copy_bandwidth_gbs(device)
+        print(f"memory bandwidth, measured by copying 0.5 GiB: {bandwidth:.1f} GB/s")
 
     hf, ours = build_models(args.model, device, dtype)
     n_params = ours.num_params()
@@ -149,6 +177,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'':<4}batch {B}: bandwidth bound {bound:,.0f} tokens/s "
                 f"({weight_bytes / 1e9:.2f} GB of weights per step at {bandwidth:g} GB/s); "
                 f"the fastest row reaches {max(rates.values()) / bound:.1%} of it",
+                flush=True,
+            )
+        if B == 1:  # where a step's time goes: the matrix products alone, against the whole step
+            floor = matvec_seconds(ours, device)
+            step = 1 / rates["ours, KV cache"]  # seconds per token at batch 1
+            print(
+                f"{'':<4}batch 1: the step's matrix products alone take {1000 * floor:.2f} ms "
+                f"({weight_bytes / floor / 1e9:.1f} GB/s of weights), {floor / step:.0%} of the "
+                f"{1000 * step:.2f} ms step with the cache",
                 flush=True,
             )
     if args.profile:  # the fast decoder where there is one: the row a GPU is meant to win
