@@ -79,6 +79,9 @@ def _group(item: pytest.Item) -> str:
     return str(path.parent) if path.suffix == ".ipynb" else str(path)
 
 
+# First: xdist's own hook (its worker registers after this file) reads the marks to name
+# each item's group.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist: group the items (above), the longest groups first (xdist hands them out
     in this order): the notebook folders, then files with a test marked slow."""
