@@ -6,12 +6,17 @@ this interface: ``len(cache)``, ``cache.positions(T, device)``, ``cache.reset()`
 cache per block in ``cache.layers``, whose ``update(k, v)`` returns all keys and values so far
 and the mask of the keys each new query may see.
 
-- ``KVCache``: grows by ``torch.cat`` at every step (part 5).
+- ``LayerCache``: one layer's store, grown by ``torch.cat`` (part 5's exercise, written here
+  exactly as the exercise asks: ``update(k, v)`` returns all keys and values, ``len`` counts
+  positions). ``KVCache`` keeps one per layer, the package's or yours.
 - ``StaticKVCache``: allocated once at its final length and written in place, so every step has
   the same shapes and memory, which a CUDA graph needs (``fastgen``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -20,22 +25,37 @@ from .config import GPTConfig
 
 
 class LayerCache:
-    """One layer's keys and values so far, (B, n_head, T_past, head_dim), grown by ``torch.cat``."""
+    """One layer's keys and values so far, (B, n_head, T, head_dim), grown by ``torch.cat``."""
 
     def __init__(self) -> None:
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
 
     def __len__(self) -> int:
+        """How many positions are stored."""
         return 0 if self.k is None else self.k.size(2)
 
-    def update(self, k: torch.Tensor, v: torch.Tensor):
-        """Append the new positions' keys and values; return all of them and the mask of the
-        keys each new query may see (None: every key)."""
-        T_new = k.size(2)
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append the new positions' keys and values (B, n_head, T_new, head_dim); return all
+        of them, (B, n_head, T_past + T_new, head_dim) each."""
         if self.k is not None:
-            k, v = torch.cat([self.k, k], dim=2), torch.cat([self.v, v], dim=2)
+            k = torch.cat([self.k, k], dim=2)  # along time: the new positions come last
+            v = torch.cat([self.v, v], dim=2)
         self.k, self.v = k, v
+        return k, v
+
+
+class CachedLayer:
+    """What one attention layer is handed: its store (a ``LayerCache``, or yours), plus the
+    mask of the stored keys each new query may see."""
+
+    def __init__(self, store: Any):
+        self.store = store
+
+    def update(self, k: torch.Tensor, v: torch.Tensor):
+        """Store the new keys and values; return all of them and the mask (None: every key)."""
+        T_new = k.size(2)
+        k, v = self.store.update(k, v)
         T = k.size(2)
         # The new queries are the last T_new positions, each seeing the keys up to itself;
         # a single new query (a decoding step) sees them all.
@@ -43,17 +63,20 @@ class LayerCache:
 
 
 class KVCache:
-    """The keys and values of every position the model has seen, one ``LayerCache`` per layer.
+    """The keys and values of every position the model has seen, one store per layer.
 
     ``model(idx, cache=cache)`` reads the earlier positions from it and appends ``idx``'s, so the
-    next call feeds only the new tokens (part 5). ``StaticKVCache`` below has the same interface.
+    next call feeds only the new tokens (part 5). ``layer`` makes one layer's store:
+    ``LayerCache``, or your class with its interface. ``StaticKVCache`` below has the same
+    interface.
     """
 
-    def __init__(self, n_layer: int):
-        self.layers = [LayerCache() for _ in range(n_layer)]
+    def __init__(self, n_layer: int, layer: Callable[[], Any] = LayerCache):
+        self.make_layer = layer
+        self.layers = [CachedLayer(layer()) for _ in range(n_layer)]
 
     def __len__(self) -> int:
-        return len(self.layers[0])
+        return len(self.layers[0].store)
 
     def positions(self, T: int, device: torch.device) -> torch.Tensor:
         """The positions (T,) of the next T tokens: they come after the cached ones."""
@@ -61,7 +84,7 @@ class KVCache:
 
     def reset(self) -> None:
         """Forget every position."""
-        self.layers = [LayerCache() for _ in self.layers]
+        self.layers = [CachedLayer(self.make_layer()) for _ in self.layers]
 
 
 class StaticLayer:

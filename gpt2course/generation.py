@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .cache import KVCache
+from .cache import KVCache, LayerCache
 from .model import check_id_dtype
 
 # Temperatures this small put all the mass on the argmax anyway, but dividing by them
@@ -207,6 +207,7 @@ def stream(
     use_cache: bool = False,
     generator: torch.Generator | None = None,
     sampler: Callable[..., torch.Tensor] | None = None,
+    layer_cache: Callable[[], Any] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield each new token, shape (B,), as soon as it is chosen (same arguments as generate).
 
@@ -215,8 +216,12 @@ def stream(
     check_sampling_args(temperature, top_k, top_p)
     config = getattr(getattr(model, "module", model), "config", None)
     check_prompt(idx, max_new_tokens, getattr(config, "vocab_size", None))
+    if layer_cache is not None and not use_cache:
+        raise ValueError(
+            "layer_cache is the store a KV cache keeps for each layer: pass use_cache=True too"
+        )
     idx = idx.to(device=next(model.parameters()).device, dtype=torch.long)
-    cache = KVCache(len(model.h)) if use_cache else None
+    cache = KVCache(len(model.h), layer_cache or LayerCache) if use_cache else None
 
     def step(tokens: torch.Tensor, cache) -> torch.Tensor:
         logits = model(tokens) if cache is None else model(tokens, cache=cache)
@@ -245,6 +250,7 @@ def generate(
     use_cache: bool = False,
     generator: torch.Generator | None = None,
     sampler: Callable[..., torch.Tensor] | None = None,
+    layer_cache: Callable[[], Any] | None = None,
 ) -> torch.Tensor:
     """Append up to ``max_new_tokens`` sampled tokens to ``idx`` (B, T) -> (B, T + new).
 
@@ -253,9 +259,10 @@ def generate(
     module mapping ids (B, T) to logits (B, T, vocab), the package's GPT or yours;
     ``use_cache=True`` feeds it only the newest token with a ``KVCache`` (its forward must take
     ``cache=``, as the package's does). ``sampler`` is your ``sample_next_token(logits,
-    temperature, top_k, generator)``. The model runs in eval mode (its mode restored after).
+    temperature, top_k, generator)``; ``layer_cache`` is your ``LayerCache`` class, the store
+    the cache keeps for each layer. The model runs in eval mode (its mode restored after).
     """
-    args = (temperature, top_k, top_p, eos_token, use_cache, generator, sampler)
+    args = (temperature, top_k, top_p, eos_token, use_cache, generator, sampler, layer_cache)
     new = list(stream(model, idx, max_new_tokens, *args))
     idx = idx.to(next(model.parameters()).device)
     return torch.cat([idx, torch.stack(new, dim=1)], dim=1) if new else idx.clone()

@@ -20,7 +20,7 @@ from .attention import CausalSelfAttention
 from .config import MODEL_NAMES, GPTConfig  # noqa: F401  (notebooks import them from here)
 
 if TYPE_CHECKING:
-    from .cache import KVCache, LayerCache
+    from .cache import CachedLayer, KVCache
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -67,7 +67,7 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: CachedLayer | None = None) -> torch.Tensor:
         """(B, T, C) -> (B, T, C)."""
         # The residual stream x is never normalised in place: each sublayer reads a
         # normalised copy and adds its result back, so gradients flow straight through.

@@ -85,7 +85,64 @@ CAUSES: dict[str, dict[str, dict[str, list[str]]]] = {
                 "validation batches drawn from the training text",
             ],
         }
-    }
+    },
+    "09_from_gpt2_to_chatgpt": {
+        "held-out exact match": {
+            "low": [
+                "fewer tuning steps or a smaller model than the defaults (SFT_STEPS, N_EMBD), "
+                "or quick mode",
+                "the learning rate: above 2e-3 the loss plot spikes, below it the loss is "
+                "still falling fast at the end",
+                "the base pretrained for fewer steps (PRETRAIN_STEPS): it reads English worse",
+                "the mask: the user's messages or the role tokens learned too, or the closing "
+                "<|end|> not learned (replies that never stop)",
+            ],
+            "high": [
+                "held-out conversations that share an opening instruction with the training "
+                "ones (instruct.conversation_split keeps them apart)",
+                "more tuning steps or a bigger model than the defaults (good, but not the band's "
+                "settings)",
+            ],
+        }
+    },
+    "10_rlhf_in_miniature": {
+        "reward model accuracy": {
+            "low": [
+                "fewer preference pairs or steps than the defaults (RM_PROMPTS, RM_REPLIES, "
+                "RM_STEPS), or quick mode",
+                "a weaker tuned model (its true score below is low too): its replies teach less",
+            ],
+            "high": ["held-out pairs from prompts the reward model trained on"],
+        },
+        "tuned true score": {
+            "low": [
+                "fewer tuning or pretraining steps, or a smaller model, than the defaults "
+                "(SFT_STEPS, PRETRAIN_STEPS, N_EMBD), or quick mode",
+            ],
+            "high": ["more tuning steps or a bigger model than the defaults"],
+        },
+        "RL true score": {
+            "low": [
+                "a weaker reward model (its accuracy above is low): RL optimises its mistakes",
+                "a smaller KL_COEF, or more RL steps or a higher learning rate than the "
+                "defaults: the policy over-optimises the reward model (section 4)",
+                "your policy_gradient_loss: the KL term with the wrong sign (the KL keeps "
+                "growing) or the advantages not normalised within each prompt's group",
+            ],
+            "high": ["a stronger reward model than the recorded runs' (more pairs or steps)"],
+        },
+        "DPO true score": {
+            "low": [
+                "more DPO steps, a higher learning rate or a smaller beta than the defaults: "
+                "the policy moves far from the tuned model (its KL in the table is large)",
+                "your dpo_loss: the policy and reference terms swapped, so it moves away "
+                "from the chosen replies",
+            ],
+            "high": [
+                "fewer DPO steps or a larger beta than the defaults (closer to the tuned model)"
+            ],
+        },
+    },
 }
 
 

@@ -127,13 +127,23 @@ def sample_replies(
     """``group_size`` replies sampled from ``model`` to each example's instruction."""
     device = next(model.parameters()).device
     end = tokenizer.end_token
-    batch, replies, finished, answers = [], [], [], []
-    for e in examples:
-        prompt = render_prompt([{"role": "user", "content": e.instruction}], tokenizer)
-        idx = torch.tensor([prompt] * group_size, device=device)  # (G, T)
+    prompts = [
+        render_prompt([{"role": "user", "content": e.instruction}], tokenizer) for e in examples
+    ]
+    by_length: dict[int, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        by_length.setdefault(len(prompt), []).append(i)
+    sampled: list[list[list[int]]] = [[] for _ in examples]  # each example's G replies
+    for length, rows in by_length.items():
+        # Prompts of one length in one batch: no padding, so no attention mask is needed.
+        idx = torch.tensor([prompts[i] for i in rows for _ in range(group_size)], device=device)
         out = generate(model, idx, max_new_tokens, temperature, eos_token=end, use_cache=True,
-                       generator=generator)  # fmt: skip
-        for row in out[:, len(prompt) :].tolist():
+                       generator=generator)[:, length:].tolist()  # fmt: skip
+        for k, i in enumerate(rows):
+            sampled[i] = out[k * group_size : (k + 1) * group_size]
+    batch, replies, finished, answers = [], [], [], []
+    for e, prompt, rows in zip(examples, prompts, sampled, strict=True):
+        for row in rows:
             done = end in row
             reply = row[: row.index(end) + 1] if done else row
             batch.append((prompt + reply, [0] * len(prompt) + [1] * len(reply)))

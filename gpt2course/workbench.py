@@ -5,7 +5,8 @@ check that passes keeps the source of your function or class here. A later noteb
 asks for the pieces it builds on (``workbench.use("CausalSelfAttention", "MLP")``) and gets
 yours, rebuilt from that source and checked again, or the reference for any piece that is
 missing or no longer passes, each on its own: a wrong MLP does not throw away a right
-attention. So part 7 loads OpenAI's weights into *your* GPT, built from *your* blocks.
+attention. So part 7 loads OpenAI's weights into *your* GPT, built from *your* blocks, encodes
+its prompts with *your* tokenizer from part 1, and generates with *your* KV cache's store.
 
 Each piece is rebuilt in a namespace that holds the course's usual imports and every piece
 before it in the course (yours or the reference), so your ``Block`` finds your
@@ -52,6 +53,10 @@ class Piece:
 PIECES: dict[str, Piece] = {
     p.name: p
     for p in [
+        Piece("count_pairs", "01", "check_count_pairs"),
+        Piece("merge", "01", "check_merge"),
+        Piece("encode", "01", "check_encode"),
+        Piece("decode", "01", "check_decode"),
         Piece("causal_mask", "03", "check_causal_mask"),
         Piece("scaled_dot_product_attention", "03", "check_scaled_dot_product_attention"),
         Piece("split_heads", "03", "check_split_heads"),
@@ -63,6 +68,7 @@ PIECES: dict[str, Piece] = {
         Piece("Block", "04", "check_block"),
         Piece("GPT", "05", "check_gpt", uses=("Block",)),
         Piece("sample_next_token", "05", "check_sample_next_token"),
+        Piece("LayerCache", "05", "check_layer_cache"),
         Piece("lm_loss", "06", "check_lm_loss"),
         Piece("lr_schedule", "06", "check_lr_schedule"),
         Piece("train_step", "06", "check_train_step"),
@@ -291,6 +297,7 @@ def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
         return _fallback(piece, namespace, f"no longer passes its check{lacking}")
     with contextlib.suppress(AttributeError, TypeError):
         obj.__workbench__ = "yours"
+    _mark_helper_classes(source, ns, namespace)
     failed = folder() / f".{piece.name}.failed"
     why = ""
     if failed.is_file():
@@ -300,6 +307,20 @@ def _rebuild(piece: Piece, namespace: dict) -> _Loaded:
             "so the one that passed before is in use"
         )
     return _Loaded(obj, True, why, reads)
+
+
+def _mark_helper_classes(source: str, ns: dict, namespace: dict) -> None:
+    """A class saved with a piece from its cell (notebook 04's ``LayerNorm``, which runs your
+    ``layer_norm`` in your ``Block``) is yours when the pieces it calls are yours too."""
+    lines = source.splitlines(keepends=True)
+    for node in ast.parse(source).body:
+        cls = ns.get(node.name) if isinstance(node, ast.ClassDef) else None
+        if not isinstance(cls, type) or is_yours(cls):
+            continue
+        text = textwrap.dedent("".join(lines[node.lineno - 1 : node.end_lineno]))
+        if all(is_yours(namespace.get(n)) for n in free_names(text) & set(PIECES)):
+            with contextlib.suppress(AttributeError, TypeError):
+                cls.__workbench__ = "yours"
 
 
 def _load(names: tuple[str, ...]) -> dict[str, _Loaded]:
@@ -357,6 +378,16 @@ def _summary(loaded: dict[str, _Loaded], every: dict[str, _Loaded] | None = None
     return line
 
 
+def is_yours(obj: Any) -> bool:
+    """Whether ``obj`` (a function or class from ``use``) is your code, rebuilt and checked."""
+    return getattr(obj, "__workbench__", None) == "yours"
+
+
+def whose(obj: Any) -> str:
+    """The word for a line that says whose ``obj`` is: "your", or "the reference's"."""
+    return "your" if is_yours(obj) else "the reference's"
+
+
 def describe(model: Any) -> str:
     """One line: which of a model's parts are your code and which the reference's."""
     seen: dict[str, bool] = {}
@@ -365,7 +396,7 @@ def describe(model: Any) -> str:
         if cls.__module__.startswith("torch."):
             continue
         # Yours: rebuilt from your workbench, or defined in this notebook (module __main__).
-        mine = getattr(cls, "__workbench__", None) == "yours" or cls.__module__ == "__main__"
+        mine = is_yours(cls) or cls.__module__ == "__main__"
         seen.setdefault(cls.__name__, mine)
     yours = [n for n, y in seen.items() if y]
     ref = [n for n, y in seen.items() if not y]

@@ -13,7 +13,7 @@ from gpt2course.attention import (
     scaled_dot_product_attention,
     split_heads,
 )
-from gpt2course.cache import LayerCache
+from gpt2course.cache import CachedLayer, LayerCache
 from gpt2course.model import GPTConfig
 
 
@@ -128,7 +128,7 @@ def test_cuda_module_fused_equals_explicit(dtype):
     with torch.no_grad():
         fused = attn(x)
         explicit, w = step_by_step(attn, x)
-        cache = LayerCache()
+        cache = CachedLayer(LayerCache())
         first = attn(x[:, :150], cache)
         rest = attn(x[:, 150:], cache)
     tol = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}[dtype]
@@ -234,14 +234,14 @@ def test_module_fused_equals_explicit_with_cache():
     x = torch.randn(2, 9, 32)
     with torch.no_grad():
         full = attn(x)
-        cache = LayerCache()
+        cache = CachedLayer(LayerCache())
         first = attn(x[:, :6], cache)
         rest = attn(x[:, 6:8], cache)  # two new queries: a mask over the 8 keys
         last = attn(x[:, 8:], cache)  # one new query: it sees every key
         explicit, _ = step_by_step(attn, x)
     torch.testing.assert_close(torch.cat([first, rest, last], 1), full, atol=1e-6, rtol=0)
     torch.testing.assert_close(explicit, full, atol=1e-6, rtol=0)
-    assert cache.k.shape == (2, 4, 9, 8)
+    assert cache.store.k.shape == (2, 4, 9, 8)
 
 
 def test_module_is_causal():

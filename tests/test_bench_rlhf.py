@@ -19,9 +19,9 @@ def test_quick_run_shows_the_orderings():
     r = json.loads(out.getvalue().strip().splitlines()[-1])
     # What the quick run shows robustly (docs/benchmarks.md, `## rlhf`): a reward model well
     # above chance, and Goodhart: without the penalty the reward model's score is higher,
-    # the rater's lower, and the policy much further from the tuned model; RL with the
-    # penalty above the tuned model. (RL against DPO is within the quick run's noise.)
+    # the rater's lower, and the policy much further from the tuned model. (RL with the
+    # penalty against the tuned model and against DPO is within the quick run's noise:
+    # 30 steps of a 2 x 64 model, one seed's samples move it by a few hundredths.)
     assert r["rm_accuracy"] >= 0.75, r
-    assert r["rl_true"] > r["sft_true"], r
     assert r["nokl_reward"] > r["rl_reward"] and r["nokl_true"] < r["rl_true"] - 0.05, r
     assert r["nokl_kl"] > 2 * r["rl_kl"], r

@@ -177,6 +177,54 @@ def test_bad_parameters_are_clear_errors(pair, kwargs, match):
             next(stream(ours, prompt(), **kwargs))
 
 
+class CountingStore:
+    """A learner's LayerCache, written their own way (a list of chunks), counting its calls."""
+
+    updates = 0
+
+    def __init__(self):
+        self.ks, self.vs = [], []
+
+    def __len__(self):
+        return sum(k.size(2) for k in self.ks)
+
+    def update(self, k, v):
+        CountingStore.updates += 1
+        self.ks.append(k)
+        self.vs.append(v)
+        return torch.cat(self.ks, dim=2), torch.cat(self.vs, dim=2)
+
+
+def test_a_learners_layer_cache_decodes_as_transformers_does(pair):
+    hf, ours = pair
+    idx = prompt()
+    want = hf.generate(
+        idx, attention_mask=torch.ones_like(idx), max_new_tokens=30, do_sample=False,
+        pad_token_id=0,
+    )  # fmt: skip
+    CountingStore.updates = 0
+    got = generate(ours, idx, 30, temperature=0, use_cache=True, layer_cache=CountingStore)
+    assert torch.equal(got, want)
+    # Every layer's store, the learner's, took the prompt and then each new token but the last.
+    assert CountingStore.updates == 30 * ours.config.n_layer
+    # Past the context the cache starts again from the window: new stores, same ids as HF's
+    # cropped generation (the no-cache loop, which test_cropping checks against HF).
+    long = prompt(T=90)
+    kw = dict(temperature=0)
+    assert torch.equal(
+        generate(ours, long, 12, use_cache=True, layer_cache=CountingStore, **kw),
+        generate(ours, long, 12, use_cache=False, **kw),
+    )
+    toks = list(stream(ours, idx, 3, use_cache=True, layer_cache=CountingStore, **kw))
+    assert torch.equal(torch.stack(toks, 1), want[:, 5:8])
+
+
+def test_a_layer_cache_without_use_cache_is_a_clear_error(pair):
+    _, ours = pair
+    with pytest.raises(ValueError, match="use_cache=True"):
+        generate(ours, prompt(), 3, layer_cache=CountingStore)
+
+
 def test_bad_prompts_are_clear_errors(pair):
     _, ours = pair
     with pytest.raises(ValueError, match=r"idx\[None\]"):

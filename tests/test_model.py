@@ -83,7 +83,7 @@ def test_kv_cache_forward_matches_full_forward():
         assert len(cache) == 11
         one = ours(idx[:, 11:], cache=cache)  # a decoding step
     torch.testing.assert_close(torch.cat([first, rest, one], 1), want, atol=1e-4, rtol=0)
-    assert cache.layers[0].k.shape == (2, 3, 12, 8)  # (B, n_head, T, head_dim)
+    assert cache.layers[0].store.k.shape == (2, 3, 12, 8)  # (B, n_head, T, head_dim)
 
 
 def test_static_cache_gives_the_growing_caches_logits():

@@ -97,11 +97,12 @@ def test_band_is_the_runs_range_widened():
     assert recorded.band([1.0, 2.0]) == pytest.approx((0.5, 2.5))
 
 
-def _bands(folder, runs=(1.84, 1.86, 1.85)):
-    record.harvest("06_pretraining", _executed(), 60.0, "CPU (test)")
-    p = recorded.path("06_pretraining")
+def _bands(folder, runs=(1.84, 1.86, 1.85), slug="06_pretraining", bands=None):
+    record.harvest(slug, _executed(), 60.0, "CPU (test)")
+    p = recorded.path(slug)
     rec = json.loads(p.read_text())
-    rec["bands"] = {"validation loss": {"runs": list(runs), "how": "three seeds, test"}}
+    bands = bands or {"validation loss": list(runs)}
+    rec["bands"] = {name: {"runs": r, "how": "three seeds, test"} for name, r in bands.items()}
     p.write_text(json.dumps(rec))
 
 
@@ -142,3 +143,67 @@ def test_bands_come_from_one_run_per_seed_and_survive_a_new_recording(folder, mo
     assert rec["bands"]["validation loss"]["runs"] == [1.8, 1.81, 1.82]
     assert "shakespeare-bytes" in rec["bands"]["validation loss"]["how"]
     assert list(rec["cells"]) == ["samples"]
+
+
+def test_every_band_figure_has_causes_both_ways():
+    for slug, (_, _, _, figures) in record.BAND_RUNS.items():
+        for name in figures:
+            causes = recorded.CAUSES[slug][name]
+            assert causes.get("low") and causes.get("high"), (slug, name)
+
+
+RLHF_BANDS = {  # the shape of three seeds' runs of `bench rlhf`
+    "reward model accuracy": [0.86, 0.87, 0.88],
+    "tuned true score": [0.60, 0.62, 0.61],
+    "RL true score": [0.66, 0.68, 0.67],
+    "DPO true score": [0.55, 0.58, 0.60],
+}
+
+
+def test_the_rlhf_card_names_the_figure_outside_its_band_and_its_causes(
+    folder, capsys, monkeypatch
+):
+    monkeypatch.setenv("GPT2COURSE_QUICK", "0")
+    slug = "10_rlhf_in_miniature"
+    _bands(folder, slug=slug, bands=RLHF_BANDS)
+    # A run whose RL over-optimised the reward model (KL coefficient lowered): the rest normal.
+    figures = {"reward model accuracy": 0.87, "tuned true score": 0.61, "RL true score": 0.35,
+               "DPO true score": 0.57}  # fmt: skip
+    recorded.report_card(slug, figures)
+    out = capsys.readouterr().out
+    assert "RL true score: 0.350, expected 0.647 to 0.693 (low)"  # 2% of 0.67 each side in out
+    assert out.count("(normal)") == 3 and out.count("Likely causes") == 1
+    assert "Your RL true score is below the band. Likely causes:" in out and "KL_COEF" in out
+    recorded.report_card(slug, {**figures, "RL true score": 0.67, "reward model accuracy": 0.70})
+    out = capsys.readouterr().out
+    assert "reward model accuracy is below the band" in out and "RM_PROMPTS" in out
+
+
+def test_the_chat_card_names_a_weak_tuning_run_and_its_causes(folder, capsys, monkeypatch):
+    monkeypatch.setenv("GPT2COURSE_QUICK", "0")
+    slug = "09_from_gpt2_to_chatgpt"
+    _bands(folder, slug=slug, bands={"held-out exact match": [0.237, 0.25, 0.22]})
+    recorded.report_card(slug, {"held-out exact match": 0.05})
+    out = capsys.readouterr().out
+    assert "(low)" in out and "below the band. Likely causes:" in out and "SFT_STEPS" in out
+
+
+def test_rlhf_bands_run_the_bench_once_per_seed(folder, monkeypatch):
+    from gpt2course.workshop.bench import rlhf as bench
+
+    seen = []
+
+    def fake_bench(argv):
+        seed = int(argv[-1].split("=")[1])
+        seen.append(argv)
+        keys = ["rm_accuracy", "sft_true", "rl_true", "dpo_true"]
+        print("progress line")
+        print(json.dumps({k: 0.5 + seed / 100 for k in keys}))
+        return 0
+
+    monkeypatch.setattr(bench, "main", fake_bench)
+    record.record_bands("10", [0, 1, 2])
+    assert seen == [["--seed=0"], ["--seed=1"], ["--seed=2"]]
+    rec = json.loads(recorded.path("10_rlhf_in_miniature").read_text())
+    assert rec["bands"]["RL true score"]["runs"] == [0.5, 0.51, 0.52]
+    assert "`python -m gpt2course bench rlhf` (" in rec["bands"]["RL true score"]["how"]

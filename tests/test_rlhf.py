@@ -31,7 +31,12 @@ def test_rater_rewards_the_answer_and_one_exclamation_mark_and_punishes_shouting
 
 
 def test_sampled_replies_are_labelled_on_the_reply_only_and_end_at_end_token():
-    examples = instruct.make_tasks(3, seed=0, tasks=["count"])
+    # The first and last prompts have one length, so they are sampled in one batch: each row
+    # must still follow its own prompt, in the examples' order.
+    examples = [
+        instruct.Example(f"Count the words: {words}", str(len(words.split())), "count")
+        for words in ["dog moon", "apple tiger lamp", "cat star"]
+    ]
     g = torch.Generator().manual_seed(0)
     s = rlhf.sample_replies(tiny(), TOK, examples, group_size=2, max_new_tokens=5, generator=g)
     assert s.ids.shape[0] == s.x.shape[0] == 6 and s.x.shape == s.y.shape

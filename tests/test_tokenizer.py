@@ -182,6 +182,43 @@ def test_decode_any_ids_like_tiktoken(ours, tik, ids):
     assert ours.decode(ids) == tik.decode(ids)  # never raises: broken UTF-8 becomes U+FFFD
 
 
+def _encode_in_order_of_frequency(text, merges):
+    """A likely part-1 mistake: merge the most frequent pair, not the earliest learned."""
+    ids = list(text.encode("utf-8"))
+    while len(ids) > 1:
+        counts = basic.count_pairs(ids)
+        known = [p for p in counts if p in merges]
+        if not known:
+            break
+        pair = max(known, key=counts.get)
+        ids = basic.merge(ids, pair, merges[pair])
+    return ids
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(text=_texts)
+def test_part_1s_functions_give_tiktokens_ids(ours, tik, text):
+    # Part 7 encodes with the learner's encode and decode (here part 1's reference ones).
+    mine = ours.built_on(basic.encode, basic.decode)
+    ids = mine.encode_ordinary(text)
+    assert ids == tik.encode_ordinary(text)
+    assert mine.decode(ids) == text
+
+
+def test_part_1s_functions_with_specials_and_a_wrong_encode(ours, tik, shakespeare):
+    mine = ours.built_on(basic.encode, basic.decode)
+    text = shakespeare[:3000] + "<|endoftext|> naïve café, 漢字 👩‍👩‍👧, 3.14159"
+    assert mine.encode(text, allowed_special="all") == tik.encode(text, allowed_special="all")
+    assert mine.decode(tik.encode("😀")[:-1]) == tik.decode(tik.encode("😀")[:-1])
+    wrong = ours.built_on(_encode_in_order_of_frequency, basic.decode)
+    assert wrong.encode(shakespeare[:3000]) != tik.encode(shakespeare[:3000])
+
+
 def test_very_long_chunk(ours, tik):
     # 20,000 letters with no space are one chunk: this must be exact and not quadratic.
     rng = random.Random(0)

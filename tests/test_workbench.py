@@ -117,8 +117,9 @@ def _do_parts_3_and_4(cells: dict[str, str]) -> None:
                  "CausalSelfAttention"):  # fmt: skip
         nb3.exercise(name, cells[name])
     nb4.run('CausalSelfAttention = workbench.use("CausalSelfAttention")')
-    for name in ("gelu", "MLP", "Block"):
-        nb4.exercise(name, cells[name])
+    for name in ("layer_norm", "gelu", "MLP", "Block"):
+        if name in cells:
+            nb4.exercise(name, cells[name])
 
 
 def test_a_passing_piece_is_kept_and_a_failing_one_is_not(bench, capsys) -> None:
@@ -240,3 +241,133 @@ def test_a_piece_whose_sub_piece_fell_back_says_so(bench, capsys) -> None:
 def test_a_missing_piece_says_how_to_get_it_back(bench, capsys) -> None:
     workbench.use("MLP")
     assert "notebook 04" in capsys.readouterr().out
+
+
+# Part 4's Block with the notebook's given LayerNorm, which runs the learner's layer_norm.
+LAYER_NORM = """
+    def layer_norm(x, weight, bias, eps=1e-5):
+        mean = x.mean(-1, keepdim=True)
+        var = ((x - mean) ** 2).mean(-1, keepdim=True)
+        return (x - mean) / torch.sqrt(var + eps) * weight + bias
+"""
+LN_BLOCK = textwrap.dedent("""
+    class LayerNorm(nn.Module):
+        def __init__(self, n_embd, eps=1e-5):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(n_embd))
+            self.bias = nn.Parameter(torch.zeros(n_embd))
+            self.eps = eps
+
+        def forward(self, x):
+            return layer_norm(x, self.weight, self.bias, self.eps)
+""") + textwrap.dedent(CELLS["Block"].replace("nn.LayerNorm", "LayerNorm"))
+
+
+def test_the_block_runs_the_learners_layer_norm(bench, capsys) -> None:
+    _do_parts_3_and_4({**CELLS, "layer_norm": LAYER_NORM, "Block": LN_BLOCK})
+    assert "class LayerNorm" in workbench.saved()["Block"]
+    capsys.readouterr()
+    Block = workbench.use("Block")
+    out = capsys.readouterr().out
+    assert "yours: Block." in out, out
+    block = Block(checks.transformer._config())
+    assert set(block.state_dict()) >= {"ln_1.weight", "ln_1.bias", "ln_2.weight", "ln_2.bias"}
+    assert block.ln_1.forward.__globals__["layer_norm"].__workbench__ == "yours"
+    assert "reference's: none" in workbench.describe(block), workbench.describe(block)
+    # A layer_norm that no longer passes: the Block is still the learner's, and says with what.
+    (bench / "layer_norm.py").write_text(
+        "def layer_norm(x, weight, bias, eps=1e-5):\n    return x\n"
+    )
+    Block = workbench.use("Block")
+    out = capsys.readouterr().out
+    assert "yours: Block (with the reference's layer_norm)" in out, out
+    block = Block(checks.transformer._config())
+    assert block.ln_1.forward.__globals__["layer_norm"].__module__.startswith("gpt2course.")
+    assert "the reference's: LayerNorm" in workbench.describe(block), workbench.describe(block)
+
+
+TOKENIZER = {
+    "count_pairs": """
+        def count_pairs(ids):
+            counts = {}
+            for a, b in zip(ids, ids[1:]):
+                counts[(a, b)] = counts.get((a, b), 0) + 1
+            return counts
+    """,
+    "merge": """
+        def merge(ids, pair, new_id):
+            out, i = [], 0
+            while i < len(ids):
+                if ids[i : i + 2] == list(pair):
+                    out.append(new_id)
+                    i += 2
+                else:
+                    out.append(ids[i])
+                    i += 1
+            return out
+    """,
+    "encode": """
+        def encode(text, merges):
+            ids = list(text.encode("utf-8"))
+            while len(ids) > 1:
+                pairs = count_pairs(ids)
+                pair = min(pairs, key=lambda p: merges.get(p, float("inf")))
+                if pair not in merges:
+                    break
+                ids = merge(ids, pair, merges[pair])
+            return ids
+    """,
+    "decode": """
+        def decode(ids, vocab):
+            return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
+    """,
+}
+
+
+def test_part_1s_tokenizer_reaches_part_7(bench, capsys) -> None:
+    from gpt2course.assets import tiktoken_gpt2
+    from gpt2course.tokenizer import load_gpt2_tokenizer
+
+    nb = Notebook()
+    for name, cell in TOKENIZER.items():
+        nb.exercise(name, cell)
+    capsys.readouterr()
+    encode, decode = workbench.use("encode", "decode")
+    assert "yours: encode, decode." in capsys.readouterr().out
+    assert encode.__workbench__ == "yours"
+    enc = load_gpt2_tokenizer().built_on(encode, decode)
+    text = "In a shocking finding, scientists discovered a herd of unicorns 🦄 (1999)."
+    ids = tiktoken_gpt2().encode(text)
+    assert enc.encode(text) == ids and enc.decode(ids) == text
+
+
+def test_the_learners_kv_cache_store_is_kept_for_generation(bench, capsys) -> None:
+    from gpt2course.generation import generate
+
+    nb = Notebook()
+    nb.exercise(
+        "LayerCache",
+        """
+        class LayerCache:
+            def __init__(self):
+                self.k = self.v = None
+
+            def __len__(self):
+                return 0 if self.k is None else self.k.shape[2]
+
+            def update(self, k, v):
+                if self.k is not None:
+                    k, v = torch.cat([self.k, k], dim=2), torch.cat([self.v, v], dim=2)
+                self.k, self.v = k, v
+                return k, v
+        """,
+    )
+    assert workbench.saved()["LayerCache"].startswith("class LayerCache:")
+    capsys.readouterr()
+    LayerCache = workbench.use("LayerCache")
+    assert "yours: LayerCache" in capsys.readouterr().out
+    assert LayerCache.__workbench__ == "yours"
+    model = checks.generation._tiny_model(0)
+    idx = torch.tensor([[1, 2, 3]])
+    got = generate(model, idx, 8, temperature=0, use_cache=True, layer_cache=LayerCache)
+    assert torch.equal(got, generate(model, idx, 8, temperature=0))

@@ -1,4 +1,4 @@
-"""Checks for the exercises of part 5: sampling, one generation step, the KV cache."""
+"""Checks for the exercises of part 5: sampling, one generation step, the KV cache's store."""
 
 from __future__ import annotations
 
@@ -6,11 +6,20 @@ import dataclasses
 
 import torch
 
+from .. import cache as cache_reference
 from .. import generation as reference
 from ..model import GPT, GPTConfig
-from ._core import CheckFailure, call, check, compare_tensors, require_tensor
+from ._core import (
+    _DEVICE_ERROR,
+    CheckFailure,
+    call,
+    check,
+    compare_tensors,
+    require_tensor,
+    say,
+)
 
-__all__ = ["check_generate_step", "check_generate_with_cache", "check_sample_next_token"]
+__all__ = ["check_generate_step", "check_layer_cache", "check_sample_next_token"]
 
 
 def _tiny_model(seed: int = 0, scale: float = 20.0, **sizes) -> GPT:
@@ -272,67 +281,130 @@ def check_generate_step(f):
     _same_draws(f, model, many[:100], temperature=T, to="generator on to the sampling")
 
 
-def _count_positions(model: GPT) -> list[int]:
-    """Count the token positions ``model`` is asked to process, without wrapping it (a
-    wrapper would hide the model's attributes from the learner's code)."""
-    seen = [0]
+def _length(store, want: int, after: str, calls: int) -> None:
+    """Fail unless ``len(store)`` is ``want``, naming what the learner's ``__len__`` counts."""
+    n = call(store.__len__)
+    if isinstance(n, torch.Tensor) or not isinstance(n, int):
+        raise CheckFailure(
+            f"len() of the cache gave {type(n).__name__}; __len__ must return a Python int "
+            "(k.size(2) is one)"
+        )
+    if n == want:
+        return
+    counted = [
+        (calls, "the calls of update"),
+        (_B, "the batch (dim 0)"),
+        (_H, "the heads (dim 1)"),
+        (_D, "the channels of a head (dim 3)"),
+    ]
+    what = next((f"; it counts {name}" for m, name in counted if m == n and n), "")
+    raise CheckFailure(
+        say(
+            (
+                f"len() gave {n} {after}, expected {want}: len counts the positions stored, "
+                f"along the time axis (dim 2 of (B, n_head, T, head_dim)){what}",
+                "k.size(2) of the stored keys is the number of positions; an empty cache holds 0",
+            )
+        )
+    )
 
-    def hook(module, args, kwargs):
-        idx = args[0] if args else kwargs.get("idx")
-        if isinstance(idx, torch.Tensor):
-            seen[0] += idx.size(-1)
 
-    model.register_forward_pre_hook(hook, with_kwargs=True)
-    return seen
-
-
-def _generate_with_cache_reference(model, idx, max_new_tokens):
-    return reference.generate(model, idx, max_new_tokens, temperature=0, use_cache=True)
+# Every size distinct, so that a length or a concatenation along the wrong axis shows which
+# axis it took; new positions in uneven steps (a prompt of 3, one token, then 2).
+_B, _H, _D, _STEPS = 2, 5, 7, (3, 1, 2)
 
 
 @check(
-    "generate_with_cache",
-    _generate_with_cache_reference,
+    "LayerCache",
+    cache_reference.LayerCache,
     crash_meanings=[
         (
-            r"longer than the model's context",
-            "tokens the cache already holds are fed again: after the prompt, feed only the "
-            "newest token, model(next_id, cache=cache)",
-        )
+            r"Sizes of tensors must match except in dimension \d|Tensors must have same "
+            r"number of dimensions",
+            "the keys are joined along the wrong axis: the new positions go along time, "
+            "dim 2 of (B, n_head, T, head_dim), torch.cat([self.k, k], dim=2)",
+        ),
+        (
+            r"'NoneType' object has no attribute|NoneType.* is not subscriptable",
+            "an empty cache's keys are None: len() of an empty cache is 0, and the first "
+            "update stores k and v as they are",
+        ),
     ],
 )
-def check_generate_with_cache(f):
-    """Check ``generate_with_cache(model, idx, max_new_tokens)`` (greedy, KV cache)."""
-    model = _tiny_model(1)
-    T, n = 4, 8
-    idx = torch.randint(0, 60, (2, T), generator=torch.Generator().manual_seed(2))
-    counted = _count_positions(model)
-    got = call(f, model, idx, n, names=["model", "idx"])
-    positions = counted[0]
-    want = reference.generate(model, idx, n, temperature=0)
-    # The usual mistake, replayed on the real model: the newest token fed without the
-    # cache (or with a fresh one each step), so it sees nothing before it.
-    with torch.no_grad():
-        nocache = idx
-        next_id = model(idx)[:, -1:].argmax(-1)
-        for _ in range(n - 1):
-            nocache = torch.cat([nocache, next_id], 1)
-            next_id = model(next_id)[:, -1:].argmax(-1)
-        nocache = torch.cat([nocache, next_id], 1)
-    compare_tensors(
-        got, want, what="generated ids", atol=0, rtol=0,
-        likely_bugs=[
-            ("the newest token is fed without the cache (or with a new one), so it sees nothing before it: make one KVCache before the loop and pass cache=cache at every step", nocache),
-            ("one token too few: the result has max_new_tokens new ids", want[:, :-1]),
-            ("one token too many: the result has max_new_tokens new ids", reference.generate(model, idx, n + 1, temperature=0)),
-            ("only the new tokens are returned; return the prompt followed by them", want[:, T:]),
-        ],
-    )  # fmt: skip
-    # The prompt once, then one token per step (a last, unused step is fine).
-    if positions > T + n:
+def check_layer_cache(cls):
+    """Check a ``LayerCache`` class: ``update(k, v)`` appends each layer's new keys and values
+    along time and returns all of them; ``len`` counts the positions stored."""
+    g = torch.Generator().manual_seed(0)
+    new = [
+        (torch.randn(_B, _H, T, _D, generator=g), torch.randn(_B, _H, T, _D, generator=g))
+        for T in _STEPS
+    ]
+    store, other = cls(), cls()
+    _length(store, 0, "for a new cache", calls=0)
+    keys = values = None
+    for i, (k, v) in enumerate(new, start=1):
+        got = call(store.update, k, v, names=["k", "v"])
+        if not isinstance(got, tuple | list) or len(got) != 2:
+            n = len(got) if isinstance(got, tuple | list) else None
+            extra = "; the model adds the mask itself" if n == 3 else ""
+            raise CheckFailure(
+                "update should return two tensors, all the keys and all the values so far, "
+                f"got {'a tuple of ' + str(n) if n is not None else type(got).__name__}{extra}"
+            )
+        old_k, old_v = keys, values
+        keys = k if old_k is None else torch.cat([old_k, k], dim=2)
+        values = v if old_v is None else torch.cat([old_v, v], dim=2)
+        got_k, got_v = got
+        for what, t in (("keys", got_k), ("values", got_v)):
+            require_tensor(t, f"{what} update returned")
+        only = "update returns only the new {0}: append them to the stored ones and return all"
+        bugs_k = [(only.format("keys"), k)] if old_k is not None else []
+        bugs_v = [(only.format("values"), v)] if old_v is not None else []
+        if old_k is not None:
+            bugs_k.append(("the new keys go after the stored ones: torch.cat([self.k, k], dim=2)",
+                           torch.cat([k, old_k], dim=2)))  # fmt: skip
+            bugs_v.append(("the new values go after the stored ones: torch.cat([self.v, v], dim=2)",
+                           torch.cat([v, old_v], dim=2)))  # fmt: skip
+        if values.shape == keys.shape:
+            bugs_v.append(("update returns the keys twice: return (keys, values)", keys))
+        step = f"after update {i} (new positions {', '.join(str(t) for t in _STEPS[:i])})"
+        compare_tensors(got_k, keys, what=f"keys {step}", atol=0, rtol=0, likely_bugs=bugs_k)
+        compare_tensors(got_v, values, what=f"values {step}", atol=0, rtol=0, likely_bugs=bugs_v)
+        _length(store, keys.size(2), step, calls=i)
+    if call(other.__len__) != 0:
         raise CheckFailure(
-            f"the model processed {positions} token positions for a {T}-token "
-            f"prompt and {n} new tokens, expected {T + n - 1}: the whole sequence is fed "
-            "at every step, which is the loop without a cache; feed only the newest token "
-            "with cache=cache"
+            say(
+                (
+                    "two LayerCache objects share their keys: updating one changed the other's "
+                    "len. Each layer needs its own store: create it in __init__ (self.k = None), "
+                    "not in the class body",
+                    "a list or tensor written in the class body belongs to the class, so every "
+                    "layer's cache appends to the same one",
+                )
+            )
         )
+    _on_meta(cls)
+    # The store inside the package's model: greedy ids with the cache = ids without it.
+    model = _tiny_model(2)
+    idx = torch.randint(0, 60, (2, 4), generator=torch.Generator().manual_seed(3))
+    want = reference.generate(model, idx, 10, temperature=0)
+    got = reference.generate(model, idx, 10, temperature=0, use_cache=True, layer_cache=cls)
+    compare_tensors(got, want, what="greedy ids generated with your cache", atol=0, rtol=0)
+
+
+def _on_meta(cls) -> None:
+    """Fail when the store makes a tensor on the CPU, which meets a GPU's keys on Colab."""
+    k = torch.empty(_B, _H, 2, _D, device="meta")
+    store = cls()
+    try:
+        store.update(k, k)
+        store.update(k[:, :, :1], k[:, :, :1])
+    except Exception as e:
+        if not _DEVICE_ERROR.search(str(e)):
+            return  # other errors are judged by the tests on the CPU
+        raise CheckFailure(
+            "your cache makes a tensor on the CPU that meets the keys, which may be on a GPU: "
+            "this passes on a CPU and fails on a GPU with 'Expected all tensors to be on the "
+            "same device'. Make it on the keys' device (k.new_zeros(...), device=k.device), or "
+            "store the first keys as they are"
+        ) from None

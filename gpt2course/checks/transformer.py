@@ -172,6 +172,7 @@ def _check_norms(mine: nn.Module, config, names: tuple[str, ...]) -> None:
                 "and has a bias: nn.LayerNorm(n_embd)"
             )
         if not isinstance(norm, nn.LayerNorm):
+            _check_eps(name, getattr(norm, "eps", None), config)
             continue  # your own LayerNorm module: judged by its output
         if not norm.elementwise_affine:
             raise CheckFailure(
@@ -183,12 +184,16 @@ def _check_norms(mine: nn.Module, config, names: tuple[str, ...]) -> None:
                 f"{name} = nn.LayerNorm(..., bias=False) has no bias; GPT-2's LayerNorms have "
                 "one: leave bias=True (the default)"
             )
-        if norm.eps != config.layer_norm_epsilon:
-            raise CheckFailure(
-                f"{name} has eps={norm.eps:g}; GPT-2's LayerNorms use "
-                f"eps={config.layer_norm_epsilon:g} (nn.LayerNorm's default), and its "
-                "weights expect it"
-            )
+        _check_eps(name, norm.eps, config)
+
+
+def _check_eps(name: str, eps: object, config) -> None:
+    if isinstance(eps, float) and eps != config.layer_norm_epsilon:
+        raise CheckFailure(
+            f"{name} has eps={eps:g}; GPT-2's LayerNorms use "
+            f"eps={config.layer_norm_epsilon:g} (nn.LayerNorm's default), and its "
+            "weights expect it"
+        )
 
 
 def _with_eps(ref: nn.Module, eps: float) -> nn.Module:

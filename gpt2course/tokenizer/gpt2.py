@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .bpe import GPT2_SPLIT_PATTERN, BPETokenizer
@@ -70,6 +71,41 @@ class GPT2Tokenizer(BPETokenizer):
     def eot_token(self) -> int:
         """The id of ``<|endoftext|>``, which GPT-2 saw between documents."""
         return self.special_tokens[ENDOFTEXT]
+
+    def built_on(
+        self,
+        encode: Callable[[str, dict[tuple[int, int], int]], list[int]],
+        decode: Callable[[list[int], dict[int, bytes]], str],
+    ) -> GPT2Tokenizer:
+        """This tokenizer with part 1's ``encode(text, merges)`` doing the byte pair encoding
+        of each chunk and ``decode(ids, vocab)`` the decoding (yours, from the workbench).
+
+        Part 1's ids start from the bytes' own values (0-255); GPT-2 numbers the 256 bytes in
+        another order, so ``encode`` gets GPT-2's merges written with byte values, and its
+        byte ids are renumbered after. The same ids as tiktoken's, if your functions are right.
+        """
+        return _BuiltOn(self, encode, decode)
+
+
+class _BuiltOn(GPT2Tokenizer):
+    """GPT-2's tokenizer whose chunks are encoded and decoded by part 1's functions."""
+
+    def __init__(self, base: GPT2Tokenizer, encode: Callable, decode: Callable):
+        self.__dict__.update(base.__dict__)
+        self._cache = {}  # chunks encoded by these functions, not the base's
+        self.bpe_encode, self.bpe_decode = encode, decode
+        value = {i: b for b, i in enumerate(self.byte_ids)}  # GPT-2's byte id -> byte value
+        self.byte_value_merges = {
+            (value.get(a, a), value.get(b, b)): new for (a, b), new in self.merges.items()
+        }
+
+    def _encode_chunk(self, data: bytes) -> list[int]:
+        ids = self.bpe_encode(data.decode("utf-8"), self.byte_value_merges)
+        return [self.byte_ids[i] if i < 256 else i for i in ids]  # a byte's value -> its id
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Ids -> text, by part 1's ``decode`` with GPT-2's vocabulary."""
+        return self.bpe_decode(self._as_id_list(ids), self.vocab)
 
 
 @functools.lru_cache(maxsize=1)

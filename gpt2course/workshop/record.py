@@ -4,11 +4,15 @@ its ``record:KEY`` cells printed and drew in ``gpt2course/recorded/`` (shown by
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import json
 import os
 import platform
 import re
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -114,41 +118,52 @@ class LoadWatch:
 
 
 # How each notebook's report card figures are reproduced at its default settings, seed by
-# seed: the train command's preset that is the notebook's run, and its summary's key.
+# seed: the workshop verb that runs the notebook's training (a module of gpt2course.workshop),
+# its arguments for the notebook's defaults, the argument that sets the seed, and each
+# figure's key in the JSON line the verb prints last.
 BAND_RUNS = {
-    "06_pretraining": (["--preset", "shakespeare-bytes"], {"validation loss": "val_loss"}),
-}
+    "06_pretraining": (
+        "train", ["--preset", "shakespeare-bytes"], "train.seed={}", {"validation loss": "val_loss"}
+    ),
+    "09_from_gpt2_to_chatgpt": (
+        "bench.finetuning", ["--part", "instruct", "--settings", "full"], "--seed={}",
+        {"held-out exact match": "after"},
+    ),
+    "10_rlhf_in_miniature": (
+        "bench.rlhf", [], "--seed={}",
+        {"reward model accuracy": "rm_accuracy", "tuned true score": "sft_true",
+         "RL true score": "rl_true", "DPO true score": "dpo_true"},
+    ),
+}  # fmt: skip
 
 
 def record_bands(slug: str, seeds: list[int]) -> Path:
     """Run a notebook's default training once per seed and keep each figure's results as
     the band its report card compares a learner's run with."""
-    import contextlib
-    import io
-    import tempfile
-
-    from . import train as train_verb
-
     nb = course.find(slug)
     if nb.slug not in BAND_RUNS:
         raise KeyError(f"no band runs for {nb.slug}; known: {', '.join(BAND_RUNS)}")
-    argv, keys = BAND_RUNS[nb.slug]
+    verb, argv, seed_arg, keys = BAND_RUNS[nb.slug]
+    main = importlib.import_module(f"gpt2course.workshop.{verb}").main
     runs: dict[str, list[float]] = {name: [] for name in keys}
     t0 = time.perf_counter()
     with LoadWatch() as load:
         for seed in seeds:
             out = io.StringIO()
             with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(out):
-                rc = train_verb.main([*argv, "--out", tmp, f"train.seed={seed}"])
+                extra = ["--out", tmp] if verb == "train" else []  # its checkpoints, thrown away
+                rc = main([*argv, *extra, seed_arg.format(seed)])
             if rc:
                 raise RuntimeError(f"the seed {seed} run of {nb.slug} failed (exit {rc})")
             summary = json.loads(out.getvalue().strip().splitlines()[-1])
+            print(f"seed {seed}: {json.dumps(summary)}", file=sys.stderr)  # the whole run's figures
             for name, key in keys.items():
                 runs[name].append(summary[key])
+    command = " ".join(["python -m gpt2course", verb.replace(".", " "), *argv])
     how = (
-        f"`python -m gpt2course train {' '.join(argv)}` (the notebook's defaults), seeds "
-        f"{', '.join(map(str, seeds))}, {time.strftime('%Y-%m-%d')}, {device_name()}, "
-        f"{(time.perf_counter() - t0) / 60 / len(seeds):.1f} min a run, mean load {load.mean:.1f}"
+        f"`{command}` (the notebook's defaults), seeds {', '.join(map(str, seeds))}, "
+        f"{time.strftime('%Y-%m-%d')}, {device_name()}, {(time.perf_counter() - t0) / 60 / len(seeds):.1f} min a run, "
+        f"mean load {load.mean:.1f}"
     )
     p = recorded.path(nb.slug)
     record = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {"meta": {}, "cells": {}}

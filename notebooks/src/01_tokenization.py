@@ -15,7 +15,7 @@
 # has a check; if you skip one, the notebook carries on with the reference.
 
 # %% [markdown] instructor
-# ⏱ About 70 minutes a learner (the guide's estimate: 11 reading, 58 for the exercises).
+# ⏱ About 70 minutes a learner (the guide's estimate: 12 reading, 58 for the exercises).
 # Learners stall on `merge` (skipping both halves of a
 # matched pair) and on `encode` (which merge goes first). For encode, draw the merges list
 # on the board and ask "could merge 7 ever apply before merge 3 has?". Finish with the
@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt
 import regex
 from IPython.display import HTML, display
 
-from gpt2course import assets, checks
+from gpt2course import assets, checks, workbench  # the workbench keeps what passes its check
 from gpt2course.device import quick_mode
 from gpt2course.tokenizer import (
     GPT2_SPLIT_PATTERN,
@@ -410,6 +410,20 @@ for name, t in [("Tiny Shakespeare", text), ("hard text", hard)]:
     assert ours_ids == their_ids and gpt2.decode(ours_ids) == t
 
 # %% [markdown]
+# And yours: `gpt2.built_on(encode, decode)` is the same tokenizer with **your** `encode`
+# doing the byte pair encoding of each chunk and your `decode` the decoding. (Your `encode`
+# starts from the bytes' own values, 0 to 255, while GPT-2 numbers the bytes in another
+# order: `built_on` writes GPT-2's merges with the bytes' values for your `encode` and
+# renumbers after.) Your checked `encode` and `decode` are kept on your workbench, and part
+# 7 encodes its prompts with them.
+
+# %%
+yours = gpt2.built_on(encode, decode)
+for name, t in [("Tiny Shakespeare, the first 20,000 characters", text[:20_000]), ("hard text", hard)]:
+    ids = yours.encode(t)
+    print(f"{name}: identical to tiktoken: {ids == tik.encode(t)}, decoded back: {yours.decode(ids) == t}")
+
+# %% [markdown]
 # tiktoken is written in Rust; ours is plain Python with a cache of already-encoded chunks
 # (most chunks are common words, so most lookups hit). The gap is small enough for
 # everything in this course:
@@ -505,5 +519,6 @@ display(HTML(render_tokens(tokenizers, "Wherefore art thou Romeo? Tokenizers are
 # - `train_bpe`: the same training, fast enough for real text, on GPT-2's pre-split chunks.
 # - `load_gpt2_tokenizer()`: GPT-2's tokenizer rebuilt on our code, equal to tiktoken.
 #
-# From here on the course encodes text with tiktoken, which gives the same ids faster.
+# From here on the course encodes text with tiktoken, which gives the same ids faster, except
+# in part 7, where GPT-2 itself reads prompts encoded by your `encode`.
 # Next, part 2 turns those ids into training windows and embeddings.

@@ -18,7 +18,7 @@
 # Exercises: `layer_norm`, `gelu`, `MLP`, `Block`.
 
 # %% [markdown] instructor
-# ⏱ About 60 minutes a learner (the guide's estimate: 13 reading, 44 for the exercises).
+# ⏱ About 60 minutes a learner (the guide's estimate: 14 reading, 44 for the exercises).
 # The exercises are short; spend the time on why residuals and pre-LN
 # matter (the gradient-norm cell) and on the parameter count, which learners enjoy doing
 # on paper first. Where they stall: `unbiased=False` in the variance, and the order of the
@@ -74,9 +74,9 @@ layer_norm = checks.check_layer_norm(layer_norm)
 
 # %% [markdown]
 # Vectors of wildly different scales come out alike. `nn.LayerNorm` is the same thing as a
-# module, holding `weight` (γ, starting at 1) and `bias` (β, starting at 0):
-# (From here on the blocks use `nn.LayerNorm`, the same computation in one fused kernel; your
-# `layer_norm` is not carried into later notebooks.)
+# module, holding `weight` (γ, starting at 1) and `bias` (β, starting at 0). Your block below
+# uses a module like it that runs *your* `layer_norm`; the final `ln_f` of part 5 stays
+# `nn.LayerNorm`, the same computation in one fused kernel.
 
 # %%
 x = torch.randn(3, config.n_embd) * torch.tensor([[0.1], [1.0], [100.0]]) + 5  # (3, C)
@@ -318,7 +318,10 @@ model_figure(GPTConfig.from_name("gpt2"))
 plt.show()
 
 # %% [markdown]
-# Now assemble it: `ln_1`, `attn`, `ln_2`, `mlp`, with the two residual additions.
+# Now assemble it: `ln_1`, `attn`, `ln_2`, `mlp`, with the two residual additions. The
+# LayerNorms are `LayerNorm` (given in the cell below): your `layer_norm` as a module, with
+# `nn.LayerNorm`'s `weight` and `bias`, so that GPT-2's `h.0.ln_1.weight` and
+# `h.0.ln_1.bias` load into it in part 7.
 # `CausalSelfAttention` is your module from part 3 (`forward(x)` returns `y`, `(B, T, C)`),
 # taken from your workbench: every check that passes keeps your code there, and
 # `workbench.use` rebuilds it, checks it again, and falls back to the reference if it is
@@ -330,16 +333,29 @@ CausalSelfAttention = workbench.use("CausalSelfAttention")
 
 
 # %%
+class LayerNorm(nn.Module):
+    """Your layer_norm as a module, with nn.LayerNorm's parameters: weight (γ) and bias (β)."""
+
+    def __init__(self, n_embd: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n_embd))  # GPT-2's checkpoint names them so:
+        self.bias = nn.Parameter(torch.zeros(n_embd))  # h.0.ln_1.weight, h.0.ln_1.bias
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return layer_norm(x, self.weight, self.bias, self.eps)  # yours, or the reference's
+
+
 class Block(nn.Module):
     """Pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
         # BEGIN SOLUTION
-        # HINT: nn.LayerNorm(config.n_embd), CausalSelfAttention(config), and your MLP.
-        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        # HINT: LayerNorm(config.n_embd) (above), CausalSelfAttention(config), and your MLP.
+        self.ln_1 = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.ln_2 = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
         # END SOLUTION
 

@@ -16,11 +16,12 @@
 # 4. what happens past the 1,024-token context;
 # 5. the **KV cache**: why it helps, how it works, and proof that it changes nothing but speed.
 #
-# Exercises: sampling with temperature and top-k, one generation step, generation with the
-# cache. At the end, a playground to try the sampling settings by hand.
+# Exercises: the GPT module, sampling with temperature and top-k, one generation step, and the
+# store each layer keeps its cached keys and values in. At the end, a playground to try the
+# sampling settings by hand.
 
 # %% [markdown] instructor
-# ⏱ About 80 minutes a learner (the guide's estimate: 14 reading, 64 for the exercises).
+# ⏱ About 80 minutes a learner (the guide's estimate: 15 reading, 67 for the exercises).
 # Make the point early and often that this model's weights are random:
 # its text is noise, and that is expected; real text comes in parts 6 and 7. The cache
 # section is where questions come: draw the (T, T) attention matrix and show that one
@@ -452,45 +453,75 @@ print(f"prompt {long_prompt.shape[1]} tokens + 25 new = {out.shape[1]} tokens "
 kv_cache_figure(prompt=4, steps=3)
 plt.show()
 
+# %% [markdown]
+# ## Exercise: the cache's store
+# Write the store that each layer keeps, `LayerCache`. Its `update(k, v)` gets the keys and
+# values of the new positions, `(B, n_head, T_new, head_dim)` each, appends them after the
+# stored ones along the **time axis**, and returns all of them, `(B, n_head, T_past + T_new,
+# head_dim)` each: the attention layer attends with what it returns. `len(store)` is the
+# number of positions stored, 0 for a new one.
+#
+# The rest is given: `KVCache(n_layer, layer=LayerCache)` makes one store per layer (each
+# layer its own), reads the next positions from `len`, and adds the mask the prompt needs
+# (its queries, fed at once, must not see its later keys).
+
+
 # %%
-cache = KVCache(config.n_layer)
-logits = cached(idx, cache=cache)
-layer0 = cache.layers[0]
-print(
-    f"{len(cache.layers)} layers; layer 0 keys {tuple(layer0.k.shape)}, values {tuple(layer0.v.shape)}"
-)
+class LayerCache:
+    """One layer's keys and values so far, (B, n_head, T, head_dim) each."""
+
+    def __init__(self):
+        self.k = None  # nothing is stored until the first update
+        self.v = None
+
+    def __len__(self) -> int:
+        """How many positions are stored."""
+        # BEGIN SOLUTION
+        # HINT: positions run along dim 2, the time axis.
+        return 0 if self.k is None else self.k.size(2)
+        # END SOLUTION
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append the new keys and values (B, n_head, T_new, head_dim); return all of them."""
+        # BEGIN SOLUTION
+        # HINT: torch.cat along the time axis, the stored positions first.
+        if self.k is not None:
+            k = torch.cat([self.k, k], dim=2)  # (B, n_head, T_past + T_new, head_dim)
+            v = torch.cat([self.v, v], dim=2)
+        self.k, self.v = k, v
+        return k, v
+        # END SOLUTION
+
+
+# %%
+LayerCache = checks.check_layer_cache(LayerCache)  # kept on your workbench for part 7
+
+# %% [markdown] instructor
+# ⏱ 10 minutes. Where learners stall: the axis of `torch.cat` (time is dim 2 of
+# `(B, n_head, T, head_dim)`), returning only the new keys, appending the keys but not the
+# values, and a `len` that counts calls of `update` instead of positions.
+
+# %% [markdown]
+# Your `GPT`'s attention (part 3's exercise) takes no cache, so cached generation runs the
+# package's `GPT`, `cached`, which holds your model's weights. The stores in it are yours
+# when your `LayerCache` passed its check:
+
+# %%
+whose = "the reference's" if checks.is_handed_back(LayerCache) else "your"
+print(f"The cache below keeps {whose} LayerCache in each layer.")
+cache = KVCache(config.n_layer, layer=LayerCache)
+logits = cached(idx, cache=cache)  # the prompt, once
+print(f"{len(cache.layers)} layers; after the prompt the cache holds {len(cache)} positions")
 next_id = logits[:, -1:].argmax(-1)  # (1, 1)
-logits2 = cached(next_id, cache=cache)
-print("after one more token: logits", tuple(logits2.shape), "keys", tuple(layer0.k.shape))
+logits2 = cached(next_id, cache=cache)  # the newest token only
+print("after one more token: logits", tuple(logits2.shape), f"and {len(cache)} positions")
 
 # %% [markdown]
-# ## Exercise: generation with the cache
-# Write greedy generation with the cache: make one `KVCache(len(model.h))`, run the prompt
-# once with `cache=cache`, then at each step feed only the newest token with the same cache.
-# (Stay within `context_length` here; the library's `generate` handles the rest.)
-
-
-# %%
-@torch.no_grad()
-def generate_with_cache(model, idx, max_new_tokens):
-    """Greedy: (B, T) -> (B, T + max_new_tokens), processing each new token once."""
-    # BEGIN SOLUTION
-    # HINT: keep each row's greedy token as shape (B, 1): that is the next step's input.
-    cache = KVCache(len(model.h))
-    logits = model(idx, cache=cache)  # the prompt, once
-    for i in range(max_new_tokens):
-        next_id = logits[:, -1:].argmax(dim=-1)  # (B, 1)
-        idx = torch.cat([idx, next_id], dim=1)
-        if i < max_new_tokens - 1:
-            logits = model(next_id, cache=cache)  # the newest token only
-    return idx
-    # END SOLUTION
-
-
-# %%
-generate_with_cache = checks.check_generate_with_cache(generate_with_cache)
-
-# %% [markdown]
+# `generate(..., use_cache=True, layer_cache=LayerCache)` runs the whole loop with your
+# stores, as `sampler=` runs it with your sampler. (Your `generate_step` is not carried
+# further: `generate` has the same step in its one loop, which `stream` and part 7's fast
+# decoder share.)
+#
 # ### Proof that the cache changes nothing but speed
 # Same ids, greedy or sampled with the same seed, with and without the cache; and the
 # logits agree to float rounding.
@@ -499,30 +530,23 @@ generate_with_cache = checks.check_generate_with_cache(generate_with_cache)
 prompt = torch.tensor([enc.encode("The meaning of life is"), enc.encode("Hello, my name is")[:5]])
 for kw in [dict(temperature=0), dict(temperature=1.0, top_k=40)]:
     a = generate(
-        cached, prompt, N_NEW, use_cache=True, generator=torch.Generator().manual_seed(0), **kw
-    )
+        cached, prompt, N_NEW, use_cache=True, layer_cache=LayerCache,
+        generator=torch.Generator().manual_seed(0), **kw,
+    )  # fmt: skip
     b = generate(
         cached, prompt, N_NEW, use_cache=False, generator=torch.Generator().manual_seed(0), **kw
     )
-    print(kw, "same ids with and without the cache:", torch.equal(a, b))
+    print(kw, f"same ids with and without {whose} cache:", torch.equal(a, b))
     assert torch.equal(a, b)
-mine = generate_with_cache(cached, prompt, N_NEW)
-print(
-    "generate_with_cache agrees:",
-    torch.equal(mine, generate(cached, prompt, N_NEW, temperature=0, use_cache=True)),
-)
 
 # %% [markdown]
-# (Later notebooks generate with the package's `generate(..., use_cache=True)`, whose cache
-# works as yours does; your `generate_step` and `generate_with_cache` are not carried further.)
-#
 # The cache holds exactly what the full forward would recompute: the last token's logits agree.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 seq = a
 full = cached(seq)  # (B, T, vocab): everything recomputed
-cache = KVCache(config.n_layer)
+cache = KVCache(config.n_layer, layer=LayerCache)
 cached(seq[:, :-1], cache=cache)
 step = cached(seq[:, -1:], cache=cache)  # (B, 1, vocab): the last token only
 print("largest logit difference:", f"{(full[:, -1:] - step).abs().max().item():.1e}")
@@ -542,7 +566,8 @@ def running_time(timed_model: PackageGPT, use_cache: bool, n: int) -> list[float
     """Seconds elapsed after each generated token."""
     times, t0 = [], time.perf_counter()
     start = torch.tensor([[0]])
-    for _ in stream(timed_model, start, n, temperature=0, use_cache=use_cache):
+    kw = dict(use_cache=True, layer_cache=LayerCache) if use_cache else {}  # your stores
+    for _ in stream(timed_model, start, n, temperature=0, **kw):
         times.append(time.perf_counter() - t0)
     return times
 
@@ -577,7 +602,7 @@ print(f"{n} tokens: {without[-1]:.2f} s without the cache, {with_cache[-1]:.2f} 
 
 # %%
 start = torch.randint(0, short.config.vocab_size, (1, short.config.context_length - 5))
-a = generate(short, start, 15, temperature=0, use_cache=True)
+a = generate(short, start, 15, temperature=0, use_cache=True, layer_cache=LayerCache)
 b = generate(short, start, 15, temperature=0, use_cache=False)
 print(
     f"{a.shape[1]} tokens, past the context of {short.config.context_length}; same ids:",

@@ -41,11 +41,11 @@ from gpt2course.device import pick_device, pick_dtype, quick_mode
 from gpt2course.generation import generate
 from gpt2course.model import GPT as PackageGPT
 from gpt2course.model import GPTConfig
+from gpt2course.tokenizer import load_gpt2_tokenizer
 from gpt2course.widgets.attention import attention_viewer
 from gpt2course.widgets.sampling import sampling_playground
 
 device = pick_device()
-enc = tiktoken_gpt2()
 
 # Sizes. Quick mode (the automatic tests) keeps every run short; the full settings are beside.
 NEW_TOKENS = 20 if quick_mode() else 100  # tokens per generated text
@@ -54,6 +54,23 @@ PPL_TOKENS = 1_024 if quick_mode() else 32_768  # held-out tokens for the perple
 # The sizes to load and compare (each is downloaded once: 0.55, 1.5, 3.3 and 6.4 GB).
 COMPARE = [] if quick_mode() else ["gpt2", "gpt2-medium"]  # add "gpt2-large", "gpt2-xl"
 print("device:", device)
+
+# %% [markdown]
+# Text goes in through part 1's tokenizer: your `encode` and `decode` from your workbench,
+# run with GPT-2's 50,000 merges (`load_gpt2_tokenizer().built_on(encode, decode)`), which
+# gives exactly tiktoken's ids when they are right. The lines below say whose they are.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+encode, decode = workbench.use("encode", "decode")
+enc = load_gpt2_tokenizer().built_on(encode, decode)
+if workbench.whose(encode) == workbench.whose(decode):
+    print(f"Text is encoded and decoded with {workbench.whose(encode)} tokenizer from part 1.")
+else:
+    print(f"Text is encoded with {workbench.whose(encode)} encode and decoded with "
+          f"{workbench.whose(decode)} decode from part 1.")  # fmt: skip
+probe = "In a shocking finding, scientists discovered a herd of unicorns"
+print("the same ids as tiktoken's:", enc.encode(probe) == tiktoken_gpt2().encode(probe))
 
 # %% [markdown]
 # ## The checkpoint
@@ -99,7 +116,7 @@ for key, shape, dtype in entries:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-GPT, sample_next_token = workbench.use("GPT", "sample_next_token")
+GPT, sample_next_token, LayerCache = workbench.use("GPT", "sample_next_token", "LayerCache")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -288,6 +305,12 @@ prompt = "In a shocking finding, scientists discovered a herd of unicorns"
 idx = torch.tensor([enc.encode(prompt)], device=device)
 greedy = generate(model, idx, NEW_TOKENS, temperature=0)  # your model
 print(note + enc.decode(greedy[0].tolist()))
+# With a KV cache: your GPT's attention takes none, so the package's GPT (your weights) runs
+# it, with your LayerCache from part 5 in each layer.
+cached = generate(
+    reference, idx, NEW_TOKENS, temperature=0, use_cache=True, layer_cache=LayerCache
+)
+print(f"the same tokens with {workbench.whose(LayerCache)} KV cache:", torch.equal(cached, greedy))
 
 # %% [markdown]
 # Then **sampling** with temperature 0.8 and top-k 40. Top-k with k = 40 is what the GPT-2
@@ -355,9 +378,10 @@ for name in COMPARE:
     m = pretrained.load_pretrained(name, device=device, dtype=pick_dtype(device))
     x = torch.tensor([enc.encode(prompt)], device=device)
     g = torch.Generator().manual_seed(0)
-    generate(m, x, 5, use_cache=True)  # warm-up
+    kw = dict(use_cache=True, layer_cache=LayerCache)  # your cache's store, from part 5
+    generate(m, x, 5, **kw)  # warm-up
     t0 = time.perf_counter()
-    out = generate(m, x, NEW_TOKENS, temperature=0.8, top_k=40, generator=g, use_cache=True)
+    out = generate(m, x, NEW_TOKENS, temperature=0.8, top_k=40, generator=g, **kw)
     if device.type == "cuda":
         torch.cuda.synchronize()
     rate = NEW_TOKENS / (time.perf_counter() - t0)

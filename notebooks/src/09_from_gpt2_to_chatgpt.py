@@ -341,6 +341,20 @@ for c in held_out[:4]:
 # GPT-3.5 series into ChatGPT, with conversations written by people.
 
 # %% [markdown]
+# **Is my result normal?** The card puts your exact match beside the band of recorded runs
+# of this notebook's default settings on the byte-level base (one per seed), and when it
+# falls outside, names the likely causes.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from gpt2course.recorded import report_card
+
+if tok.name == "bytes+chat":
+    report_card("09_from_gpt2_to_chatgpt", {"held-out exact match": after["all"]})
+else:
+    print(f"The recorded band is the byte-level base's; yours is {WHAT}: no band to compare with.")
+
+# %% [markdown]
 # ## 3. Context length
 # GPT-2 has a table of 1,024 learned position vectors (`wpe`): position 1,025 has no vector,
 # so the model cannot even be run on a longer text. A conversation only grows, and ours

@@ -1,4 +1,4 @@
-"""The checks of notebook 05: sampling, one generation step, the KV cache."""
+"""The checks of notebook 05: sampling, one generation step, the KV cache's store."""
 
 import pytest
 import torch
@@ -6,7 +6,6 @@ import torch.nn.functional as F
 
 from gpt2course import checks
 from gpt2course import generation as ref
-from gpt2course.cache import KVCache
 
 from .conftest import assert_right, assert_stub, assert_wrong
 
@@ -149,54 +148,155 @@ def test_generate_step_wrong_solutions_are_named(bug, expect):
     )
 
 
-# --- generate_with_cache ----------------------------------------------------------------------
+# --- LayerCache -------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def cached(model, idx, n, bug=None):
-    cache = KVCache(len(model.h))
-    logits = model(idx, cache=cache)
-    out = idx
-    steps = {"fewer": n - 1, "more": n + 1}.get(bug, n)
-    for _ in range(steps):
-        nxt = logits[:, -1:].argmax(-1)
-        out = torch.cat([out, nxt], 1)
-        if bug == "no_cache":
-            logits = model(nxt)
-        elif bug == "new_cache":
-            logits = model(nxt, cache=KVCache(len(model.h)))
-        elif bug == "whole":
-            logits = model(out)
-        elif bug == "whole_with_cache":
-            logits = model(out, cache=cache)
-        else:
-            logits = model(nxt, cache=cache)
-    return out[:, idx.size(1) :] if bug == "only_new" else out
+class Store:
+    """The learner's LayerCache, right unless ``bug`` names one of their likely mistakes."""
+
+    bug = None
+
+    def __init__(self):
+        self.k = self.v = None
+        self.calls = 0
+
+    def __len__(self):
+        if self.bug == "len_calls":
+            return self.calls
+        if self.bug == "len_batch":
+            return 0 if self.k is None else self.k.size(0)
+        if self.bug == "len_no_none":
+            return self.k.size(2)
+        return 0 if self.k is None else self.k.size(2)
+
+    def update(self, k, v):
+        self.calls += 1
+        dim = {"dim_heads": 1, "dim_last": -1}.get(self.bug, 2)
+        new_k, new_v = k, v
+        if self.k is None and self.bug == "cpu_empty":
+            self.k = torch.zeros(k.size(0), k.size(1), 0, k.size(3))
+            self.v = torch.zeros(v.size(0), v.size(1), 0, v.size(3))
+        if self.k is not None and self.bug != "overwrite":  # overwrite: self.k = k, no cat
+            first = (k, self.k) if self.bug == "new_first" else (self.k, k)
+            k = torch.cat(first, dim=dim)
+            if self.bug != "forget_v":
+                v = torch.cat((v, self.v) if self.bug == "new_first" else (self.v, v), dim=dim)
+        self.k, self.v = k, v
+        if self.bug == "only_new":
+            return new_k, new_v
+        if self.bug == "k_twice":
+            return k, k
+        if self.bug == "with_mask":
+            return k, v, None
+        if self.bug == "no_return":
+            return None
+        return k, v
 
 
-CACHE_WRONG = [
-    ("no_cache", "pass cache=cache at every step"),
-    ("new_cache", "make one KVCache before the loop"),
-    ("whole_with_cache", "tokens the cache already holds are fed again"),
-    ("whole", "the whole sequence is fed at every step"),
-    ("fewer", "one token too few"),
-    ("more", "one token too many"),
-    ("only_new", "only the new tokens are returned"),
+class SharedStore:
+    """A class-level list: every layer's cache appends to the same one."""
+
+    keys, values = [], []
+
+    def __len__(self):
+        return sum(k.size(2) for k in self.keys)
+
+    def update(self, k, v):
+        self.keys.append(k)
+        self.values.append(v)
+        return torch.cat(self.keys, dim=2), torch.cat(self.values, dim=2)
+
+
+def store_with(bug):
+    return type(f"LayerCache_{bug}", (Store,), {"bug": bug})
+
+
+STORE_WRONG = [
+    ("dim_heads", "joined along the wrong axis"),
+    ("dim_last", "joined along the wrong axis"),
+    ("only_new", "update returns only the new keys"),
+    ("overwrite", "update returns only the new keys"),
+    ("forget_v", "update returns only the new values"),
+    ("new_first", "the new keys go after the stored ones"),
+    ("k_twice", "returns the keys twice"),
+    ("len_calls", "it counts the calls of update"),
+    ("len_batch", "it counts the batch"),
+    ("len_no_none", "len() of an empty cache is 0"),
+    ("with_mask", "the model adds the mask itself"),
+    ("no_return", "update should return two tensors"),
+    ("cpu_empty", "makes a tensor on the CPU"),
 ]
 
 
-@pytest.mark.parametrize("bug, expect", CACHE_WRONG, ids=[b for b, _ in CACHE_WRONG])
-def test_generate_with_cache_wrong_solutions_are_named(bug, expect):
-    assert_wrong(checks.check_generate_with_cache, lambda m, i, n: cached(m, i, n, bug), expect)
+@pytest.mark.parametrize("bug, expect", STORE_WRONG, ids=[b for b, _ in STORE_WRONG])
+def test_layer_cache_wrong_solutions_are_named(bug, expect):
+    assert_wrong(checks.check_layer_cache, store_with(bug), expect)
+
+
+def test_layer_cache_shared_between_layers_is_named():
+    SharedStore.keys, SharedStore.values = [], []
+    assert_wrong(checks.check_layer_cache, SharedStore, "share their keys")
+
+
+class ListStore:
+    """Right, another way: a list of chunks, joined when asked; len counts as it goes."""
+
+    def __init__(self):
+        self.ks, self.vs, self.T = [], [], 0
+
+    def __len__(self):
+        return self.T
+
+    def update(self, k, v):
+        self.ks.append(k)
+        self.vs.append(v)
+        self.T += k.shape[-2]
+        return torch.cat(self.ks, dim=-2), torch.cat(self.vs, dim=-2)
+
+
+class EmptyFirstStore:
+    """Right, another way: start from empty tensors made like the first keys (same device)."""
+
+    def __init__(self):
+        self.cache = None
+
+    def __len__(self):
+        return 0 if self.cache is None else self.cache[0].shape[2]
+
+    def update(self, k, v):
+        if self.cache is None:
+            empty = k.new_zeros(k.shape[0], k.shape[1], 0, k.shape[3])
+            self.cache = (empty, empty.clone())
+        self.cache = tuple(
+            torch.cat([old, new], 2) for old, new in zip(self.cache, (k, v), strict=True)
+        )
+        return self.cache
+
+
+class StubStore:
+    """The notebook's exercise before it is done: __init__ is given, the rest is not."""
+
+    def __init__(self):
+        self.k = self.v = None
+
+    def __len__(self):
+        raise NotImplementedError
+
+    def update(self, k, v):
+        raise NotImplementedError
+
+
+def test_layer_cache_stub_is_not_done_yet():
+    assert_stub(checks.check_layer_cache, StubStore)
 
 
 RIGHT = [
     (checks.check_sample_next_token, lambda lo, temperature=1.0, top_k=None, generator=None: sample(lo, temperature, top_k, generator)),
     (checks.check_sample_next_token, sample_from_topk),
     (checks.check_generate_step, lambda m, i, temperature=1.0, top_k=None, generator=None: step(m, i, temperature, top_k, generator)),
-    (checks.check_generate_with_cache, cached),
-    # the library's generate needs the model's attributes: the check must not hide them
-    (checks.check_generate_with_cache, lambda m, i, n: ref.generate(m, i, n, temperature=0, use_cache=True)),
+    (checks.check_layer_cache, Store),
+    (checks.check_layer_cache, ListStore),
+    (checks.check_layer_cache, EmptyFirstStore),
 ]  # fmt: skip
 
 
@@ -207,7 +307,7 @@ def test_other_right_solutions_pass(check, right):
 
 @pytest.mark.parametrize(
     "check",
-    [checks.check_sample_next_token, checks.check_generate_step, checks.check_generate_with_cache],
+    [checks.check_sample_next_token, checks.check_generate_step],
 )
 def test_stub_is_not_done_yet(check):
     def stub(*args, **kwargs):

@@ -236,6 +236,33 @@ def test_an_eps_written_into_an_own_layer_norm_is_named():
     assert_wrong(checks.check_block, OwnSmallEpsBlock, "eps")
 
 
+class GivenLayerNorm(nn.Module):
+    """Notebook 04's given module: the learner's layer_norm with nn.LayerNorm's parameters."""
+
+    def __init__(self, n_embd, eps=1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n_embd))
+        self.bias = nn.Parameter(torch.zeros(n_embd))
+        self.eps = eps
+
+    def forward(self, x):
+        return ln(x, self.weight, self.bias, self.eps)
+
+
+def given_ln_block(eps):
+    class Block(OwnLayerNormBlock):
+        def __init__(self, config):
+            super().__init__(config)
+            self.ln_1 = GivenLayerNorm(config.n_embd, eps=eps)
+            self.ln_2 = GivenLayerNorm(config.n_embd, eps=eps)
+
+    return Block
+
+
+def test_the_given_layer_norm_with_another_eps_is_named():
+    assert_wrong(checks.check_block, given_ln_block(1e-6), "ln_1 has eps=1e-06")
+
+
 RIGHT = [
     (checks.check_layer_norm, ln),
     (checks.check_layer_norm, lambda x, w, b, eps=1e-5: F.layer_norm(x, x.shape[-1:], w, b, eps)),
@@ -248,6 +275,7 @@ RIGHT = [
     (checks.check_mlp, mlp()),
     (checks.check_block, block()),
     (checks.check_block, OwnLayerNormBlock),
+    (checks.check_block, given_ln_block(1e-5)),
 ]  # fmt: skip
 
 

@@ -92,18 +92,21 @@ def bench_lora(
     return rows
 
 
-def bench_instruct(name: str, device: torch.device) -> dict:
-    """Held-out exact match before and after instruction tuning with one setting."""
+def bench_instruct(name: str, device: torch.device, seed: int = 0) -> dict:
+    """Held-out exact match before and after instruction tuning with one setting; ``seed``
+    draws the tasks and the base's weights and pretraining batches (0: notebook 09's)."""
     from torch.utils.data import DataLoader
 
     n_layer, n_embd, steps, batch, lr, tasks, pre, n_train, n_held_out = INSTRUCT_SETTINGS[name]
     tok = chat.chat_tokenizer("bytes")
-    train_set, held_out = instruct.conversation_split(n_train, n_held_out, seed=0, tasks=tasks)
+    train_set, held_out = instruct.conversation_split(n_train, n_held_out, seed=seed, tasks=tasks)
     context = 160  # the longest conversation, three turns, is 139 bytes
     if pre:  # part 6's recipe, then instruction tuning
-        model = shakespeare_base(n_layer, n_embd, pre, context_length=context, device=device)
+        model = shakespeare_base(
+            n_layer, n_embd, pre, context_length=context, device=device, seed=seed
+        )
     else:
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         shape = dict(
             vocab_size=256, context_length=context, n_layer=n_layer, n_head=4, n_embd=n_embd
         )
@@ -116,6 +119,7 @@ def bench_instruct(name: str, device: torch.device) -> dict:
     after = instruct.evaluate(model, held_out, tok)
     return {
         "setting": name,
+        "seed": seed,
         "steps": steps,
         "seconds": round(seconds, 1),
         "before": round(before["all"], 3),
@@ -137,6 +141,7 @@ def main(argv: list[str]) -> int:
         default="quick,full",
         help=f"instruct settings: {', '.join(INSTRUCT_SETTINGS)}",
     )
+    p.add_argument("--seed", type=int, default=0, help="instruct part: tasks and base weights")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
     device = pick_device(args.device)
@@ -149,5 +154,5 @@ def main(argv: list[str]) -> int:
             if name not in INSTRUCT_SETTINGS:
                 print(f"unknown setting {name!r}; choose from {', '.join(INSTRUCT_SETTINGS)}")
                 return 2
-            print(json.dumps(bench_instruct(name, device)), flush=True)
+            print(json.dumps(bench_instruct(name, device, args.seed)), flush=True)
     return 0

@@ -30,7 +30,7 @@ SETTINGS = {
     ),
     "full": dict(
         n_embd=96, pretrain=200, tasks=["count", "last"], n_train=2000, n_held_out=96,
-        sft_steps=600, rm_prompts=600, rm_replies=4, rm_steps=300, rl_steps=60, kl_coef=0.5, dpo_steps=60,
+        sft_steps=600, rm_prompts=600, rm_replies=8, rm_steps=800, rl_steps=60, kl_coef=0.5, dpo_steps=60,
     ),
 }  # fmt: skip
 GROUP_SIZE, PROMPTS_PER_STEP, MAX_NEW_TOKENS = 8, 8, 16
