@@ -97,6 +97,7 @@ class _LearnerMLP(nn.Module):
         return self.c_proj(h)
 
 
+@pytest.mark.slow
 def test_every_statement_of_the_notebook_holds_in_quick_mode():
     # nbval runs the notebook itself at seed 0 with the package's MLP (learner version) and
     # a learner's (solutions); here another seed, and a GELU written by hand.
@@ -108,6 +109,7 @@ def test_every_statement_of_the_notebook_holds_in_quick_mode():
     assert all(verdicts.values()), [k for k, v in verdicts.items() if not v]
 
 
+@pytest.mark.slow
 def test_post_ln_and_no_residual_learn_only_letter_frequencies():
     # Against counts, not our numbers: the stack sees one byte at a time, so the best it can
     # do is the bigram entropy; a model that learnt only how common each byte is scores the
@@ -127,6 +129,7 @@ def test_post_ln_and_no_residual_learn_only_letter_frequencies():
     assert max(g[50:]) < g[0] / 100 and g[-1] < g[0] / 1e5
 
 
+@pytest.mark.slow
 def test_at_a_smaller_learning_rate_post_ln_trains_too():
     # The notebook: at 1e-3 both orders train the default stack to about the same loss.
     unigram, _ = _entropies()

@@ -30,6 +30,12 @@ def best_capability() -> str:
     return torch.backends.cpu.get_cpu_capability().lower()
 
 
+def cores_each(n: int) -> int:
+    """This machine's cores (those this process may use) shared among ``n``: at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // n)
+
+
 def parse_settings(text: str) -> list[Setting]:
     """``"default:1,avx2:2"`` -> settings; raises ValueError with the expected form."""
     out = []
@@ -51,8 +57,10 @@ def run_setting(
 ) -> tuple[bool, float, str]:
     """Run the strict notebook suite under one setting: (passed, seconds, pytest's last line)."""
     root = course.repo_root()
+    # The README's command runs one pytest-xdist worker per core; at N threads each, as many
+    # workers as the cores hold N threads (more would wait on each other).
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0"]
-    cmd += [str(p.relative_to(root)) for p in paths]
+    cmd += ["-n", str(cores_each(setting[1])), *(str(p.relative_to(root)) for p in paths)]
     n = str(setting[1])
     env = {**os.environ, "ATEN_CPU_CAPABILITY": setting[0], "GPT2COURSE_QUICK": "1"}
     env |= {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
