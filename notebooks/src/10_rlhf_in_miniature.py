@@ -380,6 +380,7 @@ report_card(
 # Enter.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 w = chat_widget(
     {"base": base, "tuned": sft, f"RL, KL {KL_COEF}": rl_policy, "DPO": dpo_policy},
     tok,
