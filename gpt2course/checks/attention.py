@@ -96,6 +96,23 @@ def check_scaled_dot_product_attention(f):
     for what, q, k, v, m in _sdpa_cases():
         d = q.size(-1)
         got = call(f, q, k, v, names=names) if m is None else call(f, q, k, v, mask=m, names=names)
+        again = f(q, k, v) if m is None else f(q, k, v, mask=m)
+        if (
+            isinstance(got, torch.Tensor)
+            and isinstance(again, torch.Tensor)
+            and got.shape == again.shape
+            and not torch.allclose(got, again, rtol=0, atol=1e-6, equal_nan=True)
+        ):
+            raise CheckFailure(
+                say(
+                    (
+                        "the output changes from one call to the next with the same inputs: "
+                        "is dropout on? This function has none (dropout_p=0)",
+                        "attention's dropout belongs to the module, in training only; here "
+                        "the same q, k, v must give the same output every time",
+                    )
+                )
+            )
         what = f"output for {what}"
         unscaled = q @ k.transpose(-2, -1)
         bugs = [

@@ -61,6 +61,10 @@ def check_layer_norm(f):
                 + b,
             ),
             ("the mean is not subtracted", x / torch.sqrt(var + eps) * w + b),
+            (
+                "weight and bias are swapped: the gain multiplies, the bias is added",
+                (x - mean) / torch.sqrt(var + eps) * b + w,
+            ),
         ]
         if eps != 1e-5:
             bugs.append(

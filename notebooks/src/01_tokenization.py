@@ -13,6 +13,8 @@
 #
 # Five exercises: counting pairs, one merge, the training loop, encode and decode. Each
 # has a check; if you skip one, the notebook carries on with the reference.
+#
+# *Machine time: the cells take about 12 seconds on a quiet 2-core CPU (measured 2026-12-06).*
 
 # %% [markdown] instructor
 # ⏱ About 70 minutes a learner (the guide's estimate: 12 reading, 58 for the exercises).

@@ -13,12 +13,13 @@
 # 5. GPT-2's form: one fused `c_attn` projection, heads, then `c_proj`.
 #
 # Exercises: scaled dot-product attention, the causal mask, splitting and merging heads,
-# and the full multi-head module. At the end, an interactive viewer of attention patterns.
+# the full multi-head module, and your attention again on torch's fused kernel. At the end,
+# an interactive viewer of attention patterns.
 #
 # *Machine time: the cells take about 11 seconds on a quiet 2-core CPU (measured 2026-12-06).*
 
 # %% [markdown] instructor
-# ⏱ About 60 minutes a learner (the guide's estimate: 12 reading, 44 for the exercises).
+# ⏱ About 65 minutes a learner (the guide's estimate: 14 reading, 50 for the exercises).
 # This is the heart of the course. Live-code the one-query version
 # first (cells up to "All queries at once") before letting learners loose on the
 # exercises. Where they stall: the softmax axis, and the transpose in `merge_heads`.
@@ -426,6 +427,49 @@ def best_of(f, n=5):
 t_ours = best_of(lambda: reference_attention(q, k, v, mask=mask))
 t_torch = best_of(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True))
 print(f"T={T_BENCH}, 12 heads: ours {1e3 * t_ours:.1f} ms, torch's {1e3 * t_torch:.1f} ms")
+
+# %% [markdown]
+# ### Exercise: your layer on torch's kernel
+# From part 6 on, your `CausalSelfAttention` trains: thousands of steps, forward and
+# backward. Your `scaled_dot_product_attention` has passed its check, so you know what the
+# kernel computes; now let the kernel compute it. Write the function again as one call to
+# `F.scaled_dot_product_attention`, same arguments, same mask (its `attn_mask` takes a
+# boolean mask with our convention, `True` = may attend). The check runs it again, and your
+# workbench keeps this version in place of the first: your `CausalSelfAttention` calls it
+# by name, here and in every later notebook, so the layer you wrote trains on torch's kernel.
+
+# %%
+explicit_attention = scaled_dot_product_attention  # your first version, for the timing below
+
+
+def scaled_dot_product_attention(q, k, v, mask=None):
+    """softmax(q k^T / sqrt(d_k)) v on torch's fused kernel; mask: True = may attend."""
+    # BEGIN SOLUTION
+    # HINT: one call; your mask goes in as attn_mask.
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    # END SOLUTION
+
+
+# %%
+scaled_dot_product_attention = checks.check_scaled_dot_product_attention(
+    scaled_dot_product_attention
+)
+
+# %% [markdown]
+# The same numbers, and the time it takes at part 6's shapes (16 sequences of 128 tokens,
+# 4 heads of 32 channels), forward and backward as in training:
+
+# %%
+q, k, v = (torch.randn(16, 4, 128, 32, requires_grad=True) for _ in range(3))
+mask = causal_mask(128)
+first, fused = explicit_attention(q, k, v, mask=mask), scaled_dot_product_attention(q, k, v, mask=mask)
+print("same output within 1e-5:", torch.allclose(first, fused, atol=1e-5, rtol=0))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+for name, f in [("explicit", explicit_attention), ("on torch's kernel", scaled_dot_product_attention)]:
+    ms = 1e3 * best_of(lambda f=f: f(q, k, v, mask=mask).sum().backward())
+    print(f"yours, {name}: {ms:.1f} ms")
 
 # %% [markdown]
 # ## Looking at attention

@@ -19,6 +19,8 @@
 # Exercises: the GPT module, sampling with temperature and top-k, one generation step, and the
 # store each layer keeps its cached keys and values in. At the end, a playground to try the
 # sampling settings by hand.
+#
+# *Machine time: the cells take about 2 minutes on a quiet 2-core CPU (measured 2026-12-06).*
 
 # %% [markdown] instructor
 # ⏱ About 80 minutes a learner (the guide's estimate: 15 reading, 67 for the exercises).

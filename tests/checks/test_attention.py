@@ -350,3 +350,45 @@ def test_the_attention_hints_give_bigger_steps_on_request():
     assert "split(size, dim)" in out and "hint=3" in out
     _, out = run(checks.check_causal_self_attention, StubAttention, hint=3)
     assert "causal_mask(T)" in out and "still stuck" not in out
+
+
+# The end of part 3 rewrites the function as one call to torch's kernel: its likely slips.
+KERNEL_WRONG = [
+    (
+        lambda q, k, v, mask=None: F.scaled_dot_product_attention(q, k, v),
+        "mask argument is ignored",
+    ),
+    (
+        lambda q, k, v, mask=None: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        "although mask=None",
+    ),
+    (
+        lambda q, k, v, mask=None: F.scaled_dot_product_attention(
+            q, k, v, attn_mask=None if mask is None else ~mask
+        ),
+        "the mask is inverted",
+    ),
+    (
+        lambda q, k, v, mask=None: F.scaled_dot_product_attention(
+            q, k, v, attn_mask=None if mask is None else mask.float()
+        ),
+        "added to the scores",
+    ),
+    (
+        lambda q, k, v, mask=None: F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, scale=1.0
+        ),
+        "unscaled scores",
+    ),
+    (
+        lambda q, k, v, mask=None: F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=0.1
+        ),
+        "is dropout on?",
+    ),
+]
+
+
+@pytest.mark.parametrize("wrong, expect", KERNEL_WRONG, ids=range(len(KERNEL_WRONG)))
+def test_the_kernel_rewrites_slips_are_named(wrong, expect):
+    assert_wrong(checks.check_scaled_dot_product_attention, wrong, expect)

@@ -304,3 +304,35 @@ class StubMLP(nn.Module):
 )
 def test_stub_is_not_done_yet(check, stub):
     assert_stub(check, stub)
+
+
+# The end of part 4 rewrites layer_norm and gelu as one call to torch's kernels: their slips.
+KERNEL_WRONG = [
+    (
+        checks.check_layer_norm,
+        lambda x, w, b, eps=1e-5: F.layer_norm(x, x.shape[-1:], w, b),
+        "the eps argument is ignored",
+    ),
+    (
+        checks.check_layer_norm,
+        lambda x, w, b, eps=1e-5: F.layer_norm(x, x.shape[-1:], eps=eps),
+        "the weight (gain) and bias are not applied",
+    ),
+    (
+        checks.check_layer_norm,
+        lambda x, w, b, eps=1e-5: F.layer_norm(x, x.shape[-1:], w, eps=eps),
+        "the bias is not added",
+    ),
+    (
+        checks.check_layer_norm,
+        lambda x, w, b, eps=1e-5: F.layer_norm(x, x.shape[-1:], b, w, eps),
+        "weight and bias are swapped",
+    ),
+    (checks.check_gelu, lambda x: F.gelu(x), "exact (erf) GELU"),
+    (checks.check_gelu, lambda x: F.gelu(x, approximate="none"), "exact (erf) GELU"),
+]
+
+
+@pytest.mark.parametrize("check, wrong, expect", KERNEL_WRONG, ids=range(len(KERNEL_WRONG)))
+def test_the_kernel_rewrites_slips_are_named(check, wrong, expect):
+    assert_wrong(check, wrong, expect)
