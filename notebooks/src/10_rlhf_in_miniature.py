@@ -15,8 +15,8 @@
 # no reward model and no sampling. This notebook runs all of it, in miniature, on one small
 # model, and measures each step: the figure says where.
 #
-# *Machine time: about 9 minutes on the project's 2-core CPU (2026-12-06; mean load 2.2:
-# the run's own two threads and a little more); the training runs are most of it.*
+# *Machine time: about 9 minutes on the project's 2-core CPU, on one thread beside another
+# job on the other core (2026-12-07, mean load 1.9); the training runs are most of it.*
 
 # %%
 import matplotlib.pyplot as plt
@@ -58,10 +58,10 @@ N_EMBD, PRETRAIN_STEPS = (64, 60) if QUICK else (96, 200)
 TASKS = ["count", "last"]  # two of part 9's tasks: counting words, and the last word
 N_TRAIN, N_HELD_OUT = (1000, 48) if QUICK else (2000, 96)
 SFT_STEPS = 300 if QUICK else 600
-# Eight replies a prompt give the reward model ~10,000 pairs at full size (with four it
-# over-fits), and 800 steps, 2.5 passes over them, where its held-out accuracy levels off
-# (`docs/benchmarks.md`, `## rlhf`).
-RM_PROMPTS, RM_REPLIES, RM_STEPS = (150, 8, 150) if QUICK else (600, 8, 800)
+# The rater ranks eight replies to every training prompt: ~35,000 pairs at full size. With
+# fewer (600 prompts, ~10,000 pairs) the reward model over-fits and stops near 0.84 held-out
+# accuracy (`docs/benchmarks.md`, `## rlhf`).
+RM_REPLIES, RM_STEPS = (8, 150) if QUICK else (8, 800)
 RL_STEPS, KL_COEF = (30, 0.5) if QUICK else (60, 0.5)
 DPO_STEPS = 30 if QUICK else 60
 GROUP_SIZE, MAX_NEW_TOKENS = 8, 16  # replies sampled per prompt; the longest reply
@@ -97,7 +97,7 @@ for reply in ["3", "3!", "4!", "3!!", "3!!!!!!"]:
 
 # %% [markdown]
 # As for InstructGPT, the rater ranks the tuned model's *own* samples: `RM_REPLIES` replies
-# to each of `RM_PROMPTS` training prompts, and every two replies to one prompt that it scores
+# to each training prompt, and every two replies to one prompt that it scores
 # differently make a pair (chosen, rejected). The same, with eight replies each, for the
 # held-out prompts, to measure the reward model on prompts it never saw.
 
@@ -105,8 +105,7 @@ for reply in ["3", "3!", "4!", "3!!", "3!!!!!!"]:
 # NBVAL_IGNORE_OUTPUT
 # (sampled from a model trained here: other CPUs round differently, so other replies)
 g = torch.Generator(device=device).manual_seed(0)
-samples = rlhf.sample_replies(sft, tok, train_set[:RM_PROMPTS], RM_REPLIES, MAX_NEW_TOKENS,
-                               generator=g)  # fmt: skip
+samples = rlhf.sample_replies(sft, tok, train_set, RM_REPLIES, MAX_NEW_TOKENS, generator=g)
 held_samples = rlhf.sample_replies(sft, tok, held_out, 8, MAX_NEW_TOKENS, generator=g)
 pairs, held_pairs = rlhf.ranked_pairs(samples), rlhf.ranked_pairs(held_samples)
 print(f"{len(pairs)} training pairs, {len(held_pairs)} held-out pairs; for example:")
