@@ -86,6 +86,35 @@ CAUSES: dict[str, dict[str, dict[str, list[str]]]] = {
             ],
         }
     },
+    "08_finetuning": {
+        "full fine-tuning validation loss (tiny base)": {
+            "high": [
+                "fewer fine-tuning steps than the defaults (FT_STEPS) or quick mode",
+                "a weaker base (its validation loss above is high too): fewer BASE_STEPS, or "
+                "your GPT's wpe or wte left at PyTorch's N(0, 1) instead of std 0.02",
+                "a learning rate changed from LR: far above it the loss plot spikes, far "
+                "below it the loss is still falling at the end",
+            ],
+            "low": [
+                "validation text the model trained on (TEXT_DIR's last 10% repeats the rest)",
+                "attention that sees the future (a missing or inverted causal mask)",
+            ],
+        },
+        "LoRA validation loss (tiny base)": {
+            "high": [
+                "mark_only_lora_trainable left the adapters frozen, or LoRALinear's B does "
+                "not start at 0 (the loss starts above the base's)",
+                "LoRALinear without its alpha / rank scale, or a LoRA learning rate other "
+                "than 10 x LR",
+                "fewer fine-tuning steps than the defaults (FT_STEPS) or quick mode",
+            ],
+            "low": [
+                "the base's own weights trainable too (the trainable count above is the "
+                "whole model's): that is full fine-tuning",
+                "validation text the model trained on",
+            ],
+        },
+    },
     "09_from_gpt2_to_chatgpt": {
         "held-out exact match": {
             "low": [
@@ -108,7 +137,7 @@ CAUSES: dict[str, dict[str, dict[str, list[str]]]] = {
     "10_rlhf_in_miniature": {
         "reward model accuracy": {
             "low": [
-                "fewer preference pairs or steps than the defaults (RM_PROMPTS, RM_REPLIES, "
+                "fewer preference pairs or steps than the defaults (N_TRAIN, RM_REPLIES, "
                 "RM_STEPS), or quick mode",
                 "a weaker tuned model (its true score below is low too): its replies teach less",
             ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from gpt2course import recorded
 from gpt2course.workshop import course, record
@@ -176,7 +177,7 @@ def test_the_rlhf_card_names_the_figure_outside_its_band_and_its_causes(
     assert "Your RL true score is below the band. Likely causes:" in out and "KL_COEF" in out
     recorded.report_card(slug, {**figures, "RL true score": 0.67, "reward model accuracy": 0.70})
     out = capsys.readouterr().out
-    assert "reward model accuracy is below the band" in out and "RM_PROMPTS" in out
+    assert "reward model accuracy is below the band" in out and "RM_REPLIES" in out
 
 
 def test_the_chat_card_names_a_weak_tuning_run_and_its_causes(folder, capsys, monkeypatch):
@@ -207,3 +208,32 @@ def test_rlhf_bands_run_the_bench_once_per_seed(folder, monkeypatch):
     rec = json.loads(recorded.path("10_rlhf_in_miniature").read_text())
     assert rec["bands"]["RL true score"]["runs"] == [0.5, 0.51, 0.52]
     assert "`python -m gpt2course bench rlhf` (" in rec["bands"]["RL true score"]["how"]
+
+
+def test_the_finetuning_card_names_frozen_adapters_and_has_no_band_for_gpt2(
+    folder, capsys, monkeypatch
+):
+    monkeypatch.setenv("GPT2COURSE_QUICK", "0")
+    slug = "08_finetuning"
+    bands = {"full fine-tuning validation loss (tiny base)": [1.95, 1.97, 1.99],
+             "LoRA validation loss (tiny base)": [2.10, 2.12, 2.15]}  # fmt: skip
+    _bands(folder, slug=slug, bands=bands)
+    # Adapters left frozen: LoRA's loss stays at the base's, far above its band.
+    recorded.report_card(slug, {"full fine-tuning validation loss (tiny base)": 1.97,
+                                "LoRA validation loss (tiny base)": 2.9})  # fmt: skip
+    out = capsys.readouterr().out
+    assert "Your LoRA validation loss (tiny base) is above the band. Likely causes:" in out
+    assert "mark_only_lora_trainable" in out and out.count("(normal)") == 1
+    # OpenAI's gpt2 as the base (a GPU): the tiny base's bands do not apply.
+    recorded.report_card(slug, {"full fine-tuning validation loss (gpt2 base)": 1.2})
+    out = capsys.readouterr().out
+    assert "no recorded runs to compare with" in out and "Likely causes" not in out
+
+
+def test_the_finetuning_band_run_is_notebook_08s_and_both_tunings_learn(folder, monkeypatch):
+    # Quick sizes (the notebook's quick setting): a base pretrained on code, then Shakespeare.
+    monkeypatch.setenv("GPT2COURSE_QUICK", "1")
+    from gpt2course.workshop.bench.finetuning import bench_text
+
+    out = bench_text(torch.device("cpu"), seed=0)
+    assert out["full_val"] < out["base_val"] - 0.1 and out["lora_val"] < out["base_val"] - 0.1

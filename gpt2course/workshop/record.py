@@ -125,6 +125,11 @@ BAND_RUNS = {
     "06_pretraining": (
         "train", ["--preset", "shakespeare-bytes"], "train.seed={}", {"validation loss": "val_loss"}
     ),
+    "08_finetuning": (
+        "bench.finetuning", ["--part", "text"], "--seed={}",
+        {"full fine-tuning validation loss (tiny base)": "full_val",
+         "LoRA validation loss (tiny base)": "lora_val"},
+    ),
     "09_from_gpt2_to_chatgpt": (
         "bench.finetuning", ["--part", "instruct", "--settings", "full"], "--seed={}",
         {"held-out exact match": "after"},

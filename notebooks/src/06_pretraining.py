@@ -2,8 +2,8 @@
 # Part 5 gave us a GPT that writes noise: its weights are random. **Pretraining** fixes
 # that by showing it text and nudging every weight, a little at a time, towards predicting
 # each next token better. In this notebook we pretrain a small GPT on Tiny Shakespeare,
-# 1 MB of plays, on a laptop CPU: the whole notebook took 8.7 minutes on the project's
-# 2-core cloud CPU with nothing else running (2026-12-06), most of it the training run.
+# 1 MB of plays, on a laptop CPU: the whole notebook took 7.0 minutes on the project's
+# 2-core cloud CPU with nothing else running (2026-12-07), most of it the training run.
 #
 # 1. the language-modelling loss, and why an untrained model scores about ln(vocab);
 # 2. a training loop from scratch: forward, loss, backward, step;
@@ -336,7 +336,7 @@ print(f"after 21 steps: validation loss {val_loss:.3f}, perplexity {math.exp(val
 # sample of text at every evaluation, so you can watch Shakespeare's layout appear: first
 # spaces and line breaks, then speaker names in capitals followed by a colon, then words.
 #
-# Full run: 8.4 minutes on a quiet 2-core CPU (measured; the instructor guide), much longer
+# Full run: 6.8 minutes on a quiet 2-core CPU (measured; the instructor guide), much longer
 # on a busy one (a browser full of tabs, a video call): the recording below says how busy
 # its machine was.
 

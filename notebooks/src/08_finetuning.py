@@ -12,7 +12,7 @@
 #
 # Exercises: the LoRA layer, freezing the base, merging.
 #
-# *Machine time: about 8 minutes on a quiet 2-core CPU with no GPU (measured 2026-12-06),
+# *Machine time: about 7 minutes on a quiet 2-core CPU with no GPU (measured 2026-12-07),
 # most of it pretraining the tiny base and the two fine-tuning runs; start the base model's
 # cell before you read on.*
 
@@ -451,6 +451,23 @@ print("max |merged - adapters| logit difference below 1e-4:", diff < 1e-4)
 for name, model in [("full fine-tuning", full), ("LoRA, merged", merged)]:
     print(f"--- {name}")
     print(PROMPT + sample_text(model, tok, PROMPT, max_new_tokens=120, seed=0))
+
+# %% [markdown]
+# **Is my result normal?** The card puts your two validation losses beside the bands of
+# recorded runs of this notebook's default settings (one per seed, on a CPU, so with the
+# tiny base), and when one falls outside, names the likely causes.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from gpt2course.recorded import report_card
+
+report_card(
+    "08_finetuning",
+    {
+        f"full fine-tuning validation loss ({BASE} base)": results["full"]["val_loss"],
+        f"LoRA validation loss ({BASE} base)": results["lora"]["val_loss"],
+    },
+)
 
 # %% [markdown]
 # ## Summary

@@ -5,6 +5,10 @@ on the values), trainable parameters, training memory (weights + gradients + Ada
 and peak CUDA memory with activations), time per step and the loss after a few steps on
 Tiny Shakespeare, for full fine-tuning and for LoRA.
 
+``text``: notebook 08's run where it has no GPU: a small byte-level base pretrained on the
+package's own code, then fine-tuned on Tiny Shakespeare in full and with LoRA; the
+validation loss of each (its report card's bands).
+
 ``instruct``: exact-match accuracy on the turns of held-out generated conversations before
 and after instruction tuning, for the settings of notebook 09 (quick, full), and longer or
 from a random initialisation.
@@ -19,7 +23,7 @@ import torch
 
 from gpt2course import chat, instruct, lora
 from gpt2course.data import RandomBatches, load_text
-from gpt2course.device import pick_device
+from gpt2course.device import pick_device, quick_mode
 from gpt2course.experiments import shakespeare_base
 from gpt2course.model import GPT, GPTConfig
 from gpt2course.tokenizer.named import get_tokenizer
@@ -92,6 +96,50 @@ def bench_lora(
     return rows
 
 
+def bench_text(device: torch.device, seed: int = 0) -> dict:
+    """Notebook 08's default run without a GPU (``BASE = "tiny"``): validation losses on Tiny
+    Shakespeare of the base, after full fine-tuning and after LoRA; ``seed`` draws the base's
+    weights and every batch (0: the notebook's)."""
+    from pathlib import Path
+
+    import gpt2course
+    from gpt2course.train import evaluate
+
+    tok = get_tokenizer("bytes")
+    # The notebook's settings: full, or quick (GPT2COURSE_QUICK=1, as the tests run it).
+    q = quick_mode()
+    block, n_layer, n_embd = (64, 2, 64) if q else (128, 4, 128)
+    base_steps, ft_steps, eval_batches = (150, 40, 4) if q else (1000, 200, 20)
+    batch, lr = 16, 1e-3
+    code = "\n\n".join(
+        p.read_text(encoding="utf-8")
+        for p in sorted(Path(gpt2course.__file__).parent.rglob("*.py"))
+    )
+    torch.manual_seed(seed)
+    shape = dict(vocab_size=256, context_length=block, n_layer=n_layer, n_head=4, n_embd=n_embd)
+    base = GPT(GPTConfig(**shape))
+    code_batches = RandomBatches(torch.tensor(tok.encode(code)), batch, block, seed=3 * seed)
+    base_cfg = TrainConfig(max_steps=base_steps, learning_rate=2e-3, min_lr=2e-4,
+                           warmup_steps=20, device=str(device), progress=False)  # fmt: skip
+    train(base, code_batches, None, base_cfg)
+    ids = torch.tensor(tok.encode(load_text("shakespeare")))
+    n_train = int(0.9 * len(ids))
+    val = RandomBatches(ids[n_train:], batch, block, seed=3 * seed + 2)
+    out = {"seed": seed, "base_val": evaluate(base, val, eval_batches)}
+    for kind, rate in [("full", lr), ("lora", 10 * lr)]:
+        model = copy.deepcopy(base)
+        if kind == "lora":
+            lora.apply_lora(model, lora.DEFAULT_TARGETS, rank=8, alpha=16)
+            lora.mark_only_lora_trainable(model)
+        cfg = TrainConfig(max_steps=ft_steps, learning_rate=rate, min_lr=rate / 10,
+                          warmup_steps=ft_steps // 10, weight_decay=0.0, eval_interval=ft_steps // 4,
+                          eval_batches=eval_batches, device=str(device), progress=False)  # fmt: skip
+        train_batches = RandomBatches(ids[:n_train], batch, block, seed=3 * seed + 1)
+        history = train(model, train_batches, val, cfg)
+        out[f"{kind}_val"] = history.val_loss[-1]
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+
 def bench_instruct(name: str, device: torch.device, seed: int = 0) -> dict:
     """Held-out exact match before and after instruction tuning with one setting; ``seed``
     draws the tasks and the base's weights and pretraining batches (0: notebook 09's)."""
@@ -131,7 +179,7 @@ def bench_instruct(name: str, device: torch.device, seed: int = 0) -> dict:
 def main(argv: list[str]) -> int:
     """Run the chosen parts and print one JSON line per result."""
     p = parser("finetuning")
-    p.add_argument("--part", choices=["lora", "instruct", "all"], default="all")
+    p.add_argument("--part", choices=["lora", "text", "instruct", "all"], default="all")
     p.add_argument("--model", default="gpt2", help="gpt2 (124M shape) or tiny")
     p.add_argument("--steps", type=int, default=20, help="steps per fine-tuning run (lora part)")
     p.add_argument("--batch", type=int, default=8)
@@ -141,7 +189,9 @@ def main(argv: list[str]) -> int:
         default="quick,full",
         help=f"instruct settings: {', '.join(INSTRUCT_SETTINGS)}",
     )
-    p.add_argument("--seed", type=int, default=0, help="instruct part: tasks and base weights")
+    p.add_argument(
+        "--seed", type=int, default=0, help="text and instruct parts: base weights, data, tasks"
+    )
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
     device = pick_device(args.device)
@@ -149,6 +199,8 @@ def main(argv: list[str]) -> int:
     if args.part in ("lora", "all"):
         for row in bench_lora(args.model, args.steps, args.batch, args.block, device):
             print(json.dumps(row), flush=True)
+    if args.part == "text":  # not in "all": it is a report card's band run, minutes long
+        print(json.dumps(bench_text(device, args.seed)), flush=True)
     if args.part in ("instruct", "all"):
         for name in args.settings.split(","):
             if name not in INSTRUCT_SETTINGS:
