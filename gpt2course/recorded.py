@@ -155,7 +155,7 @@ CAUSES: dict[str, dict[str, dict[str, list[str]]]] = {
                 "a weaker reward model (its accuracy above is low): RL optimises its mistakes",
                 "a smaller KL_COEF, or more RL steps or a higher learning rate than the "
                 "defaults: the policy over-optimises the reward model (section 4)",
-                "your policy_gradient_loss: the KL term with the wrong sign (the KL keeps "
+                "your policy_gradient_loss: the KL penalty with the wrong sign (the KL keeps "
                 "growing) or the advantages not normalised within each prompt's group",
             ],
             "high": ["a stronger reward model than the recorded runs' (more pairs or steps)"],

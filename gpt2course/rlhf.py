@@ -4,7 +4,7 @@ rankings, and reinforcement learning against the reward model with a KL penalty.
 The recipe is InstructGPT's (Ouyang et al. 2022): people rank sampled answers, a reward
 model (the tuned GPT with a one-number head) learns their ranking with the Bradley-Terry
 loss, and the tuned model is optimised against it by a policy gradient, held near the
-tuned model by a per-token KL penalty. Here the "people" are ``rater_score``, and the
+tuned model by a KL penalty in the reward. Here the "people" are ``rater_score``, and the
 policy gradient uses GRPO's group-normalised advantages (Shao et al. 2024): several
 answers per prompt, each scored against its group's mean, so no value network is needed.
 
@@ -255,20 +255,21 @@ def policy_gradient_loss(
     mask: torch.Tensor,
     kl_coef: float,
 ) -> torch.Tensor:
-    """GRPO's loss: -advantage * log pi per reply token, plus ``kl_coef`` * KL to the reference.
+    """-advantage * log pi per reply token, the KL penalty inside the reward, as InstructGPT.
 
     ``logprobs``, ``ref_logprobs`` and ``mask`` are (P, G, T): G replies to each of P prompts,
-    the log-probability of each sampled token, 1 in ``mask`` on the reply's tokens. Rewards
-    (P, G) become advantages by normalising within each group. The KL estimate is
-    exp(ref - logp) - (ref - logp) - 1 (Schulman's k3: positive, unbiased). Each reply's
-    tokens are averaged, then the replies.
+    the log-probability of each sampled token, 1 in ``mask`` on the reply's tokens. Each
+    reply's reward (P, G) loses ``kl_coef`` times its log-ratio log pi - log pi_ref summed
+    over its tokens (a one-sample estimate of the reply's KL to the reference); the rewards
+    become advantages by normalising within each group, as GRPO does. Each reply's tokens
+    are averaged, then the replies.
     """
-    r = rewards.detach()  # the rewards are data, not something to optimise
-    adv = (r - r.mean(dim=1, keepdim=True)) / (r.std(dim=1, keepdim=True) + 1e-6)  # (P, G)
-    d = ref_logprobs - logprobs  # (P, G, T)
-    kl = torch.exp(d) - d - 1
-    per_token = -adv[..., None] * logprobs + kl_coef * kl  # (P, G, T)
     m = mask.to(logprobs.dtype)
+    # The penalty is part of the score, like the reward model's: data, not optimised through.
+    kl = ((logprobs - ref_logprobs).detach() * m).sum(-1)  # (P, G)
+    r = rewards.detach() - kl_coef * kl
+    adv = (r - r.mean(dim=1, keepdim=True)) / (r.std(dim=1, keepdim=True) + 1e-6)  # (P, G)
+    per_token = -adv[..., None] * logprobs  # (P, G, T)
     return ((per_token * m).sum(-1) / m.sum(-1).clamp(min=1)).mean()
 
 

@@ -97,22 +97,28 @@ def _pg_inputs():
 
 def _pg(logprobs, ref, rewards, mask, kl_coef, bug: str | None = None, correction: int = 1):
     """The loss written plainly, with one of the likely bugs."""
+    m = torch.ones_like(mask, dtype=logprobs.dtype) if bug == "no_mask" else mask.float()
+    ratio = (
+        logprobs - ref if bug in ("kl_not_detached", "kl_in_loss") else (logprobs - ref).detach()
+    )
+    per_reply = ratio * (1 if bug == "kl_unmasked" else m)
+    kl = per_reply.sum(-1) / (m.sum(-1) if bug == "kl_mean" else 1)  # (P, G)
+    sign = -1 if bug == "kl_sign" else 1
     r = rewards if bug == "not_detached" else rewards.detach()
+    if bug not in ("kl_after_norm", "kl_in_loss"):
+        r = r - sign * kl_coef * kl
     axis = 0 if bug == "axis" else 1
     adv = r - r.mean(dim=axis, keepdim=True)
     if bug != "no_std":
         adv = adv / (r.std(dim=axis, keepdim=True, correction=correction) + 1e-6)
     if bug == "raw":
         adv = r
-    d = ref - logprobs
-    kl = {"k1": -d, "reversed": torch.exp(-d) + d - 1}.get(bug, torch.exp(d) - d - 1)
-    sign = -1 if bug == "kl_sign" else 1
-    pg = (adv[..., None] if bug != "pg_sign" else -adv[..., None]) * logprobs
-    m = torch.ones_like(mask, dtype=logprobs.dtype) if bug == "no_mask" else mask.float()
-    if bug == "kl_unmasked":
-        per_token = -pg * m + sign * kl_coef * kl
-        return (per_token.sum(-1) / m.sum(-1)).mean()
-    per_token = (-pg + sign * kl_coef * kl) * m
+    if bug == "kl_after_norm":
+        adv = adv - kl_coef * kl
+    per_token = (-1 if bug == "pg_sign" else 1) * -adv[..., None] * logprobs * m
+    if bug == "kl_in_loss":  # GRPO's way: an estimate of the KL added to the loss per token
+        d = ref - logprobs
+        per_token = per_token + kl_coef * (torch.exp(d) - d - 1) * m
     if bug == "over_T":
         return per_token.mean(-1).mean()
     if bug == "token_mean":
@@ -120,21 +126,27 @@ def _pg(logprobs, ref, rewards, mask, kl_coef, bug: str | None = None, correctio
     return (per_token.sum(-1) / m.sum(-1)).mean()
 
 
+_PENALTY = (
+    "subtract kl_coef * (logprobs - ref_logprobs), summed over the reply's tokens, from its reward"
+)
 _PG_BUGS = [
     ("pg_sign", "the policy-gradient term has the wrong sign: the loss is -advantage * log pi, "
                 "so that minimising it makes good replies likelier"),
-    ("kl_sign", "the KL term has the wrong sign: it is a penalty, + kl_coef * KL"),
-    ("k1", "the KL estimate is logp - ref (k1), whose gradient does not pull the policy back; "
-           "use exp(ref - logp) - (ref - logp) - 1"),
-    ("reversed", "the KL estimate is upside down: d = ref_logprobs - logprobs, "
-                 "exp(d) - d - 1"),
+    ("kl_sign", f"the KL penalty has the wrong sign (or the log-ratio is upside down): {_PENALTY}"),
+    ("kl_mean", "the KL penalty is averaged over the reply's tokens: sum them, since every "
+                "token the tuned model would not write costs the reply its log-ratio"),
+    ("kl_unmasked", "the KL penalty is not masked: only the reply's tokens count in it"),
+    ("kl_not_detached", "the KL penalty is not detached: like the reward model's score, it "
+                        "is part of the reward, a number to follow, not to optimise through"),
+    ("kl_after_norm", "the KL penalty comes after the normalisation: subtract it from the "
+                      "rewards first, then normalise within each group"),
+    ("kl_in_loss", f"the KL is a term of the loss (GRPO's way); here it goes into the reward, "
+                   f"as in InstructGPT: {_PENALTY}, before normalising"),
     ("raw", "the rewards are used as advantages: normalise them within each prompt's group"),
     ("no_std", "the advantages are centred but not divided by the group's standard deviation"),
     ("axis", "the advantages are normalised over the prompts (dim 0); normalise over each "
              "prompt's G replies (dim 1)"),
     ("no_mask", "the mask is not applied: prompt and padding tokens count in the loss"),
-    ("kl_unmasked", "the KL term is not masked: the prompt's and the padding's tokens count "
-                    "in it"),
     ("over_T", "the mean runs over all T positions: divide each reply's sum by its number of "
                "reply tokens (mask.sum), not by T"),
     ("token_mean", "the tokens of all replies are averaged together: average each reply's "

@@ -88,27 +88,34 @@ def test_policy_gradient_wrong_solutions_are_named(bug, expect):
 
 def pg_ppo_ratio(logprobs, ref_logprobs, rewards, mask, kl_coef):
     """Right, another way: PPO's clipped ratio against the sampling policy (ratio 1 here)."""
-    r = rewards.detach()
+    kl = torch.where(mask, logprobs - ref_logprobs, 0.0).sum(-1).detach()
+    r = rewards.detach() - kl_coef * kl
     adv = ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-6))[..., None]
     ratio = torch.exp(logprobs - logprobs.detach())
     surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 0.8, 1.2) * adv)
-    log_ratio = ref_logprobs - logprobs
-    kl = log_ratio.exp() - log_ratio - 1
-    per_token = (-surrogate + kl_coef * kl) * mask
+    per_token = -surrogate * mask
     return (per_token.sum(-1) / mask.sum(-1)).mean()
 
 
 def pg_flat(logprobs, ref_logprobs, rewards, mask, kl_coef):
     """Right, another way: rows flattened, a loop over the replies, the population std."""
     P, G, T = logprobs.shape
-    r = rewards.detach()
+    lps, refs, masks = logprobs.view(P * G, T), ref_logprobs.view(P * G, T), mask.view(P * G, T)
+    kl = torch.stack([(lp[m] - ref[m]).sum() for lp, ref, m in zip(lps, refs, masks, strict=True)])
+    r = rewards.detach() - kl_coef * kl.detach().view(P, G)
     adv = (r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True, correction=0) + 1e-6)
-    losses = []
-    for lp, ref, a, m in zip(logprobs.view(P * G, T), ref_logprobs.view(P * G, T),
-                             adv.flatten(), mask.view(P * G, T), strict=True):  # fmt: skip
-        d = (ref - lp)[m]
-        losses.append((-a * lp[m] + kl_coef * (torch.exp(d) - d - 1)).mean())
+    losses = [-(a * lp[m]).mean() for lp, a, m in zip(lps, adv.flatten(), masks, strict=True)]
     return torch.stack(losses).mean()
+
+
+def pg_einsum(logprobs, ref_logprobs, rewards, mask, kl_coef):
+    """Right, another way: the penalty written per token, then summed; einsum for the loss."""
+    m = mask.float()
+    penalty = kl_coef * (logprobs.detach() - ref_logprobs) * m  # (P, G, T)
+    r = rewards.detach() - penalty.sum(-1)
+    adv = (r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-6)
+    weights = m / m.sum(-1, keepdim=True) / (m.shape[0] * m.shape[1])
+    return -torch.einsum("pg,pgt,pgt->", adv, logprobs, weights)
 
 
 def dpo(pc, pr, rc, rr, beta=0.1, bug=None):
@@ -182,6 +189,7 @@ RIGHT = [
     (checks.check_policy_gradient_loss, pg()),
     (checks.check_policy_gradient_loss, pg_ppo_ratio),
     (checks.check_policy_gradient_loss, pg_flat),
+    (checks.check_policy_gradient_loss, pg_einsum),
     (checks.check_dpo_loss, lambda *a, beta=0.1: dpo(*a, beta=beta)),
     (checks.check_dpo_loss, dpo_softplus),
     (checks.check_dpo_loss, dpo_log_sigmoid),

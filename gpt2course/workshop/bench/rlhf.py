@@ -26,11 +26,11 @@ from ._timing import device_label, parser
 SETTINGS = {
     "quick": dict(
         n_embd=64, pretrain=60, tasks=["count", "last"], n_train=1000, n_held_out=48,
-        sft_steps=300, rm_replies=8, rm_steps=150, rl_steps=30, kl_coef=0.5, dpo_steps=30,
+        sft_steps=300, rm_replies=8, rm_steps=150, rl_steps=30, kl_coef=1.0, dpo_steps=30,
     ),
     "full": dict(
         n_embd=96, pretrain=200, tasks=["count", "last"], n_train=2000, n_held_out=96,
-        sft_steps=600, rm_replies=8, rm_steps=800, rl_steps=60, kl_coef=0.5, dpo_steps=60,
+        sft_steps=600, rm_replies=8, rm_steps=800, rl_steps=60, kl_coef=1.0, dpo_steps=60,
     ),
 }  # fmt: skip
 GROUP_SIZE, PROMPTS_PER_STEP, MAX_NEW_TOKENS = 8, 8, 16
