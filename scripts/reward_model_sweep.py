@@ -7,31 +7,19 @@ training prompts and prints its accuracy on its own pairs (the first 2,000) and 
     OMP_NUM_THREADS=1 python scripts/reward_model_sweep.py [SEED] [PROMPTS:STEPS ...]
 """
 
-import copy
 import sys
 import time
 
 import torch
 
-from gpt2course import chat, instruct, rlhf
-from gpt2course.experiments import shakespeare_base
-from gpt2course.workshop.bench.rlhf import MAX_NEW_TOKENS, SETTINGS
+from gpt2course import rlhf
+from gpt2course.workshop.bench.rlhf import MAX_NEW_TOKENS, SETTINGS, tuned_model
 
 s = SETTINGS["full"]
 seed = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 variants = sys.argv[2:] or ["600:800", "600:1600", "1200:800", "2000:800"]
 dev = torch.device("cpu")
-tok = chat.chat_tokenizer("bytes")
-train_set, held_out = instruct.task_split(s["n_train"], s["n_held_out"], seed, s["tasks"])
-base = shakespeare_base(
-    2, s["n_embd"], steps=s["pretrain"], context_length=80, device=dev, seed=seed
-)
-chat.grow_vocab(base, tok.vocab_size)
-sft = copy.deepcopy(base)
-rlhf.instruction_tune(
-    sft, train_set, tok, s["sft_steps"], learning_rate=3e-3, device=dev, seed=seed
-)
-sft.eval().requires_grad_(False)
+tok, sft, train_set, held_out = tuned_model(s, dev, seed)
 for v in variants:
     prompts, steps = map(int, v.split(":"))
     # As the bench draws them: the training replies, then the held-out ones, from one generator.

@@ -1,8 +1,8 @@
 """RL sweep for notebook 10 at full size: where the KL penalty goes, and how the advantages are made.
 
 Builds the bench's seed-SEED tuned model and reward model (as `python -m gpt2course bench
-rlhf` does; cached in /tmp), then runs RL from the tuned model once per VARIANT and prints
-the held-out true score, its gain over the tuned model, the share of right answers and of
+rlhf` does; the reward model cached in /tmp), then runs RL from the tuned model once per
+VARIANT and prints the held-out true score, its gain over the tuned model, the share of right answers and of
 replies ending in exactly one "!", and the true score every 10 steps.
 
 A VARIANT is comma-separated key=value pairs (an empty string is the package's loss):
@@ -23,35 +23,27 @@ import time
 
 import torch
 
-from gpt2course import chat, instruct, rlhf
-from gpt2course.experiments import shakespeare_base
-from gpt2course.workshop.bench.rlhf import GROUP_SIZE, MAX_NEW_TOKENS, PROMPTS_PER_STEP, SETTINGS
+from gpt2course import rlhf
+from gpt2course.workshop.bench.rlhf import (
+    GROUP_SIZE,
+    MAX_NEW_TOKENS,
+    PROMPTS_PER_STEP,
+    SETTINGS,
+    ranked_reward_model,
+    tuned_model,
+)  # fmt: skip
 
 s = SETTINGS["full"]
 seed, variants = int(sys.argv[1]), sys.argv[2:] or [""]
 dev = torch.device("cpu")
-tok = chat.chat_tokenizer("bytes")
-train_set, held_out = instruct.task_split(s["n_train"], s["n_held_out"], seed, s["tasks"])
+tok, sft, train_set, held_out = tuned_model(s, dev, seed)
 cache = f"/tmp/rl_penalty_sweep_{seed}.pt"
 if os.path.exists(cache):
-    sft, rm = torch.load(cache, weights_only=False)
-else:  # the bench's steps, in its order, so that every draw is the same
-    base = shakespeare_base(2, s["n_embd"], steps=s["pretrain"], context_length=80, device=dev,
-                            seed=seed)  # fmt: skip
-    chat.grow_vocab(base, tok.vocab_size)
-    sft = copy.deepcopy(base)
-    rlhf.instruction_tune(sft, train_set, tok, s["sft_steps"], learning_rate=3e-3, device=dev,
-                          seed=seed)  # fmt: skip
-    sft.eval().requires_grad_(False)
-    g = torch.Generator(device=dev).manual_seed(seed)
-    samples = rlhf.sample_replies(sft, tok, train_set, s["rm_replies"], MAX_NEW_TOKENS, generator=g)
-    held = rlhf.sample_replies(sft, tok, held_out, 8, MAX_NEW_TOKENS, generator=g)
-    rm = rlhf.reward_model(sft).requires_grad_(True)
-    rlhf.train_reward_model(rm, samples, rlhf.ranked_pairs(samples), s["rm_steps"], seed=seed)
-    rm.requires_grad_(False)
-    acc = rlhf.pairwise_accuracy(rm, held, rlhf.ranked_pairs(held))
+    rm = torch.load(cache, weights_only=False)
+else:  # the bench's reward model, drawn as it draws it
+    rm, *_, acc = ranked_reward_model(s, sft, tok, train_set, held_out, dev, seed)
     print(f"seed {seed}: reward model held-out accuracy {acc:.3f}", flush=True)
-    torch.save((sft, rm), cache)
+    torch.save(rm, cache)
 
 
 def in_loss(form: str, centre_only: bool = False, const_norm: bool = False):

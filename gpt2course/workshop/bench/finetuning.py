@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import torch
 
+import gpt2course
 from gpt2course import chat, instruct, lora
 from gpt2course.data import RandomBatches, load_text
 from gpt2course.device import pick_device, quick_mode
 from gpt2course.experiments import shakespeare_base
 from gpt2course.model import GPT, GPTConfig
 from gpt2course.tokenizer.named import get_tokenizer
-from gpt2course.train import TrainConfig, train
+from gpt2course.train import TrainConfig, evaluate, train
 
 from ._timing import device_label, parser, timed
 
@@ -100,11 +102,6 @@ def bench_text(device: torch.device, seed: int = 0) -> dict:
     """Notebook 08's default run without a GPU (``BASE = "tiny"``): validation losses on Tiny
     Shakespeare of the base, after full fine-tuning and after LoRA; ``seed`` draws the base's
     weights and every batch (0: the notebook's)."""
-    from pathlib import Path
-
-    import gpt2course
-    from gpt2course.train import evaluate
-
     tok = get_tokenizer("bytes")
     # The notebook's settings: full, or quick (GPT2COURSE_QUICK=1, as the tests run it).
     q = quick_mode()

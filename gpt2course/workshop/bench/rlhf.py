@@ -36,13 +36,10 @@ SETTINGS = {
 GROUP_SIZE, PROMPTS_PER_STEP, MAX_NEW_TOKENS = 8, 8, 16
 
 
-def run(settings: dict, device: torch.device, seed: int = 0, log=print) -> dict:
-    """The miniature with ``settings``; the figures of the JSON line."""
-    s, t0 = settings, time.perf_counter()
-
-    def say(msg: str) -> None:
-        log(f"[{time.perf_counter() - t0:5.0f} s] {msg}")
-
+def tuned_model(settings: dict, device: torch.device, seed: int = 0):
+    """The byte-level base pretrained on Tiny Shakespeare, its vocabulary grown by the chat
+    tokens, instruction-tuned: ``(tokenizer, tuned, train_set, held_out)``."""
+    s = settings
     tok = chat.chat_tokenizer("bytes")
     base = shakespeare_base(2, s["n_embd"], steps=s["pretrain"], context_length=80,
                             device=device, seed=seed)  # fmt: skip
@@ -51,20 +48,38 @@ def run(settings: dict, device: torch.device, seed: int = 0, log=print) -> dict:
     sft = copy.deepcopy(base)
     rlhf.instruction_tune(sft, train_set, tok, s["sft_steps"], learning_rate=3e-3,
                           device=device, seed=seed)  # fmt: skip
-    sft.eval().requires_grad_(False)
-    say("pretrained and instruction-tuned")
+    return tok, sft.eval().requires_grad_(False), train_set, held_out
 
+
+def ranked_reward_model(settings: dict, sft, tok, train_set, held_out, device, seed: int = 0):
+    """The rater ranks the tuned model's replies to every training prompt, and a reward model
+    learns the ranking: ``(rm, samples, pairs, held-out accuracy)``."""
     g = torch.Generator(device=device).manual_seed(seed)
-    samples = rlhf.sample_replies(sft, tok, train_set, s["rm_replies"], MAX_NEW_TOKENS, generator=g)
+    samples = rlhf.sample_replies(sft, tok, train_set, settings["rm_replies"], MAX_NEW_TOKENS,
+                                  generator=g)  # fmt: skip
     # Eight replies to each held-out prompt: a few hundred pairs, so that the accuracy is
     # measured to about +-0.02.
     held = rlhf.sample_replies(sft, tok, held_out, 8, MAX_NEW_TOKENS, generator=g)
-    pairs, held_pairs = rlhf.ranked_pairs(samples), rlhf.ranked_pairs(held)
+    pairs = rlhf.ranked_pairs(samples)
     rm = rlhf.reward_model(sft).requires_grad_(True)
-    rlhf.train_reward_model(rm, samples, pairs, s["rm_steps"], seed=seed)
+    rlhf.train_reward_model(rm, samples, pairs, settings["rm_steps"], seed=seed)
     rm.requires_grad_(False)
-    out = {"rm_pairs": len(pairs), "rm_accuracy": rlhf.pairwise_accuracy(rm, held, held_pairs)}
-    say(f"reward model: {len(pairs)} pairs, held-out accuracy {out['rm_accuracy']:.3f}")
+    return rm, samples, pairs, rlhf.pairwise_accuracy(rm, held, rlhf.ranked_pairs(held))
+
+
+def run(settings: dict, device: torch.device, seed: int = 0, log=print) -> dict:
+    """The miniature with ``settings``; the figures of the JSON line."""
+    s, t0 = settings, time.perf_counter()
+
+    def say(msg: str) -> None:
+        log(f"[{time.perf_counter() - t0:5.0f} s] {msg}")
+
+    tok, sft, train_set, held_out = tuned_model(s, device, seed)
+    say("pretrained and instruction-tuned")
+    rm, samples, pairs, accuracy = ranked_reward_model(s, sft, tok, train_set, held_out, device,
+                                                       seed)  # fmt: skip
+    out = {"rm_pairs": len(pairs), "rm_accuracy": accuracy}
+    say(f"reward model: {len(pairs)} pairs, held-out accuracy {accuracy:.3f}")
 
     m = rlhf.measure(sft, sft, rm, tok, held_out, max_new_tokens=MAX_NEW_TOKENS)
     out.update(sft_true=m["true"], sft_reward=m["reward"])
